@@ -1,0 +1,104 @@
+//! `Principal`: who the verified token says the caller is, normalised the same way whatever
+//! the token's kind, so route policies and identity headers treat every token alike.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+/// The verified identity behind a request. Built only from claims whose signature (or
+/// introspection response) has been checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Principal {
+    /// Index of the issuer in `Config::issuers` that vouched for the token.
+    pub issuer: usize,
+    /// `iss`
+    pub issuer_id: Arc<str>,
+    /// `sub`
+    pub subject: Option<String>,
+    /// `aud`, as a list whether the token carried a string or an array.
+    pub audiences: Vec<String>,
+    /// From `scope` (space-delimited) or `scp` (string or array), or the configured claim.
+    pub scopes: Vec<String>,
+    /// `client_id`, else `azp`.
+    pub client_id: Option<String>,
+    /// `exp`, seconds since the epoch.
+    pub expires_at: u64,
+    /// Every verified claim, for claim rules and claim-to-header mapping.
+    pub claims: Map<String, Value>,
+}
+
+impl Principal {
+    /// Build a principal from verified claims. `scope_claim` overrides where scopes are read.
+    pub fn from_claims(
+        issuer: usize,
+        issuer_id: Arc<str>,
+        claims: Map<String, Value>,
+        scope_claim: Option<&str>,
+    ) -> Principal {
+        let string = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
+        let audiences = match claims.get("aud") {
+            Some(Value::String(s)) => vec![s.clone()],
+            Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+            _ => Vec::new(),
+        };
+        let scopes = match scope_claim {
+            Some(name) => scopes_of(claims.get(name)),
+            None => match claims.get("scope") {
+                Some(v) => scopes_of(Some(v)),
+                None => scopes_of(claims.get("scp")),
+            },
+        };
+        let expires_at = claims.get("exp").and_then(Value::as_f64).map_or(0, |e| e.max(0.0) as u64);
+        Principal {
+            issuer,
+            issuer_id,
+            subject: string("sub"),
+            audiences,
+            scopes,
+            client_id: string("client_id").or_else(|| string("azp")),
+            expires_at,
+            claims,
+        }
+    }
+}
+
+/// Scopes from a space-delimited string (RFC 8693 §4.2, RFC 9068 §2.2.3) or an array of strings.
+fn scopes_of(value: Option<&Value>) -> Vec<String> {
+    match value {
+        Some(Value::String(s)) => s.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn principal(claims: Value, scope_claim: Option<&str>) -> Principal {
+        let Value::Object(map) = claims else { unreachable!() };
+        Principal::from_claims(0, Arc::from("https://idp"), map, scope_claim)
+    }
+
+    /// `scope` is a space-delimited string; `scp` may be a string or an array.
+    #[test]
+    fn scopes_from_scope_or_scp() {
+        assert_eq!(principal(json!({"scope": "a  b"}), None).scopes, ["a", "b"]);
+        assert_eq!(principal(json!({"scp": ["a", "b"]}), None).scopes, ["a", "b"]);
+        assert_eq!(principal(json!({"scp": "a b"}), None).scopes, ["a", "b"]);
+        assert_eq!(principal(json!({"permissions": ["x:y"]}), Some("permissions")).scopes, ["x:y"]);
+        assert!(principal(json!({"scope": "a"}), Some("permissions")).scopes.is_empty());
+    }
+
+    /// `aud` may be a string or an array; `client_id` falls back to `azp`.
+    #[test]
+    fn audience_and_client_id() {
+        let p = principal(json!({"aud": "api", "azp": "c1"}), None);
+        assert_eq!(p.audiences, ["api"]);
+        assert_eq!(p.client_id.as_deref(), Some("c1"));
+        let p = principal(json!({"aud": ["a", "b"], "client_id": "c2", "azp": "c1"}), None);
+        assert_eq!(p.audiences, ["a", "b"]);
+        assert_eq!(p.client_id.as_deref(), Some("c2"));
+    }
+}

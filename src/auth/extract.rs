@@ -1,0 +1,1 @@
+//! RFC 6750 §2 bearer token extraction — stub.

@@ -1,0 +1,1 @@
+//! JWKS fetching and caching — stub, to be written.

@@ -1,0 +1,1 @@
+//! JWS compact serialization parsing (RFC 7515 §7.1) — stub, to be written.

@@ -1,0 +1,1 @@
+//! Local JWT validation — stub, to be written.

@@ -1,0 +1,196 @@
+//! `KeySet`: an issuer's verification keys, parsed once when the JWKS is fetched so the request
+//! path only selects and verifies.
+//!
+//! Each key is bound to the algorithms it may verify (RFC 8725 §3.1, §2.1): the `alg` its JWK
+//! declares, or else its key type's algorithms, always intersected with the issuer's allowlist.
+//! Symmetric (`oct`) keys from a JWKS are never used: HMAC only with a configured secret, so a
+//! token signed "HS256 with the RSA public key" has no key to verify against.
+
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyOperations, PublicKeyUse};
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde::Deserialize;
+
+/// One verification key and the algorithms it may be used with.
+pub struct VerifyKey {
+    pub kid: Option<String>,
+    pub algorithms: Vec<Algorithm>,
+    pub key: DecodingKey,
+}
+
+/// The usable keys of one issuer.
+#[derive(Default)]
+pub struct KeySet {
+    keys: Vec<VerifyKey>,
+}
+
+impl std::fmt::Debug for KeySet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kids: Vec<_> = self.keys.iter().map(|k| (k.kid.as_deref(), &k.algorithms)).collect();
+        f.debug_struct("KeySet").field("keys", &kids).finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeySetError {
+    #[error("the JWKS is not a JSON object with a \"keys\" array: {0}")]
+    Malformed(String),
+}
+
+#[derive(Deserialize)]
+struct RawJwks {
+    keys: Vec<serde_json::Value>,
+}
+
+impl KeySet {
+    /// Parse a JWKS document (RFC 7517 §5). Keys that cannot be used for signature verification
+    /// under `allowlist` are skipped, so one odd key does not break the set.
+    pub fn from_jwks(bytes: &[u8], allowlist: &[Algorithm]) -> Result<KeySet, KeySetError> {
+        let raw: RawJwks =
+            serde_json::from_slice(bytes).map_err(|e| KeySetError::Malformed(e.to_string()))?;
+        let keys = raw
+            .keys
+            .into_iter()
+            .filter_map(|value| serde_json::from_value::<Jwk>(value).ok())
+            .filter_map(|jwk| verify_key(&jwk, allowlist))
+            .collect();
+        Ok(KeySet { keys })
+    }
+
+    /// A shared-secret key set: HMAC algorithms from the allowlist only.
+    pub fn from_secret(secret: &[u8], allowlist: &[Algorithm]) -> KeySet {
+        let algorithms: Vec<_> = allowlist
+            .iter()
+            .copied()
+            .filter(|a| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512))
+            .collect();
+        KeySet { keys: vec![VerifyKey { kid: None, algorithms, key: DecodingKey::from_secret(secret) }] }
+    }
+
+    /// Keys that may verify a token with this `kid` and `alg`. A token without `kid` may be
+    /// verified by any key bound to its algorithm.
+    pub fn candidates<'a>(
+        &'a self,
+        kid: Option<&'a str>,
+        alg: Algorithm,
+    ) -> impl Iterator<Item = &'a VerifyKey> + 'a {
+        self.keys.iter().filter(move |k| {
+            k.algorithms.contains(&alg) && (kid.is_none() || k.kid.as_deref() == kid)
+        })
+    }
+
+    /// Whether any key carries this `kid` (used to decide whether a refetch could help).
+    pub fn has_kid(&self, kid: &str) -> bool {
+        self.keys.iter().any(|k| k.kid.as_deref() == Some(kid))
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+fn verify_key(jwk: &Jwk, allowlist: &[Algorithm]) -> Option<VerifyKey> {
+    if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
+        return None;
+    }
+    if let Some(ops) = &jwk.common.key_operations {
+        if !ops.iter().any(|op| matches!(op, KeyOperations::Verify)) {
+            return None;
+        }
+    }
+    let family: &[Algorithm] = match &jwk.algorithm {
+        AlgorithmParameters::RSA(_) => &[
+            Algorithm::RS256,
+            Algorithm::RS384,
+            Algorithm::RS512,
+            Algorithm::PS256,
+            Algorithm::PS384,
+            Algorithm::PS512,
+        ],
+        AlgorithmParameters::EllipticCurve(p) => match p.curve {
+            EllipticCurve::P256 => &[Algorithm::ES256],
+            EllipticCurve::P384 => &[Algorithm::ES384],
+            _ => return None,
+        },
+        AlgorithmParameters::OctetKeyPair(p) => match p.curve {
+            EllipticCurve::Ed25519 => &[Algorithm::EdDSA],
+            _ => return None,
+        },
+        // `oct` keys and unknown key types never verify anything here.
+        _ => return None,
+    };
+    let declared = match jwk.common.key_algorithm {
+        None => None,
+        Some(a) => Some(a.to_string().parse::<Algorithm>().ok()?),
+    };
+    let algorithms: Vec<Algorithm> = family
+        .iter()
+        .copied()
+        .filter(|a| allowlist.contains(a) && declared.is_none_or(|d| d == *a))
+        .collect();
+    if algorithms.is_empty() {
+        return None;
+    }
+    let key = DecodingKey::from_jwk(jwk).ok()?;
+    Some(VerifyKey { kid: jwk.common.key_id.clone(), algorithms, key })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DEFAULT_ALGORITHMS;
+
+    const RSA_N: &str = "sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_7svlJJQ4H9_NxsiIoLwAEk7-Q3UXERGYw_75IDrGA84-lA_-Ct4eTlXHBIY2EaV7t7LjJaynVJCpkv4LKjTTAumiGUIuQhrNhZLuF_RJLqHpM2kgWFLU7-VTdL1VbC2tejvcI2BlMkEpk1BzBZI0KQB0GaDWFLN-aEAw3vRw";
+
+    fn jwks(keys: &str) -> Vec<u8> {
+        format!(r#"{{"keys":[{keys}]}}"#).into_bytes()
+    }
+
+    /// A JWK's declared `alg` binds the key to that algorithm alone.
+    #[test]
+    fn declared_alg_binds_key() {
+        let set = KeySet::from_jwks(
+            &jwks(&format!(r#"{{"kty":"RSA","kid":"k1","alg":"PS256","n":"{RSA_N}","e":"AQAB"}}"#)),
+            DEFAULT_ALGORITHMS,
+        )
+        .unwrap();
+        assert_eq!(set.candidates(Some("k1"), Algorithm::PS256).count(), 1);
+        assert_eq!(set.candidates(Some("k1"), Algorithm::RS256).count(), 0);
+    }
+
+    /// Without a declared `alg`, an RSA key may verify the RSA algorithms of the allowlist only.
+    #[test]
+    fn undeclared_alg_uses_family_within_allowlist() {
+        let doc = jwks(&format!(r#"{{"kty":"RSA","kid":"k1","n":"{RSA_N}","e":"AQAB"}}"#));
+        let set = KeySet::from_jwks(&doc, &[Algorithm::RS256, Algorithm::ES256]).unwrap();
+        assert_eq!(set.candidates(None, Algorithm::RS256).count(), 1);
+        assert_eq!(set.candidates(None, Algorithm::PS256).count(), 0);
+        assert_eq!(set.candidates(None, Algorithm::HS256).count(), 0);
+    }
+
+    /// Symmetric keys, encryption keys and unknown key types in a JWKS are skipped, not fatal.
+    #[test]
+    fn unusable_keys_are_skipped() {
+        let doc = jwks(&format!(
+            r#"{{"kty":"oct","kid":"s","k":"c2VjcmV0"}},
+               {{"kty":"RSA","kid":"enc","use":"enc","n":"{RSA_N}","e":"AQAB"}},
+               {{"kty":"weird","kid":"w"}},
+               {{"kty":"RSA","kid":"ok","n":"{RSA_N}","e":"AQAB"}}"#
+        ));
+        let all = [DEFAULT_ALGORITHMS, &[Algorithm::HS256]].concat();
+        let set = KeySet::from_jwks(&doc, &all).unwrap();
+        assert_eq!(set.len(), 1);
+        assert!(set.has_kid("ok"));
+        assert!(!set.has_kid("s"));
+    }
+
+    /// A document without a `keys` array is an error (the previous key set is then kept).
+    #[test]
+    fn malformed_document_is_an_error() {
+        assert!(KeySet::from_jwks(b"{}", DEFAULT_ALGORITHMS).is_err());
+        assert!(KeySet::from_jwks(b"not json", DEFAULT_ALGORITHMS).is_err());
+    }
+}

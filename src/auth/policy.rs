@@ -1,0 +1,1 @@
+//! Route policy evaluation — stub.

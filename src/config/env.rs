@@ -1,0 +1,1 @@
+//! TOKENGATE_* environment variables — stub.

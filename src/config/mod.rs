@@ -1,0 +1,242 @@
+//! Validated, typed configuration. Everything the request path reads is parsed here once, at load
+//! time: the hot path never looks at a string it could have parsed earlier.
+//!
+//! `load` is the only way in: YAML file (optional) → `${ENV}` substitution → env overrides
+//! (`TOKENGATE_*`) → validation. Errors name the file, line and field, and say what is wrong.
+
+pub mod env;
+pub mod raw;
+pub mod validate;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::{HeaderName, Method, Uri};
+use jsonwebtoken::Algorithm;
+
+pub use validate::{load, ConfigError, Sources};
+
+/// The algorithms an issuer accepts when its config names none: the asymmetric ones only
+/// (RFC 8725 §3.1: an explicit allowlist; HMAC only when a shared secret is configured).
+pub const DEFAULT_ALGORITHMS: &[Algorithm] = &[
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
+pub const DEFAULT_REALM: &str = "tokengate";
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    /// `realm` attribute of every `WWW-Authenticate` challenge.
+    pub realm: String,
+    pub server: ServerSettings,
+    pub upstream: UpstreamSettings,
+    pub tokens: TokenSettings,
+    pub jwks: JwksSettings,
+    /// At least one. A token's `iss` selects among them.
+    pub issuers: Vec<Issuer>,
+    /// At least one; first match wins; no match → 404.
+    pub routes: Vec<Route>,
+    pub identity: Identity,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// Slowloris guard: a client must send its request head within this time (default 10 s).
+    pub header_read_timeout: Duration,
+    /// How long in-flight requests may take to finish after SIGTERM (default 25 s).
+    pub shutdown_grace: Duration,
+    /// Cap on the request head (default 64 KiB); larger heads are refused by hyper.
+    pub max_header_bytes: usize,
+    /// Tokio worker threads; `None` = one per core.
+    pub worker_threads: Option<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    /// `http://host:port`, no path: the request's path and query are appended byte-for-byte.
+    pub uri: Uri,
+    pub connect_timeout: Duration,
+    /// Time until the upstream's response head arrives (default 30 s).
+    pub response_timeout: Duration,
+    pub pool_idle_timeout: Duration,
+    pub pool_max_idle_per_host: usize,
+}
+
+/// Where a bearer token may come from (RFC 6750 §2). Only the header by default.
+#[derive(Debug, Clone)]
+pub struct TokenSettings {
+    /// `access_token` query parameter (RFC 6750 §2.3). Default off.
+    pub allow_query: bool,
+    /// `access_token` in an `application/x-www-form-urlencoded` body (RFC 6750 §2.2). Default off.
+    pub allow_form_body: bool,
+    /// Longer tokens are refused without being parsed (default 16 KiB).
+    pub max_token_bytes: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct JwksSettings {
+    /// Bounds applied to the JWKS response's `Cache-Control: max-age` (defaults 60 s / 1 h).
+    pub min_refresh: Duration,
+    pub max_refresh: Duration,
+    /// Refresh interval when the response carries no usable max-age (default 5 min).
+    pub default_refresh: Duration,
+    /// At most one refetch per issuer per cooldown on an unknown `kid` (default 30 s).
+    pub unknown_kid_cooldown: Duration,
+    /// Total time for one JWKS or discovery fetch (default 5 s).
+    pub fetch_timeout: Duration,
+    /// Larger JWKS or discovery documents are refused (default 256 KiB).
+    pub max_response_bytes: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Issuer {
+    /// Exact `iss` value (RFC 7519 §4.1.1: compared as a case-sensitive string).
+    pub issuer: String,
+    pub keys: KeySource,
+    /// Tokens must carry one of these in `aud`; empty = audience not checked unless a route asks.
+    pub audiences: Vec<String>,
+    /// Algorithm allowlist (RFC 8725 §3.1). Never contains `none`; HMAC only with `KeySource::Secret`.
+    pub algorithms: Vec<Algorithm>,
+    /// Clock-skew allowance for `exp` and `nbf`.
+    pub leeway: Duration,
+    /// Require the RFC 9068 header `typ: at+jwt`.
+    pub require_at_jwt: bool,
+    /// Claim holding the scopes; `None` = `scope` (space-delimited) then `scp` (string or array).
+    pub scope_claim: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    /// A configured JWKS URL.
+    JwksUri(String),
+    /// `{issuer}/.well-known/openid-configuration`, falling back to RFC 8414 metadata.
+    Discovery,
+    /// A shared HMAC secret: the issuer then accepts only HS256/384/512.
+    Secret(Secret),
+}
+
+/// Bytes that must never be printed: `Debug` and `Display` redact them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub Vec<u8>);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Stable name used as the metrics `route` label.
+    pub id: String,
+    /// Lower-case host without port; `None` matches any host.
+    pub host: Option<String>,
+    /// Matches the path itself and everything below it at a `/` boundary
+    /// (`/api` matches `/api` and `/api/x`, not `/apix`); a prefix ending in `/` matches as written.
+    pub path_prefix: String,
+    /// `None` matches any method.
+    pub methods: Option<Vec<Method>>,
+    pub auth: RouteAuth,
+}
+
+#[derive(Debug, Clone)]
+pub enum RouteAuth {
+    /// `auth: none`: forwarded without a token (identity headers are still stripped).
+    Public,
+    /// `auth: required`.
+    Required(Policy),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    /// Overrides the issuer's audiences for this route when set.
+    pub audiences: Option<Vec<String>>,
+    pub scopes: Vec<String>,
+    pub scope_match: ScopeMatch,
+    pub claims: Vec<ClaimRule>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ScopeMatch {
+    #[default]
+    All,
+    Any,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimRule {
+    /// Top-level claim name.
+    pub claim: String,
+    pub test: ClaimTest,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClaimTest {
+    /// The claim equals this JSON value.
+    Equals(serde_json::Value),
+    /// The claim is an array holding this value, or a space-delimited string holding this word.
+    Contains(serde_json::Value),
+}
+
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub headers: Vec<IdentityHeader>,
+    /// Optional header carrying all verified claims as base64url(JSON).
+    pub claims_header: Option<HeaderName>,
+    /// Forward the client's `Authorization` header upstream (default true).
+    pub forward_authorization: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdentityHeader {
+    pub name: HeaderName,
+    pub value: IdentityValue,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdentityValue {
+    /// `sub`
+    Subject,
+    /// The token's scopes, space-separated.
+    Scopes,
+    /// `client_id`, else `azp`.
+    ClientId,
+    /// `iss`
+    Issuer,
+    /// Any other top-level claim: strings as-is, numbers and booleans as JSON text.
+    Claim(String),
+}
+
+impl Identity {
+    /// The default mapping: `X-Auth-Subject`, `X-Auth-Scopes`, `X-Auth-Client-Id`, `X-Auth-Issuer`.
+    pub fn default_headers() -> Vec<IdentityHeader> {
+        [
+            ("x-auth-subject", IdentityValue::Subject),
+            ("x-auth-scopes", IdentityValue::Scopes),
+            ("x-auth-client-id", IdentityValue::ClientId),
+            ("x-auth-issuer", IdentityValue::Issuer),
+        ]
+        .into_iter()
+        .map(|(name, value)| IdentityHeader { name: HeaderName::from_static(name), value })
+        .collect()
+    }
+}

@@ -1,0 +1,1 @@
+//! Dev issuer — stub.
