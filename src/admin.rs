@@ -1,1 +1,68 @@
-//! admin — stub.
+//! Admin listener (its own port, no auth, never proxied): `/healthz` and `/livez` (the process
+//! is alive), `/readyz` (every issuer has a usable key set and we are not draining), `/metrics`.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::CONTENT_TYPE;
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+
+use crate::proxy::State;
+
+/// What the admin endpoints look at.
+#[derive(Clone)]
+pub struct Admin {
+    pub state: Arc<State>,
+    /// Set when shutdown starts so load balancers stop sending traffic.
+    pub draining: Arc<AtomicBool>,
+}
+
+impl Admin {
+    pub async fn handle<B>(&self, req: Request<B>) -> Result<Response<Full<Bytes>>, Infallible> {
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            return Ok(text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"));
+        }
+        Ok(match req.uri().path() {
+            "/healthz" | "/livez" => text(StatusCode::OK, "ok\n"),
+            "/readyz" => self.ready(),
+            "/metrics" => {
+                let (content_type, body) = self.state.metrics.render();
+                let mut r = Response::new(Full::new(Bytes::from(body)));
+                if let Ok(v) = HeaderValue::from_str(&content_type) {
+                    r.headers_mut().insert(CONTENT_TYPE, v);
+                }
+                r
+            }
+            _ => text(StatusCode::NOT_FOUND, "not found\n"),
+        })
+    }
+
+    fn ready(&self) -> Response<Full<Bytes>> {
+        if self.draining.load(Ordering::Relaxed) {
+            return text(StatusCode::SERVICE_UNAVAILABLE, "draining\n");
+        }
+        let mut waiting = Vec::new();
+        for issuer in self.state.auth.issuers() {
+            let ready = issuer.jwks.is_ready();
+            self.state.metrics.jwks_ready.with_label_values(&[&issuer.config.issuer]).set(i64::from(ready));
+            if !ready {
+                waiting.push(issuer.config.issuer.as_str());
+            }
+        }
+        if waiting.is_empty() {
+            text(StatusCode::OK, "ready\n")
+        } else {
+            text(StatusCode::SERVICE_UNAVAILABLE, &format!("no usable key set yet for: {}\n", waiting.join(", ")))
+        }
+    }
+}
+
+fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::copy_from_slice(body.as_bytes())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}

@@ -1,1 +1,128 @@
-//! app — stub.
+//! Wiring only: build the shared state, bind both listeners, start the JWKS refreshers, and
+//! own the shutdown sequence (mark draining → stop accepting → drain in-flight, bounded).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::admin::Admin;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::proxy::{self, Gateway, State};
+use crate::server::{self, Limits};
+
+/// Total time for one IdP call is set per request; this bounds connection setup.
+const IDP_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot build the HTTP client for identity providers: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+/// A running gateway. Dropping it does not stop it: call `shutdown`.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub state: Arc<State>,
+    draining: Arc<AtomicBool>,
+    stop: watch::Sender<bool>,
+    listeners: Vec<JoinHandle<()>>,
+    refreshers: Vec<JoinHandle<()>>,
+}
+
+/// Bind the listeners and start serving. Returns once both ports accept connections.
+pub async fn start(config: Config) -> Result<Running, StartError> {
+    let http = reqwest::Client::builder()
+        .user_agent(concat!("tokengate/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(IDP_CONNECT_TIMEOUT)
+        .timeout(config.jwks.fetch_timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let listener = bind(config.listen).await?;
+    let admin_listener = bind(config.admin_listen).await?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
+    let admin_addr =
+        admin_listener.local_addr().map_err(|source| StartError::Bind { addr: config.admin_listen, source })?;
+    let limits = Limits {
+        header_read_timeout: config.server.header_read_timeout,
+        max_header_bytes: config.server.max_header_bytes,
+        shutdown_grace: config.server.shutdown_grace,
+    };
+    let state = Arc::new(proxy::state(config, Metrics::new(), &http));
+    let refreshers = state.auth.issuers().iter().map(|i| tokio::spawn(i.jwks.clone().run())).collect();
+    let draining = Arc::new(AtomicBool::new(false));
+    let (stop, stopped) = watch::channel(false);
+
+    let gateway_state = state.clone();
+    let proxy_task = tokio::spawn(server::serve(
+        listener,
+        move |remote| Gateway { state: gateway_state.clone(), remote },
+        limits,
+        stopped.clone(),
+    ));
+    let admin = Admin { state: state.clone(), draining: draining.clone() };
+    let admin_task = tokio::spawn(server::serve(
+        admin_listener,
+        move |_| {
+            let admin = admin.clone();
+            hyper::service::service_fn(move |req| {
+                let admin = admin.clone();
+                async move { admin.handle(req).await }
+            })
+        },
+        limits,
+        stopped,
+    ));
+    tracing::info!(%addr, %admin_addr, "tokengate listening");
+    Ok(Running { addr, admin_addr, state, draining, stop, listeners: vec![proxy_task, admin_task], refreshers })
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })
+}
+
+impl Running {
+    /// Stop accepting, let in-flight requests finish (bounded by the configured grace), stop
+    /// the refreshers.
+    pub async fn shutdown(self) {
+        self.draining.store(true, Ordering::Relaxed);
+        let _ = self.stop.send(true);
+        for task in self.listeners {
+            let _ = task.await;
+        }
+        for task in self.refreshers {
+            task.abort();
+        }
+        tracing::info!("tokengate stopped");
+    }
+}
+
+/// Resolves on SIGTERM (Kubernetes) or SIGINT (a terminal).
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = tokio::signal::ctrl_c() => {},
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+    tracing::info!("shutdown requested: draining");
+}

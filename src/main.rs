@@ -1,1 +1,112 @@
-fn main() {}
+//! The `tokengate` binary: parse the command line, load and validate the configuration before
+//! binding anything (exit 64 on a bad config), run until SIGTERM/SIGINT, drain, exit 0.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use tokengate::config::{self, Sources};
+
+/// Exit status for configuration errors (EX_USAGE).
+const EXIT_CONFIG: u8 = 64;
+
+#[derive(Parser)]
+#[command(name = "tokengate", version, about = "A reverse proxy that admits only valid OAuth 2.0 bearer tokens")]
+struct Cli {
+    /// YAML configuration file; TOKENGATE_* environment variables override it.
+    #[arg(long, global = true, env = "TOKENGATE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log output format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "TOKENGATE_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (the default).
+    Run,
+    /// Validate the configuration and print the effective config (secrets redacted).
+    CheckConfig,
+    /// Run a self-contained demo on loopback: dev issuer, echo upstream and the gateway,
+    /// and print curl commands with working tokens.
+    Demo {
+        /// Where the demo gateway listens.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    // One crypto provider for every TLS user in the process (rustls, reqwest).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let sources = Sources { file: cli.config.clone(), env: std::env::vars().collect() };
+    match cli.command.unwrap_or(Command::Run) {
+        Command::CheckConfig => match config::load(&sources) {
+            Ok(cfg) => {
+                print!("{}", config::render_effective(&cfg));
+                eprintln!("configuration is valid");
+                ExitCode::SUCCESS
+            }
+            Err(e) => config_error(e),
+        },
+        Command::Run => match config::load(&sources) {
+            Ok(cfg) => run(runtime(cfg.server.worker_threads), async move {
+                let running = tokengate::app::start(cfg).await?;
+                tokengate::app::shutdown_signal().await;
+                running.shutdown().await;
+                Ok(())
+            }),
+            Err(e) => config_error(e),
+        },
+        Command::Demo { listen } => run(runtime(None), tokengate::demo::run(listen)),
+    }
+}
+
+fn run<E: std::fmt::Display>(rt: tokio::runtime::Runtime, job: impl std::future::Future<Output = Result<(), E>>) -> ExitCode {
+    match rt.block_on(job) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn config_error(e: config::ConfigError) -> ExitCode {
+    eprintln!("tokengate: configuration error: {e}");
+    ExitCode::from(EXIT_CONFIG)
+}
+
+fn runtime(workers: Option<usize>) -> tokio::runtime::Runtime {
+    let mut builder = match workers {
+        // One worker: a current-thread runtime is the honest single-core mode.
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
+    builder.enable_all().build().expect("the tokio runtime starts")
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

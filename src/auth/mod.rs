@@ -1,4 +1,9 @@
 //! Authentication: from a bearer token to a verified `Principal`, or an `AuthError`.
+//!
+//! `Authenticator::authenticate` is the whole story: parse the JWS, let the (unverified) `iss`
+//! select one configured issuer — an unknown issuer is refused with no network call — check the
+//! header against that issuer's rules, find its key (one rate-limited JWKS refetch on an unknown
+//! `kid`), verify the signature, then the claims.
 
 pub mod claims;
 pub mod error;
@@ -9,5 +14,81 @@ pub mod jwt;
 pub mod keyset;
 pub mod policy;
 
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
 pub use claims::Principal;
 pub use error::AuthError;
+
+use crate::config::{Config, Issuer};
+use crate::metrics::Metrics;
+use jwks::JwksCache;
+
+/// One configured issuer and its live key set.
+pub struct IssuerState {
+    pub config: Issuer,
+    /// `iss`, shared with every principal it vouches for.
+    pub id: Arc<str>,
+    pub jwks: Arc<JwksCache>,
+}
+
+pub struct Authenticator {
+    issuers: Vec<IssuerState>,
+    by_iss: HashMap<String, usize>,
+}
+
+impl Authenticator {
+    pub fn new(config: &Config, http: &reqwest::Client, metrics: &Metrics) -> Authenticator {
+        let issuers: Vec<IssuerState> = config
+            .issuers
+            .iter()
+            .map(|issuer| IssuerState {
+                config: issuer.clone(),
+                id: Arc::from(issuer.issuer.as_str()),
+                jwks: JwksCache::new(issuer, &config.jwks, http.clone(), metrics.jwks_fetches.clone()),
+            })
+            .collect();
+        let by_iss = issuers.iter().enumerate().map(|(i, s)| (s.config.issuer.clone(), i)).collect();
+        Authenticator { issuers, by_iss }
+    }
+
+    pub fn issuers(&self) -> &[IssuerState] {
+        &self.issuers
+    }
+
+    /// The audiences a token from this issuer must carry when the route names none.
+    pub fn issuer_audiences(&self, issuer: usize) -> &[String] {
+        &self.issuers[issuer].config.audiences
+    }
+
+    /// Every issuer has a usable key set.
+    pub fn is_ready(&self) -> bool {
+        self.issuers.iter().all(|i| i.jwks.is_ready())
+    }
+
+    pub async fn authenticate(&self, token: &str) -> Result<Principal, AuthError> {
+        let jws = jws::parse(token)?;
+        let iss = jws
+            .claims
+            .get("iss")
+            .and_then(serde_json::Value::as_str)
+            .ok_or(AuthError::InvalidToken("token has no issuer"))?;
+        let index = *self.by_iss.get(iss).ok_or(AuthError::InvalidToken("unknown issuer"))?;
+        let issuer = &self.issuers[index];
+        jwt::check_header(&jws.header, &issuer.config)?;
+        let keys = match issuer.jwks.keys() {
+            Some(keys) if keys.candidates(jws.header.kid.as_deref(), jws.header.alg).next().is_some() => keys,
+            // Unknown kid (or no keys yet): one coalesced, rate-limited refetch may find it.
+            current => match issuer.jwks.refresh_for_unknown_kid().await.or(current) {
+                Some(keys) => keys,
+                None => return Err(AuthError::Unavailable("signing keys are not available")),
+            },
+        };
+        jwt::verify(&jws, &keys, &issuer.config, index, issuer.id.clone(), unix_now())
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}

@@ -1,1 +1,171 @@
-//! Proxy — stub.
+//! The request story, top to bottom: route → strip headers → extract token → authenticate →
+//! authorize → set identity → forward → record. Any refusal becomes a response in
+//! `crate::respond`; nothing is forwarded unless every step said yes.
+
+pub mod forward;
+pub mod headers;
+pub mod route;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HOST};
+use http::{HeaderValue, Request, Response};
+use http_body_util::{BodyExt, Either, Full, Limited};
+use hyper::body::Incoming;
+
+use crate::auth::{extract, policy, AuthError, Authenticator};
+use crate::config::{Config, RouteAuth};
+use crate::metrics::{Metrics, NO_ROUTE};
+use crate::respond::{respond, Challenge, Denial};
+use forward::{Forwarder, UpstreamBody};
+use headers::IdentityNames;
+use route::{CompiledRoute, RouteTable};
+
+/// Response body: the upstream's stream, or a small body of the gateway's own.
+pub type Body = Either<Incoming, Full<Bytes>>;
+
+/// Form bodies read for an `access_token` are capped (RFC 6750 §2.2 tokens are small).
+const MAX_FORM_BODY: usize = 64 * 1024;
+
+/// Everything a request needs, built once at start-up.
+pub struct State {
+    pub config: Config,
+    pub routes: RouteTable,
+    pub auth: Authenticator,
+    pub forwarder: Forwarder,
+    pub identity_names: IdentityNames,
+    pub metrics: Metrics,
+    /// `realm` pre-quoted for the challenge.
+    pub realm: String,
+}
+
+/// The per-connection service: cheap to clone, one per accepted connection.
+#[derive(Clone)]
+pub struct Gateway {
+    pub state: Arc<State>,
+    pub remote: SocketAddr,
+}
+
+impl hyper::service::Service<Request<Incoming>> for Gateway {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        let state = self.state.clone();
+        let remote = self.remote;
+        Box::pin(async move { Ok(handle(&state, remote, req).await) })
+    }
+}
+
+async fn handle(state: &State, remote: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+    let started = Instant::now();
+    let (route_id, decision, response) = match decide_and_forward(state, remote, req).await {
+        Ok((route, response)) => (route.route.id.as_str(), "allowed", response),
+        Err((route, denial)) => {
+            let challenge = Challenge {
+                realm: &state.realm,
+                scope: route.and_then(|r| r.challenge_scope.as_deref()),
+                resource_metadata: None,
+            };
+            let id = route.map_or(NO_ROUTE, |r| r.route.id.as_str());
+            tracing::debug!(route = id, reason = denial.reason(), "request denied");
+            (id, denial.reason(), respond(denial, &challenge).map(Either::Right))
+        }
+    };
+    let m = &state.metrics;
+    m.requests.with_label_values(&[route_id, decision, response.status().as_str()]).inc();
+    m.duration.with_label_values(&[route_id]).observe(started.elapsed().as_secs_f64());
+    response
+}
+
+type Refusal<'s> = (Option<&'s CompiledRoute>, Denial);
+
+async fn decide_and_forward(
+    state: &State,
+    remote: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<(&CompiledRoute, Response<Body>), Refusal<'_>> {
+    let (mut parts, body) = req.into_parts();
+    if route::has_dot_segment(parts.uri.path()) {
+        return Err((None, Denial::BadRequest("path contains dot-segments or encoded separators")));
+    }
+    let host = headers::requested_host(&parts.headers, &parts.uri).map(str::to_owned);
+    let route = state
+        .routes
+        .find(host.as_deref(), parts.uri.path(), &parts.method)
+        .ok_or((None, Denial::NoRoute))?;
+    let deny = |d: Denial| (Some(route), d);
+
+    headers::strip_hop_by_hop(&mut parts.headers);
+    headers::strip_identity(&mut parts.headers, &state.identity_names);
+
+    let mut body: UpstreamBody = Either::Left(body);
+    if let RouteAuth::Required(policy) = &route.route.auth {
+        let tokens = &state.config.tokens;
+        let form = match body {
+            Either::Left(incoming) if tokens.allow_form_body && is_form(&parts.headers) => {
+                let bytes = Limited::new(incoming, MAX_FORM_BODY)
+                    .collect()
+                    .await
+                    .map_err(|_| deny(Denial::BadRequest("form body too large or unreadable")))?
+                    .to_bytes();
+                body = Either::Right(Full::new(bytes.clone()));
+                Some(bytes)
+            }
+            _ => None,
+        };
+        let token = extract::bearer(&parts.headers, parts.uri.query(), form.as_deref(), tokens)
+            .map_err(|e| deny(Denial::Auth(e)))?
+            .ok_or(deny(Denial::Auth(AuthError::MissingToken)))?;
+        let principal = state.auth.authenticate(&token).await.map_err(|e| deny(Denial::Auth(e)))?;
+        drop(token);
+        policy::authorize(&principal, policy, state.auth.issuer_audiences(principal.issuer))
+            .map_err(|e| deny(Denial::Auth(e)))?;
+        headers::set_identity(&mut parts.headers, &principal, &state.config.identity)
+            .map_err(|e| deny(Denial::Auth(e)))?;
+    }
+
+    headers::add_forwarded(&mut parts.headers, &remote.ip().to_string(), "http", host.as_deref());
+    if !parts.headers.contains_key(HOST) {
+        // HTTP/2 carries the host in :authority; the HTTP/1.1 upstream needs a Host header.
+        if let Some(v) = host.as_deref().and_then(|h| HeaderValue::from_str(h).ok()) {
+            parts.headers.insert(HOST, v);
+        }
+    }
+    let response = state
+        .forwarder
+        .send(Request::from_parts(parts, body))
+        .await
+        .map_err(|e| deny(Denial::Upstream(e)))?;
+    let (mut parts, body) = response.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers);
+    Ok((route, Response::from_parts(parts, Either::Left(body))))
+}
+
+fn is_form(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+}
+
+/// Build the shared state from a validated config.
+pub fn state(config: Config, metrics: Metrics, http: &reqwest::Client) -> State {
+    State {
+        routes: RouteTable::new(&config.routes),
+        auth: Authenticator::new(&config, http, &metrics),
+        forwarder: Forwarder::new(&config.upstream),
+        identity_names: IdentityNames::new(&config.identity),
+        realm: crate::respond::quote(&config.realm),
+        metrics,
+        config,
+    }
+}

@@ -1,0 +1,270 @@
+//! Pure header edits on the way to the upstream and back.
+//!
+//! Order matters and is fixed by `proxy::Gateway`: hop-by-hop headers go first (so a name
+//! listed in `Connection` can only remove what the client sent), then every identity header the
+//! gateway may set — in any `-`/`_` spelling — is removed from the client's request on every
+//! route, and only then are the gateway's own identity headers added.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use http::header::{AUTHORIZATION, CONNECTION, HOST};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use serde_json::Value;
+
+use crate::auth::{AuthError, Principal};
+use crate::config::{Identity, IdentityValue};
+
+/// RFC 9110 §7.6.1 connection-specific fields, plus the de-facto ones proxies also drop.
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authenticate",
+    "proxy-authorization",
+];
+
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Remove the fields named in `Connection` and the fixed hop-by-hop set (RFC 9110 §7.6.1:
+/// a proxy MUST remove them before forwarding).
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in listed {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// Lower-case names the gateway sets itself; incoming copies are removed in any spelling.
+#[derive(Debug, Clone)]
+pub struct IdentityNames(Vec<HeaderName>);
+
+impl IdentityNames {
+    pub fn new(identity: &Identity) -> IdentityNames {
+        let mut names: Vec<HeaderName> = identity.headers.iter().map(|h| h.name.clone()).collect();
+        names.extend(identity.claims_header.clone());
+        IdentityNames(names)
+    }
+
+    /// Whether `name` is one of ours once `_` is read as `-` (CGI-style frameworks treat
+    /// `X_Auth_Subject` and `X-Auth-Subject` as the same variable).
+    fn covers(&self, name: &HeaderName) -> bool {
+        let name = name.as_str().as_bytes();
+        self.0.iter().any(|ours| {
+            let ours = ours.as_str().as_bytes();
+            ours.len() == name.len() && ours.iter().zip(name).all(|(&a, &b)| a == if b == b'_' { b'-' } else { b })
+        })
+    }
+}
+
+/// Remove every incoming header that could be mistaken for a gateway identity header.
+pub fn strip_identity(headers: &mut HeaderMap, names: &IdentityNames) {
+    let spoofed: Vec<HeaderName> = headers.keys().filter(|n| names.covers(n)).cloned().collect();
+    for name in spoofed {
+        headers.remove(name);
+    }
+}
+
+/// Append this hop to `X-Forwarded-For`, `-Proto` and `-Host` (each kept as one list line).
+pub fn add_forwarded(headers: &mut HeaderMap, client_ip: &str, proto: &str, host: Option<&str>) {
+    append_list(headers, &X_FORWARDED_FOR, client_ip);
+    append_list(headers, &X_FORWARDED_PROTO, proto);
+    if let Some(host) = host {
+        append_list(headers, &X_FORWARDED_HOST, host);
+    }
+}
+
+fn append_list(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
+    let mut joined = Vec::new();
+    for existing in headers.get_all(name) {
+        joined.extend_from_slice(existing.as_bytes());
+        joined.extend_from_slice(b", ");
+    }
+    joined.extend_from_slice(value.as_bytes());
+    if let Ok(v) = HeaderValue::from_bytes(&joined) {
+        headers.insert(name.clone(), v);
+    }
+}
+
+/// Set the identity headers from a verified principal. A claim value that cannot be a header
+/// value (CR, LF, other control characters) rejects the request rather than being copied.
+pub fn set_identity(headers: &mut HeaderMap, principal: &Principal, identity: &Identity) -> Result<(), AuthError> {
+    for h in &identity.headers {
+        let value = match &h.value {
+            IdentityValue::Subject => principal.subject.clone(),
+            IdentityValue::Scopes => Some(principal.scopes.join(" ")),
+            IdentityValue::ClientId => principal.client_id.clone(),
+            IdentityValue::Issuer => Some(principal.issuer_id.to_string()),
+            IdentityValue::Claim(name) => principal.claims.get(name).map(claim_text),
+        };
+        if let Some(value) = value {
+            let value = HeaderValue::from_bytes(value.as_bytes())
+                .map_err(|_| AuthError::InvalidToken("a claim cannot be sent as a header value"))?;
+            headers.insert(h.name.clone(), value);
+        }
+    }
+    if let Some(name) = &identity.claims_header {
+        let json = serde_json::to_vec(&principal.claims).unwrap_or_default();
+        let value = HeaderValue::from_str(&URL_SAFE_NO_PAD.encode(json)).expect("base64url is a valid header value");
+        headers.insert(name.clone(), value);
+    }
+    if !identity.forward_authorization {
+        headers.remove(AUTHORIZATION);
+    }
+    Ok(())
+}
+
+/// Strings as they are; anything else as JSON text.
+fn claim_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The host the client asked for: `Host`, else the request target's authority (HTTP/2).
+pub fn requested_host<'a>(headers: &'a HeaderMap, uri: &'a http::Uri) -> Option<&'a str> {
+    headers.get(HOST).and_then(|h| h.to_str().ok()).or_else(|| uri.authority().map(|a| a.as_str()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::IdentityHeader;
+    use serde_json::json;
+    use std::sync::Arc;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    fn identity() -> Identity {
+        Identity {
+            headers: Identity::default_headers(),
+            claims_header: Some(HeaderName::from_static("x-auth-claims")),
+            forward_authorization: true,
+        }
+    }
+
+    fn principal(claims: Value) -> Principal {
+        let Value::Object(map) = claims else { unreachable!() };
+        Principal::from_claims(0, Arc::from("https://idp"), map, None)
+    }
+
+    /// Hop-by-hop fields and the fields named in Connection are removed.
+    #[test]
+    fn hop_by_hop() {
+        let mut h = map(&[
+            ("connection", "keep-alive, X-Secret"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret", "1"),
+            ("te", "trailers"),
+            ("upgrade", "h2c"),
+            ("proxy-authorization", "Basic x"),
+            ("x-kept", "1"),
+        ]);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-kept"]);
+    }
+
+    /// Spoofed identity headers are removed in every dash/underscore spelling; others stay.
+    #[test]
+    fn spoofed_identity_removed() {
+        let mut h = map(&[
+            ("x-auth-subject", "admin"),
+            ("x_auth_subject", "admin"),
+            ("X_Auth-Scopes", "admin"),
+            ("x-auth-claims", "e30"),
+            ("x-auth-subjects", "kept"),
+            ("x-other", "kept"),
+        ]);
+        strip_identity(&mut h, &IdentityNames::new(&identity()));
+        let mut left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        left.sort();
+        assert_eq!(left, ["x-auth-subjects", "x-other"]);
+    }
+
+    /// A Connection-listed identity name cannot remove the header the gateway sets afterwards.
+    #[test]
+    fn connection_cannot_remove_gateway_identity() {
+        let mut h = map(&[("connection", "x-auth-subject"), ("x-auth-subject", "spoof")]);
+        strip_hop_by_hop(&mut h);
+        strip_identity(&mut h, &IdentityNames::new(&identity()));
+        set_identity(&mut h, &principal(json!({"sub": "alice"})), &identity()).unwrap();
+        assert_eq!(h["x-auth-subject"], "alice");
+        assert!(h.get(CONNECTION).is_none());
+    }
+
+    /// Identity headers carry subject, scopes, client id, issuer and the claims as base64url JSON.
+    #[test]
+    fn identity_values() {
+        let mut h = HeaderMap::new();
+        let p = principal(json!({"sub": "alice", "scope": "a b", "azp": "cli"}));
+        set_identity(&mut h, &p, &identity()).unwrap();
+        assert_eq!(h["x-auth-subject"], "alice");
+        assert_eq!(h["x-auth-scopes"], "a b");
+        assert_eq!(h["x-auth-client-id"], "cli");
+        assert_eq!(h["x-auth-issuer"], "https://idp");
+        let claims = URL_SAFE_NO_PAD.decode(h["x-auth-claims"].as_bytes()).unwrap();
+        assert_eq!(serde_json::from_slice::<Value>(&claims).unwrap()["sub"], "alice");
+    }
+
+    /// Claim values with CR, LF or control characters reject the request.
+    #[test]
+    fn control_characters_rejected() {
+        for bad in ["alice\r\nX-Admin: 1", "a\nb", "a\u{0}b", "a\u{7f}"] {
+            let mut h = HeaderMap::new();
+            let r = set_identity(&mut h, &principal(json!({"sub": bad})), &identity());
+            assert!(matches!(r, Err(AuthError::InvalidToken(_))), "{bad:?}");
+        }
+        let mut with_claim = identity();
+        with_claim.headers.push(IdentityHeader {
+            name: HeaderName::from_static("x-tenant"),
+            value: IdentityValue::Claim("tenant".into()),
+        });
+        let mut h = HeaderMap::new();
+        set_identity(&mut h, &principal(json!({"tenant": 42})), &with_claim).unwrap();
+        assert_eq!(h["x-tenant"], "42");
+    }
+
+    /// Authorization is forwarded unless configured otherwise.
+    #[test]
+    fn authorization_forwarding() {
+        let mut no_auth = identity();
+        no_auth.forward_authorization = false;
+        let mut h = map(&[("authorization", "Bearer x")]);
+        set_identity(&mut h, &principal(json!({})), &no_auth).unwrap();
+        assert!(h.get(AUTHORIZATION).is_none());
+        let mut h = map(&[("authorization", "Bearer x")]);
+        set_identity(&mut h, &principal(json!({})), &identity()).unwrap();
+        assert!(h.get(AUTHORIZATION).is_some());
+    }
+
+    /// X-Forwarded-* are appended to what the client sent, as one list.
+    #[test]
+    fn forwarded_appended() {
+        let mut h = map(&[("x-forwarded-for", "10.0.0.1"), ("x-forwarded-for", "10.0.0.2")]);
+        add_forwarded(&mut h, "127.0.0.1", "http", Some("api.example"));
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 10.0.0.2, 127.0.0.1");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "api.example");
+    }
+}

@@ -1,0 +1,148 @@
+//! Route matching: (host, path, method) → the first configured route that matches. Pure.
+//!
+//! Deny by default: no match means no forwarding. Paths with dot-segments (literal or
+//! percent-encoded) are refused before matching, since an upstream that normalises
+//! `/public/../admin` would otherwise serve a route the gateway never authorized.
+
+use http::Method;
+
+use crate::config::{Route, RouteAuth};
+
+/// A route prepared for matching, plus what the response path needs pre-built.
+#[derive(Debug)]
+pub struct CompiledRoute {
+    pub route: Route,
+    /// The `scope` attribute of an `insufficient_scope` challenge, pre-quoted.
+    pub challenge_scope: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct RouteTable {
+    routes: Vec<CompiledRoute>,
+}
+
+impl RouteTable {
+    pub fn new(routes: &[Route]) -> RouteTable {
+        let routes = routes
+            .iter()
+            .map(|route| {
+                let challenge_scope = match &route.auth {
+                    RouteAuth::Required(p) if !p.scopes.is_empty() => Some(crate::respond::quote(&p.scopes.join(" "))),
+                    _ => None,
+                };
+                CompiledRoute { route: route.clone(), challenge_scope }
+            })
+            .collect();
+        RouteTable { routes }
+    }
+
+    /// First route whose host, path prefix and method all match. `host` may carry a port.
+    pub fn find(&self, host: Option<&str>, path: &str, method: &Method) -> Option<&CompiledRoute> {
+        let host = host.map(strip_port);
+        self.routes.iter().find(|c| {
+            let r = &c.route;
+            r.host.as_deref().is_none_or(|want| host.is_some_and(|h| h.eq_ignore_ascii_case(want)))
+                && prefix_matches(&r.path_prefix, path)
+                && r.methods.as_ref().is_none_or(|m| m.contains(method))
+        })
+    }
+
+    pub fn routes(&self) -> impl Iterator<Item = &CompiledRoute> {
+        self.routes.iter()
+    }
+}
+
+/// `/api` matches `/api`, `/api/…` but not `/apix`; a prefix ending in `/` matches as written.
+fn prefix_matches(prefix: &str, path: &str) -> bool {
+    match path.strip_prefix(prefix) {
+        None => false,
+        Some(rest) => prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
+    }
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        // IPv6 literal: keep up to the closing bracket.
+        return host.split_inclusive(']').next().unwrap_or(host);
+    }
+    host.rsplit_once(':').map_or(host, |(h, _)| h)
+}
+
+/// True when a path segment is `.` or `..`, literally or percent-encoded (`%2e`), or when the
+/// path hides a separator (`%2f`, `%5c`, `\`) that an upstream might decode into one.
+pub fn has_dot_segment(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    if lower.contains("%2f") || lower.contains("%5c") || lower.contains('\\') {
+        return true;
+    }
+    lower.split('/').any(|seg| {
+        let seg = seg.replace("%2e", ".");
+        seg == "." || seg == ".."
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Policy;
+
+    fn route(id: &str, host: Option<&str>, prefix: &str, methods: Option<Vec<Method>>) -> Route {
+        Route {
+            id: id.into(),
+            host: host.map(str::to_owned),
+            path_prefix: prefix.into(),
+            methods,
+            auth: RouteAuth::Required(Policy::default()),
+        }
+    }
+
+    fn id<'a>(t: &'a RouteTable, host: Option<&str>, path: &str, m: Method) -> Option<&'a str> {
+        t.find(host, path, &m).map(|c| c.route.id.as_str())
+    }
+
+    /// First match wins; host, prefix and method must all match; no match is None.
+    #[test]
+    fn first_match_wins() {
+        let t = RouteTable::new(&[
+            route("a-get", Some("a.example"), "/api", Some(vec![Method::GET])),
+            route("api", None, "/api", None),
+            route("root", None, "/", None),
+        ]);
+        assert_eq!(id(&t, Some("A.example:8080"), "/api/x", Method::GET), Some("a-get"));
+        assert_eq!(id(&t, Some("a.example"), "/api/x", Method::POST), Some("api"));
+        assert_eq!(id(&t, Some("b.example"), "/api", Method::GET), Some("api"));
+        assert_eq!(id(&t, None, "/apix", Method::GET), Some("root"));
+        let t = RouteTable::new(&[route("api", None, "/api", None)]);
+        assert_eq!(id(&t, None, "/other", Method::GET), None);
+    }
+
+    /// Prefixes match at segment boundaries unless they end with a slash.
+    #[test]
+    fn prefix_boundaries() {
+        assert!(prefix_matches("/api", "/api"));
+        assert!(prefix_matches("/api", "/api/v1"));
+        assert!(!prefix_matches("/api", "/apiv1"));
+        assert!(prefix_matches("/api/", "/api/v1"));
+        assert!(!prefix_matches("/api/", "/api"));
+        assert!(prefix_matches("/", "/anything"));
+    }
+
+    /// Dot segments, encoded or not, and encoded separators are detected.
+    #[test]
+    fn dot_segments() {
+        for bad in ["/public/../admin", "/public/%2e%2e/admin", "/a/.%2E/b", "/./x", "/a%2Fb", "/a\\b", "/.."] {
+            assert!(has_dot_segment(bad), "{bad}");
+        }
+        for ok in ["/", "/a/b", "/a..b/c", "/.well-known/x", "/a/...", "/a%20b"] {
+            assert!(!has_dot_segment(ok), "{ok}");
+        }
+    }
+
+    /// Host matching ignores the port and case; IPv6 literals keep their brackets.
+    #[test]
+    fn host_ports() {
+        assert_eq!(strip_port("a.example:80"), "a.example");
+        assert_eq!(strip_port("[::1]:80"), "[::1]");
+        assert_eq!(strip_port("a.example"), "a.example");
+    }
+}

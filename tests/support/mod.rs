@@ -1,0 +1,239 @@
+//! Test harness: a real upstream that records what reached it, the real gateway on an
+//! ephemeral loopback port, and typed config builders. No fixed ports, no sleeps where a
+//! readiness signal exists, every wait bounded.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, Request, Response};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokengate::config::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+/// Upper bound for any single wait in a test.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// What the upstream saw of one request.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    /// Path and query exactly as received.
+    pub target: String,
+    pub headers: HeaderMap,
+    pub body_len: usize,
+}
+
+/// A real HTTP/1.1 upstream on loopback. Paths with special behaviour:
+/// `/slow/<ms>…` answers after a delay; `/stream-in…` signals each received body chunk on
+/// `chunks` before reading the next; `/stream-out…` sends one chunk, then waits for
+/// `release_out` before finishing; `/hop…` answers with hop-by-hop headers. Anything else: 200
+/// "ok" after reading the whole body.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    pub chunks: mpsc::UnboundedReceiver<usize>,
+    release_out: mpsc::UnboundedSender<()>,
+}
+
+impl Upstream {
+    pub async fn start() -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (chunk_tx, chunks) = mpsc::unbounded_channel();
+        let (release_out, release_rx) = mpsc::unbounded_channel::<()>();
+        let release_rx = Arc::new(tokio::sync::Mutex::new(release_rx));
+        let seen2 = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                let seen = seen2.clone();
+                let chunk_tx = chunk_tx.clone();
+                let release_rx = release_rx.clone();
+                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let seen = seen.clone();
+                    let chunk_tx = chunk_tx.clone();
+                    let release_rx = release_rx.clone();
+                    async move { Ok::<_, Infallible>(upstream_answer(req, seen, chunk_tx, release_rx).await) }
+                });
+                tokio::spawn(async move {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Upstream { addr, seen, chunks, release_out }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every request received so far.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn last(&self) -> Seen {
+        self.seen().pop().expect("the upstream received a request")
+    }
+
+    pub fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+
+    /// Let a `/stream-out` response finish.
+    pub fn release_out(&self) {
+        let _ = self.release_out.send(());
+    }
+}
+
+type UpBody = http_body_util::Either<Full<Bytes>, StreamBody<mpsc::UnboundedReceiver<Result<Frame<Bytes>, Infallible>>>>;
+
+async fn upstream_answer(
+    req: Request<Incoming>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    chunk_tx: mpsc::UnboundedSender<usize>,
+    release_rx: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<()>>>,
+) -> Response<UpBody> {
+    let (parts, mut body) = req.into_parts();
+    let target = parts.uri.path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_default();
+    let mut body_len = 0;
+    let streaming_in = target.starts_with("/stream-in");
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else { break };
+        if let Some(data) = frame.data_ref() {
+            body_len += data.len();
+            if streaming_in {
+                let _ = chunk_tx.send(data.len());
+            }
+        }
+    }
+    seen.lock().unwrap().push(Seen {
+        method: parts.method.to_string(),
+        target: target.clone(),
+        headers: parts.headers.clone(),
+        body_len,
+    });
+    if let Some(ms) = target.strip_prefix("/slow/") {
+        let ms: u64 = ms.split(['/', '?']).next().unwrap_or("0").parse().unwrap_or(0);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if target.starts_with("/stream-out") {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tx.send(Ok(Frame::data(Bytes::from_static(b"first;")))).unwrap();
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(WAIT, release_rx.lock().await.recv()).await;
+            let _ = tx.send(Ok(Frame::data(Bytes::from_static(b"second"))));
+        });
+        return Response::new(http_body_util::Either::Right(StreamBody::new(rx)));
+    }
+    let mut response = Response::new(http_body_util::Either::Left(Full::new(Bytes::from(format!(
+        "ok {body_len}"
+    )))));
+    if target.starts_with("/hop") {
+        let h = response.headers_mut();
+        h.insert("connection", "x-upstream-private".parse().unwrap());
+        h.insert("x-upstream-private", "secret".parse().unwrap());
+        h.insert("keep-alive", "timeout=5".parse().unwrap());
+        h.insert("x-upstream-public", "fine".parse().unwrap());
+    }
+    response
+}
+
+// === config builders ===
+
+pub fn config(upstream: &str, issuers: Vec<Issuer>, routes: Vec<Route>) -> Config {
+    Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        admin_listen: "127.0.0.1:0".parse().unwrap(),
+        realm: "test".into(),
+        server: ServerSettings {
+            header_read_timeout: Duration::from_secs(5),
+            shutdown_grace: Duration::from_secs(5),
+            max_header_bytes: 64 * 1024,
+            worker_threads: None,
+        },
+        upstream: UpstreamSettings {
+            uri: upstream.parse().unwrap(),
+            connect_timeout: Duration::from_secs(1),
+            response_timeout: Duration::from_secs(2),
+            pool_idle_timeout: Duration::from_secs(30),
+            pool_max_idle_per_host: 16,
+        },
+        tokens: TokenSettings { allow_query: false, allow_form_body: false, max_token_bytes: 16 * 1024 },
+        jwks: JwksSettings {
+            min_refresh: Duration::from_secs(60),
+            max_refresh: Duration::from_secs(3600),
+            default_refresh: Duration::from_secs(300),
+            unknown_kid_cooldown: Duration::from_secs(30),
+            fetch_timeout: Duration::from_secs(2),
+            max_response_bytes: 256 * 1024,
+        },
+        issuers,
+        routes,
+        identity: Identity {
+            headers: Identity::default_headers(),
+            claims_header: Some(HeaderName::from_static("x-auth-claims")),
+            forward_authorization: true,
+        },
+    }
+}
+
+pub fn public_route(id: &str, prefix: &str) -> Route {
+    Route { id: id.into(), host: None, path_prefix: prefix.into(), methods: None, auth: RouteAuth::Public }
+}
+
+pub fn required_route(id: &str, prefix: &str, scopes: &[&str]) -> Route {
+    Route {
+        id: id.into(),
+        host: None,
+        path_prefix: prefix.into(),
+        methods: None,
+        auth: RouteAuth::Required(Policy {
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            ..Policy::default()
+        }),
+    }
+}
+
+pub fn issuer(issuer: &str, jwks_uri: &str, audiences: &[&str]) -> Issuer {
+    Issuer {
+        issuer: issuer.into(),
+        keys: KeySource::JwksUri(jwks_uri.into()),
+        audiences: audiences.iter().map(|s| s.to_string()).collect(),
+        algorithms: DEFAULT_ALGORITHMS.to_vec(),
+        leeway: DEFAULT_LEEWAY,
+        require_at_jwt: false,
+        scope_claim: None,
+    }
+}
+
+pub async fn gateway(config: Config) -> tokengate::app::Running {
+    tokengate::app::start(config).await.expect("the gateway starts")
+}
+
+/// A plain HTTP client; `http2` selects HTTP/2 with prior knowledge (h2c).
+pub fn client(http2: bool) -> reqwest::Client {
+    let b = reqwest::Client::builder().no_proxy().timeout(WAIT);
+    if http2 { b.http2_prior_knowledge() } else { b.http1_only() }.build().unwrap()
+}
+
+/// Send raw bytes on a fresh connection and read the response until the server closes it
+/// (the request should carry `Connection: close`).
+pub async fn raw(addr: SocketAddr, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut out)).await.expect("response within WAIT").unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
