@@ -1,22 +1,899 @@
-//! Local JWT validation — placeholder until the real validator lands.
+//! Local JWT validation (RFC 7519 §7.2, RFC 8725, RFC 9068 §4) of a parsed `Jws` against an
+//! issuer's `KeySet`.
+//!
+//! Pure: time comes in as `now` (unix seconds). The signature is checked with
+//! `jsonwebtoken::crypto::verify` against keys already bound to algorithms; claims are read only
+//! after a signature verifies. `jsonwebtoken::decode`/`Validation` are deliberately not used
+//! (60 s default leeway, `nbf` off, `aud`/`iss` only checked when present).
+//!
+//! Audience membership is not checked here: a route may override the issuer's audiences, so
+//! route policy does it. Here `aud` only has to be well-formed.
+
 use std::sync::Arc;
+
+use jsonwebtoken::crypto;
+use serde_json::{Map, Value};
 
 use super::jws::{JoseHeader, Jws};
 use super::keyset::KeySet;
 use super::{AuthError, Principal};
 use crate::config::Issuer;
 
-pub fn check_header(_header: &JoseHeader, _issuer: &Issuer) -> Result<(), AuthError> {
-    Err(AuthError::InvalidToken("algorithm not allowed"))
+const ALG_NOT_ALLOWED: AuthError = AuthError::InvalidToken("algorithm not allowed");
+const NOT_AT_JWT: AuthError = AuthError::InvalidToken("token type is not at+jwt");
+const UNKNOWN_KEY: AuthError = AuthError::InvalidToken("unknown signing key");
+const BAD_SIGNATURE: AuthError = AuthError::InvalidToken("signature verification failed");
+const NO_EXP: AuthError = AuthError::InvalidToken("token has no exp claim");
+const EXPIRED: AuthError = AuthError::InvalidToken("token expired");
+const NOT_YET_VALID: AuthError = AuthError::InvalidToken("token not yet valid");
+const WRONG_ISSUER: AuthError = AuthError::InvalidToken("wrong issuer");
+const MALFORMED_CLAIM: AuthError = AuthError::InvalidToken("malformed claim");
+
+/// Header checks that need the issuer but no key.
+pub fn check_header(header: &JoseHeader, issuer: &Issuer) -> Result<(), AuthError> {
+    // RFC 8725 §3.1: only algorithms on the issuer's explicit allowlist.
+    if !issuer.algorithms.contains(&header.alg) {
+        return Err(ALG_NOT_ALLOWED);
+    }
+    // RFC 9068 §4: resource servers MUST verify `typ` is "at+jwt" (or "application/at+jwt");
+    // media types compare case-insensitively (RFC 7515 §4.1.9). Enforced when configured.
+    if issuer.require_at_jwt {
+        let ok = header.typ.as_deref().is_some_and(|typ| {
+            typ.eq_ignore_ascii_case("at+jwt") || typ.eq_ignore_ascii_case("application/at+jwt")
+        });
+        if !ok {
+            return Err(NOT_AT_JWT);
+        }
+    }
+    Ok(())
 }
 
+/// Verify the signature of `jws` with `keys`, then its claims, and build the `Principal`.
 pub fn verify(
-    _jws: &Jws,
-    _keys: &KeySet,
-    _issuer: &Issuer,
-    _issuer_index: usize,
-    _issuer_id: Arc<str>,
-    _now: u64,
+    jws: &Jws,
+    keys: &KeySet,
+    issuer: &Issuer,
+    issuer_index: usize,
+    issuer_id: Arc<str>,
+    now: u64,
 ) -> Result<Principal, AuthError> {
-    Err(AuthError::InvalidToken("signature verification failed"))
+    check_header(&jws.header, issuer)?;
+    verify_signature(jws, keys)?;
+    check_claims(&jws.claims, issuer, now)?;
+    Ok(Principal::from_claims(
+        issuer_index,
+        issuer_id,
+        jws.claims.clone(),
+        issuer.scope_claim.as_deref(),
+    ))
+}
+
+/// RFC 7515 §5.2 / RFC 7519 §7.2 step 7: the token is valid only if its signature verifies with
+/// a key bound to the header's `alg` (RFC 8725 §3.1: the key, not the token, decides the
+/// algorithm family, so an RSA key is never an HMAC secret).
+fn verify_signature(jws: &Jws, keys: &KeySet) -> Result<(), AuthError> {
+    let alg = jws.header.alg;
+    let mut candidates = keys.candidates(jws.header.kid.as_deref(), alg).peekable();
+    if candidates.peek().is_none() {
+        return Err(UNKNOWN_KEY);
+    }
+    let message = jws.signing_input.as_bytes();
+    for key in candidates {
+        if let Ok(true) = crypto::verify(jws.signature, message, &key.key, alg) {
+            return Ok(());
+        }
+    }
+    Err(BAD_SIGNATURE)
+}
+
+/// Claim checks, run only on signed claims.
+fn check_claims(claims: &Map<String, Value>, issuer: &Issuer, now: u64) -> Result<(), AuthError> {
+    let now = i128::from(now);
+    let leeway = i128::from(issuer.leeway.as_secs());
+
+    // RFC 9068 §2.2: `exp` is REQUIRED in an access token. RFC 7519 §4.1.4: the token MUST NOT
+    // be accepted after `exp`, with "some small leeway" for clock skew. Expired means
+    // `now > exp + leeway` (so `now == exp + leeway` still passes). `now` is whole seconds, so
+    // `now > exp` ⇔ `now > floor(exp)` for a fractional NumericDate.
+    let exp = match claims.get("exp") {
+        None => return Err(NO_EXP),
+        Some(v) => numeric_date(v)?.floor(),
+    };
+    if now > (exp as i128).saturating_add(leeway) {
+        return Err(EXPIRED);
+    }
+    // RFC 7519 §4.1.5: the token MUST NOT be accepted before `nbf` (minus the leeway);
+    // `now < nbf` ⇔ `now < ceil(nbf)`.
+    if let Some(nbf) = claims.get("nbf") {
+        let nbf = numeric_date(nbf)?.ceil();
+        if now + leeway < nbf as i128 {
+            return Err(NOT_YET_VALID);
+        }
+    }
+    // RFC 9068 §4: `iss` MUST exactly match the issuer; RFC 7519 §4.1.1: a case-sensitive string.
+    match claims.get("iss") {
+        Some(Value::String(iss)) if *iss == issuer.issuer => {}
+        Some(Value::String(_)) | None => return Err(WRONG_ISSUER),
+        Some(_) => return Err(MALFORMED_CLAIM),
+    }
+    // RFC 7519 §4.1.3: `aud` is a string or an array of strings. Membership: route policy.
+    optional_string_or_strings(claims.get("aud"))?;
+    // RFC 7519 §4.1.2 / RFC 8693 §4.3 / OIDC: single strings. `azp` feeds the client id too.
+    for name in ["sub", "client_id", "azp", "scope"] {
+        if !matches!(claims.get(name), None | Some(Value::String(_))) {
+            return Err(MALFORMED_CLAIM);
+        }
+    }
+    optional_string_or_strings(claims.get("scp"))?;
+    if let Some(name) = issuer.scope_claim.as_deref() {
+        optional_string_or_strings(claims.get(name))?;
+    }
+    Ok(())
+}
+
+/// A NumericDate (RFC 7519 §2): a JSON number, integer or not. serde_json never yields NaN or ±∞.
+fn numeric_date(value: &Value) -> Result<f64, AuthError> {
+    value.as_f64().ok_or(MALFORMED_CLAIM)
+}
+
+fn optional_string_or_strings(value: Option<&Value>) -> Result<(), AuthError> {
+    match value {
+        None | Some(Value::String(_)) => Ok(()),
+        Some(Value::Array(items)) if items.iter().all(Value::is_string) => Ok(()),
+        Some(_) => Err(MALFORMED_CLAIM),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::OnceLock;
+    use std::time::Duration;
+
+    use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
+    use aws_lc_rs::signature::{EcdsaKeyPair, Ed25519KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    use base64::Engine;
+    use jsonwebtoken::jwk::{AlgorithmParameters, Jwk};
+    use jsonwebtoken::{Algorithm, EncodingKey};
+    use serde_json::json;
+
+    use super::*;
+    use crate::auth::jws;
+    use crate::config::{KeySource, DEFAULT_ALGORITHMS};
+
+    const ISS: &str = "https://idp.example.com";
+    const NOW: u64 = 1_700_000_000;
+
+    /// PKCS#8 v1 DER of one RSA-2048 key, generated once per test run.
+    fn rsa_pkcs8() -> &'static [u8] {
+        static KEY: OnceLock<Vec<u8>> = OnceLock::new();
+        KEY.get_or_init(|| {
+            let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+            let der: Pkcs8V1Der<'static> = pair.as_der().unwrap();
+            der.as_ref().to_vec()
+        })
+    }
+
+    /// jsonwebtoken's aws-lc RSA signer wants PKCS#1 DER; its PEM reader unwraps PKCS#8.
+    fn rsa_encoding_key() -> EncodingKey {
+        let body = STANDARD.encode(rsa_pkcs8());
+        let lines: Vec<&str> = body
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        let pem = format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+            lines.join("\n")
+        );
+        EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap()
+    }
+
+    fn ec_encoding_key() -> EncodingKey {
+        let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+        EncodingKey::from_ec_der(pair.to_pkcs8v1().unwrap().as_ref())
+    }
+
+    fn ed_encoding_key() -> EncodingKey {
+        let pair = Ed25519KeyPair::generate().unwrap();
+        EncodingKey::from_ed_der(pair.to_pkcs8v1().unwrap().as_ref())
+    }
+
+    /// The public JWK of `enc`, with `kid`, and `alg` declared only when `declare_alg`.
+    fn public_jwk(enc: &EncodingKey, alg: Algorithm, kid: &str, declare_alg: bool) -> Value {
+        let mut jwk = Jwk::from_encoding_key(enc, alg).unwrap();
+        jwk.common.key_id = Some(kid.to_owned());
+        if !declare_alg {
+            jwk.common.key_algorithm = None;
+        }
+        serde_json::to_value(jwk).unwrap()
+    }
+
+    fn keyset(jwks: &[Value], allowlist: &[Algorithm]) -> KeySet {
+        let doc = json!({ "keys": jwks });
+        KeySet::from_jwks(doc.to_string().as_bytes(), allowlist).unwrap()
+    }
+
+    fn issuer() -> Issuer {
+        Issuer {
+            issuer: ISS.to_owned(),
+            keys: KeySource::JwksUri(format!("{ISS}/jwks")),
+            audiences: vec![],
+            algorithms: DEFAULT_ALGORITHMS.to_vec(),
+            leeway: Duration::from_secs(30),
+            require_at_jwt: false,
+            scope_claim: None,
+        }
+    }
+
+    fn b64_json(v: &Value) -> String {
+        URL_SAFE_NO_PAD.encode(v.to_string())
+    }
+
+    /// Sign `header`.`claims` by hand with `key` under `alg` (whatever the header says).
+    fn sign(header: &Value, claims: &Value, key: &EncodingKey, alg: Algorithm) -> String {
+        let input = format!("{}.{}", b64_json(header), b64_json(claims));
+        let sig = crypto::sign(input.as_bytes(), key, alg).unwrap();
+        format!("{input}.{sig}")
+    }
+
+    fn claims() -> Value {
+        json!({
+            "iss": ISS,
+            "sub": "alice",
+            "aud": "api",
+            "exp": NOW + 300,
+            "iat": NOW - 10,
+            "scope": "read write",
+            "client_id": "c1",
+        })
+    }
+
+    fn run(token: &str, keys: &KeySet, issuer: &Issuer, now: u64) -> Result<Principal, AuthError> {
+        let jws = jws::parse(token)?;
+        verify(&jws, keys, issuer, 0, Arc::from(ISS), now)
+    }
+
+    /// The RSA key set and signing key used by most tests: kid "rsa", no declared alg.
+    fn rsa() -> (EncodingKey, KeySet) {
+        let enc = rsa_encoding_key();
+        let set = keyset(
+            &[public_jwk(&enc, Algorithm::RS256, "rsa", false)],
+            DEFAULT_ALGORITHMS,
+        );
+        (enc, set)
+    }
+
+    fn rs256(claims: &Value, enc: &EncodingKey) -> String {
+        sign(
+            &json!({"alg": "RS256", "kid": "rsa", "typ": "at+jwt"}),
+            claims,
+            enc,
+            Algorithm::RS256,
+        )
+    }
+
+    /// A valid RS256 token verifies and yields the principal.
+    #[test]
+    fn valid_rs256() {
+        let (enc, set) = rsa();
+        let p = run(&rs256(&claims(), &enc), &set, &issuer(), NOW).unwrap();
+        assert_eq!(p.issuer, 0);
+        assert_eq!(&*p.issuer_id, ISS);
+        assert_eq!(p.subject.as_deref(), Some("alice"));
+        assert_eq!(p.audiences, ["api"]);
+        assert_eq!(p.scopes, ["read", "write"]);
+        assert_eq!(p.client_id.as_deref(), Some("c1"));
+        assert_eq!(p.expires_at, NOW + 300);
+        assert_eq!(Value::Object(p.claims), claims());
+    }
+
+    /// A valid PS256 token verifies against an RSA key without a declared alg.
+    #[test]
+    fn valid_ps256() {
+        let (enc, set) = rsa();
+        let t = sign(
+            &json!({"alg": "PS256", "kid": "rsa"}),
+            &claims(),
+            &enc,
+            Algorithm::PS256,
+        );
+        assert!(run(&t, &set, &issuer(), NOW).is_ok());
+    }
+
+    /// A valid ES256 token verifies against its P-256 key.
+    #[test]
+    fn valid_es256() {
+        let enc = ec_encoding_key();
+        let set = keyset(
+            &[public_jwk(&enc, Algorithm::ES256, "ec", true)],
+            DEFAULT_ALGORITHMS,
+        );
+        let t = sign(
+            &json!({"alg": "ES256", "kid": "ec"}),
+            &claims(),
+            &enc,
+            Algorithm::ES256,
+        );
+        assert!(run(&t, &set, &issuer(), NOW).is_ok());
+    }
+
+    /// A valid EdDSA token verifies against its Ed25519 key.
+    #[test]
+    fn valid_eddsa() {
+        let enc = ed_encoding_key();
+        let set = keyset(
+            &[public_jwk(&enc, Algorithm::EdDSA, "ed", true)],
+            DEFAULT_ALGORITHMS,
+        );
+        let t = sign(
+            &json!({"alg": "EdDSA", "kid": "ed"}),
+            &claims(),
+            &enc,
+            Algorithm::EdDSA,
+        );
+        assert!(run(&t, &set, &issuer(), NOW).is_ok());
+    }
+
+    /// With several keys, the `kid` selects the key; a signature by another key fails.
+    #[test]
+    fn kid_selects_among_keys() {
+        let (rsa_enc, _) = rsa();
+        let ec = ec_encoding_key();
+        let ec2 = ec_encoding_key();
+        let set = keyset(
+            &[
+                public_jwk(&rsa_enc, Algorithm::RS256, "rsa", false),
+                public_jwk(&ec, Algorithm::ES256, "ec1", true),
+                public_jwk(&ec2, Algorithm::ES256, "ec2", true),
+            ],
+            DEFAULT_ALGORITHMS,
+        );
+        let good = sign(
+            &json!({"alg": "ES256", "kid": "ec2"}),
+            &claims(),
+            &ec2,
+            Algorithm::ES256,
+        );
+        assert!(run(&good, &set, &issuer(), NOW).is_ok());
+        let wrong = sign(
+            &json!({"alg": "ES256", "kid": "ec1"}),
+            &claims(),
+            &ec2,
+            Algorithm::ES256,
+        );
+        assert_eq!(
+            run(&wrong, &set, &issuer(), NOW).unwrap_err(),
+            BAD_SIGNATURE
+        );
+    }
+
+    /// A token without `kid` verifies against any key bound to its algorithm.
+    #[test]
+    fn no_kid_uses_matching_alg_keys() {
+        let (rsa_enc, _) = rsa();
+        let ec = ec_encoding_key();
+        let ec2 = ec_encoding_key();
+        let set = keyset(
+            &[
+                public_jwk(&rsa_enc, Algorithm::RS256, "rsa", false),
+                public_jwk(&ec, Algorithm::ES256, "ec1", true),
+                public_jwk(&ec2, Algorithm::ES256, "ec2", true),
+            ],
+            DEFAULT_ALGORITHMS,
+        );
+        let t = sign(&json!({"alg": "ES256"}), &claims(), &ec2, Algorithm::ES256);
+        assert!(run(&t, &set, &issuer(), NOW).is_ok());
+        let t = sign(
+            &json!({"alg": "RS256"}),
+            &claims(),
+            &rsa_enc,
+            Algorithm::RS256,
+        );
+        assert!(run(&t, &set, &issuer(), NOW).is_ok());
+        // No key is bound to ES384.
+        let t = sign(&json!({"alg": "ES384"}), &claims(), &ec2, Algorithm::ES256);
+        assert_eq!(run(&t, &set, &issuer(), NOW).unwrap_err(), UNKNOWN_KEY);
+    }
+
+    /// A `kid` not in the key set is an unknown key.
+    #[test]
+    fn unknown_kid() {
+        let (enc, set) = rsa();
+        let t = sign(
+            &json!({"alg": "RS256", "kid": "other"}),
+            &claims(),
+            &enc,
+            Algorithm::RS256,
+        );
+        assert_eq!(run(&t, &set, &issuer(), NOW).unwrap_err(), UNKNOWN_KEY);
+        assert_eq!(
+            run(&t, &KeySet::default(), &issuer(), NOW).unwrap_err(),
+            UNKNOWN_KEY
+        );
+    }
+
+    /// A key whose JWK declares `alg` cannot verify a token under another algorithm (RFC 8725 §3.1).
+    #[test]
+    fn declared_key_alg_is_binding() {
+        let enc = rsa_encoding_key();
+        let set = keyset(
+            &[public_jwk(&enc, Algorithm::PS256, "rsa", true)],
+            DEFAULT_ALGORITHMS,
+        );
+        let ps = sign(
+            &json!({"alg": "PS256", "kid": "rsa"}),
+            &claims(),
+            &enc,
+            Algorithm::PS256,
+        );
+        assert!(run(&ps, &set, &issuer(), NOW).is_ok());
+        // Same key, genuinely signed with RS256: refused, the key is for PS256 only.
+        let rs = sign(
+            &json!({"alg": "RS256", "kid": "rsa"}),
+            &claims(),
+            &enc,
+            Algorithm::RS256,
+        );
+        assert_eq!(run(&rs, &set, &issuer(), NOW).unwrap_err(), UNKNOWN_KEY);
+    }
+
+    /// An algorithm outside the issuer's allowlist is refused before any key is tried.
+    #[test]
+    fn alg_not_in_allowlist() {
+        let (enc, set) = rsa();
+        let mut iss = issuer();
+        iss.algorithms = vec![Algorithm::ES256];
+        assert_eq!(
+            run(&rs256(&claims(), &enc), &set, &iss, NOW).unwrap_err(),
+            ALG_NOT_ALLOWED
+        );
+    }
+
+    /// HS256 "signed" with the RSA public modulus as HMAC secret is refused: HS256 is not
+    /// allowlisted, and even when it is, an RSA key is never an HMAC candidate.
+    #[test]
+    fn hs256_with_rsa_public_key_is_refused() {
+        let (enc, _) = rsa();
+        let jwk = public_jwk(&enc, Algorithm::RS256, "rsa", false);
+        let n = match serde_json::from_value::<Jwk>(jwk.clone())
+            .unwrap()
+            .algorithm
+        {
+            AlgorithmParameters::RSA(rsa) => URL_SAFE_NO_PAD.decode(rsa.n).unwrap(),
+            _ => unreachable!(),
+        };
+        let hmac = EncodingKey::from_secret(&n);
+        let t = sign(
+            &json!({"alg": "HS256", "kid": "rsa"}),
+            &claims(),
+            &hmac,
+            Algorithm::HS256,
+        );
+        // Default allowlist: asymmetric only.
+        let set = keyset(std::slice::from_ref(&jwk), DEFAULT_ALGORITHMS);
+        assert_eq!(run(&t, &set, &issuer(), NOW).unwrap_err(), ALG_NOT_ALLOWED);
+        // HS256 allowlisted: the RSA key is still not an HMAC key.
+        let allow = [DEFAULT_ALGORITHMS, &[Algorithm::HS256]].concat();
+        let set = keyset(std::slice::from_ref(&jwk), &allow);
+        let mut iss = issuer();
+        iss.algorithms = allow;
+        assert_eq!(run(&t, &set, &iss, NOW).unwrap_err(), UNKNOWN_KEY);
+        // Nor with the JWK's JSON text (another classic choice of secret), with or without kid.
+        let secret = EncodingKey::from_secret(jwk.to_string().as_bytes());
+        let t = sign(
+            &json!({"alg": "HS256"}),
+            &claims(),
+            &secret,
+            Algorithm::HS256,
+        );
+        assert_eq!(run(&t, &set, &iss, NOW).unwrap_err(), UNKNOWN_KEY);
+    }
+
+    /// A configured shared secret verifies HS256 when allowlisted.
+    #[test]
+    fn hs256_with_configured_secret() {
+        let secret = b"a shared secret of thirty-two bytes!";
+        let set = KeySet::from_secret(secret, &[Algorithm::HS256]);
+        let mut iss = issuer();
+        iss.algorithms = vec![Algorithm::HS256];
+        let t = sign(
+            &json!({"alg": "HS256"}),
+            &claims(),
+            &EncodingKey::from_secret(secret),
+            Algorithm::HS256,
+        );
+        assert!(run(&t, &set, &iss, NOW).is_ok());
+        let t = sign(
+            &json!({"alg": "HS256"}),
+            &claims(),
+            &EncodingKey::from_secret(b"wrong"),
+            Algorithm::HS256,
+        );
+        assert_eq!(run(&t, &set, &iss, NOW).unwrap_err(), BAD_SIGNATURE);
+    }
+
+    /// `alg: none` never validates, unsigned ("xx.yy.") or with a fake signature.
+    #[test]
+    fn alg_none_is_refused() {
+        let (_, set) = rsa();
+        let input = format!(
+            "{}.{}",
+            b64_json(&json!({"alg": "none"})),
+            b64_json(&claims())
+        );
+        assert_eq!(
+            run(&format!("{input}."), &set, &issuer(), NOW).unwrap_err(),
+            jws::parse("a.b.").unwrap_err()
+        );
+        let e = run(&format!("{input}.c2lnbmF0dXJl"), &set, &issuer(), NOW).unwrap_err();
+        assert_eq!(
+            e,
+            AuthError::InvalidToken("unsigned tokens are not accepted")
+        );
+    }
+
+    /// A changed payload no longer matches the signature.
+    #[test]
+    fn tampered_payload() {
+        let (enc, set) = rsa();
+        let t = rs256(&claims(), &enc);
+        let (h, rest) = t.split_once('.').unwrap();
+        let (_, s) = rest.split_once('.').unwrap();
+        let mut evil = claims();
+        evil["sub"] = json!("admin");
+        let forged = format!("{h}.{}.{s}", b64_json(&evil));
+        assert_eq!(
+            run(&forged, &set, &issuer(), NOW).unwrap_err(),
+            BAD_SIGNATURE
+        );
+        // A changed header (here: dropped typ) breaks the signature too.
+        let forged = format!(
+            "{}.{rest}",
+            b64_json(&json!({"alg": "RS256", "kid": "rsa"}))
+        );
+        assert_eq!(
+            run(&forged, &set, &issuer(), NOW).unwrap_err(),
+            BAD_SIGNATURE
+        );
+    }
+
+    /// A stripped or truncated signature fails; no claims are read.
+    #[test]
+    fn stripped_or_bad_signature() {
+        let (enc, set) = rsa();
+        let t = rs256(&claims(), &enc);
+        let (input, sig) = t.rsplit_once('.').unwrap();
+        assert_eq!(
+            run(&format!("{input}."), &set, &issuer(), NOW).unwrap_err(),
+            AuthError::InvalidToken("malformed token")
+        );
+        assert_eq!(
+            run(&format!("{input}.{}", &sig[..8]), &set, &issuer(), NOW).unwrap_err(),
+            BAD_SIGNATURE
+        );
+        assert_eq!(
+            run(&format!("{input}.AAAA"), &set, &issuer(), NOW).unwrap_err(),
+            BAD_SIGNATURE
+        );
+    }
+
+    /// Claims are checked only after the signature: an expired forged token reports the signature.
+    #[test]
+    fn signature_checked_before_claims() {
+        let (enc, set) = rsa();
+        let other = ec_encoding_key();
+        let mut c = claims();
+        c["exp"] = json!(1);
+        c["iss"] = json!("https://evil.example");
+        let t = rs256(&c, &enc);
+        let (input, _) = t.rsplit_once('.').unwrap();
+        let sig = crypto::sign(input.as_bytes(), &other, Algorithm::ES256).unwrap();
+        assert_eq!(
+            run(&format!("{input}.{sig}"), &set, &issuer(), NOW).unwrap_err(),
+            BAD_SIGNATURE
+        );
+    }
+
+    /// RFC 7519 §4.1.4: a token past `exp` + leeway is expired; within the leeway it is accepted.
+    #[test]
+    fn exp_and_leeway() {
+        let (enc, set) = rsa();
+        let mut c = claims();
+        c["exp"] = json!(NOW - 30);
+        let t = rs256(&c, &enc);
+        assert!(run(&t, &set, &issuer(), NOW).is_ok());
+        assert_eq!(run(&t, &set, &issuer(), NOW + 1).unwrap_err(), EXPIRED);
+        let mut strict = issuer();
+        strict.leeway = Duration::ZERO;
+        c["exp"] = json!(NOW);
+        let t = rs256(&c, &enc);
+        assert!(run(&t, &set, &strict, NOW).is_ok());
+        assert_eq!(run(&t, &set, &strict, NOW + 1).unwrap_err(), EXPIRED);
+        // Long expired.
+        c["exp"] = json!(NOW - 3600);
+        assert_eq!(
+            run(&rs256(&c, &enc), &set, &issuer(), NOW).unwrap_err(),
+            EXPIRED
+        );
+    }
+
+    /// `exp` may be a non-integer NumericDate; negative or zero dates are simply in the past.
+    #[test]
+    fn exp_numeric_forms() {
+        let (enc, set) = rsa();
+        let mut strict = issuer();
+        strict.leeway = Duration::ZERO;
+        let mut c = claims();
+        c["exp"] = json!(NOW as f64 + 0.5);
+        let t = rs256(&c, &enc);
+        assert!(run(&t, &set, &strict, NOW).is_ok());
+        assert_eq!(run(&t, &set, &strict, NOW + 1).unwrap_err(), EXPIRED);
+        for past in [json!(-1), json!(0), json!(-1e300)] {
+            c["exp"] = past;
+            assert_eq!(
+                run(&rs256(&c, &enc), &set, &issuer(), NOW).unwrap_err(),
+                EXPIRED
+            );
+        }
+        c["exp"] = json!(1e300);
+        assert!(run(&rs256(&c, &enc), &set, &issuer(), NOW).is_ok());
+        c["exp"] = json!(u64::MAX);
+        assert!(run(&rs256(&c, &enc), &set, &issuer(), u64::MAX).is_ok());
+    }
+
+    /// RFC 9068 §2.2: `exp` is required.
+    #[test]
+    fn missing_exp() {
+        let (enc, set) = rsa();
+        let mut c = claims();
+        c.as_object_mut().unwrap().remove("exp");
+        assert_eq!(
+            run(&rs256(&c, &enc), &set, &issuer(), NOW).unwrap_err(),
+            NO_EXP
+        );
+    }
+
+    /// `exp` and `nbf` must be numbers.
+    #[test]
+    fn non_numeric_dates_are_malformed() {
+        let (enc, set) = rsa();
+        for (name, value) in [
+            ("exp", json!("1900000000")),
+            ("exp", json!(null)),
+            ("exp", json!([NOW + 300])),
+            ("exp", json!(true)),
+            ("nbf", json!("0")),
+            ("nbf", json!({})),
+        ] {
+            let mut c = claims();
+            c[name] = value;
+            assert_eq!(
+                run(&rs256(&c, &enc), &set, &issuer(), NOW).unwrap_err(),
+                MALFORMED_CLAIM,
+                "{name}"
+            );
+        }
+    }
+
+    /// RFC 7519 §4.1.5: a token before `nbf` − leeway is not yet valid.
+    #[test]
+    fn nbf_in_future() {
+        let (enc, set) = rsa();
+        let mut c = claims();
+        c["nbf"] = json!(NOW + 31);
+        let t = rs256(&c, &enc);
+        assert_eq!(run(&t, &set, &issuer(), NOW).unwrap_err(), NOT_YET_VALID);
+        assert!(run(&t, &set, &issuer(), NOW + 1).is_ok());
+        c["nbf"] = json!(NOW as f64 + 30.5);
+        let t = rs256(&c, &enc);
+        assert_eq!(run(&t, &set, &issuer(), NOW).unwrap_err(), NOT_YET_VALID);
+        assert!(run(&t, &set, &issuer(), NOW + 1).is_ok());
+        c["nbf"] = json!(NOW - 100);
+        assert!(run(&rs256(&c, &enc), &set, &issuer(), NOW).is_ok());
+    }
+
+    /// `iss` must be a string exactly equal to the configured issuer.
+    #[test]
+    fn wrong_issuer() {
+        let (enc, set) = rsa();
+        for iss in [
+            json!("https://evil.example"),
+            json!("https://IDP.example.com"),
+            json!("https://idp.example.com/"),
+            json!(""),
+        ] {
+            let mut c = claims();
+            c["iss"] = iss.clone();
+            assert_eq!(
+                run(&rs256(&c, &enc), &set, &issuer(), NOW).unwrap_err(),
+                WRONG_ISSUER,
+                "{iss}"
+            );
+        }
+        let mut c = claims();
+        c.as_object_mut().unwrap().remove("iss");
+        assert_eq!(
+            run(&rs256(&c, &enc), &set, &issuer(), NOW).unwrap_err(),
+            WRONG_ISSUER
+        );
+        c["iss"] = json!([ISS]);
+        assert_eq!(
+            run(&rs256(&c, &enc), &set, &issuer(), NOW).unwrap_err(),
+            MALFORMED_CLAIM
+        );
+    }
+
+    /// `aud` is a string or an array of strings; membership is not checked here.
+    #[test]
+    fn aud_shape_not_membership() {
+        let (enc, set) = rsa();
+        let mut iss = issuer();
+        iss.audiences = vec!["configured".into()];
+        for aud in [json!("other"), json!(["a", "b"]), json!([])] {
+            let mut c = claims();
+            c["aud"] = aud.clone();
+            assert!(run(&rs256(&c, &enc), &set, &iss, NOW).is_ok(), "{aud}");
+        }
+        let mut c = claims();
+        c.as_object_mut().unwrap().remove("aud");
+        assert!(run(&rs256(&c, &enc), &set, &iss, NOW).is_ok());
+        for aud in [
+            json!(1),
+            json!(["a", 1]),
+            json!({"a": 1}),
+            json!(null),
+            json!([["a"]]),
+        ] {
+            c["aud"] = aud.clone();
+            assert_eq!(
+                run(&rs256(&c, &enc), &set, &iss, NOW).unwrap_err(),
+                MALFORMED_CLAIM,
+                "{aud}"
+            );
+        }
+    }
+
+    /// `sub`, `client_id`, `azp`, `scope` must be strings; `scp` (and a configured scope claim)
+    /// a string or an array of strings.
+    #[test]
+    fn identity_claim_types() {
+        let (enc, set) = rsa();
+        for (name, value) in [
+            ("sub", json!(42)),
+            ("sub", json!(["alice"])),
+            ("client_id", json!({"id": "c"})),
+            ("azp", json!(1)),
+            ("scope", json!(["read"])),
+            ("scp", json!(7)),
+            ("scp", json!(["read", 1])),
+        ] {
+            let mut c = claims();
+            c[name] = value;
+            assert_eq!(
+                run(&rs256(&c, &enc), &set, &issuer(), NOW).unwrap_err(),
+                MALFORMED_CLAIM,
+                "{name}"
+            );
+        }
+        let mut c = claims();
+        c.as_object_mut().unwrap().remove("scope");
+        c["scp"] = json!(["a", "b"]);
+        assert_eq!(
+            run(&rs256(&c, &enc), &set, &issuer(), NOW).unwrap().scopes,
+            ["a", "b"]
+        );
+        let mut iss = issuer();
+        iss.scope_claim = Some("permissions".into());
+        c["permissions"] = json!(["x:y"]);
+        assert_eq!(
+            run(&rs256(&c, &enc), &set, &iss, NOW).unwrap().scopes,
+            ["x:y"]
+        );
+        c["permissions"] = json!([{"x": "y"}]);
+        assert_eq!(
+            run(&rs256(&c, &enc), &set, &iss, NOW).unwrap_err(),
+            MALFORMED_CLAIM
+        );
+    }
+
+    /// RFC 9068 §4: when required, `typ` must be at+jwt or application/at+jwt, case-insensitively.
+    #[test]
+    fn typ_at_jwt() {
+        let (enc, set) = rsa();
+        let mut iss = issuer();
+        iss.require_at_jwt = true;
+        for typ in [
+            "at+jwt",
+            "AT+JWT",
+            "application/at+jwt",
+            "Application/AT+JWT",
+        ] {
+            let t = sign(
+                &json!({"alg": "RS256", "kid": "rsa", "typ": typ}),
+                &claims(),
+                &enc,
+                Algorithm::RS256,
+            );
+            assert!(run(&t, &set, &iss, NOW).is_ok(), "{typ}");
+        }
+        for typ in [
+            Some("JWT"),
+            Some("at+jwt "),
+            Some("application/jwt"),
+            Some("jwt+at"),
+            None,
+        ] {
+            let mut header = json!({"alg": "RS256", "kid": "rsa"});
+            if let Some(typ) = typ {
+                header["typ"] = json!(typ);
+            }
+            let t = sign(&header, &claims(), &enc, Algorithm::RS256);
+            assert_eq!(run(&t, &set, &iss, NOW).unwrap_err(), NOT_AT_JWT, "{typ:?}");
+            // Not required: any typ (or none) is accepted.
+            assert!(run(&t, &set, &issuer(), NOW).is_ok(), "{typ:?}");
+        }
+    }
+
+    /// `check_header` alone: allowlist first, then typ.
+    #[test]
+    fn check_header_rules() {
+        let mut iss = issuer();
+        iss.require_at_jwt = true;
+        let header = |alg, typ: Option<&str>| JoseHeader {
+            alg,
+            kid: None,
+            typ: typ.map(str::to_owned),
+        };
+        assert_eq!(
+            check_header(&header(Algorithm::HS256, Some("at+jwt")), &iss),
+            Err(ALG_NOT_ALLOWED)
+        );
+        assert_eq!(
+            check_header(&header(Algorithm::RS256, None), &iss),
+            Err(NOT_AT_JWT)
+        );
+        assert_eq!(
+            check_header(&header(Algorithm::RS256, Some("at+JWT")), &iss),
+            Ok(())
+        );
+    }
+
+    /// Hostile headers never reach verification (parse refuses them), even with a good signature.
+    #[test]
+    fn hostile_headers_with_valid_signature() {
+        let (enc, set) = rsa();
+        let jwk = public_jwk(&enc, Algorithm::RS256, "rsa", false);
+        for header in [
+            json!({"alg": "RS256", "kid": "rsa", "jwk": jwk}),
+            json!({"alg": "RS256", "kid": "rsa", "jku": "https://evil.example/jwks"}),
+            json!({"alg": "RS256", "kid": "rsa", "crit": ["exp"], "exp": 1}),
+        ] {
+            let t = sign(&header, &claims(), &enc, Algorithm::RS256);
+            assert!(
+                matches!(
+                    run(&t, &set, &issuer(), NOW),
+                    Err(AuthError::InvalidToken(_))
+                ),
+                "{header}"
+            );
+        }
+    }
+
+    /// Duplicate claims are refused even when correctly signed.
+    #[test]
+    fn signed_duplicate_claims() {
+        let (enc, set) = rsa();
+        let header = b64_json(&json!({"alg": "RS256", "kid": "rsa"}));
+        let body = format!(
+            r#"{{"iss":"{ISS}","exp":{},"sub":"alice","sub":"admin"}}"#,
+            NOW + 60
+        );
+        let input = format!("{header}.{}", URL_SAFE_NO_PAD.encode(body));
+        let sig = crypto::sign(input.as_bytes(), &enc, Algorithm::RS256).unwrap();
+        assert_eq!(
+            run(&format!("{input}.{sig}"), &set, &issuer(), NOW).unwrap_err(),
+            AuthError::InvalidToken("malformed token")
+        );
+    }
 }
