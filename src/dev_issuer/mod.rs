@@ -14,5 +14,7 @@
 //! It binds wherever it is told; callers pass `127.0.0.1:0`.
 
 mod keys;
+mod server;
 
 pub use keys::SigningKey;
+pub use server::{DevIssuer, DEFAULT_MAX_AGE_SECS, MINT_LIFETIME_SECS};
