@@ -18,3 +18,6 @@ mod server;
 
 pub use keys::SigningKey;
 pub use server::{DevIssuer, DEFAULT_MAX_AGE_SECS, MINT_LIFETIME_SECS};
+
+#[cfg(test)]
+mod tests;
