@@ -10,6 +10,7 @@ pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod demo;
 pub mod dev_issuer;
 pub mod metrics;
 pub mod proxy;

@@ -50,11 +50,9 @@ impl Metrics {
             &["issuer", "outcome"],
         )
         .expect("valid metric");
-        let jwks_ready = IntGaugeVec::new(
-            Opts::new(JWKS_READY, "1 when the issuer has a usable key set loaded."),
-            &["issuer"],
-        )
-        .expect("valid metric");
+        let jwks_ready =
+            IntGaugeVec::new(Opts::new(JWKS_READY, "1 when the issuer has a usable key set loaded."), &["issuer"])
+                .expect("valid metric");
         let build_info = IntGauge::with_opts(
             Opts::new(BUILD_INFO, "Build information; always 1.").const_label("version", env!("CARGO_PKG_VERSION")),
         )

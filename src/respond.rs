@@ -170,7 +170,9 @@ mod tests {
     fn insufficient_scope() {
         let r = respond(Denial::Auth(AuthError::InsufficientScope("token lacks a required scope")), &challenge());
         assert_eq!(r.status(), 403);
-        assert!(header(&r).unwrap().ends_with("error=\"insufficient_scope\", error_description=\"token lacks a required scope\", scope=\"read write\""));
+        assert!(header(&r).unwrap().ends_with(
+            "error=\"insufficient_scope\", error_description=\"token lacks a required scope\", scope=\"read write\""
+        ));
     }
 
     /// Malformed credentials: 400 invalid_request.
@@ -204,9 +206,12 @@ mod tests {
     /// RFC 9728 §5.1: the challenge advertises the protected resource metadata when configured.
     #[test]
     fn resource_metadata_attribute() {
-        let c = Challenge { resource_metadata: Some("https://api/.well-known/oauth-protected-resource"), ..challenge() };
+        let c =
+            Challenge { resource_metadata: Some("https://api/.well-known/oauth-protected-resource"), ..challenge() };
         let r = respond(Denial::Auth(AuthError::MissingToken), &c);
-        assert!(header(&r).unwrap().ends_with("resource_metadata=\"https://api/.well-known/oauth-protected-resource\""));
+        assert!(header(&r)
+            .unwrap()
+            .ends_with("resource_metadata=\"https://api/.well-known/oauth-protected-resource\""));
     }
 
     /// Configured strings cannot break out of the quoted-string.

@@ -66,9 +66,7 @@ fn from_header(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
     if values.next().is_some() {
         return Err(AuthError::InvalidRequest("more than one Authorization header"));
     }
-    let value = value
-        .to_str()
-        .map_err(|_| AuthError::InvalidRequest("malformed Authorization header"))?;
+    let value = value.to_str().map_err(|_| AuthError::InvalidRequest("malformed Authorization header"))?;
     let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Ok(None);
@@ -101,9 +99,7 @@ fn from_form(raw: &[u8]) -> Result<Option<Cow<'_, str>>, AuthError> {
 pub fn is_b64token(token: &str) -> bool {
     let body = token.trim_end_matches('=');
     !body.is_empty()
-        && body
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
+        && body.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
 }
 
 #[cfg(test)]

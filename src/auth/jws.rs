@@ -23,8 +23,7 @@ const MALFORMED: AuthError = AuthError::InvalidToken("malformed token");
 const ENCRYPTED: AuthError = AuthError::InvalidToken("encrypted tokens are not accepted");
 const UNSIGNED: AuthError = AuthError::InvalidToken("unsigned tokens are not accepted");
 const UNSUPPORTED_ALG: AuthError = AuthError::InvalidToken("unsupported algorithm");
-const KEY_IN_HEADER: AuthError =
-    AuthError::InvalidToken("key references in the token header are not accepted");
+const KEY_IN_HEADER: AuthError = AuthError::InvalidToken("key references in the token header are not accepted");
 const CRITICAL: AuthError = AuthError::InvalidToken("critical header extensions are not supported");
 
 /// The JOSE header members the gateway acts on. Any other member is ignored, except those that
@@ -54,9 +53,7 @@ pub struct Jws<'a> {
 /// Prints the header only: claims and signature are token content and stay out of logs.
 impl fmt::Debug for Jws<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Jws")
-            .field("header", &self.header)
-            .finish_non_exhaustive()
+        f.debug_struct("Jws").field("header", &self.header).finish_non_exhaustive()
     }
 }
 
@@ -71,12 +68,7 @@ pub fn parse(token: &str) -> Result<Jws<'_>, AuthError> {
     // The signature segment must decode too (RFC 7515 §5.2 step 3); only its bytes are checked here.
     URL_SAFE_NO_PAD.decode(signature).map_err(|_| MALFORMED)?;
 
-    Ok(Jws {
-        header,
-        claims,
-        signing_input,
-        signature,
-    })
+    Ok(Jws { header, claims, signing_input, signature })
 }
 
 /// Cheap test of whether `token` is shaped like a JWS: three non-empty base64url segments whose
@@ -135,10 +127,7 @@ fn header_from(json: &Map<String, Value>) -> Result<JoseHeader, AuthError> {
     }
     // RFC 8725 §3.10: keys are never taken from the token. Rather than ignore these members,
     // fail closed: a token pointing at its own key is not one our issuers mint.
-    if ["jku", "jwk", "x5u", "x5c"]
-        .iter()
-        .any(|m| json.contains_key(*m))
-    {
+    if ["jku", "jwk", "x5u", "x5c"].iter().any(|m| json.contains_key(*m)) {
         return Err(KEY_IN_HEADER);
     }
     // RFC 7515 §4.1.1: `alg` MUST be present.
@@ -151,11 +140,7 @@ fn header_from(json: &Map<String, Value>) -> Result<JoseHeader, AuthError> {
         return Err(UNSIGNED);
     }
     let alg: Algorithm = alg.parse().map_err(|_| UNSUPPORTED_ALG)?;
-    Ok(JoseHeader {
-        alg,
-        kid: optional_string(json, "kid")?,
-        typ: optional_string(json, "typ")?,
-    })
+    Ok(JoseHeader { alg, kid: optional_string(json, "kid")?, typ: optional_string(json, "typ")? })
 }
 
 fn optional_string(json: &Map<String, Value>, name: &str) -> Result<Option<String>, AuthError> {
@@ -203,9 +188,7 @@ impl<'de> Visitor<'de> for StrictVisitor {
     }
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
-        Number::from_f64(v)
-            .map(Value::Number)
-            .ok_or_else(|| E::custom("non-finite number"))
+        Number::from_f64(v).map(Value::Number).ok_or_else(|| E::custom("non-finite number"))
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
@@ -249,12 +232,7 @@ mod tests {
 
     /// A token from raw header and payload JSON text, with a dummy (decodable) signature.
     fn token_raw(header: &str, payload: &str) -> String {
-        format!(
-            "{}.{}.{}",
-            b64(header.as_bytes()),
-            b64(payload.as_bytes()),
-            b64(b"sig")
-        )
+        format!("{}.{}.{}", b64(header.as_bytes()), b64(payload.as_bytes()), b64(b"sig"))
     }
 
     fn token(header: Value, payload: Value) -> String {
@@ -262,10 +240,7 @@ mod tests {
     }
 
     fn ok_token() -> String {
-        token(
-            json!({"alg": "RS256", "kid": "k1", "typ": "at+jwt"}),
-            json!({"sub": "alice", "exp": 1}),
-        )
+        token(json!({"alg": "RS256", "kid": "k1", "typ": "at+jwt"}), json!({"sub": "alice", "exp": 1}))
     }
 
     fn err(token: &str) -> AuthError {
@@ -281,11 +256,7 @@ mod tests {
         let jws = parse(&t).unwrap();
         assert_eq!(
             jws.header,
-            JoseHeader {
-                alg: Algorithm::RS256,
-                kid: Some("k1".into()),
-                typ: Some("at+jwt".into())
-            }
+            JoseHeader { alg: Algorithm::RS256, kid: Some("k1".into()), typ: Some("at+jwt".into()) }
         );
         assert_eq!(jws.claims.get("sub"), Some(&json!("alice")));
         let (input, sig) = t.rsplit_once('.').unwrap();
@@ -299,14 +270,7 @@ mod tests {
     fn kid_and_typ_are_optional() {
         let jws_token = token(json!({"alg": "ES256"}), json!({}));
         let jws = parse(&jws_token).unwrap();
-        assert_eq!(
-            jws.header,
-            JoseHeader {
-                alg: Algorithm::ES256,
-                kid: None,
-                typ: None
-            }
-        );
+        assert_eq!(jws.header, JoseHeader { alg: Algorithm::ES256, kid: None, typ: None });
     }
 
     /// Only exactly three segments are a JWS; five is a JWE and is refused as such.
@@ -314,15 +278,9 @@ mod tests {
     fn segment_count() {
         let t = ok_token();
         let parts: Vec<&str> = t.split('.').collect();
-        assert_eq!(
-            err(&parts[..2].join(".")),
-            AuthError::InvalidToken(MALFORMED_TEXT)
-        );
+        assert_eq!(err(&parts[..2].join(".")), AuthError::InvalidToken(MALFORMED_TEXT));
         assert_eq!(err(parts[0]), AuthError::InvalidToken(MALFORMED_TEXT));
-        assert_eq!(
-            err(&format!("{t}.{}", parts[2])),
-            AuthError::InvalidToken(MALFORMED_TEXT)
-        );
+        assert_eq!(err(&format!("{t}.{}", parts[2])), AuthError::InvalidToken(MALFORMED_TEXT));
         let jwe = "eyJhbGciOiJSU0EtT0FFUCIsImVuYyI6IkEyNTZHQ00ifQ.a2V5.aXY.Y2lwaGVy.dGFn";
         assert_eq!(err(jwe), ENCRYPTED);
         assert!(!looks_like_jws(jwe));
@@ -337,21 +295,12 @@ mod tests {
     fn empty_segments_are_malformed() {
         let t = ok_token();
         let (input, _) = t.rsplit_once('.').unwrap();
-        assert_eq!(
-            err(&format!("{input}.")),
-            AuthError::InvalidToken(MALFORMED_TEXT)
-        );
+        assert_eq!(err(&format!("{input}.")), AuthError::InvalidToken(MALFORMED_TEXT));
         assert!(!looks_like_jws(&format!("{input}.")));
         let (h, rest) = t.split_once('.').unwrap();
         let (_, s) = rest.split_once('.').unwrap();
-        assert_eq!(
-            err(&format!("{h}..{s}")),
-            AuthError::InvalidToken(MALFORMED_TEXT)
-        );
-        assert_eq!(
-            err(&format!(".{rest}")),
-            AuthError::InvalidToken(MALFORMED_TEXT)
-        );
+        assert_eq!(err(&format!("{h}..{s}")), AuthError::InvalidToken(MALFORMED_TEXT));
+        assert_eq!(err(&format!(".{rest}")), AuthError::InvalidToken(MALFORMED_TEXT));
     }
 
     /// Padding, whitespace and characters outside the base64url alphabet are refused.
@@ -374,11 +323,7 @@ mod tests {
             if bad == t {
                 continue;
             }
-            assert_eq!(
-                parse(&bad).unwrap_err(),
-                AuthError::InvalidToken(MALFORMED_TEXT),
-                "{bad:?}"
-            );
+            assert_eq!(parse(&bad).unwrap_err(), AuthError::InvalidToken(MALFORMED_TEXT), "{bad:?}");
             assert!(!looks_like_jws(&bad), "{bad:?}");
         }
     }
@@ -392,10 +337,7 @@ mod tests {
         let url_b64 = b64(header);
         assert!(std_b64.contains('/') && std_b64 != url_b64);
         assert!(parse(&format!("{url_b64}.e30.c2ln")).is_ok());
-        assert_eq!(
-            err(&format!("{std_b64}.e30.c2ln")),
-            AuthError::InvalidToken(MALFORMED_TEXT)
-        );
+        assert_eq!(err(&format!("{std_b64}.e30.c2ln")), AuthError::InvalidToken(MALFORMED_TEXT));
     }
 
     /// Non-canonical base64url (non-zero trailing bits, impossible lengths) is refused.
@@ -403,73 +345,32 @@ mod tests {
     fn non_canonical_base64_is_refused() {
         // "e30" is "{}"; "e31" has non-zero trailing bits and would also decode to "{}" leniently.
         let header = b64(br#"{"alg":"RS256"}"#);
-        assert_eq!(
-            parse(&format!("{header}.e30.c2ln")).unwrap().claims.len(),
-            0
-        );
-        assert_eq!(
-            err(&format!("{header}.e31.c2ln")),
-            AuthError::InvalidToken(MALFORMED_TEXT)
-        );
+        assert_eq!(parse(&format!("{header}.e30.c2ln")).unwrap().claims.len(), 0);
+        assert_eq!(err(&format!("{header}.e31.c2ln")), AuthError::InvalidToken(MALFORMED_TEXT));
         // A segment of length 4n+1 cannot be base64.
-        assert_eq!(
-            err(&format!("{header}.e30A.c2ln")),
-            AuthError::InvalidToken(MALFORMED_TEXT)
-        );
-        assert_eq!(
-            err(&format!("{header}.e30.c2lnA")),
-            AuthError::InvalidToken(MALFORMED_TEXT)
-        );
+        assert_eq!(err(&format!("{header}.e30A.c2ln")), AuthError::InvalidToken(MALFORMED_TEXT));
+        assert_eq!(err(&format!("{header}.e30.c2lnA")), AuthError::InvalidToken(MALFORMED_TEXT));
         // "c2k" is "si"; "c2l" carries non-zero trailing bits.
         assert!(parse(&format!("{header}.e30.c2k")).is_ok());
-        assert_eq!(
-            err(&format!("{header}.e30.c2l")),
-            AuthError::InvalidToken(MALFORMED_TEXT)
-        );
+        assert_eq!(err(&format!("{header}.e30.c2l")), AuthError::InvalidToken(MALFORMED_TEXT));
     }
 
     /// Header and payload must both be JSON objects, in UTF-8.
     #[test]
     fn header_and_payload_must_be_objects() {
         let h = json!({"alg": "RS256"}).to_string();
-        for payload in [
-            "[]",
-            "\"s\"",
-            "1",
-            "null",
-            "",
-            "{",
-            "{}x",
-            "{\"a\":1,}",
-            "{'a':1}",
-        ] {
-            assert_eq!(
-                err(&token_raw(&h, payload)),
-                AuthError::InvalidToken(MALFORMED_TEXT),
-                "{payload}"
-            );
+        for payload in ["[]", "\"s\"", "1", "null", "", "{", "{}x", "{\"a\":1,}", "{'a':1}"] {
+            assert_eq!(err(&token_raw(&h, payload)), AuthError::InvalidToken(MALFORMED_TEXT), "{payload}");
         }
         for header in ["[\"alg\"]", "\"RS256\"", "null", "{"] {
-            assert_eq!(
-                err(&token_raw(header, "{}")),
-                AuthError::InvalidToken(MALFORMED_TEXT),
-                "{header}"
-            );
+            assert_eq!(err(&token_raw(header, "{}")), AuthError::InvalidToken(MALFORMED_TEXT), "{header}");
             assert!(!looks_like_jws(&token_raw(header, "{}")), "{header}");
         }
         // Invalid UTF-8 inside a JSON string.
-        let t = format!(
-            "{}.{}.{}",
-            b64(h.as_bytes()),
-            b64(b"{\"sub\":\"\xff\"}"),
-            b64(b"sig")
-        );
+        let t = format!("{}.{}.{}", b64(h.as_bytes()), b64(b"{\"sub\":\"\xff\"}"), b64(b"sig"));
         assert_eq!(err(&t), AuthError::InvalidToken(MALFORMED_TEXT));
         // A lone surrogate escape is not a Unicode string.
-        assert_eq!(
-            err(&token_raw(&h, r#"{"sub":"\ud800"}"#)),
-            AuthError::InvalidToken(MALFORMED_TEXT)
-        );
+        assert_eq!(err(&token_raw(&h, r#"{"sub":"\ud800"}"#)), AuthError::InvalidToken(MALFORMED_TEXT));
     }
 
     /// Duplicate member names are refused in the header.
@@ -483,11 +384,7 @@ mod tests {
             r#"{"alg":"RS256","x":{"y":1,"y":2}}"#,
             r#"{"alg":"RS256","\u0061lg":"RS256"}"#,
         ] {
-            assert_eq!(
-                err(&token_raw(header, claims)),
-                AuthError::InvalidToken(MALFORMED_TEXT),
-                "{header}"
-            );
+            assert_eq!(err(&token_raw(header, claims)), AuthError::InvalidToken(MALFORMED_TEXT), "{header}");
         }
     }
 
@@ -502,19 +399,12 @@ mod tests {
             r#"{"a":[1,{"b":{"c":1,"c":1}}]}"#,
             r#"{"sub":"alice","s\u0075b":"admin"}"#,
         ] {
-            assert_eq!(
-                err(&token_raw(h, claims)),
-                AuthError::InvalidToken(MALFORMED_TEXT),
-                "{claims}"
-            );
+            assert_eq!(err(&token_raw(h, claims)), AuthError::InvalidToken(MALFORMED_TEXT), "{claims}");
         }
         // Equal names in different objects are fine.
         let jws_token = token_raw(h, r#"{"a":{"x":1},"b":{"x":[{"x":2}]},"x":3}"#);
         let jws = parse(&jws_token).unwrap();
-        assert_eq!(
-            Value::Object(jws.claims),
-            json!({"a":{"x":1},"b":{"x":[{"x":2}]},"x":3})
-        );
+        assert_eq!(Value::Object(jws.claims), json!({"a":{"x":1},"b":{"x":[{"x":2}]},"x":3}));
     }
 
     /// The strict parser keeps every JSON value as serde_json would.
@@ -531,31 +421,16 @@ mod tests {
     #[test]
     fn deep_nesting_is_refused() {
         let deep = format!("{{\"a\":{}1{}}}", "[".repeat(100_000), "]".repeat(100_000));
-        assert_eq!(
-            err(&token_raw(r#"{"alg":"RS256"}"#, &deep)),
-            AuthError::InvalidToken(MALFORMED_TEXT)
-        );
+        assert_eq!(err(&token_raw(r#"{"alg":"RS256"}"#, &deep)), AuthError::InvalidToken(MALFORMED_TEXT));
         let deep = format!("{}{}", "{\"a\":".repeat(10_000), "}".repeat(10_000));
-        assert_eq!(
-            err(&token_raw(r#"{"alg":"RS256"}"#, &deep)),
-            AuthError::InvalidToken(MALFORMED_TEXT)
-        );
+        assert_eq!(err(&token_raw(r#"{"alg":"RS256"}"#, &deep)), AuthError::InvalidToken(MALFORMED_TEXT));
     }
 
     /// `alg` is required and must be a string.
     #[test]
     fn alg_required_string() {
-        for header in [
-            json!({}),
-            json!({"alg": null}),
-            json!({"alg": 256}),
-            json!({"alg": ["RS256"]}),
-        ] {
-            assert_eq!(
-                err(&token(header.clone(), json!({}))),
-                AuthError::InvalidToken(MALFORMED_TEXT),
-                "{header}"
-            );
+        for header in [json!({}), json!({"alg": null}), json!({"alg": 256}), json!({"alg": ["RS256"]})] {
+            assert_eq!(err(&token(header.clone(), json!({}))), AuthError::InvalidToken(MALFORMED_TEXT), "{header}");
         }
     }
 
@@ -567,10 +442,7 @@ mod tests {
             assert_eq!(err(&t), UNSIGNED, "{alg}");
             // The classic unsigned form "header.payload." is malformed before alg is even read.
             let (input, _) = t.rsplit_once('.').unwrap();
-            assert_eq!(
-                err(&format!("{input}.")),
-                AuthError::InvalidToken(MALFORMED_TEXT)
-            );
+            assert_eq!(err(&format!("{input}.")), AuthError::InvalidToken(MALFORMED_TEXT));
         }
     }
 
@@ -578,11 +450,7 @@ mod tests {
     #[test]
     fn unknown_alg_is_unsupported() {
         for alg in ["rs256", "ES512", "HS1", "RSA-OAEP", "dir", "Ed25519", ""] {
-            assert_eq!(
-                err(&token(json!({"alg": alg}), json!({}))),
-                UNSUPPORTED_ALG,
-                "{alg}"
-            );
+            assert_eq!(err(&token(json!({"alg": alg}), json!({}))), UNSUPPORTED_ALG, "{alg}");
         }
     }
 
@@ -596,13 +464,7 @@ mod tests {
             ("ES384", Algorithm::ES384),
             ("EdDSA", Algorithm::EdDSA),
         ] {
-            assert_eq!(
-                parse(&token(json!({"alg": name}), json!({})))
-                    .unwrap()
-                    .header
-                    .alg,
-                alg
-            );
+            assert_eq!(parse(&token(json!({"alg": name}), json!({}))).unwrap().header.alg, alg);
         }
     }
 
@@ -645,11 +507,7 @@ mod tests {
             json!({"alg": "RS256", "typ": true}),
             json!({"alg": "RS256", "typ": {"t": "at+jwt"}}),
         ] {
-            assert_eq!(
-                err(&token(header.clone(), json!({}))),
-                AuthError::InvalidToken(MALFORMED_TEXT),
-                "{header}"
-            );
+            assert_eq!(err(&token(header.clone(), json!({}))), AuthError::InvalidToken(MALFORMED_TEXT), "{header}");
         }
     }
 
@@ -660,10 +518,7 @@ mod tests {
         for t in [
             token(json!({"alg": secret}), json!({})),
             token(json!({"alg": "RS256", "kid": 7}), json!({"sub": secret})),
-            token_raw(
-                r#"{"alg":"RS256"}"#,
-                &format!(r#"{{"{secret}":1,"{secret}":2}}"#),
-            ),
+            token_raw(r#"{"alg":"RS256"}"#, &format!(r#"{{"{secret}":1,"{secret}":2}}"#)),
             format!("{secret}.{secret}"),
         ] {
             let e = err(&t);
@@ -686,22 +541,13 @@ mod tests {
             state
         };
         let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.";
-        let b64ish: String = (0..64 * 1024)
-            .map(|_| alphabet[(next() % alphabet.len() as u64) as usize] as char)
-            .collect();
+        let b64ish: String =
+            (0..64 * 1024).map(|_| alphabet[(next() % alphabet.len() as u64) as usize] as char).collect();
         let bytes: Vec<u8> = (0..64 * 1024).map(|_| next() as u8).collect();
         let lossy = String::from_utf8_lossy(&bytes).into_owned();
         let dots = ".".repeat(64 * 1024);
-        let big_segments = format!(
-            "{}.{}.{}",
-            "A".repeat(21_844),
-            "A".repeat(21_844),
-            "A".repeat(21_844)
-        );
-        let big_header = token_raw(
-            &format!(r#"{{"alg":"RS256","x":"{}"}}"#, "a".repeat(48 * 1024)),
-            "{}",
-        );
+        let big_segments = format!("{}.{}.{}", "A".repeat(21_844), "A".repeat(21_844), "A".repeat(21_844));
+        let big_header = token_raw(&format!(r#"{{"alg":"RS256","x":"{}"}}"#, "a".repeat(48 * 1024)), "{}");
         for t in [&b64ish, &lossy, &dots, &big_segments, &big_header] {
             let _ = parse(t);
             let _ = looks_like_jws(t);

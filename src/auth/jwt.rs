@@ -38,9 +38,10 @@ pub fn check_header(header: &JoseHeader, issuer: &Issuer) -> Result<(), AuthErro
     // RFC 9068 §4: resource servers MUST verify `typ` is "at+jwt" (or "application/at+jwt");
     // media types compare case-insensitively (RFC 7515 §4.1.9). Enforced when configured.
     if issuer.require_at_jwt {
-        let ok = header.typ.as_deref().is_some_and(|typ| {
-            typ.eq_ignore_ascii_case("at+jwt") || typ.eq_ignore_ascii_case("application/at+jwt")
-        });
+        let ok = header
+            .typ
+            .as_deref()
+            .is_some_and(|typ| typ.eq_ignore_ascii_case("at+jwt") || typ.eq_ignore_ascii_case("application/at+jwt"));
         if !ok {
             return Err(NOT_AT_JWT);
         }
@@ -60,12 +61,7 @@ pub fn verify(
     check_header(&jws.header, issuer)?;
     verify_signature(jws, keys)?;
     check_claims(&jws.claims, issuer, now)?;
-    Ok(Principal::from_claims(
-        issuer_index,
-        issuer_id,
-        jws.claims.clone(),
-        issuer.scope_claim.as_deref(),
-    ))
+    Ok(Principal::from_claims(issuer_index, issuer_id, jws.claims.clone(), issuer.scope_claim.as_deref()))
 }
 
 /// RFC 7515 §5.2 / RFC 7519 §7.2 step 7: the token is valid only if its signature verifies with
@@ -177,15 +173,8 @@ mod tests {
     /// jsonwebtoken's aws-lc RSA signer wants PKCS#1 DER; its PEM reader unwraps PKCS#8.
     fn rsa_encoding_key() -> EncodingKey {
         let body = STANDARD.encode(rsa_pkcs8());
-        let lines: Vec<&str> = body
-            .as_bytes()
-            .chunks(64)
-            .map(|c| std::str::from_utf8(c).unwrap())
-            .collect();
-        let pem = format!(
-            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
-            lines.join("\n")
-        );
+        let lines: Vec<&str> = body.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap()).collect();
+        let pem = format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n", lines.join("\n"));
         EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap()
     }
 
@@ -257,20 +246,12 @@ mod tests {
     /// The RSA key set and signing key used by most tests: kid "rsa", no declared alg.
     fn rsa() -> (EncodingKey, KeySet) {
         let enc = rsa_encoding_key();
-        let set = keyset(
-            &[public_jwk(&enc, Algorithm::RS256, "rsa", false)],
-            DEFAULT_ALGORITHMS,
-        );
+        let set = keyset(&[public_jwk(&enc, Algorithm::RS256, "rsa", false)], DEFAULT_ALGORITHMS);
         (enc, set)
     }
 
     fn rs256(claims: &Value, enc: &EncodingKey) -> String {
-        sign(
-            &json!({"alg": "RS256", "kid": "rsa", "typ": "at+jwt"}),
-            claims,
-            enc,
-            Algorithm::RS256,
-        )
+        sign(&json!({"alg": "RS256", "kid": "rsa", "typ": "at+jwt"}), claims, enc, Algorithm::RS256)
     }
 
     /// A valid RS256 token verifies and yields the principal.
@@ -292,12 +273,7 @@ mod tests {
     #[test]
     fn valid_ps256() {
         let (enc, set) = rsa();
-        let t = sign(
-            &json!({"alg": "PS256", "kid": "rsa"}),
-            &claims(),
-            &enc,
-            Algorithm::PS256,
-        );
+        let t = sign(&json!({"alg": "PS256", "kid": "rsa"}), &claims(), &enc, Algorithm::PS256);
         assert!(run(&t, &set, &issuer(), NOW).is_ok());
     }
 
@@ -305,16 +281,8 @@ mod tests {
     #[test]
     fn valid_es256() {
         let enc = ec_encoding_key();
-        let set = keyset(
-            &[public_jwk(&enc, Algorithm::ES256, "ec", true)],
-            DEFAULT_ALGORITHMS,
-        );
-        let t = sign(
-            &json!({"alg": "ES256", "kid": "ec"}),
-            &claims(),
-            &enc,
-            Algorithm::ES256,
-        );
+        let set = keyset(&[public_jwk(&enc, Algorithm::ES256, "ec", true)], DEFAULT_ALGORITHMS);
+        let t = sign(&json!({"alg": "ES256", "kid": "ec"}), &claims(), &enc, Algorithm::ES256);
         assert!(run(&t, &set, &issuer(), NOW).is_ok());
     }
 
@@ -322,16 +290,8 @@ mod tests {
     #[test]
     fn valid_eddsa() {
         let enc = ed_encoding_key();
-        let set = keyset(
-            &[public_jwk(&enc, Algorithm::EdDSA, "ed", true)],
-            DEFAULT_ALGORITHMS,
-        );
-        let t = sign(
-            &json!({"alg": "EdDSA", "kid": "ed"}),
-            &claims(),
-            &enc,
-            Algorithm::EdDSA,
-        );
+        let set = keyset(&[public_jwk(&enc, Algorithm::EdDSA, "ed", true)], DEFAULT_ALGORITHMS);
+        let t = sign(&json!({"alg": "EdDSA", "kid": "ed"}), &claims(), &enc, Algorithm::EdDSA);
         assert!(run(&t, &set, &issuer(), NOW).is_ok());
     }
 
@@ -349,23 +309,10 @@ mod tests {
             ],
             DEFAULT_ALGORITHMS,
         );
-        let good = sign(
-            &json!({"alg": "ES256", "kid": "ec2"}),
-            &claims(),
-            &ec2,
-            Algorithm::ES256,
-        );
+        let good = sign(&json!({"alg": "ES256", "kid": "ec2"}), &claims(), &ec2, Algorithm::ES256);
         assert!(run(&good, &set, &issuer(), NOW).is_ok());
-        let wrong = sign(
-            &json!({"alg": "ES256", "kid": "ec1"}),
-            &claims(),
-            &ec2,
-            Algorithm::ES256,
-        );
-        assert_eq!(
-            run(&wrong, &set, &issuer(), NOW).unwrap_err(),
-            BAD_SIGNATURE
-        );
+        let wrong = sign(&json!({"alg": "ES256", "kid": "ec1"}), &claims(), &ec2, Algorithm::ES256);
+        assert_eq!(run(&wrong, &set, &issuer(), NOW).unwrap_err(), BAD_SIGNATURE);
     }
 
     /// A token without `kid` verifies against any key bound to its algorithm.
@@ -384,12 +331,7 @@ mod tests {
         );
         let t = sign(&json!({"alg": "ES256"}), &claims(), &ec2, Algorithm::ES256);
         assert!(run(&t, &set, &issuer(), NOW).is_ok());
-        let t = sign(
-            &json!({"alg": "RS256"}),
-            &claims(),
-            &rsa_enc,
-            Algorithm::RS256,
-        );
+        let t = sign(&json!({"alg": "RS256"}), &claims(), &rsa_enc, Algorithm::RS256);
         assert!(run(&t, &set, &issuer(), NOW).is_ok());
         // No key is bound to ES384.
         let t = sign(&json!({"alg": "ES384"}), &claims(), &ec2, Algorithm::ES256);
@@ -400,41 +342,20 @@ mod tests {
     #[test]
     fn unknown_kid() {
         let (enc, set) = rsa();
-        let t = sign(
-            &json!({"alg": "RS256", "kid": "other"}),
-            &claims(),
-            &enc,
-            Algorithm::RS256,
-        );
+        let t = sign(&json!({"alg": "RS256", "kid": "other"}), &claims(), &enc, Algorithm::RS256);
         assert_eq!(run(&t, &set, &issuer(), NOW).unwrap_err(), UNKNOWN_KEY);
-        assert_eq!(
-            run(&t, &KeySet::default(), &issuer(), NOW).unwrap_err(),
-            UNKNOWN_KEY
-        );
+        assert_eq!(run(&t, &KeySet::default(), &issuer(), NOW).unwrap_err(), UNKNOWN_KEY);
     }
 
     /// A key whose JWK declares `alg` cannot verify a token under another algorithm (RFC 8725 §3.1).
     #[test]
     fn declared_key_alg_is_binding() {
         let enc = rsa_encoding_key();
-        let set = keyset(
-            &[public_jwk(&enc, Algorithm::PS256, "rsa", true)],
-            DEFAULT_ALGORITHMS,
-        );
-        let ps = sign(
-            &json!({"alg": "PS256", "kid": "rsa"}),
-            &claims(),
-            &enc,
-            Algorithm::PS256,
-        );
+        let set = keyset(&[public_jwk(&enc, Algorithm::PS256, "rsa", true)], DEFAULT_ALGORITHMS);
+        let ps = sign(&json!({"alg": "PS256", "kid": "rsa"}), &claims(), &enc, Algorithm::PS256);
         assert!(run(&ps, &set, &issuer(), NOW).is_ok());
         // Same key, genuinely signed with RS256: refused, the key is for PS256 only.
-        let rs = sign(
-            &json!({"alg": "RS256", "kid": "rsa"}),
-            &claims(),
-            &enc,
-            Algorithm::RS256,
-        );
+        let rs = sign(&json!({"alg": "RS256", "kid": "rsa"}), &claims(), &enc, Algorithm::RS256);
         assert_eq!(run(&rs, &set, &issuer(), NOW).unwrap_err(), UNKNOWN_KEY);
     }
 
@@ -444,10 +365,7 @@ mod tests {
         let (enc, set) = rsa();
         let mut iss = issuer();
         iss.algorithms = vec![Algorithm::ES256];
-        assert_eq!(
-            run(&rs256(&claims(), &enc), &set, &iss, NOW).unwrap_err(),
-            ALG_NOT_ALLOWED
-        );
+        assert_eq!(run(&rs256(&claims(), &enc), &set, &iss, NOW).unwrap_err(), ALG_NOT_ALLOWED);
     }
 
     /// HS256 "signed" with the RSA public modulus as HMAC secret is refused: HS256 is not
@@ -456,20 +374,12 @@ mod tests {
     fn hs256_with_rsa_public_key_is_refused() {
         let (enc, _) = rsa();
         let jwk = public_jwk(&enc, Algorithm::RS256, "rsa", false);
-        let n = match serde_json::from_value::<Jwk>(jwk.clone())
-            .unwrap()
-            .algorithm
-        {
+        let n = match serde_json::from_value::<Jwk>(jwk.clone()).unwrap().algorithm {
             AlgorithmParameters::RSA(rsa) => URL_SAFE_NO_PAD.decode(rsa.n).unwrap(),
             _ => unreachable!(),
         };
         let hmac = EncodingKey::from_secret(&n);
-        let t = sign(
-            &json!({"alg": "HS256", "kid": "rsa"}),
-            &claims(),
-            &hmac,
-            Algorithm::HS256,
-        );
+        let t = sign(&json!({"alg": "HS256", "kid": "rsa"}), &claims(), &hmac, Algorithm::HS256);
         // Default allowlist: asymmetric only.
         let set = keyset(std::slice::from_ref(&jwk), DEFAULT_ALGORITHMS);
         assert_eq!(run(&t, &set, &issuer(), NOW).unwrap_err(), ALG_NOT_ALLOWED);
@@ -481,12 +391,7 @@ mod tests {
         assert_eq!(run(&t, &set, &iss, NOW).unwrap_err(), UNKNOWN_KEY);
         // Nor with the JWK's JSON text (another classic choice of secret), with or without kid.
         let secret = EncodingKey::from_secret(jwk.to_string().as_bytes());
-        let t = sign(
-            &json!({"alg": "HS256"}),
-            &claims(),
-            &secret,
-            Algorithm::HS256,
-        );
+        let t = sign(&json!({"alg": "HS256"}), &claims(), &secret, Algorithm::HS256);
         assert_eq!(run(&t, &set, &iss, NOW).unwrap_err(), UNKNOWN_KEY);
     }
 
@@ -497,19 +402,9 @@ mod tests {
         let set = KeySet::from_secret(secret, &[Algorithm::HS256]);
         let mut iss = issuer();
         iss.algorithms = vec![Algorithm::HS256];
-        let t = sign(
-            &json!({"alg": "HS256"}),
-            &claims(),
-            &EncodingKey::from_secret(secret),
-            Algorithm::HS256,
-        );
+        let t = sign(&json!({"alg": "HS256"}), &claims(), &EncodingKey::from_secret(secret), Algorithm::HS256);
         assert!(run(&t, &set, &iss, NOW).is_ok());
-        let t = sign(
-            &json!({"alg": "HS256"}),
-            &claims(),
-            &EncodingKey::from_secret(b"wrong"),
-            Algorithm::HS256,
-        );
+        let t = sign(&json!({"alg": "HS256"}), &claims(), &EncodingKey::from_secret(b"wrong"), Algorithm::HS256);
         assert_eq!(run(&t, &set, &iss, NOW).unwrap_err(), BAD_SIGNATURE);
     }
 
@@ -517,20 +412,10 @@ mod tests {
     #[test]
     fn alg_none_is_refused() {
         let (_, set) = rsa();
-        let input = format!(
-            "{}.{}",
-            b64_json(&json!({"alg": "none"})),
-            b64_json(&claims())
-        );
-        assert_eq!(
-            run(&format!("{input}."), &set, &issuer(), NOW).unwrap_err(),
-            jws::parse("a.b.").unwrap_err()
-        );
+        let input = format!("{}.{}", b64_json(&json!({"alg": "none"})), b64_json(&claims()));
+        assert_eq!(run(&format!("{input}."), &set, &issuer(), NOW).unwrap_err(), jws::parse("a.b.").unwrap_err());
         let e = run(&format!("{input}.c2lnbmF0dXJl"), &set, &issuer(), NOW).unwrap_err();
-        assert_eq!(
-            e,
-            AuthError::InvalidToken("unsigned tokens are not accepted")
-        );
+        assert_eq!(e, AuthError::InvalidToken("unsigned tokens are not accepted"));
     }
 
     /// A changed payload no longer matches the signature.
@@ -543,19 +428,10 @@ mod tests {
         let mut evil = claims();
         evil["sub"] = json!("admin");
         let forged = format!("{h}.{}.{s}", b64_json(&evil));
-        assert_eq!(
-            run(&forged, &set, &issuer(), NOW).unwrap_err(),
-            BAD_SIGNATURE
-        );
+        assert_eq!(run(&forged, &set, &issuer(), NOW).unwrap_err(), BAD_SIGNATURE);
         // A changed header (here: dropped typ) breaks the signature too.
-        let forged = format!(
-            "{}.{rest}",
-            b64_json(&json!({"alg": "RS256", "kid": "rsa"}))
-        );
-        assert_eq!(
-            run(&forged, &set, &issuer(), NOW).unwrap_err(),
-            BAD_SIGNATURE
-        );
+        let forged = format!("{}.{rest}", b64_json(&json!({"alg": "RS256", "kid": "rsa"})));
+        assert_eq!(run(&forged, &set, &issuer(), NOW).unwrap_err(), BAD_SIGNATURE);
     }
 
     /// A stripped or truncated signature fails; no claims are read.
@@ -568,14 +444,8 @@ mod tests {
             run(&format!("{input}."), &set, &issuer(), NOW).unwrap_err(),
             AuthError::InvalidToken("malformed token")
         );
-        assert_eq!(
-            run(&format!("{input}.{}", &sig[..8]), &set, &issuer(), NOW).unwrap_err(),
-            BAD_SIGNATURE
-        );
-        assert_eq!(
-            run(&format!("{input}.AAAA"), &set, &issuer(), NOW).unwrap_err(),
-            BAD_SIGNATURE
-        );
+        assert_eq!(run(&format!("{input}.{}", &sig[..8]), &set, &issuer(), NOW).unwrap_err(), BAD_SIGNATURE);
+        assert_eq!(run(&format!("{input}.AAAA"), &set, &issuer(), NOW).unwrap_err(), BAD_SIGNATURE);
     }
 
     /// Claims are checked only after the signature: an expired forged token reports the signature.
@@ -589,10 +459,7 @@ mod tests {
         let t = rs256(&c, &enc);
         let (input, _) = t.rsplit_once('.').unwrap();
         let sig = crypto::sign(input.as_bytes(), &other, Algorithm::ES256).unwrap();
-        assert_eq!(
-            run(&format!("{input}.{sig}"), &set, &issuer(), NOW).unwrap_err(),
-            BAD_SIGNATURE
-        );
+        assert_eq!(run(&format!("{input}.{sig}"), &set, &issuer(), NOW).unwrap_err(), BAD_SIGNATURE);
     }
 
     /// RFC 7519 §4.1.4: a token past `exp` + leeway is expired; within the leeway it is accepted.
@@ -612,10 +479,7 @@ mod tests {
         assert_eq!(run(&t, &set, &strict, NOW + 1).unwrap_err(), EXPIRED);
         // Long expired.
         c["exp"] = json!(NOW - 3600);
-        assert_eq!(
-            run(&rs256(&c, &enc), &set, &issuer(), NOW).unwrap_err(),
-            EXPIRED
-        );
+        assert_eq!(run(&rs256(&c, &enc), &set, &issuer(), NOW).unwrap_err(), EXPIRED);
     }
 
     /// `exp` may be a non-integer NumericDate; negative or zero dates are simply in the past.
@@ -631,10 +495,7 @@ mod tests {
         assert_eq!(run(&t, &set, &strict, NOW + 1).unwrap_err(), EXPIRED);
         for past in [json!(-1), json!(0), json!(-1e300)] {
             c["exp"] = past;
-            assert_eq!(
-                run(&rs256(&c, &enc), &set, &issuer(), NOW).unwrap_err(),
-                EXPIRED
-            );
+            assert_eq!(run(&rs256(&c, &enc), &set, &issuer(), NOW).unwrap_err(), EXPIRED);
         }
         c["exp"] = json!(1e300);
         assert!(run(&rs256(&c, &enc), &set, &issuer(), NOW).is_ok());
@@ -648,10 +509,7 @@ mod tests {
         let (enc, set) = rsa();
         let mut c = claims();
         c.as_object_mut().unwrap().remove("exp");
-        assert_eq!(
-            run(&rs256(&c, &enc), &set, &issuer(), NOW).unwrap_err(),
-            NO_EXP
-        );
+        assert_eq!(run(&rs256(&c, &enc), &set, &issuer(), NOW).unwrap_err(), NO_EXP);
     }
 
     /// `exp` and `nbf` must be numbers.
@@ -668,11 +526,7 @@ mod tests {
         ] {
             let mut c = claims();
             c[name] = value;
-            assert_eq!(
-                run(&rs256(&c, &enc), &set, &issuer(), NOW).unwrap_err(),
-                MALFORMED_CLAIM,
-                "{name}"
-            );
+            assert_eq!(run(&rs256(&c, &enc), &set, &issuer(), NOW).unwrap_err(), MALFORMED_CLAIM, "{name}");
         }
     }
 
@@ -705,23 +559,13 @@ mod tests {
         ] {
             let mut c = claims();
             c["iss"] = iss.clone();
-            assert_eq!(
-                run(&rs256(&c, &enc), &set, &issuer(), NOW).unwrap_err(),
-                WRONG_ISSUER,
-                "{iss}"
-            );
+            assert_eq!(run(&rs256(&c, &enc), &set, &issuer(), NOW).unwrap_err(), WRONG_ISSUER, "{iss}");
         }
         let mut c = claims();
         c.as_object_mut().unwrap().remove("iss");
-        assert_eq!(
-            run(&rs256(&c, &enc), &set, &issuer(), NOW).unwrap_err(),
-            WRONG_ISSUER
-        );
+        assert_eq!(run(&rs256(&c, &enc), &set, &issuer(), NOW).unwrap_err(), WRONG_ISSUER);
         c["iss"] = json!([ISS]);
-        assert_eq!(
-            run(&rs256(&c, &enc), &set, &issuer(), NOW).unwrap_err(),
-            MALFORMED_CLAIM
-        );
+        assert_eq!(run(&rs256(&c, &enc), &set, &issuer(), NOW).unwrap_err(), MALFORMED_CLAIM);
     }
 
     /// `aud` is a string or an array of strings; membership is not checked here.
@@ -738,19 +582,9 @@ mod tests {
         let mut c = claims();
         c.as_object_mut().unwrap().remove("aud");
         assert!(run(&rs256(&c, &enc), &set, &iss, NOW).is_ok());
-        for aud in [
-            json!(1),
-            json!(["a", 1]),
-            json!({"a": 1}),
-            json!(null),
-            json!([["a"]]),
-        ] {
+        for aud in [json!(1), json!(["a", 1]), json!({"a": 1}), json!(null), json!([["a"]])] {
             c["aud"] = aud.clone();
-            assert_eq!(
-                run(&rs256(&c, &enc), &set, &iss, NOW).unwrap_err(),
-                MALFORMED_CLAIM,
-                "{aud}"
-            );
+            assert_eq!(run(&rs256(&c, &enc), &set, &iss, NOW).unwrap_err(), MALFORMED_CLAIM, "{aud}");
         }
     }
 
@@ -770,31 +604,18 @@ mod tests {
         ] {
             let mut c = claims();
             c[name] = value;
-            assert_eq!(
-                run(&rs256(&c, &enc), &set, &issuer(), NOW).unwrap_err(),
-                MALFORMED_CLAIM,
-                "{name}"
-            );
+            assert_eq!(run(&rs256(&c, &enc), &set, &issuer(), NOW).unwrap_err(), MALFORMED_CLAIM, "{name}");
         }
         let mut c = claims();
         c.as_object_mut().unwrap().remove("scope");
         c["scp"] = json!(["a", "b"]);
-        assert_eq!(
-            run(&rs256(&c, &enc), &set, &issuer(), NOW).unwrap().scopes,
-            ["a", "b"]
-        );
+        assert_eq!(run(&rs256(&c, &enc), &set, &issuer(), NOW).unwrap().scopes, ["a", "b"]);
         let mut iss = issuer();
         iss.scope_claim = Some("permissions".into());
         c["permissions"] = json!(["x:y"]);
-        assert_eq!(
-            run(&rs256(&c, &enc), &set, &iss, NOW).unwrap().scopes,
-            ["x:y"]
-        );
+        assert_eq!(run(&rs256(&c, &enc), &set, &iss, NOW).unwrap().scopes, ["x:y"]);
         c["permissions"] = json!([{"x": "y"}]);
-        assert_eq!(
-            run(&rs256(&c, &enc), &set, &iss, NOW).unwrap_err(),
-            MALFORMED_CLAIM
-        );
+        assert_eq!(run(&rs256(&c, &enc), &set, &iss, NOW).unwrap_err(), MALFORMED_CLAIM);
     }
 
     /// RFC 9068 §4: when required, `typ` must be at+jwt or application/at+jwt, case-insensitively.
@@ -803,27 +624,11 @@ mod tests {
         let (enc, set) = rsa();
         let mut iss = issuer();
         iss.require_at_jwt = true;
-        for typ in [
-            "at+jwt",
-            "AT+JWT",
-            "application/at+jwt",
-            "Application/AT+JWT",
-        ] {
-            let t = sign(
-                &json!({"alg": "RS256", "kid": "rsa", "typ": typ}),
-                &claims(),
-                &enc,
-                Algorithm::RS256,
-            );
+        for typ in ["at+jwt", "AT+JWT", "application/at+jwt", "Application/AT+JWT"] {
+            let t = sign(&json!({"alg": "RS256", "kid": "rsa", "typ": typ}), &claims(), &enc, Algorithm::RS256);
             assert!(run(&t, &set, &iss, NOW).is_ok(), "{typ}");
         }
-        for typ in [
-            Some("JWT"),
-            Some("at+jwt "),
-            Some("application/jwt"),
-            Some("jwt+at"),
-            None,
-        ] {
+        for typ in [Some("JWT"), Some("at+jwt "), Some("application/jwt"), Some("jwt+at"), None] {
             let mut header = json!({"alg": "RS256", "kid": "rsa"});
             if let Some(typ) = typ {
                 header["typ"] = json!(typ);
@@ -840,23 +645,10 @@ mod tests {
     fn check_header_rules() {
         let mut iss = issuer();
         iss.require_at_jwt = true;
-        let header = |alg, typ: Option<&str>| JoseHeader {
-            alg,
-            kid: None,
-            typ: typ.map(str::to_owned),
-        };
-        assert_eq!(
-            check_header(&header(Algorithm::HS256, Some("at+jwt")), &iss),
-            Err(ALG_NOT_ALLOWED)
-        );
-        assert_eq!(
-            check_header(&header(Algorithm::RS256, None), &iss),
-            Err(NOT_AT_JWT)
-        );
-        assert_eq!(
-            check_header(&header(Algorithm::RS256, Some("at+JWT")), &iss),
-            Ok(())
-        );
+        let header = |alg, typ: Option<&str>| JoseHeader { alg, kid: None, typ: typ.map(str::to_owned) };
+        assert_eq!(check_header(&header(Algorithm::HS256, Some("at+jwt")), &iss), Err(ALG_NOT_ALLOWED));
+        assert_eq!(check_header(&header(Algorithm::RS256, None), &iss), Err(NOT_AT_JWT));
+        assert_eq!(check_header(&header(Algorithm::RS256, Some("at+JWT")), &iss), Ok(()));
     }
 
     /// Hostile headers never reach verification (parse refuses them), even with a good signature.
@@ -870,13 +662,7 @@ mod tests {
             json!({"alg": "RS256", "kid": "rsa", "crit": ["exp"], "exp": 1}),
         ] {
             let t = sign(&header, &claims(), &enc, Algorithm::RS256);
-            assert!(
-                matches!(
-                    run(&t, &set, &issuer(), NOW),
-                    Err(AuthError::InvalidToken(_))
-                ),
-                "{header}"
-            );
+            assert!(matches!(run(&t, &set, &issuer(), NOW), Err(AuthError::InvalidToken(_))), "{header}");
         }
     }
 
@@ -885,10 +671,7 @@ mod tests {
     fn signed_duplicate_claims() {
         let (enc, set) = rsa();
         let header = b64_json(&json!({"alg": "RS256", "kid": "rsa"}));
-        let body = format!(
-            r#"{{"iss":"{ISS}","exp":{},"sub":"alice","sub":"admin"}}"#,
-            NOW + 60
-        );
+        let body = format!(r#"{{"iss":"{ISS}","exp":{},"sub":"alice","sub":"admin"}}"#, NOW + 60);
         let input = format!("{header}.{}", URL_SAFE_NO_PAD.encode(body));
         let sig = crypto::sign(input.as_bytes(), &enc, Algorithm::RS256).unwrap();
         assert_eq!(

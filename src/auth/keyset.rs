@@ -45,8 +45,7 @@ impl KeySet {
     /// Parse a JWKS document (RFC 7517 §5). Keys that cannot be used for signature verification
     /// under `allowlist` are skipped, so one odd key does not break the set.
     pub fn from_jwks(bytes: &[u8], allowlist: &[Algorithm]) -> Result<KeySet, KeySetError> {
-        let raw: RawJwks =
-            serde_json::from_slice(bytes).map_err(|e| KeySetError::Malformed(e.to_string()))?;
+        let raw: RawJwks = serde_json::from_slice(bytes).map_err(|e| KeySetError::Malformed(e.to_string()))?;
         let keys = raw
             .keys
             .into_iter()
@@ -68,14 +67,8 @@ impl KeySet {
 
     /// Keys that may verify a token with this `kid` and `alg`. A token without `kid` may be
     /// verified by any key bound to its algorithm.
-    pub fn candidates<'a>(
-        &'a self,
-        kid: Option<&'a str>,
-        alg: Algorithm,
-    ) -> impl Iterator<Item = &'a VerifyKey> + 'a {
-        self.keys.iter().filter(move |k| {
-            k.algorithms.contains(&alg) && (kid.is_none() || k.kid.as_deref() == kid)
-        })
+    pub fn candidates<'a>(&'a self, kid: Option<&'a str>, alg: Algorithm) -> impl Iterator<Item = &'a VerifyKey> + 'a {
+        self.keys.iter().filter(move |k| k.algorithms.contains(&alg) && (kid.is_none() || k.kid.as_deref() == kid))
     }
 
     /// Whether any key carries this `kid` (used to decide whether a refetch could help).
@@ -126,11 +119,8 @@ fn verify_key(jwk: &Jwk, allowlist: &[Algorithm]) -> Option<VerifyKey> {
         None => None,
         Some(a) => Some(a.to_string().parse::<Algorithm>().ok()?),
     };
-    let algorithms: Vec<Algorithm> = family
-        .iter()
-        .copied()
-        .filter(|a| allowlist.contains(a) && declared.is_none_or(|d| d == *a))
-        .collect();
+    let algorithms: Vec<Algorithm> =
+        family.iter().copied().filter(|a| allowlist.contains(a) && declared.is_none_or(|d| d == *a)).collect();
     if algorithms.is_empty() {
         return None;
     }

@@ -105,10 +105,8 @@ mod tests {
     #[test]
     fn claim_rules() {
         let tok = principal(json!({"tenant": "acme", "groups": ["admins"], "roles": "a b", "level": 3}));
-        let rule = |claim: &str, test| Policy {
-            claims: vec![ClaimRule { claim: claim.into(), test }],
-            ..Policy::default()
-        };
+        let rule =
+            |claim: &str, test| Policy { claims: vec![ClaimRule { claim: claim.into(), test }], ..Policy::default() };
         assert_eq!(authorize(&tok, &rule("tenant", ClaimTest::Equals(json!("acme"))), &[]), Ok(()));
         assert_eq!(authorize(&tok, &rule("level", ClaimTest::Equals(json!(3))), &[]), Ok(()));
         assert_eq!(authorize(&tok, &rule("groups", ClaimTest::Contains(json!("admins"))), &[]), Ok(()));

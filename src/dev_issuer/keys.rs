@@ -22,10 +22,7 @@ pub struct SigningKey {
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The private key is deliberately left out.
-        f.debug_struct("SigningKey")
-            .field("kid", &self.kid)
-            .field("alg", &self.alg)
-            .finish()
+        f.debug_struct("SigningKey").field("kid", &self.kid).field("alg", &self.alg).finish()
     }
 }
 
@@ -45,8 +42,8 @@ impl SigningKey {
             ),
             "SigningKey::rsa: {alg:?} is not an RSA algorithm"
         );
-        let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
-            .expect("RSA-2048 key generation");
+        let pair =
+            aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).expect("RSA-2048 key generation");
         let pkcs8 = pair.as_der().expect("RSA key to PKCS#8");
         // jsonwebtoken's aws-lc backend parses RSA keys as PKCS#1 `RSAPrivateKey`
         // (`RsaKeyPair::from_der`), while aws-lc-rs exports PKCS#8: unwrap the inner key.
@@ -72,11 +69,7 @@ impl SigningKey {
         // PKCS#8 v1 (48 bytes): jsonwebtoken's `Jwk::from_encoding_key` recognises Ed25519 by
         // that length, and rejects the v2 form that also embeds the public key.
         let pkcs8 = pair.to_pkcs8v1().expect("Ed25519 key to PKCS#8 v1");
-        Self::new(
-            kid,
-            Algorithm::EdDSA,
-            EncodingKey::from_ed_der(pkcs8.as_ref()),
-        )
+        Self::new(kid, Algorithm::EdDSA, EncodingKey::from_ed_der(pkcs8.as_ref()))
     }
 
     fn new(kid: &str, alg: Algorithm, encoding: EncodingKey) -> SigningKey {
@@ -84,12 +77,7 @@ impl SigningKey {
         jwk.common.key_id = Some(kid.to_owned());
         jwk.common.public_key_use = Some(PublicKeyUse::Signature);
         let jwk = serde_json::to_value(&jwk).expect("JWK serializes");
-        SigningKey {
-            kid: kid.to_owned(),
-            alg,
-            encoding,
-            jwk,
-        }
+        SigningKey { kid: kid.to_owned(), alg, encoding, jwk }
     }
 
     /// The public JWK: key type and public parameters plus `kid`, `alg` and `"use": "sig"`.
@@ -110,9 +98,8 @@ impl SigningKey {
         let header = URL_SAFE_NO_PAD.encode(serde_json::to_vec(header).expect("header JSON"));
         let claims = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).expect("claims JSON"));
         let signing_input = format!("{header}.{claims}");
-        let signature =
-            jsonwebtoken::crypto::sign(signing_input.as_bytes(), &self.encoding, self.alg)
-                .expect("signing with a generated key");
+        let signature = jsonwebtoken::crypto::sign(signing_input.as_bytes(), &self.encoding, self.alg)
+            .expect("signing with a generated key");
         format!("{signing_input}.{signature}")
     }
 }
@@ -143,9 +130,7 @@ fn der_tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
         }
         let (bytes, tail) = rest.split_at(n);
         rest = tail;
-        bytes
-            .iter()
-            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b))
+        bytes.iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b))
     };
     (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
 }

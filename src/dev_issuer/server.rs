@@ -52,9 +52,7 @@ pub struct DevIssuer {
 
 impl std::fmt::Debug for DevIssuer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DevIssuer")
-            .field("issuer", &self.state.issuer)
-            .finish_non_exhaustive()
+        f.debug_struct("DevIssuer").field("issuer", &self.state.issuer).finish_non_exhaustive()
     }
 }
 
@@ -77,12 +75,7 @@ impl DevIssuer {
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(accept_loop(listener, Arc::clone(&state), stopped));
         tracing::warn!(issuer = %state.issuer, "development issuer started: not for production use");
-        Ok(DevIssuer {
-            state,
-            addr,
-            stop,
-            task: Some(task),
-        })
+        Ok(DevIssuer { state, addr, stop, task: Some(task) })
     }
 
     /// The issuer URL, `http://{bound address}` (no trailing slash).
@@ -114,10 +107,7 @@ impl DevIssuer {
         let Value::Object(overrides) = claims else {
             panic!("DevIssuer::mint: claims must be a JSON object, got {claims}");
         };
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .expect("clock after 1970")
-            .as_secs();
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_secs();
         let mut jti = [0u8; 16];
         aws_lc_rs::rand::fill(&mut jti).expect("random jti");
         let mut merged = serde_json::Map::new();
@@ -224,39 +214,27 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>, mut stopped: watc
 
 fn handle(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path();
-    let known = matches!(
-        path,
-        "/jwks" | "/.well-known/openid-configuration" | "/.well-known/oauth-authorization-server"
-    );
+    let known =
+        matches!(path, "/jwks" | "/.well-known/openid-configuration" | "/.well-known/oauth-authorization-server");
     if !known {
         return json_response(StatusCode::NOT_FOUND, &json!({ "error": "not_found" }));
     }
     if req.method() != Method::GET {
-        let mut response = json_response(
-            StatusCode::METHOD_NOT_ALLOWED,
-            &json!({ "error": "method_not_allowed" }),
-        );
-        response
-            .headers_mut()
-            .insert(header::ALLOW, header::HeaderValue::from_static("GET"));
+        let mut response = json_response(StatusCode::METHOD_NOT_ALLOWED, &json!({ "error": "method_not_allowed" }));
+        response.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static("GET"));
         return response;
     }
     if path == "/jwks" {
         state.jwks_requests.fetch_add(1, Ordering::SeqCst);
         if !state.jwks_available.load(Ordering::SeqCst) {
-            return json_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &json!({ "error": "temporarily_unavailable" }),
-            );
+            return json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({ "error": "temporarily_unavailable" }));
         }
         let keys: Vec<Value> = state.keys.load().iter().map(|k| k.public_jwk()).collect();
         let mut response = json_response(StatusCode::OK, &json!({ "keys": keys }));
         let max_age = state.max_age.load(Ordering::SeqCst);
-        let cache_control = header::HeaderValue::from_str(&format!("max-age={max_age}"))
-            .expect("digits are a valid header value");
-        response
-            .headers_mut()
-            .insert(header::CACHE_CONTROL, cache_control);
+        let cache_control =
+            header::HeaderValue::from_str(&format!("max-age={max_age}")).expect("digits are a valid header value");
+        response.headers_mut().insert(header::CACHE_CONTROL, cache_control);
         response
     } else {
         state.discovery_requests.fetch_add(1, Ordering::SeqCst);

@@ -97,10 +97,7 @@ async fn decide_and_forward(
         return Err((None, Denial::BadRequest("path contains dot-segments or encoded separators")));
     }
     let host = headers::requested_host(&parts.headers, &parts.uri).map(str::to_owned);
-    let route = state
-        .routes
-        .find(host.as_deref(), parts.uri.path(), &parts.method)
-        .ok_or((None, Denial::NoRoute))?;
+    let route = state.routes.find(host.as_deref(), parts.uri.path(), &parts.method).ok_or((None, Denial::NoRoute))?;
     let deny = |d: Denial| (Some(route), d);
 
     headers::strip_hop_by_hop(&mut parts.headers);
@@ -139,11 +136,8 @@ async fn decide_and_forward(
             parts.headers.insert(HOST, v);
         }
     }
-    let response = state
-        .forwarder
-        .send(Request::from_parts(parts, body))
-        .await
-        .map_err(|e| deny(Denial::Upstream(e)))?;
+    let response =
+        state.forwarder.send(Request::from_parts(parts, body)).await.map_err(|e| deny(Denial::Upstream(e)))?;
     let (mut parts, body) = response.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
     Ok((route, Response::from_parts(parts, Either::Left(body))))

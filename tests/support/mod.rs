@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, Request, Response};
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use tokengate::config::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -97,7 +97,10 @@ impl Upstream {
     }
 }
 
-type UpBody = http_body_util::Either<Full<Bytes>, StreamBody<mpsc::UnboundedReceiver<Result<Frame<Bytes>, Infallible>>>>;
+type UpBody = http_body_util::Either<
+    Full<Bytes>,
+    StreamBody<ChannelStream<mpsc::UnboundedReceiver<Result<Frame<Bytes>, Infallible>>>>,
+>;
 
 async fn upstream_answer(
     req: Request<Incoming>,
@@ -135,11 +138,9 @@ async fn upstream_answer(
             let _ = tokio::time::timeout(WAIT, release_rx.lock().await.recv()).await;
             let _ = tx.send(Ok(Frame::data(Bytes::from_static(b"second"))));
         });
-        return Response::new(http_body_util::Either::Right(StreamBody::new(rx)));
+        return Response::new(http_body_util::Either::Right(StreamBody::new(ChannelStream(rx))));
     }
-    let mut response = Response::new(http_body_util::Either::Left(Full::new(Bytes::from(format!(
-        "ok {body_len}"
-    )))));
+    let mut response = Response::new(http_body_util::Either::Left(Full::new(Bytes::from(format!("ok {body_len}")))));
     if target.starts_with("/hop") {
         let h = response.headers_mut();
         h.insert("connection", "x-upstream-private".parse().unwrap());
@@ -236,4 +237,21 @@ pub async fn raw(addr: SocketAddr, request: &[u8]) -> String {
     let mut out = Vec::new();
     tokio::time::timeout(WAIT, stream.read_to_end(&mut out)).await.expect("response within WAIT").unwrap();
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A channel receiver as a `Stream` (for streaming bodies in tests).
+pub struct ChannelStream<R>(pub R);
+
+impl<T> futures_core::Stream for ChannelStream<mpsc::UnboundedReceiver<T>> {
+    type Item = T;
+    fn poll_next(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<T>> {
+        self.0.poll_recv(cx)
+    }
+}
+
+impl<T> futures_core::Stream for ChannelStream<mpsc::Receiver<T>> {
+    type Item = T;
+    fn poll_next(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<T>> {
+        self.0.poll_recv(cx)
+    }
 }
