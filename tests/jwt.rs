@@ -125,7 +125,8 @@ async fn valid_token_forwarded_with_identity() {
     assert_eq!(h["x-auth-client-id"], "cli");
     assert_eq!(h["x-auth-issuer"], env.idp.issuer());
     assert_eq!(h["authorization"], format!("Bearer {token}"));
-    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(h["x-auth-claims"].as_bytes()).unwrap()).unwrap();
+    let claims: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(h["x-auth-claims"].as_bytes()).unwrap()).unwrap();
     assert_eq!(claims["sub"], "alice");
 }
 
@@ -239,8 +240,8 @@ async fn hostile_headers() {
     let claims = full(env.claims());
     let embedded = attacker.sign_raw(&json!({"alg": "RS256", "kid": "k1", "jwk": attacker.public_jwk()}), &claims);
     env.assert_invalid(&embedded, "").await;
-    let jku = attacker
-        .sign_raw(&json!({"alg": "RS256", "kid": "k1", "jku": format!("{}/jwks", env.idp.issuer())}), &claims);
+    let jku =
+        attacker.sign_raw(&json!({"alg": "RS256", "kid": "k1", "jku": format!("{}/jwks", env.idp.issuer())}), &claims);
     env.assert_invalid(&jku, "").await;
     let key = &env.idp.keys()[0];
     let crit = key.sign_raw(&json!({"alg": "RS256", "kid": "k1", "crit": ["exp-ext"], "exp-ext": 1}), &claims);
@@ -479,7 +480,10 @@ async fn admin_endpoints() {
     let admin = format!("http://{}", env.gw.admin_addr);
     assert_eq!(client(false).get(format!("{admin}/healthz")).send().await.unwrap().status(), 200);
     let metrics = client(false).get(format!("{admin}/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains(r#"tokengate_requests_total{decision="allowed",route="read",status="200"} 1"#), "{metrics}");
+    assert!(
+        metrics.contains(r#"tokengate_requests_total{decision="allowed",route="read",status="200"} 1"#),
+        "{metrics}"
+    );
     assert!(metrics.contains(r#"tokengate_requests_total{decision="missing_token",route="read",status="401"} 1"#));
     assert!(metrics.contains("tokengate_request_duration_seconds_bucket"));
     assert!(metrics.contains(r#"tokengate_jwks_fetches_total{"#));

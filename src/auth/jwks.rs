@@ -112,10 +112,7 @@ impl FetchError {
     }
 
     fn invalid(url: &str, reason: impl Into<String>) -> FetchError {
-        FetchError::Invalid {
-            url: url.to_owned(),
-            reason: reason.into(),
-        }
+        FetchError::Invalid { url: url.to_owned(), reason: reason.into() }
     }
 }
 
@@ -140,9 +137,7 @@ struct AttemptMark<'a>(&'a JwksCache);
 impl Drop for AttemptMark<'_> {
     fn drop(&mut self) {
         let since = self.0.epoch.elapsed().as_nanos();
-        let stamp = u64::try_from(since)
-            .unwrap_or(u64::MAX - 1)
-            .saturating_add(1);
+        let stamp = u64::try_from(since).unwrap_or(u64::MAX - 1).saturating_add(1);
         self.0.last_attempt.store(stamp, Ordering::Release);
     }
 }
@@ -157,10 +152,9 @@ impl JwksCache {
         fetches: IntCounterVec,
     ) -> Arc<JwksCache> {
         let (source, initial) = match &issuer.keys {
-            KeySource::Secret(secret) => (
-                Source::Static,
-                Some(Arc::new(KeySet::from_secret(&secret.0, &issuer.algorithms))),
-            ),
+            KeySource::Secret(secret) => {
+                (Source::Static, Some(Arc::new(KeySet::from_secret(&secret.0, &issuer.algorithms))))
+            }
             KeySource::JwksUri(uri) => (Source::JwksUri(uri.clone()), None),
             KeySource::Discovery => (Source::Discovery, None),
         };
@@ -200,8 +194,8 @@ impl JwksCache {
         &self.issuer
     }
 
-    /// For a token whose `kid` (or `alg`) matches no current key: refetch, unless a fetch
-    /// ended less than `unknown_kid_cooldown` ago, so a flood of made-up kids costs the IdP at
+    /// For a token whose `kid` (or `alg`) matches no current key: refetch, unless such a
+    /// refetch ended less than `unknown_kid_cooldown` ago, so a flood of made-up kids costs the IdP at
     /// most one request per cooldown. Concurrent callers share one fetch and all see its result.
     /// Returns the (possibly new) current set. Never fetches for a shared secret.
     pub async fn refresh_for_unknown_kid(&self) -> Option<Arc<KeySet>> {
@@ -219,6 +213,9 @@ impl JwksCache {
             return self.keys();
         }
         tracing::debug!(issuer = %self.issuer, "unknown kid: refetching JWKS");
+        // Only request-driven fetches start a cooldown: a scheduled refresh that happened just
+        // before a rotation must not delay the first request carrying the new kid.
+        let _mark = AttemptMark(self);
         let _ = self.fetch_locked(&mut state).await;
         self.keys()
     }
@@ -272,16 +269,12 @@ impl JwksCache {
     /// One refresh attempt, with the guard held: fetch, install if changed, record the outcome.
     /// Returns when the next refresh is due, or `Err` (already logged) on failure.
     async fn fetch_locked(&self, state: &mut FetchState) -> Result<Instant, ()> {
-        let mark = AttemptMark(self);
         let result = self.fetch(state).await;
-        drop(mark);
         let outcome = match &result {
             Ok(_) => "success",
             Err(e) => e.outcome(),
         };
-        self.fetches
-            .with_label_values(&[self.issuer.as_str(), outcome])
-            .inc();
+        self.fetches.with_label_values(&[self.issuer.as_str(), outcome]).inc();
         match result {
             Ok(fetched) => {
                 if state.installed_doc.as_ref() != Some(&fetched.doc) {
@@ -339,33 +332,21 @@ impl JwksCache {
     }
 
     async fn fetch_jwks(&self, url: &str) -> Result<Fetched, FetchError> {
-        let (body, headers) = self
-            .get(url, "application/jwk-set+json, application/json")
-            .await?;
-        let keys = KeySet::from_jwks(&body, &self.algorithms)
-            .map_err(|e| FetchError::invalid(url, e.to_string()))?;
+        let (body, headers) = self.get(url, "application/jwk-set+json, application/json").await?;
+        let keys = KeySet::from_jwks(&body, &self.algorithms).map_err(|e| FetchError::invalid(url, e.to_string()))?;
         if keys.is_empty() {
-            return Err(FetchError::invalid(
-                url,
-                "the JWKS holds no key usable with the issuer's algorithms",
-            ));
+            return Err(FetchError::invalid(url, "the JWKS holds no key usable with the issuer's algorithms"));
         }
         // `from_jwks` accepted it, so it is JSON.
-        let doc =
-            serde_json::from_slice(&body).map_err(|e| FetchError::invalid(url, e.to_string()))?;
-        Ok(Fetched {
-            keys,
-            doc,
-            refresh_after: refresh_interval(&headers, &self.settings),
-        })
+        let doc = serde_json::from_slice(&body).map_err(|e| FetchError::invalid(url, e.to_string()))?;
+        Ok(Fetched { keys, doc, refresh_after: refresh_interval(&headers, &self.settings) })
     }
 
     /// The issuer's `jwks_uri` from its metadata: OpenID Connect Discovery first, then RFC 8414
     /// when that document is missing or unusable (but not on a network failure or timeout,
     /// which the second request to the same host would most likely repeat).
     async fn discover(&self) -> Result<String, FetchError> {
-        let (oidc, oauth) = metadata_urls(&self.issuer)
-            .map_err(|reason| FetchError::invalid(&self.issuer, reason))?;
+        let (oidc, oauth) = metadata_urls(&self.issuer).map_err(|reason| FetchError::invalid(&self.issuer, reason))?;
         match self.fetch_metadata(&oidc).await {
             Ok(uri) => Ok(uri),
             Err(first @ (FetchError::Status { .. } | FetchError::Invalid { .. })) => {
@@ -375,11 +356,7 @@ impl JwksCache {
                 );
                 match self.fetch_metadata(&oauth).await {
                     // Both failed: a usable-but-wrong first document says more than a 404.
-                    Err(FetchError::Status { .. })
-                        if matches!(first, FetchError::Invalid { .. }) =>
-                    {
-                        Err(first)
-                    }
+                    Err(FetchError::Status { .. }) if matches!(first, FetchError::Invalid { .. }) => Err(first),
                     other => other,
                 }
             }
@@ -397,25 +374,19 @@ impl JwksCache {
         if meta.issuer != self.issuer {
             return Err(FetchError::invalid(
                 url,
-                format!(
-                    "metadata names issuer {:?}, expected {:?}",
-                    meta.issuer, self.issuer
-                ),
+                format!("metadata names issuer {:?}, expected {:?}", meta.issuer, self.issuer),
             ));
         }
         let Some(jwks_uri) = meta.jwks_uri else {
             return Err(FetchError::invalid(url, "metadata has no jwks_uri"));
         };
-        let parsed = Url::parse(&jwks_uri)
-            .map_err(|e| FetchError::invalid(url, format!("jwks_uri {jwks_uri:?}: {e}")))?;
+        let parsed =
+            Url::parse(&jwks_uri).map_err(|e| FetchError::invalid(url, format!("jwks_uri {jwks_uri:?}: {e}")))?;
         // OpenID Connect Discovery 1.0 §3: jwks_uri MUST use the https scheme. Metadata that was
         // itself fetched over plain http (a local development issuer) may point to http.
         let metadata_is_https = url.starts_with("https://");
         if parsed.scheme() != "https" && (metadata_is_https || parsed.scheme() != "http") {
-            return Err(FetchError::invalid(
-                url,
-                format!("jwks_uri {jwks_uri:?} is not https"),
-            ));
+            return Err(FetchError::invalid(url, format!("jwks_uri {jwks_uri:?} is not https")));
         }
         Ok(jwks_uri)
     }
@@ -426,37 +397,18 @@ impl JwksCache {
         let limit = self.settings.max_response_bytes;
         let classify = |e: reqwest::Error| {
             if e.is_timeout() {
-                FetchError::Timeout {
-                    url: url.to_owned(),
-                    timeout,
-                }
+                FetchError::Timeout { url: url.to_owned(), timeout }
             } else if e.is_builder() {
                 FetchError::invalid(url, error_chain(&e.without_url()))
             } else {
-                FetchError::Network {
-                    url: url.to_owned(),
-                    reason: error_chain(&e.without_url()),
-                }
+                FetchError::Network { url: url.to_owned(), reason: error_chain(&e.without_url()) }
             }
         };
-        let mut response = self
-            .http
-            .get(url)
-            .header(ACCEPT, accept)
-            .timeout(timeout)
-            .send()
-            .await
-            .map_err(classify)?;
+        let mut response = self.http.get(url).header(ACCEPT, accept).timeout(timeout).send().await.map_err(classify)?;
         if response.status() != StatusCode::OK {
-            return Err(FetchError::Status {
-                url: url.to_owned(),
-                status: response.status(),
-            });
+            return Err(FetchError::Status { url: url.to_owned(), status: response.status() });
         }
-        let too_large = || FetchError::TooLarge {
-            url: url.to_owned(),
-            limit,
-        };
+        let too_large = || FetchError::TooLarge { url: url.to_owned(), limit };
         let declared = response.content_length();
         if declared.is_some_and(|len| len > limit as u64) {
             return Err(too_large());
@@ -475,8 +427,7 @@ impl JwksCache {
 
 /// `now + d`, saturating far in the future instead of panicking on overflow.
 fn after(now: Instant, d: Duration) -> Instant {
-    now.checked_add(d)
-        .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600))
+    now.checked_add(d).unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600))
 }
 
 /// The two metadata URLs for an issuer: OpenID Connect Discovery 1.0 §4 (`{issuer}` without a
@@ -502,14 +453,8 @@ fn refresh_interval(headers: &HeaderMap, settings: &JwksSettings) -> Duration {
     let Some(max_age) = max_age(headers) else {
         return settings.default_refresh;
     };
-    let age = headers
-        .get(AGE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(delta_seconds)
-        .unwrap_or(0);
-    Duration::from_secs(max_age.saturating_sub(age))
-        .min(settings.max_refresh)
-        .max(settings.min_refresh)
+    let age = headers.get(AGE).and_then(|v| v.to_str().ok()).and_then(delta_seconds).unwrap_or(0);
+    Duration::from_secs(max_age.saturating_sub(age)).min(settings.max_refresh).max(settings.min_refresh)
 }
 
 /// The first `max-age` directive of the `Cache-Control` fields (RFC 9111 §4.2.1: with several,
@@ -596,10 +541,7 @@ mod tests {
             }
         }
         fn status(status: u16) -> Reply {
-            Reply {
-                status,
-                ..Reply::ok("error")
-            }
+            Reply { status, ..Reply::ok("error") }
         }
         fn cache_control(mut self, value: &str) -> Reply {
             self.cache_control = Some(value.to_owned());
@@ -644,11 +586,7 @@ mod tests {
                     );
                 }
             });
-            TestServer {
-                base,
-                script,
-                accept,
-            }
+            TestServer { base, script, accept }
         }
 
         fn url(&self, path: &str) -> String {
@@ -656,21 +594,11 @@ mod tests {
         }
 
         fn set(&self, path: &str, reply: Reply) {
-            self.script
-                .lock()
-                .unwrap()
-                .replies
-                .insert(path.to_owned(), reply);
+            self.script.lock().unwrap().replies.insert(path.to_owned(), reply);
         }
 
         fn hit_times(&self, path: &str) -> Vec<Instant> {
-            self.script
-                .lock()
-                .unwrap()
-                .hits
-                .get(path)
-                .cloned()
-                .unwrap_or_default()
+            self.script.lock().unwrap().hits.get(path).cloned().unwrap_or_default()
         }
 
         fn hits(&self, path: &str) -> usize {
@@ -684,24 +612,14 @@ mod tests {
         }
     }
 
-    async fn respond(
-        script: &StdMutex<Script>,
-        path: &str,
-    ) -> Result<Response<TestBody>, std::io::Error> {
+    async fn respond(script: &StdMutex<Script>, path: &str) -> Result<Response<TestBody>, std::io::Error> {
         let reply = {
             let mut script = script.lock().unwrap();
-            script
-                .hits
-                .entry(path.to_owned())
-                .or_default()
-                .push(Instant::now());
+            script.hits.entry(path.to_owned()).or_default().push(Instant::now());
             script.replies.get(path).cloned()
         };
         let Some(reply) = reply else {
-            return Ok(Response::builder()
-                .status(404)
-                .body(TestBody::new("", false))
-                .unwrap());
+            return Ok(Response::builder().status(404).body(TestBody::new("", false)).unwrap());
         };
         tokio::time::sleep(reply.delay).await;
         if reply.close {
@@ -712,9 +630,7 @@ mod tests {
         if let Some(value) = &reply.cache_control {
             response = response.header("cache-control", value);
         }
-        Ok(response
-            .body(TestBody::new(reply.body, reply.chunked))
-            .unwrap())
+        Ok(response.body(TestBody::new(reply.body, reply.chunked)).unwrap())
     }
 
     /// A body that either declares its length or goes out chunked in 16-byte frames.
@@ -739,16 +655,8 @@ mod tests {
         type Data = Bytes;
         type Error = Infallible;
 
-        fn poll_frame(
-            self: Pin<&mut Self>,
-            _: &mut Context<'_>,
-        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-            Poll::Ready(
-                self.get_mut()
-                    .frames
-                    .pop_front()
-                    .map(|b| Ok(Frame::data(b))),
-            )
+        fn poll_frame(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            Poll::Ready(self.get_mut().frames.pop_front().map(|b| Ok(Frame::data(b))))
         }
 
         fn is_end_stream(&self) -> bool {
@@ -756,8 +664,7 @@ mod tests {
         }
 
         fn size_hint(&self) -> SizeHint {
-            self.len
-                .map_or_else(SizeHint::default, SizeHint::with_exact)
+            self.len.map_or_else(SizeHint::default, SizeHint::with_exact)
         }
     }
 
@@ -776,9 +683,7 @@ mod tests {
                 serde_json::to_value(jwk).unwrap()
             })
             .collect();
-        serde_json::to_vec(&serde_json::json!({ "keys": keys }))
-            .unwrap()
-            .into()
+        serde_json::to_vec(&serde_json::json!({ "keys": keys })).unwrap().into()
     }
 
     fn settings() -> JwksSettings {
@@ -814,11 +719,7 @@ mod tests {
     }
 
     fn counter() -> IntCounterVec {
-        IntCounterVec::new(
-            Opts::new("jwks_fetches_total", "test"),
-            &["issuer", "outcome"],
-        )
-        .unwrap()
+        IntCounterVec::new(Opts::new("jwks_fetches_total", "test"), &["issuer", "outcome"]).unwrap()
     }
 
     fn count(fetches: &IntCounterVec, iss: &str, outcome: &str) -> u64 {
@@ -828,14 +729,8 @@ mod tests {
     /// A cache reading `{server}/jwks` directly.
     fn jwks_cache(server: &TestServer, settings: &JwksSettings) -> (Arc<JwksCache>, IntCounterVec) {
         let fetches = counter();
-        let iss = issuer(
-            "https://issuer.test",
-            KeySource::JwksUri(server.url("/jwks")),
-        );
-        (
-            JwksCache::new(&iss, settings, client(), fetches.clone()),
-            fetches,
-        )
+        let iss = issuer("https://issuer.test", KeySource::JwksUri(server.url("/jwks")));
+        (JwksCache::new(&iss, settings, client(), fetches.clone()), fetches)
     }
 
     /// Polls `cond` every 10 ms; panics after `limit`.
@@ -892,13 +787,9 @@ mod tests {
         let results = callers.join_all().await;
 
         assert_eq!(server.hits("/jwks"), 1);
-        let first = results[0]
-            .clone()
-            .expect("every caller sees the fetched set");
+        let first = results[0].clone().expect("every caller sees the fetched set");
         assert!(first.has_kid("k1"));
-        assert!(results
-            .iter()
-            .all(|r| r.as_ref().is_some_and(|k| Arc::ptr_eq(k, &first))));
+        assert!(results.iter().all(|r| r.as_ref().is_some_and(|k| Arc::ptr_eq(k, &first))));
     }
 
     /// Within the cooldown an unknown kid causes no fetch; after it, exactly one more.
@@ -907,19 +798,9 @@ mod tests {
         let cooldown = Duration::from_millis(300);
         let server = TestServer::start().await;
         server.set("/jwks", Reply::ok(jwks(&["old"])));
-        let (cache, _) = jwks_cache(
-            &server,
-            &JwksSettings {
-                unknown_kid_cooldown: cooldown,
-                ..settings()
-            },
-        );
+        let (cache, _) = jwks_cache(&server, &JwksSettings { unknown_kid_cooldown: cooldown, ..settings() });
 
-        assert!(cache
-            .refresh_for_unknown_kid()
-            .await
-            .unwrap()
-            .has_kid("old"));
+        assert!(cache.refresh_for_unknown_kid().await.unwrap().has_kid("old"));
         let first_done = Instant::now();
         server.set("/jwks", Reply::ok(jwks(&["new"])));
 
@@ -961,10 +842,7 @@ mod tests {
         let iss = "https://issuer.test";
 
         let unchanged = cache.refresh_for_unknown_kid().await.unwrap();
-        assert!(
-            Arc::ptr_eq(&good, &unchanged),
-            "same document → same installed set"
-        );
+        assert!(Arc::ptr_eq(&good, &unchanged), "same document → same installed set");
         assert_eq!(count(&fetches, iss, "success"), 2);
 
         let kept = |cache: &JwksCache| {
@@ -985,13 +863,7 @@ mod tests {
         kept(&cache);
         assert_eq!(count(&fetches, iss, "timeout"), 1);
 
-        server.set(
-            "/jwks",
-            Reply {
-                close: true,
-                ..Reply::ok("")
-            },
-        );
+        server.set("/jwks", Reply { close: true, ..Reply::ok("") });
         cache.refresh_for_unknown_kid().await;
         kept(&cache);
         assert_eq!(count(&fetches, iss, "network_error"), 1);
@@ -1012,33 +884,21 @@ mod tests {
         let task = tokio::spawn(cache.clone().run());
 
         // Backoff 250 ms then 500 ms: the third attempt comes well within 3 s.
-        eventually(Duration::from_secs(3), "two failed attempts", || {
-            server.hits("/jwks") >= 2
-        })
-        .await;
+        eventually(Duration::from_secs(3), "two failed attempts", || server.hits("/jwks") >= 2).await;
         assert!(!cache.is_ready());
         server.set("/jwks", Reply::ok(jwks(&["k1"])).cache_control("max-age=0"));
         eventually(Duration::from_secs(3), "ready", || cache.is_ready()).await;
         let times = server.hit_times("/jwks");
-        assert!(
-            times[1] - times[0] >= Duration::from_millis(250),
-            "first retry after backoff"
-        );
+        assert!(times[1] - times[0] >= Duration::from_millis(250), "first retry after backoff");
 
         // max-age=0 → refresh every min_refresh (100 ms); now the refreshes fail.
         server.set("/jwks", Reply::status(500));
         let failed_from = server.hits("/jwks");
-        eventually(Duration::from_secs(3), "failed refreshes", || {
-            server.hits("/jwks") >= failed_from + 2
-        })
-        .await;
+        eventually(Duration::from_secs(3), "failed refreshes", || server.hits("/jwks") >= failed_from + 2).await;
         assert!(has_kid(&cache, "k1"), "old keys kept while refreshes fail");
 
         server.set("/jwks", Reply::ok(jwks(&["k2"])));
-        eventually(Duration::from_secs(3), "recovered", || {
-            has_kid(&cache, "k2")
-        })
-        .await;
+        eventually(Duration::from_secs(3), "recovered", || has_kid(&cache, "k2")).await;
         assert!(!has_kid(&cache, "k1"));
         assert_eq!(cache.generation(), 2);
         task.abort();
@@ -1048,49 +908,28 @@ mod tests {
     #[tokio::test]
     async fn cache_control_max_age_is_honoured() {
         let server = TestServer::start().await;
-        server.set(
-            "/jwks",
-            Reply::ok(jwks(&["k1"])).cache_control("public, max-age=1"),
-        );
+        server.set("/jwks", Reply::ok(jwks(&["k1"])).cache_control("public, max-age=1"));
         let (cache, _) = jwks_cache(&server, &settings());
         let task = tokio::spawn(cache.clone().run());
 
-        eventually(Duration::from_secs(4), "second fetch", || {
-            server.hits("/jwks") >= 2
-        })
-        .await;
+        eventually(Duration::from_secs(4), "second fetch", || server.hits("/jwks") >= 2).await;
         task.abort();
         let times = server.hit_times("/jwks");
         let gap = times[1] - times[0];
-        assert!(
-            gap >= Duration::from_secs(1),
-            "refreshed after {gap:?}, before max-age"
-        );
-        assert!(
-            gap < Duration::from_secs(3),
-            "refreshed after {gap:?}, not at max-age"
-        );
+        assert!(gap >= Duration::from_secs(1), "refreshed after {gap:?}, before max-age");
+        assert!(gap < Duration::from_secs(3), "refreshed after {gap:?}, not at max-age");
     }
 
     /// A max-age above `max_refresh` is clamped to it.
     #[tokio::test]
     async fn cache_control_max_age_is_clamped() {
         let server = TestServer::start().await;
-        server.set(
-            "/jwks",
-            Reply::ok(jwks(&["k1"])).cache_control("max-age=86400"),
-        );
-        let settings = JwksSettings {
-            max_refresh: Duration::from_millis(200),
-            ..settings()
-        };
+        server.set("/jwks", Reply::ok(jwks(&["k1"])).cache_control("max-age=86400"));
+        let settings = JwksSettings { max_refresh: Duration::from_millis(200), ..settings() };
         let (cache, _) = jwks_cache(&server, &settings);
         let task = tokio::spawn(cache.clone().run());
 
-        eventually(Duration::from_secs(3), "three fetches", || {
-            server.hits("/jwks") >= 3
-        })
-        .await;
+        eventually(Duration::from_secs(3), "three fetches", || server.hits("/jwks") >= 3).await;
         task.abort();
         let times = server.hit_times("/jwks");
         for pair in times.windows(2) {
@@ -1118,23 +957,11 @@ mod tests {
         assert_eq!(interval(&[("cache-control", "no-cache")]), 300);
         assert_eq!(interval(&[("cache-control", "public, Max-Age=600")]), 600);
         assert_eq!(interval(&[("cache-control", "max-age=\"600\"")]), 600);
-        assert_eq!(
-            interval(&[("cache-control", "max-age=600"), ("age", "100")]),
-            500
-        );
+        assert_eq!(interval(&[("cache-control", "max-age=600"), ("age", "100")]), 500);
         assert_eq!(interval(&[("cache-control", "max-age=5")]), 60);
-        assert_eq!(
-            interval(&[("cache-control", "max-age=99999999999999999999999")]),
-            3600
-        );
+        assert_eq!(interval(&[("cache-control", "max-age=99999999999999999999999")]), 3600);
         assert_eq!(interval(&[("cache-control", "max-age=-1")]), 300);
-        assert_eq!(
-            interval(&[
-                ("cache-control", "private"),
-                ("cache-control", "max-age=120")
-            ]),
-            120
-        );
+        assert_eq!(interval(&[("cache-control", "private"), ("cache-control", "max-age=120")]), 120);
     }
 
     /// Metadata URLs follow OIDC Discovery §4 and RFC 8414 §3 (path after the well-known part).
@@ -1159,19 +986,12 @@ mod tests {
 
     fn discovery_cache(iss: &str) -> (Arc<JwksCache>, IntCounterVec) {
         let fetches = counter();
-        let cache = JwksCache::new(
-            &issuer(iss, KeySource::Discovery),
-            &settings(),
-            client(),
-            fetches.clone(),
-        );
+        let cache = JwksCache::new(&issuer(iss, KeySource::Discovery), &settings(), client(), fetches.clone());
         (cache, fetches)
     }
 
     fn metadata(iss: &str, jwks_uri: &str) -> Bytes {
-        serde_json::to_vec(&serde_json::json!({ "issuer": iss, "jwks_uri": jwks_uri, "x": 1 }))
-            .unwrap()
-            .into()
+        serde_json::to_vec(&serde_json::json!({ "issuer": iss, "jwks_uri": jwks_uri, "x": 1 })).unwrap().into()
     }
 
     /// Discovery reads `{issuer}/.well-known/openid-configuration` and fetches its jwks_uri, once.
@@ -1179,10 +999,7 @@ mod tests {
     async fn discovery_via_openid_configuration() {
         let server = TestServer::start().await;
         let iss = server.base.clone();
-        server.set(
-            "/.well-known/openid-configuration",
-            Reply::ok(metadata(&iss, &server.url("/keys"))),
-        );
+        server.set("/.well-known/openid-configuration", Reply::ok(metadata(&iss, &server.url("/keys"))));
         server.set("/keys", Reply::ok(jwks(&["k1"])));
         let (cache, _) = discovery_cache(&iss);
 
@@ -1190,10 +1007,7 @@ mod tests {
         assert_eq!(server.hits("/keys"), 1);
         // The jwks_uri is remembered while fetching it works.
         let cache2 = {
-            let s = JwksSettings {
-                unknown_kid_cooldown: Duration::ZERO,
-                ..settings()
-            };
+            let s = JwksSettings { unknown_kid_cooldown: Duration::ZERO, ..settings() };
             JwksCache::new(&issuer(&iss, KeySource::Discovery), &s, client(), counter())
         };
         cache2.refresh_for_unknown_kid().await;
@@ -1216,10 +1030,7 @@ mod tests {
 
         assert!(cache.refresh_for_unknown_kid().await.unwrap().has_kid("k1"));
         assert_eq!(server.hits("/tenant1/.well-known/openid-configuration"), 1);
-        assert_eq!(
-            server.hits("/.well-known/oauth-authorization-server/tenant1"),
-            1
-        );
+        assert_eq!(server.hits("/.well-known/oauth-authorization-server/tenant1"), 1);
         assert_eq!(count(&fetches, &iss, "success"), 1);
     }
 
@@ -1245,31 +1056,19 @@ mod tests {
     async fn oversize_jwks_rejected() {
         let server = TestServer::start().await;
         let doc = jwks(&["k1", "k2", "k3"]);
-        let settings = JwksSettings {
-            max_response_bytes: doc.len() - 1,
-            unknown_kid_cooldown: Duration::ZERO,
-            ..settings()
-        };
+        let settings =
+            JwksSettings { max_response_bytes: doc.len() - 1, unknown_kid_cooldown: Duration::ZERO, ..settings() };
         let (cache, fetches) = jwks_cache(&server, &settings);
 
         server.set("/jwks", Reply::ok(doc.clone()));
         assert!(cache.refresh_for_unknown_kid().await.is_none());
-        server.set(
-            "/jwks",
-            Reply {
-                chunked: true,
-                ..Reply::ok(doc.clone())
-            },
-        );
+        server.set("/jwks", Reply { chunked: true, ..Reply::ok(doc.clone()) });
         assert!(cache.refresh_for_unknown_kid().await.is_none());
         assert!(!cache.is_ready());
         assert_eq!(count(&fetches, "https://issuer.test", "too_large"), 2);
 
         // Exactly at the limit is fine, also when streamed.
-        let exact = JwksSettings {
-            max_response_bytes: doc.len(),
-            ..settings
-        };
+        let exact = JwksSettings { max_response_bytes: doc.len(), ..settings };
         let (cache, _) = jwks_cache(&server, &exact);
         assert!(cache.refresh_for_unknown_kid().await.unwrap().has_kid("k3"));
     }
@@ -1279,21 +1078,12 @@ mod tests {
     async fn invalid_documents_keep_old_keys() {
         let server = TestServer::start().await;
         server.set("/jwks", Reply::ok(jwks(&["k1"])));
-        let s = JwksSettings {
-            unknown_kid_cooldown: Duration::ZERO,
-            ..settings()
-        };
+        let s = JwksSettings { unknown_kid_cooldown: Duration::ZERO, ..settings() };
         let (cache, fetches) = jwks_cache(&server, &s);
         let good = cache.refresh_for_unknown_kid().await.unwrap();
 
         let hmac_only = r#"{"keys":[{"kty":"oct","kid":"s","k":"c2VjcmV0"}]}"#;
-        for body in [
-            "<html>oops</html>",
-            "{\"keys\":",
-            "{}",
-            "{\"keys\":[]}",
-            hmac_only,
-        ] {
+        for body in ["<html>oops</html>", "{\"keys\":", "{}", "{\"keys\":[]}", hmac_only] {
             server.set("/jwks", Reply::ok(body));
             let keys = cache.refresh_for_unknown_kid().await.unwrap();
             assert!(Arc::ptr_eq(&keys, &good), "{body} replaced the key set");
@@ -1305,23 +1095,13 @@ mod tests {
     /// A shared-secret issuer is ready at once and never touches the network.
     #[tokio::test]
     async fn secret_source_ready_without_network() {
-        let mut iss = issuer(
-            "https://hmac.test",
-            KeySource::Secret(Secret(b"0123456789abcdef".to_vec())),
-        );
+        let mut iss = issuer("https://hmac.test", KeySource::Secret(Secret(b"0123456789abcdef".to_vec())));
         iss.algorithms = vec![Algorithm::HS256];
         let fetches = counter();
         let cache = JwksCache::new(&iss, &settings(), client(), fetches.clone());
 
         assert!(cache.is_ready());
-        assert_eq!(
-            cache
-                .keys()
-                .unwrap()
-                .candidates(None, Algorithm::HS256)
-                .count(),
-            1
-        );
+        assert_eq!(cache.keys().unwrap().candidates(None, Algorithm::HS256).count(), 1);
         assert!(cache.refresh_for_unknown_kid().await.is_some());
         tokio::time::timeout(Duration::from_secs(1), cache.clone().run())
             .await
