@@ -5,6 +5,7 @@
 //! (`TOKENGATE_*`) → validation. Errors name the file, line and field, and say what is wrong.
 
 pub mod env;
+pub mod print;
 pub mod raw;
 pub mod validate;
 
@@ -15,7 +16,8 @@ use std::time::Duration;
 use http::{HeaderName, Method, Uri};
 use jsonwebtoken::Algorithm;
 
-pub use validate::{load, ConfigError, Sources};
+pub use print::render_effective;
+pub use validate::{load, ConfigError, Origin, Sources};
 
 /// The algorithms an issuer accepts when its config names none: the asymmetric ones only
 /// (RFC 8725 §3.1: an explicit allowlist; HMAC only when a shared secret is configured).
@@ -236,7 +238,10 @@ impl Identity {
             ("x-auth-issuer", IdentityValue::Issuer),
         ]
         .into_iter()
-        .map(|(name, value)| IdentityHeader { name: HeaderName::from_static(name), value })
+        .map(|(name, value)| IdentityHeader {
+            name: HeaderName::from_static(name),
+            value,
+        })
         .collect()
     }
 }

@@ -1,0 +1,144 @@
+//! The effective configuration as YAML in the file schema, for `tokengate check-config`.
+//! Every default is spelled out; secrets are printed as `<redacted>`.
+
+use super::raw::{
+    HeaderMapping, RawAuth, RawClaimRule, RawConfig, RawIdentity, RawIssuer, RawJwks, RawRoute,
+    RawScopeMatch, RawServer, RawTokens, RawUpstream,
+};
+use super::{ClaimTest, Config, IdentityValue, KeySource, RouteAuth, ScopeMatch};
+
+/// What `render_effective` prints in place of a secret.
+pub const REDACTED: &str = "<redacted>";
+
+/// The effective config as YAML that `load` accepts again (once `<redacted>` is replaced by the
+/// secret, e.g. with `${IDP_SECRET}`).
+pub fn render_effective(config: &Config) -> String {
+    let yaml = serde_norway::to_string(&to_raw(config)).expect("the raw config always serializes");
+    format!("# effective tokengate configuration (defaults resolved, env applied)\n{yaml}")
+}
+
+fn to_raw(c: &Config) -> RawConfig {
+    RawConfig {
+        listen: Some(c.listen.to_string()),
+        admin_listen: Some(c.admin_listen.to_string()),
+        realm: Some(c.realm.clone()),
+        server: Some(RawServer {
+            header_read_timeout: Some(c.server.header_read_timeout),
+            shutdown_grace: Some(c.server.shutdown_grace),
+            max_header_bytes: Some(c.server.max_header_bytes),
+            worker_threads: c.server.worker_threads,
+        }),
+        upstream: Some(RawUpstream {
+            url: Some(match c.upstream.uri.authority() {
+                Some(a) => format!("http://{a}"),
+                None => c.upstream.uri.to_string(),
+            }),
+            connect_timeout: Some(c.upstream.connect_timeout),
+            response_timeout: Some(c.upstream.response_timeout),
+            pool_idle_timeout: Some(c.upstream.pool_idle_timeout),
+            pool_max_idle_per_host: Some(c.upstream.pool_max_idle_per_host),
+        }),
+        tokens: Some(RawTokens {
+            query: Some(c.tokens.allow_query),
+            form_body: Some(c.tokens.allow_form_body),
+            max_bytes: Some(c.tokens.max_token_bytes),
+        }),
+        jwks: Some(RawJwks {
+            min_refresh: Some(c.jwks.min_refresh),
+            max_refresh: Some(c.jwks.max_refresh),
+            default_refresh: Some(c.jwks.default_refresh),
+            unknown_kid_cooldown: Some(c.jwks.unknown_kid_cooldown),
+            fetch_timeout: Some(c.jwks.fetch_timeout),
+            max_response_bytes: Some(c.jwks.max_response_bytes),
+        }),
+        issuers: Some(
+            c.issuers
+                .iter()
+                .map(|i| RawIssuer {
+                    issuer: Some(i.issuer.clone()),
+                    jwks_uri: match &i.keys {
+                        KeySource::JwksUri(u) => Some(u.clone()),
+                        _ => None,
+                    },
+                    hmac_secret: match &i.keys {
+                        KeySource::Secret(_) => Some(REDACTED.to_string()),
+                        _ => None,
+                    },
+                    audiences: Some(i.audiences.clone()),
+                    algorithms: Some(i.algorithms.iter().map(|a| format!("{a:?}")).collect()),
+                    leeway: Some(i.leeway),
+                    require_typ_at_jwt: Some(i.require_at_jwt),
+                    scope_claim: i.scope_claim.clone(),
+                })
+                .collect(),
+        ),
+        routes: Some(c.routes.iter().map(route).collect()),
+        identity: Some(RawIdentity {
+            headers: Some(HeaderMapping(
+                c.identity
+                    .headers
+                    .iter()
+                    .map(|h| (h.name.as_str().to_string(), source(&h.value)))
+                    .collect(),
+            )),
+            claims_header: c
+                .identity
+                .claims_header
+                .as_ref()
+                .map(|h| h.as_str().to_string()),
+            forward_authorization: Some(c.identity.forward_authorization),
+        }),
+    }
+}
+
+fn route(r: &super::Route) -> RawRoute {
+    let mut raw = RawRoute {
+        id: Some(r.id.clone()),
+        host: r.host.clone(),
+        path_prefix: Some(r.path_prefix.clone()),
+        methods: r
+            .methods
+            .as_ref()
+            .map(|ms| ms.iter().map(|m| m.as_str().to_string()).collect()),
+        ..RawRoute::default()
+    };
+    match &r.auth {
+        RouteAuth::Public => raw.auth = Some(RawAuth::None),
+        RouteAuth::Required(p) => {
+            raw.auth = Some(RawAuth::Required);
+            raw.audiences = p.audiences.clone();
+            raw.scopes = Some(p.scopes.clone());
+            raw.scope_match = Some(match p.scope_match {
+                ScopeMatch::All => RawScopeMatch::All,
+                ScopeMatch::Any => RawScopeMatch::Any,
+            });
+            raw.claims = Some(
+                p.claims
+                    .iter()
+                    .map(|c| {
+                        let (equals, contains) = match &c.test {
+                            ClaimTest::Equals(v) => (Some(v.clone()), None),
+                            ClaimTest::Contains(v) => (None, Some(v.clone())),
+                        };
+                        RawClaimRule {
+                            claim: Some(c.claim.clone()),
+                            equals,
+                            contains,
+                        }
+                    })
+                    .collect(),
+            );
+        }
+    }
+    raw
+}
+
+fn source(v: &IdentityValue) -> String {
+    match v {
+        IdentityValue::Subject => "subject".into(),
+        IdentityValue::Scopes => "scopes".into(),
+        IdentityValue::ClientId => "client_id".into(),
+        IdentityValue::Issuer => "issuer".into(),
+        IdentityValue::Claim(name) => format!("claim:{name}"),
+    }
+}
