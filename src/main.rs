@@ -53,7 +53,7 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Run) {
         Command::CheckConfig => match config::load(&sources) {
             Ok(cfg) => {
-                print!("{cfg:?}");
+                print!("{}", config::render_effective(&cfg));
                 eprintln!("configuration is valid");
                 ExitCode::SUCCESS
             }
@@ -68,10 +68,7 @@ fn main() -> ExitCode {
             }),
             Err(e) => config_error(e),
         },
-        Command::Demo { listen } => {
-            let _ = listen;
-            ExitCode::FAILURE
-        }
+        Command::Demo { listen } => run(runtime(None), tokengate::demo::run(listen)),
     }
 }
 

@@ -29,16 +29,7 @@ pub const ALGORITHMS: &str = "TOKENGATE_ALGORITHMS";
 pub const CONFIG: &str = "TOKENGATE_CONFIG";
 
 /// Every variable `load` reads, in documentation order.
-pub const ALL: &[&str] = &[
-    LISTEN,
-    ADMIN_LISTEN,
-    UPSTREAM,
-    ISSUER,
-    JWKS_URI,
-    AUDIENCE,
-    REQUIRED_SCOPES,
-    ALGORITHMS,
-];
+pub const ALL: &[&str] = &[LISTEN, ADMIN_LISTEN, UPSTREAM, ISSUER, JWKS_URI, AUDIENCE, REQUIRED_SCOPES, ALGORITHMS];
 
 /// Which config fields were set from which variable, so validation errors name the variable.
 #[derive(Debug, Default)]
@@ -54,9 +45,7 @@ impl Provenance {
     pub fn lookup(&self, field: &str) -> Option<&'static str> {
         self.0.iter().find_map(|(f, var)| {
             let covered = field == f
-                || field
-                    .strip_prefix(f.as_str())
-                    .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['));
+                || field.strip_prefix(f.as_str()).is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['));
             covered.then_some(*var)
         })
     }
@@ -79,28 +68,16 @@ fn get<'a>(env: &'a HashMap<String, String>, var: &str) -> Option<&'a str> {
 }
 
 fn env_err(var: &'static str, field: impl Into<String>, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        origin: Origin::Env(var.to_string()),
-        field: field.into(),
-        message: message.into(),
-    }
+    ConfigError::Invalid { origin: Origin::Env(var.to_string()), field: field.into(), message: message.into() }
 }
 
 /// Space- and/or comma-separated list.
 fn split_list(value: &str) -> Vec<String> {
-    value
-        .split(|c: char| c == ',' || c.is_whitespace())
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect()
+    value.split(|c: char| c == ',' || c.is_whitespace()).filter(|s| !s.is_empty()).map(str::to_string).collect()
 }
 
 /// Applies the `TOKENGATE_*` overrides to the parsed file (or to an empty config).
-pub fn apply(
-    raw: &mut RawConfig,
-    env: &HashMap<String, String>,
-    prov: &mut Provenance,
-) -> Result<(), ConfigError> {
+pub fn apply(raw: &mut RawConfig, env: &HashMap<String, String>, prov: &mut Provenance) -> Result<(), ConfigError> {
     if let Some(v) = get(env, LISTEN) {
         raw.listen = Some(v.to_string());
         prov.record("listen", LISTEN);
@@ -117,15 +94,9 @@ pub fn apply(
     apply_required_scopes(raw, env)
 }
 
-fn apply_issuer(
-    raw: &mut RawConfig,
-    env: &HashMap<String, String>,
-    prov: &mut Provenance,
-) -> Result<(), ConfigError> {
-    let set: Vec<&'static str> = [ISSUER, JWKS_URI, AUDIENCE, ALGORITHMS]
-        .into_iter()
-        .filter(|v| get(env, v).is_some())
-        .collect();
+fn apply_issuer(raw: &mut RawConfig, env: &HashMap<String, String>, prov: &mut Provenance) -> Result<(), ConfigError> {
+    let set: Vec<&'static str> =
+        [ISSUER, JWKS_URI, AUDIENCE, ALGORITHMS].into_iter().filter(|v| get(env, v).is_some()).collect();
     let Some(&first) = set.first() else {
         return Ok(());
     };
@@ -142,10 +113,7 @@ fn apply_issuer(
                     ),
                 ));
             };
-            issuers.push(RawIssuer {
-                issuer: Some(issuer.to_string()),
-                ..RawIssuer::default()
-            });
+            issuers.push(RawIssuer { issuer: Some(issuer.to_string()), ..RawIssuer::default() });
             prov.record("issuers[0].issuer", ISSUER);
         }
         1 => {
@@ -200,10 +168,7 @@ fn apply_issuer(
     Ok(())
 }
 
-fn apply_required_scopes(
-    raw: &mut RawConfig,
-    env: &HashMap<String, String>,
-) -> Result<(), ConfigError> {
+fn apply_required_scopes(raw: &mut RawConfig, env: &HashMap<String, String>) -> Result<(), ConfigError> {
     let Some(v) = get(env, REQUIRED_SCOPES) else {
         return Ok(());
     };
@@ -211,9 +176,7 @@ fn apply_required_scopes(
     for scope in &scopes {
         check_scope_token(scope).map_err(|m| env_err(REQUIRED_SCOPES, "routes[*].scopes", m))?;
     }
-    let routes = raw
-        .routes
-        .get_or_insert_with(|| vec![RawRoute::default_route()]);
+    let routes = raw.routes.get_or_insert_with(|| vec![RawRoute::default_route()]);
     for (i, route) in routes.iter_mut().enumerate() {
         if !route.requires_auth() {
             continue;
@@ -283,14 +246,8 @@ fn substitute_line(
                 out.push_str(&line[i..]);
                 return Ok(());
             }
-            (Quote::Plain, '"' | '\'')
-                if matches!(prev, None | Some(':' | '-' | '[' | '{' | ',' | '?')) =>
-            {
-                quote = if c == '"' {
-                    Quote::Double
-                } else {
-                    Quote::Single
-                };
+            (Quote::Plain, '"' | '\'') if matches!(prev, None | Some(':' | '-' | '[' | '{' | ',' | '?')) => {
+                quote = if c == '"' { Quote::Double } else { Quote::Single };
                 out.push(c);
             }
             (Quote::Double, '\\') => {
@@ -321,21 +278,13 @@ fn substitute_line(
                         return Err(SubstError {
                             line: line_no,
                             column,
-                            message: "`${` without a closing `}`; write `$${` for a literal `${`"
-                                .into(),
+                            message: "`${` without a closing `}`; write `$${` for a literal `${`".into(),
                         });
                     };
                     let name = &rest[..end];
-                    let value = lookup(name, env).map_err(|message| SubstError {
-                        line: line_no,
-                        column,
-                        message,
-                    })?;
-                    let escaped = escape(name, value, quote).map_err(|message| SubstError {
-                        line: line_no,
-                        column,
-                        message,
-                    })?;
+                    let value = lookup(name, env).map_err(|message| SubstError { line: line_no, column, message })?;
+                    let escaped =
+                        escape(name, value, quote).map_err(|message| SubstError { line: line_no, column, message })?;
                     out.push_str(&escaped);
                     // Skip `{NAME}`.
                     for _ in 0..name.chars().count() + 2 {
@@ -357,10 +306,7 @@ fn substitute_line(
 }
 
 fn lookup<'a>(name: &str, env: &'a HashMap<String, String>) -> Result<&'a str, String> {
-    let valid = name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if !valid {
         return Err(format!(
@@ -407,10 +353,7 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     /// `${NAME}` is replaced in plain, single- and double-quoted scalars; lines stay where they were.
@@ -419,10 +362,7 @@ mod tests {
         let e = env(&[("A", "x/y"), ("Q", "it's \"q\"\n")]);
         let text = "a: ${A}\nb: '${A}'\nc: \"${Q}\"\nd: 'p${A}'\n";
         let out = substitute(text, &e).unwrap();
-        assert_eq!(
-            out,
-            "a: x/y\nb: 'x/y'\nc: \"it's \\\"q\\\"\\n\"\nd: 'px/y'\n"
-        );
+        assert_eq!(out, "a: x/y\nb: 'x/y'\nc: \"it's \\\"q\\\"\\n\"\nd: 'px/y'\n");
         assert_eq!(out.lines().count(), text.lines().count());
     }
 
@@ -476,12 +416,7 @@ mod tests {
     /// Unknown `TOKENGATE_*` names are reported for `main` to warn about.
     #[test]
     fn unrecognized_vars() {
-        let e = env(&[
-            ("TOKENGATE_AUDIENCES", "x"),
-            ("TOKENGATE_CONFIG", "f"),
-            (LISTEN, "x"),
-            ("HOME", "/"),
-        ]);
+        let e = env(&[("TOKENGATE_AUDIENCES", "x"), ("TOKENGATE_CONFIG", "f"), (LISTEN, "x"), ("HOME", "/")]);
         assert_eq!(unrecognized(&e), ["TOKENGATE_AUDIENCES"]);
     }
 }

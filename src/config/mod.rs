@@ -17,7 +17,7 @@ use http::{HeaderName, Method, Uri};
 use jsonwebtoken::Algorithm;
 
 pub use print::render_effective;
-pub use validate::{load, ConfigError, Origin, Sources};
+pub use validate::{load, load_text, ConfigError, Origin, Sources};
 
 /// The algorithms an issuer accepts when its config names none: the asymmetric ones only
 /// (RFC 8725 §3.1: an explicit allowlist; HMAC only when a shared secret is configured).
@@ -238,10 +238,7 @@ impl Identity {
             ("x-auth-issuer", IdentityValue::Issuer),
         ]
         .into_iter()
-        .map(|(name, value)| IdentityHeader {
-            name: HeaderName::from_static(name),
-            value,
-        })
+        .map(|(name, value)| IdentityHeader { name: HeaderName::from_static(name), value })
         .collect()
     }
 }

@@ -2,8 +2,8 @@
 //! Every default is spelled out; secrets are printed as `<redacted>`.
 
 use super::raw::{
-    HeaderMapping, RawAuth, RawClaimRule, RawConfig, RawIdentity, RawIssuer, RawJwks, RawRoute,
-    RawScopeMatch, RawServer, RawTokens, RawUpstream,
+    HeaderMapping, RawAuth, RawClaimRule, RawConfig, RawIdentity, RawIssuer, RawJwks, RawRoute, RawScopeMatch,
+    RawServer, RawTokens, RawUpstream,
 };
 use super::{ClaimTest, Config, IdentityValue, KeySource, RouteAuth, ScopeMatch};
 
@@ -75,17 +75,9 @@ fn to_raw(c: &Config) -> RawConfig {
         routes: Some(c.routes.iter().map(route).collect()),
         identity: Some(RawIdentity {
             headers: Some(HeaderMapping(
-                c.identity
-                    .headers
-                    .iter()
-                    .map(|h| (h.name.as_str().to_string(), source(&h.value)))
-                    .collect(),
+                c.identity.headers.iter().map(|h| (h.name.as_str().to_string(), source(&h.value))).collect(),
             )),
-            claims_header: c
-                .identity
-                .claims_header
-                .as_ref()
-                .map(|h| h.as_str().to_string()),
+            claims_header: c.identity.claims_header.as_ref().map(|h| h.as_str().to_string()),
             forward_authorization: Some(c.identity.forward_authorization),
         }),
     }
@@ -96,10 +88,7 @@ fn route(r: &super::Route) -> RawRoute {
         id: Some(r.id.clone()),
         host: r.host.clone(),
         path_prefix: Some(r.path_prefix.clone()),
-        methods: r
-            .methods
-            .as_ref()
-            .map(|ms| ms.iter().map(|m| m.as_str().to_string()).collect()),
+        methods: r.methods.as_ref().map(|ms| ms.iter().map(|m| m.as_str().to_string()).collect()),
         ..RawRoute::default()
     };
     match &r.auth {
@@ -120,11 +109,7 @@ fn route(r: &super::Route) -> RawRoute {
                             ClaimTest::Equals(v) => (Some(v.clone()), None),
                             ClaimTest::Contains(v) => (None, Some(v.clone())),
                         };
-                        RawClaimRule {
-                            claim: Some(c.claim.clone()),
-                            equals,
-                            contains,
-                        }
+                        RawClaimRule { claim: Some(c.claim.clone()), equals, contains }
                     })
                     .collect(),
             );

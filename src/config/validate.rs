@@ -15,10 +15,9 @@ use jsonwebtoken::{Algorithm, AlgorithmFamily};
 use super::env::{self, Provenance};
 use super::raw::{self, RawAuth, RawConfig, RawScopeMatch};
 use super::{
-    ClaimRule, ClaimTest, Config, Identity, IdentityHeader, IdentityValue, Issuer, JwksSettings,
-    KeySource, Policy, Route, RouteAuth, ScopeMatch, Secret, ServerSettings, TokenSettings,
-    UpstreamSettings, DEFAULT_ADMIN_LISTEN, DEFAULT_ALGORITHMS, DEFAULT_LEEWAY, DEFAULT_LISTEN,
-    DEFAULT_REALM,
+    ClaimRule, ClaimTest, Config, Identity, IdentityHeader, IdentityValue, Issuer, JwksSettings, KeySource, Policy,
+    Route, RouteAuth, ScopeMatch, Secret, ServerSettings, TokenSettings, UpstreamSettings, DEFAULT_ADMIN_LISTEN,
+    DEFAULT_ALGORITHMS, DEFAULT_LEEWAY, DEFAULT_LISTEN, DEFAULT_REALM,
 };
 
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -104,11 +103,7 @@ pub enum ConfigError {
     },
     /// A value parsed but is not acceptable.
     #[error("{}", fmt_invalid(origin, field, message))]
-    Invalid {
-        origin: Origin,
-        field: String,
-        message: String,
-    },
+    Invalid { origin: Origin, field: String, message: String },
 }
 
 impl ConfigError {
@@ -122,12 +117,7 @@ impl ConfigError {
     }
 }
 
-fn fmt_parse(
-    file: &Path,
-    location: Option<(usize, usize)>,
-    field: Option<&str>,
-    message: &str,
-) -> String {
+fn fmt_parse(file: &Path, location: Option<(usize, usize)>, field: Option<&str>, message: &str) -> String {
     let mut s = file.display().to_string();
     if let Some((line, column)) = location {
         s += &format!(":{line}:{column}");
@@ -148,31 +138,31 @@ fn fmt_invalid(origin: &Origin, field: &str, message: &str) -> String {
 
 /// Reads, substitutes, parses, applies env overrides and validates. Never reads the process env.
 pub fn load(sources: &Sources) -> Result<Config, ConfigError> {
-    let mut raw = match &sources.file {
+    match &sources.file {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                path: path.clone(),
-                source,
-            })?;
-            parse_file(path, &text, &sources.env)?
+            let text =
+                std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+            load_text(path, &text, &sources.env)
         }
-        None => RawConfig::default(),
-    };
+        None => finish(RawConfig::default(), None, &sources.env),
+    }
+}
+
+/// `load` for a config whose text is already in memory (the bundled demo config); `name` is
+/// used in error messages.
+pub fn load_text(name: &Path, text: &str, env: &HashMap<String, String>) -> Result<Config, ConfigError> {
+    finish(parse_file(name, text, env)?, Some(name), env)
+}
+
+fn finish(mut raw: RawConfig, file: Option<&Path>, env: &HashMap<String, String>) -> Result<Config, ConfigError> {
     let mut prov = Provenance::default();
-    env::apply(&mut raw, &sources.env, &mut prov)?;
-    let ctx = Ctx {
-        file: sources.file.as_deref(),
-        prov: &prov,
-    };
+    env::apply(&mut raw, env, &mut prov)?;
+    let ctx = Ctx { file, prov: &prov };
     validate(raw, &ctx)
 }
 
 /// `${…}` substitution then YAML parsing; `file` is only used in error messages.
-pub fn parse_file(
-    file: &Path,
-    text: &str,
-    env: &HashMap<String, String>,
-) -> Result<RawConfig, ConfigError> {
+pub fn parse_file(file: &Path, text: &str, env: &HashMap<String, String>) -> Result<RawConfig, ConfigError> {
     let text = env::substitute(text, env).map_err(|e| ConfigError::Parse {
         file: file.to_path_buf(),
         location: Some((e.line, e.column)),
@@ -203,24 +193,14 @@ fn yaml_error(file: &Path, e: &serde_norway::Error) -> ConfigError {
                 Some(parent) => format!("{parent}.{name}"),
                 None => name.to_string(),
             });
-            message = format!(
-                "unknown field{}",
-                expected.replacen(", expected", "; expected", 1)
-            );
+            message = format!("unknown field{}", expected.replacen(", expected", "; expected", 1));
         }
     }
     if let Some(start) = message.find("struct Raw") {
-        let end = message[start + 7..]
-            .find(|c: char| !c.is_alphanumeric())
-            .map_or(message.len(), |e| start + 7 + e);
+        let end = message[start + 7..].find(|c: char| !c.is_alphanumeric()).map_or(message.len(), |e| start + 7 + e);
         message.replace_range(start..end, "a mapping");
     }
-    ConfigError::Parse {
-        file: file.to_path_buf(),
-        location,
-        field,
-        message,
-    }
+    ConfigError::Parse { file: file.to_path_buf(), location, field, message }
 }
 
 struct Ctx<'a> {
@@ -236,44 +216,24 @@ impl Ctx<'_> {
             (None, Some(file)) => Origin::File(file.to_path_buf()),
             (None, None) => Origin::Defaults,
         };
-        ConfigError::Invalid {
-            origin,
-            field,
-            message: message.into(),
-        }
+        ConfigError::Invalid { origin, field, message: message.into() }
     }
 }
 
 fn validate(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Config, ConfigError> {
-    let listen = socket_addr(
-        ctx,
-        "listen",
-        raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN),
-    )?;
-    let admin_listen = socket_addr(
-        ctx,
-        "admin_listen",
-        raw.admin_listen.as_deref().unwrap_or(DEFAULT_ADMIN_LISTEN),
-    )?;
+    let listen = socket_addr(ctx, "listen", raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN))?;
+    let admin_listen = socket_addr(ctx, "admin_listen", raw.admin_listen.as_deref().unwrap_or(DEFAULT_ADMIN_LISTEN))?;
     let overlap = listen.port() == admin_listen.port()
         && listen.port() != 0
-        && (listen.ip() == admin_listen.ip()
-            || listen.ip().is_unspecified()
-            || admin_listen.ip().is_unspecified());
+        && (listen.ip() == admin_listen.ip() || listen.ip().is_unspecified() || admin_listen.ip().is_unspecified());
     if overlap {
         return Err(ctx.err(
             "admin_listen",
-            format!(
-                "{admin_listen} overlaps listen ({listen}); the admin listener needs its own port"
-            ),
+            format!("{admin_listen} overlaps listen ({listen}); the admin listener needs its own port"),
         ));
     }
     let realm = raw.realm.unwrap_or_else(|| DEFAULT_REALM.to_string());
-    if realm.is_empty()
-        || realm
-            .chars()
-            .any(|c| c == '"' || c == '\\' || c.is_control())
-    {
+    if realm.is_empty() || realm.chars().any(|c| c == '"' || c == '\\' || c.is_control()) {
         return Err(ctx.err(
             "realm",
             "must be non-empty and contain no '\"', '\\' or control characters (it is sent as a \
@@ -323,17 +283,13 @@ fn server(ctx: &Ctx<'_>, raw: raw::RawServer) -> Result<ServerSettings, ConfigEr
         ));
     }
     if raw.worker_threads == Some(0) {
-        return Err(ctx.err(
-            "server.worker_threads",
-            "must be at least 1, or null for one per core",
-        ));
+        return Err(ctx.err("server.worker_threads", "must be at least 1, or null for one per core"));
     }
     Ok(ServerSettings {
         header_read_timeout: positive(
             ctx,
             "server.header_read_timeout",
-            raw.header_read_timeout
-                .unwrap_or(DEFAULT_HEADER_READ_TIMEOUT),
+            raw.header_read_timeout.unwrap_or(DEFAULT_HEADER_READ_TIMEOUT),
         )?,
         shutdown_grace: raw.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE),
         max_header_bytes,
@@ -346,20 +302,16 @@ fn upstream(ctx: &Ctx<'_>, raw: raw::RawUpstream) -> Result<UpstreamSettings, Co
     let Some(url) = raw.url else {
         return Err(ctx.err(
             FIELD,
-            format!("is required: set upstream.url in the config file or {} (e.g. http://127.0.0.1:8081)", env::UPSTREAM),
+            format!(
+                "is required: set upstream.url in the config file or {} (e.g. http://127.0.0.1:8081)",
+                env::UPSTREAM
+            ),
         ));
     };
-    let bad = |what: &str| {
-        ctx.err(
-            FIELD,
-            format!("{url:?} {what}; expected http://host:port with no path or query"),
-        )
-    };
+    let bad = |what: &str| ctx.err(FIELD, format!("{url:?} {what}; expected http://host:port with no path or query"));
     let uri: Uri = url.parse().map_err(|_| bad("is not a URL"))?;
     if uri.scheme_str() != Some("http") {
-        return Err(bad(
-            "must use the http scheme (the upstream is a plain-HTTP local service)",
-        ));
+        return Err(bad("must use the http scheme (the upstream is a plain-HTTP local service)"));
     }
     let Some(authority) = uri.authority() else {
         return Err(bad("has no host"));
@@ -376,9 +328,7 @@ fn upstream(ctx: &Ctx<'_>, raw: raw::RawUpstream) -> Result<UpstreamSettings, Co
     if uri.query().is_some() {
         return Err(bad("has a query"));
     }
-    let uri = format!("http://{authority}")
-        .parse()
-        .map_err(|_| bad("is not a URL"))?;
+    let uri = format!("http://{authority}").parse().map_err(|_| bad("is not a URL"))?;
     Ok(UpstreamSettings {
         uri,
         connect_timeout: positive(
@@ -392,9 +342,7 @@ fn upstream(ctx: &Ctx<'_>, raw: raw::RawUpstream) -> Result<UpstreamSettings, Co
             raw.response_timeout.unwrap_or(DEFAULT_RESPONSE_TIMEOUT),
         )?,
         pool_idle_timeout: raw.pool_idle_timeout.unwrap_or(DEFAULT_POOL_IDLE_TIMEOUT),
-        pool_max_idle_per_host: raw
-            .pool_max_idle_per_host
-            .unwrap_or(DEFAULT_POOL_MAX_IDLE_PER_HOST),
+        pool_max_idle_per_host: raw.pool_max_idle_per_host.unwrap_or(DEFAULT_POOL_MAX_IDLE_PER_HOST),
     })
 }
 
@@ -402,31 +350,19 @@ fn tokens(ctx: &Ctx<'_>, raw: raw::RawTokens) -> Result<TokenSettings, ConfigErr
     Ok(TokenSettings {
         allow_query: raw.query.unwrap_or(false),
         allow_form_body: raw.form_body.unwrap_or(false),
-        max_token_bytes: nonzero(
-            ctx,
-            "tokens.max_bytes",
-            raw.max_bytes.unwrap_or(DEFAULT_MAX_TOKEN_BYTES),
-        )?,
+        max_token_bytes: nonzero(ctx, "tokens.max_bytes", raw.max_bytes.unwrap_or(DEFAULT_MAX_TOKEN_BYTES))?,
     })
 }
 
 fn jwks(ctx: &Ctx<'_>, raw: raw::RawJwks) -> Result<JwksSettings, ConfigError> {
-    let min = positive(
-        ctx,
-        "jwks.min_refresh",
-        raw.min_refresh.unwrap_or(DEFAULT_MIN_REFRESH),
-    )?;
+    let min = positive(ctx, "jwks.min_refresh", raw.min_refresh.unwrap_or(DEFAULT_MIN_REFRESH))?;
     let max = raw.max_refresh.unwrap_or(DEFAULT_MAX_REFRESH);
     let default = raw.default_refresh.unwrap_or(DEFAULT_DEFAULT_REFRESH);
     let h = |d: Duration| humantime::format_duration(d).to_string();
     if min > max {
         return Err(ctx.err(
             "jwks.min_refresh",
-            format!(
-                "is {} but jwks.max_refresh is {}; expected min_refresh <= max_refresh",
-                h(min),
-                h(max)
-            ),
+            format!("is {} but jwks.max_refresh is {}; expected min_refresh <= max_refresh", h(min), h(max)),
         ));
     }
     if default < min || default > max {
@@ -444,14 +380,8 @@ fn jwks(ctx: &Ctx<'_>, raw: raw::RawJwks) -> Result<JwksSettings, ConfigError> {
         min_refresh: min,
         max_refresh: max,
         default_refresh: default,
-        unknown_kid_cooldown: raw
-            .unknown_kid_cooldown
-            .unwrap_or(DEFAULT_UNKNOWN_KID_COOLDOWN),
-        fetch_timeout: positive(
-            ctx,
-            "jwks.fetch_timeout",
-            raw.fetch_timeout.unwrap_or(DEFAULT_FETCH_TIMEOUT),
-        )?,
+        unknown_kid_cooldown: raw.unknown_kid_cooldown.unwrap_or(DEFAULT_UNKNOWN_KID_COOLDOWN),
+        fetch_timeout: positive(ctx, "jwks.fetch_timeout", raw.fetch_timeout.unwrap_or(DEFAULT_FETCH_TIMEOUT))?,
         max_response_bytes: nonzero(
             ctx,
             "jwks.max_response_bytes",
@@ -463,9 +393,7 @@ fn jwks(ctx: &Ctx<'_>, raw: raw::RawJwks) -> Result<JwksSettings, ConfigError> {
 /// https, or http to a loopback host (127.0.0.0/8, ::1, localhost); no user info.
 fn check_idp_url(ctx: &Ctx<'_>, field: &str, url: &str) -> Result<Uri, ConfigError> {
     let bad = |what: &str| ctx.err(field, format!("{url:?} {what}"));
-    let uri: Uri = url
-        .parse()
-        .map_err(|_| bad("is not a URL; expected https://host/..."))?;
+    let uri: Uri = url.parse().map_err(|_| bad("is not a URL; expected https://host/..."))?;
     let Some(authority) = uri.authority() else {
         return Err(bad("is not an absolute URL; expected https://host/..."));
     };
@@ -475,27 +403,23 @@ fn check_idp_url(ctx: &Ctx<'_>, field: &str, url: &str) -> Result<Uri, ConfigErr
     match uri.scheme_str() {
         Some("https") => Ok(uri),
         Some("http") if is_loopback(authority.host()) => Ok(uri),
-        Some("http") => Err(bad(
-            "must use https (http is only allowed for loopback hosts: 127.0.0.0/8, ::1, localhost)",
-        )),
+        Some("http") => {
+            Err(bad("must use https (http is only allowed for loopback hosts: 127.0.0.0/8, ::1, localhost)"))
+        }
         _ => Err(bad("must be an https URL")),
     }
 }
 
 fn is_loopback(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    host.eq_ignore_ascii_case("localhost") || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 fn issuers(ctx: &Ctx<'_>, raw: Vec<raw::RawIssuer>) -> Result<Vec<Issuer>, ConfigError> {
     if raw.is_empty() {
         return Err(ctx.err(
             "issuers",
-            format!(
-                "at least one issuer is required: add issuers: to the config file or set {}",
-                env::ISSUER
-            ),
+            format!("at least one issuer is required: add issuers: to the config file or set {}", env::ISSUER),
         ));
     }
     let mut seen: HashMap<String, usize> = HashMap::new();
@@ -503,68 +427,49 @@ fn issuers(ctx: &Ctx<'_>, raw: Vec<raw::RawIssuer>) -> Result<Vec<Issuer>, Confi
     for (i, r) in raw.into_iter().enumerate() {
         let f = |name: &str| format!("issuers[{i}].{name}");
         let Some(issuer) = r.issuer else {
-            return Err(ctx.err(
-                f("issuer"),
-                "is required: the exact `iss` value of the tokens",
-            ));
+            return Err(ctx.err(f("issuer"), "is required: the exact `iss` value of the tokens"));
         };
         let uri = check_idp_url(ctx, &f("issuer"), &issuer)?;
         if uri.query().is_some() {
-            return Err(ctx.err(
-                f("issuer"),
-                format!("{issuer:?} must not contain a query (RFC 8414 §2)"),
-            ));
+            return Err(ctx.err(f("issuer"), format!("{issuer:?} must not contain a query (RFC 8414 §2)")));
         }
         if let Some(j) = seen.insert(issuer.clone(), i) {
-            return Err(ctx.err(
-                f("issuer"),
-                format!("{issuer:?} is already configured as issuers[{j}].issuer"),
-            ));
+            return Err(ctx.err(f("issuer"), format!("{issuer:?} is already configured as issuers[{j}].issuer")));
         }
-        let keys = match (r.jwks_uri, r.hmac_secret) {
-            (Some(_), Some(_)) => {
-                return Err(ctx.err(
+        let keys =
+            match (r.jwks_uri, r.hmac_secret) {
+                (Some(_), Some(_)) => return Err(ctx.err(
                     f("jwks_uri"),
                     "cannot be combined with hmac_secret: an issuer uses either a shared HMAC secret or public keys",
-                ))
-            }
-            (Some(uri), None) => {
-                check_idp_url(ctx, &f("jwks_uri"), &uri)?;
-                KeySource::JwksUri(uri)
-            }
-            (None, Some(secret)) => {
-                if secret.len() < MIN_HMAC_SECRET_BYTES {
-                    return Err(ctx.err(
-                        f("hmac_secret"),
-                        format!(
-                            "is {} bytes; expected at least {MIN_HMAC_SECRET_BYTES} bytes (RFC 7518 §3.2)",
-                            secret.len()
-                        ),
-                    ));
+                )),
+                (Some(uri), None) => {
+                    check_idp_url(ctx, &f("jwks_uri"), &uri)?;
+                    KeySource::JwksUri(uri)
                 }
-                KeySource::Secret(Secret(secret.into_bytes()))
-            }
-            (None, None) => KeySource::Discovery,
-        };
+                (None, Some(secret)) => {
+                    if secret.len() < MIN_HMAC_SECRET_BYTES {
+                        return Err(ctx.err(
+                            f("hmac_secret"),
+                            format!(
+                                "is {} bytes; expected at least {MIN_HMAC_SECRET_BYTES} bytes (RFC 7518 §3.2)",
+                                secret.len()
+                            ),
+                        ));
+                    }
+                    KeySource::Secret(Secret(secret.into_bytes()))
+                }
+                (None, None) => KeySource::Discovery,
+            };
         let hmac = matches!(keys, KeySource::Secret(_));
         let algorithms = algorithms(ctx, &f("algorithms"), r.algorithms, hmac)?;
         let audiences = r.audiences.unwrap_or_default();
         non_empty_strings(ctx, &f("audiences"), &audiences)?;
         let leeway = r.leeway.unwrap_or(DEFAULT_LEEWAY);
         if leeway > MAX_LEEWAY {
-            return Err(ctx.err(
-                f("leeway"),
-                format!(
-                    "is {}; expected at most 5m",
-                    humantime::format_duration(leeway)
-                ),
-            ));
+            return Err(ctx.err(f("leeway"), format!("is {}; expected at most 5m", humantime::format_duration(leeway))));
         }
         if r.scope_claim.as_deref() == Some("") {
-            return Err(ctx.err(
-                f("scope_claim"),
-                "must not be empty; omit it to read `scope` then `scp`",
-            ));
+            return Err(ctx.err(f("scope_claim"), "must not be empty; omit it to read `scope` then `scp`"));
         }
         out.push(Issuer {
             issuer,
@@ -579,24 +484,12 @@ fn issuers(ctx: &Ctx<'_>, raw: Vec<raw::RawIssuer>) -> Result<Vec<Issuer>, Confi
     Ok(out)
 }
 
-fn algorithms(
-    ctx: &Ctx<'_>,
-    field: &str,
-    raw: Option<Vec<String>>,
-    hmac: bool,
-) -> Result<Vec<Algorithm>, ConfigError> {
+fn algorithms(ctx: &Ctx<'_>, field: &str, raw: Option<Vec<String>>, hmac: bool) -> Result<Vec<Algorithm>, ConfigError> {
     let Some(names) = raw else {
-        return Ok(if hmac {
-            vec![Algorithm::HS256]
-        } else {
-            DEFAULT_ALGORITHMS.to_vec()
-        });
+        return Ok(if hmac { vec![Algorithm::HS256] } else { DEFAULT_ALGORITHMS.to_vec() });
     };
     if names.is_empty() {
-        return Err(ctx.err(
-            field,
-            "must not be empty; omit it for the default allowlist",
-        ));
+        return Err(ctx.err(field, "must not be empty; omit it for the default allowlist"));
     }
     let mut out: Vec<Algorithm> = Vec::new();
     for (k, name) in names.iter().enumerate() {
@@ -619,13 +512,17 @@ fn algorithms(
         if hmac && !is_hmac {
             return Err(ctx.err(
                 format!("{field}[{k}]"),
-                format!("{name} needs a public key, but this issuer has hmac_secret; expected only HS256, HS384 or HS512"),
+                format!(
+                    "{name} needs a public key, but this issuer has hmac_secret; expected only HS256, HS384 or HS512"
+                ),
             ));
         }
         if !hmac && is_hmac {
             return Err(ctx.err(
                 format!("{field}[{k}]"),
-                format!("{name} needs hmac_secret; an issuer with jwks_uri or discovery accepts only asymmetric algorithms"),
+                format!(
+                    "{name} needs hmac_secret; an issuer with jwks_uri or discovery accepts only asymmetric algorithms"
+                ),
             ));
         }
         if !out.contains(&alg) {
@@ -644,17 +541,13 @@ fn non_empty_strings(ctx: &Ctx<'_>, field: &str, list: &[String]) -> Result<(), 
 
 fn dedup(list: Vec<String>) -> Vec<String> {
     let mut seen = HashSet::new();
-    list.into_iter()
-        .filter(|s| seen.insert(s.clone()))
-        .collect()
+    list.into_iter().filter(|s| seen.insert(s.clone())).collect()
 }
 
 /// RFC 6749 §3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
 pub(crate) fn check_scope_token(scope: &str) -> Result<(), String> {
     let ok = !scope.is_empty()
-        && scope
-            .bytes()
-            .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b));
+        && scope.bytes().all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b));
     if ok {
         Ok(())
     } else {
@@ -669,10 +562,7 @@ fn routes(ctx: &Ctx<'_>, raw: Option<Vec<raw::RawRoute>>) -> Result<Vec<Route>, 
     let raw = match raw {
         None => vec![raw::RawRoute::default_route()],
         Some(list) if list.is_empty() => {
-            return Err(ctx.err(
-                "routes",
-                "must not be empty; omit routes for one catch-all route requiring a token",
-            ))
+            return Err(ctx.err("routes", "must not be empty; omit routes for one catch-all route requiring a token"))
         }
         Some(list) => list,
     };
@@ -681,16 +571,9 @@ fn routes(ctx: &Ctx<'_>, raw: Option<Vec<raw::RawRoute>>) -> Result<Vec<Route>, 
     for (i, r) in raw.into_iter().enumerate() {
         let f = |name: &str| format!("routes[{i}].{name}");
         let Some(id) = r.id.clone() else {
-            return Err(ctx.err(
-                f("id"),
-                "is required: a unique name used as the metrics route label",
-            ));
+            return Err(ctx.err(f("id"), "is required: a unique name used as the metrics route label"));
         };
-        if id.is_empty()
-            || !id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-        {
+        if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) {
             return Err(ctx.err(f("id"), format!("{id:?} must match [A-Za-z0-9_.-]+")));
         }
         if let Some(j) = seen.insert(id.clone(), i) {
@@ -709,9 +592,7 @@ fn routes(ctx: &Ctx<'_>, raw: Option<Vec<raw::RawRoute>>) -> Result<Vec<Route>, 
         {
             return Err(ctx.err(
                 f("path_prefix"),
-                format!(
-                    "{path_prefix:?} must start with '/' and contain no '?', '#' or whitespace"
-                ),
+                format!("{path_prefix:?} must start with '/' and contain no '?', '#' or whitespace"),
             ));
         }
         let methods = match &r.methods {
@@ -727,33 +608,19 @@ fn routes(ctx: &Ctx<'_>, raw: Option<Vec<raw::RawRoute>>) -> Result<Vec<Route>, 
                     ("claims", r.claims.is_some()),
                 ];
                 if let Some((name, _)) = stray.iter().find(|(_, set)| *set) {
-                    return Err(ctx.err(
-                        f(name),
-                        "is only allowed with auth: required (this route has auth: none)",
-                    ));
+                    return Err(ctx.err(f(name), "is only allowed with auth: required (this route has auth: none)"));
                 }
                 RouteAuth::Public
             }
             RawAuth::Required => RouteAuth::Required(policy(ctx, i, r)?),
         };
-        out.push(Route {
-            id,
-            host,
-            path_prefix,
-            methods,
-            auth,
-        });
+        out.push(Route { id, host, path_prefix, methods, auth });
     }
     Ok(out)
 }
 
 fn route_host(ctx: &Ctx<'_>, field: &str, host: &str) -> Result<String, ConfigError> {
-    let bad = |what: &str| {
-        ctx.err(
-            field,
-            format!("{host:?} {what}; expected a host name such as api.example.com"),
-        )
-    };
+    let bad = |what: &str| ctx.err(field, format!("{host:?} {what}; expected a host name such as api.example.com"));
     let authority: Authority = host.parse().map_err(|_| bad("is not a valid host"))?;
     if authority.port().is_some() {
         return Err(bad("must not include a port"));
@@ -773,18 +640,11 @@ fn methods(ctx: &Ctx<'_>, field: &str, list: &[String]) -> Result<Vec<Method>, C
         if *name != name.to_ascii_uppercase() {
             return Err(ctx.err(
                 format!("{field}[{k}]"),
-                format!(
-                    "{name:?}: methods are case-sensitive (RFC 9110 §9.1); write {:?}",
-                    name.to_ascii_uppercase()
-                ),
+                format!("{name:?}: methods are case-sensitive (RFC 9110 §9.1); write {:?}", name.to_ascii_uppercase()),
             ));
         }
-        let m = Method::from_bytes(name.as_bytes()).map_err(|_| {
-            ctx.err(
-                format!("{field}[{k}]"),
-                format!("{name:?} is not a valid HTTP method"),
-            )
-        })?;
+        let m = Method::from_bytes(name.as_bytes())
+            .map_err(|_| ctx.err(format!("{field}[{k}]"), format!("{name:?} is not a valid HTTP method")))?;
         if !out.contains(&m) {
             out.push(m);
         }
@@ -796,10 +656,7 @@ fn policy(ctx: &Ctx<'_>, i: usize, r: raw::RawRoute) -> Result<Policy, ConfigErr
     let f = |name: &str| format!("routes[{i}].{name}");
     if let Some(auds) = &r.audiences {
         if auds.is_empty() {
-            return Err(ctx.err(
-                f("audiences"),
-                "must not be empty; omit it to use the issuer's audiences",
-            ));
+            return Err(ctx.err(f("audiences"), "must not be empty; omit it to use the issuer's audiences"));
         }
         non_empty_strings(ctx, &f("audiences"), auds)?;
     }
@@ -817,10 +674,9 @@ fn policy(ctx: &Ctx<'_>, i: usize, r: raw::RawRoute) -> Result<Policy, ConfigErr
             (Some(v), None) => ("equals", ClaimTest::Equals(v)),
             (None, Some(v)) => ("contains", ClaimTest::Contains(v)),
             _ => {
-                return Err(ctx.err(
-                    format!("routes[{i}].claims[{k}]"),
-                    "expected exactly one of `equals` or `contains`",
-                ))
+                return Err(
+                    ctx.err(format!("routes[{i}].claims[{k}]"), "expected exactly one of `equals` or `contains`")
+                )
             }
         };
         let (ClaimTest::Equals(v) | ClaimTest::Contains(v)) = &test;
@@ -846,7 +702,9 @@ fn header_name(ctx: &Ctx<'_>, field: &str, name: &str) -> Result<HeaderName, Con
     if FORBIDDEN_IDENTITY_HEADERS.contains(&h.as_str()) {
         return Err(ctx.err(
             field,
-            format!("{name:?} cannot carry identity: it is a hop-by-hop, framing or credential header; pick e.g. X-Auth-*"),
+            format!(
+                "{name:?} cannot carry identity: it is a hop-by-hop, framing or credential header; pick e.g. X-Auth-*"
+            ),
         ));
     }
     Ok(h)
@@ -874,14 +732,14 @@ fn identity(ctx: &Ctx<'_>, raw: raw::RawIdentity) -> Result<Identity, ConfigErro
                 let field = format!("identity.headers.{name}");
                 let h = header_name(ctx, &field, &name)?;
                 if out.iter().any(|x| x.name == h) {
-                    return Err(
-                        ctx.err(field, "is listed twice (header names are case-insensitive)")
-                    );
+                    return Err(ctx.err(field, "is listed twice (header names are case-insensitive)"));
                 }
                 let value = identity_value(&source).ok_or_else(|| {
                     ctx.err(
                         &field,
-                        format!("unknown source {source:?}; expected subject, scopes, client_id, issuer or claim:<name>"),
+                        format!(
+                            "unknown source {source:?}; expected subject, scopes, client_id, issuer or claim:<name>"
+                        ),
                     )
                 })?;
                 out.push(IdentityHeader { name: h, value });
@@ -894,19 +752,12 @@ fn identity(ctx: &Ctx<'_>, raw: raw::RawIdentity) -> Result<Identity, ConfigErro
         Some(name) => {
             let h = header_name(ctx, "identity.claims_header", &name)?;
             if headers.iter().any(|x| x.name == h) {
-                return Err(ctx.err(
-                    "identity.claims_header",
-                    format!("{name:?} is already an identity.headers entry"),
-                ));
+                return Err(ctx.err("identity.claims_header", format!("{name:?} is already an identity.headers entry")));
             }
             Some(h)
         }
     };
-    Ok(Identity {
-        headers,
-        claims_header,
-        forward_authorization: raw.forward_authorization.unwrap_or(true),
-    })
+    Ok(Identity { headers, claims_header, forward_authorization: raw.forward_authorization.unwrap_or(true) })
 }
 
 impl fmt::Display for Origin {
@@ -930,10 +781,7 @@ mod tests {
     const BASE: &str = "upstream: { url: http://127.0.0.1:8081 }\nissuers:\n  - issuer: https://idp.example.com/\n";
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     /// A file under the temp dir, unique per test and process, removed on drop.
@@ -942,11 +790,7 @@ mod tests {
     impl TempFile {
         fn new(text: &str) -> Self {
             static N: AtomicUsize = AtomicUsize::new(0);
-            let name = format!(
-                "tokengate-config-{}-{}.yaml",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            );
+            let name = format!("tokengate-config-{}-{}.yaml", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
             let path = std::env::temp_dir().join(name);
             std::fs::write(&path, text).unwrap();
             TempFile(path)
@@ -961,10 +805,7 @@ mod tests {
 
     fn load_text(text: &str, env: HashMap<String, String>) -> Result<Config, ConfigError> {
         let file = TempFile::new(text);
-        load(&Sources {
-            file: Some(file.0.clone()),
-            env,
-        })
+        load(&Sources { file: Some(file.0.clone()), env })
     }
 
     fn load_ok(text: &str) -> Config {
@@ -974,8 +815,7 @@ mod tests {
     /// Loads BASE + `extra` and expects an `Invalid` error for `field` whose message holds `needle`.
     #[track_caller]
     fn assert_invalid(extra: &str, field: &str, needle: &str) {
-        let err = load_text(&format!("{BASE}{extra}"), HashMap::new())
-            .expect_err("config should be refused");
+        let err = load_text(&format!("{BASE}{extra}"), HashMap::new()).expect_err("config should be refused");
         let text = err.to_string();
         assert_eq!(err.field(), Some(field), "{text}");
         assert!(text.contains(&format!(": {field}: ")), "{text}");
@@ -997,10 +837,7 @@ mod tests {
     /// The shipped example file loads and every key lands where the schema says.
     #[test]
     fn example_file_parses_to_expected_config() {
-        let sources = Sources {
-            file: Some(example_path()),
-            env: env(&[("IDP_SECRET", SECRET)]),
-        };
+        let sources = Sources { file: Some(example_path()), env: env(&[("IDP_SECRET", SECRET)]) };
         let c = load(&sources).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.listen, "0.0.0.0:8080".parse().unwrap());
         assert_eq!(c.admin_listen, "127.0.0.1:9090".parse().unwrap());
@@ -1009,10 +846,7 @@ mod tests {
         assert_eq!(c.server.shutdown_grace, Duration::from_secs(25));
         assert_eq!(c.server.max_header_bytes, 65536);
         assert_eq!(c.server.worker_threads, None);
-        assert_eq!(
-            c.upstream.uri.authority().unwrap().as_str(),
-            "127.0.0.1:8081"
-        );
+        assert_eq!(c.upstream.uri.authority().unwrap().as_str(), "127.0.0.1:8081");
         assert_eq!(c.upstream.uri.path(), "/");
         assert_eq!(c.upstream.connect_timeout, Duration::from_secs(2));
         assert_eq!(c.upstream.response_timeout, Duration::from_secs(30));
@@ -1030,9 +864,7 @@ mod tests {
         assert_eq!(c.issuers.len(), 3);
         let a = &c.issuers[0];
         assert_eq!(a.issuer, "https://idp.example.com/");
-        assert!(
-            matches!(&a.keys, KeySource::JwksUri(u) if u == "https://idp.example.com/.well-known/jwks.json")
-        );
+        assert!(matches!(&a.keys, KeySource::JwksUri(u) if u == "https://idp.example.com/.well-known/jwks.json"));
         assert_eq!(a.audiences, ["api"]);
         assert_eq!(a.algorithms, [Algorithm::RS256, Algorithm::ES256]);
         assert_eq!(a.leeway, DEFAULT_LEEWAY);
@@ -1054,36 +886,23 @@ mod tests {
         assert_eq!(health.path_prefix, "/health");
         assert_eq!(health.methods, Some(vec![Method::GET, Method::HEAD]));
         assert!(matches!(health.auth, RouteAuth::Public));
-        let RouteAuth::Required(admin) = &c.routes[1].auth else {
-            panic!("admin-api requires auth")
-        };
+        let RouteAuth::Required(admin) = &c.routes[1].auth else { panic!("admin-api requires auth") };
         assert_eq!(admin.audiences, Some(vec!["api".to_string()]));
         assert_eq!(admin.scopes, ["read", "write"]);
         assert_eq!(admin.scope_match, ScopeMatch::All);
         assert_eq!(
             admin.claims,
             [
-                ClaimRule {
-                    claim: "tenant".into(),
-                    test: ClaimTest::Equals("acme".into())
-                },
-                ClaimRule {
-                    claim: "groups".into(),
-                    test: ClaimTest::Contains("admins".into())
-                },
+                ClaimRule { claim: "tenant".into(), test: ClaimTest::Equals("acme".into()) },
+                ClaimRule { claim: "groups".into(), test: ClaimTest::Contains("admins".into()) },
             ]
         );
-        let RouteAuth::Required(api) = &c.routes[2].auth else {
-            panic!("api requires auth")
-        };
+        let RouteAuth::Required(api) = &c.routes[2].auth else { panic!("api requires auth") };
         assert_eq!(api.scope_match, ScopeMatch::Any);
         assert_eq!(api.audiences, None);
 
         assert_eq!(c.identity.headers, Identity::default_headers());
-        assert_eq!(
-            c.identity.claims_header.as_ref().map(HeaderName::as_str),
-            Some("x-auth-claims")
-        );
+        assert_eq!(c.identity.claims_header.as_ref().map(HeaderName::as_str), Some("x-auth-claims"));
         assert!(c.identity.forward_authorization);
     }
 
@@ -1100,28 +919,14 @@ mod tests {
         ]);
         let c = load(&Sources { file: None, env: e }).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.listen, DEFAULT_LISTEN.parse().unwrap());
-        assert_eq!(
-            c.upstream.uri.authority().unwrap().as_str(),
-            "127.0.0.1:3000"
-        );
+        assert_eq!(c.upstream.uri.authority().unwrap().as_str(), "127.0.0.1:3000");
         assert_eq!(c.issuers.len(), 1);
-        assert!(
-            matches!(c.issuers[0].keys, KeySource::Discovery),
-            "empty TOKENGATE_JWKS_URI means unset"
-        );
+        assert!(matches!(c.issuers[0].keys, KeySource::Discovery), "empty TOKENGATE_JWKS_URI means unset");
         assert_eq!(c.issuers[0].audiences, ["api", "other"]);
-        assert_eq!(
-            c.issuers[0].algorithms,
-            [Algorithm::ES256, Algorithm::RS256]
-        );
+        assert_eq!(c.issuers[0].algorithms, [Algorithm::ES256, Algorithm::RS256]);
         assert_eq!(c.routes.len(), 1);
-        assert_eq!(
-            (c.routes[0].id.as_str(), c.routes[0].path_prefix.as_str()),
-            ("default", "/")
-        );
-        let RouteAuth::Required(p) = &c.routes[0].auth else {
-            panic!("default route requires auth")
-        };
+        assert_eq!((c.routes[0].id.as_str(), c.routes[0].path_prefix.as_str()), ("default", "/"));
+        let RouteAuth::Required(p) = &c.routes[0].auth else { panic!("default route requires auth") };
         assert_eq!(p.scopes, ["read", "write"]);
         assert_eq!(c.identity.headers, Identity::default_headers());
     }
@@ -1132,22 +937,15 @@ mod tests {
         let err = load(&Sources::default()).unwrap_err();
         assert_eq!(err.to_string().split(':').next(), Some("upstream.url"));
         assert!(err.to_string().contains("TOKENGATE_UPSTREAM"), "{err}");
-        let err = load(&Sources {
-            file: None,
-            env: env(&[(env::UPSTREAM, "http://a:1")]),
-        })
-        .unwrap_err();
-        assert!(
-            err.to_string().starts_with("issuers: ")
-                && err.to_string().contains("TOKENGATE_ISSUER"),
-            "{err}"
-        );
+        let err = load(&Sources { file: None, env: env(&[(env::UPSTREAM, "http://a:1")]) }).unwrap_err();
+        assert!(err.to_string().starts_with("issuers: ") && err.to_string().contains("TOKENGATE_ISSUER"), "{err}");
     }
 
     /// Env values replace the file's: listeners, upstream and the single issuer's fields.
     #[test]
     fn env_overrides_file() {
-        let text = format!("{BASE}    audiences: [file-aud]\n    jwks_uri: https://idp.example.com/jwks\nlisten: 0.0.0.0:1\n");
+        let text =
+            format!("{BASE}    audiences: [file-aud]\n    jwks_uri: https://idp.example.com/jwks\nlisten: 0.0.0.0:1\n");
         let e = env(&[
             (env::LISTEN, "127.0.0.1:7000"),
             (env::ADMIN_LISTEN, "127.0.0.1:7001"),
@@ -1159,14 +957,9 @@ mod tests {
         let c = load_text(&text, e).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.listen, "127.0.0.1:7000".parse().unwrap());
         assert_eq!(c.admin_listen, "127.0.0.1:7001".parse().unwrap());
-        assert_eq!(
-            c.upstream.uri.authority().unwrap().as_str(),
-            "upstream:9000"
-        );
+        assert_eq!(c.upstream.uri.authority().unwrap().as_str(), "upstream:9000");
         assert_eq!(c.issuers[0].issuer, "https://other.example.com");
-        assert!(
-            matches!(&c.issuers[0].keys, KeySource::JwksUri(u) if u == "https://other.example.com/keys")
-        );
+        assert!(matches!(&c.issuers[0].keys, KeySource::JwksUri(u) if u == "https://other.example.com/keys"));
         assert_eq!(c.issuers[0].audiences, ["env-aud"]);
     }
 
@@ -1178,39 +971,24 @@ mod tests {
         );
         let c = load_text(&text, env(&[(env::REQUIRED_SCOPES, "read admin")])).unwrap();
         assert!(matches!(c.routes[0].auth, RouteAuth::Public));
-        let RouteAuth::Required(p) = &c.routes[1].auth else {
-            panic!()
-        };
+        let RouteAuth::Required(p) = &c.routes[1].auth else { panic!() };
         assert_eq!(p.scopes, ["read", "admin"]);
     }
 
     /// TOKENGATE_REQUIRED_SCOPES on a `scope_match: any` route is refused: it would not be required.
     #[test]
     fn required_scopes_refused_on_any_route() {
-        let text = format!(
-            "{BASE}routes:\n  - {{ id: a, path_prefix: /, scopes: [x], scope_match: any }}\n"
-        );
+        let text = format!("{BASE}routes:\n  - {{ id: a, path_prefix: /, scopes: [x], scope_match: any }}\n");
         let err = load_text(&text, env(&[(env::REQUIRED_SCOPES, "admin")])).unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("TOKENGATE_REQUIRED_SCOPES: routes[0].scope_match: "),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with("TOKENGATE_REQUIRED_SCOPES: routes[0].scope_match: "), "{err}");
     }
 
     /// An invalid scope in TOKENGATE_REQUIRED_SCOPES names the variable.
     #[test]
     fn required_scopes_must_be_scope_tokens() {
-        let e = env(&[
-            (env::UPSTREAM, "http://a:1"),
-            (env::ISSUER, "https://i/"),
-            (env::REQUIRED_SCOPES, "a\"b"),
-        ]);
+        let e = env(&[(env::UPSTREAM, "http://a:1"), (env::ISSUER, "https://i/"), (env::REQUIRED_SCOPES, "a\"b")]);
         let err = load(&Sources { file: None, env: e }).unwrap_err();
-        assert!(
-            err.to_string().starts_with("TOKENGATE_REQUIRED_SCOPES: "),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with("TOKENGATE_REQUIRED_SCOPES: "), "{err}");
         assert!(err.to_string().contains("scope-token"), "{err}");
     }
 
@@ -1221,24 +999,15 @@ mod tests {
         let err = load_text(&text, env(&[(env::AUDIENCE, "api")])).unwrap_err();
         let msg = err.to_string();
         assert!(msg.starts_with("TOKENGATE_AUDIENCE: issuers: "), "{msg}");
-        assert!(
-            msg.contains("2 issuers") && msg.contains("ambiguous"),
-            "{msg}"
-        );
+        assert!(msg.contains("2 issuers") && msg.contains("ambiguous"), "{msg}");
     }
 
     /// Issuer variables other than TOKENGATE_ISSUER need an issuer to apply to.
     #[test]
     fn issuer_env_without_issuer() {
-        let e = env(&[
-            (env::UPSTREAM, "http://a:1"),
-            (env::JWKS_URI, "https://i/jwks"),
-        ]);
+        let e = env(&[(env::UPSTREAM, "http://a:1"), (env::JWKS_URI, "https://i/jwks")]);
         let err = load(&Sources { file: None, env: e }).unwrap_err();
-        assert!(
-            err.to_string().starts_with("TOKENGATE_JWKS_URI: issuers: "),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with("TOKENGATE_JWKS_URI: issuers: "), "{err}");
         assert!(err.to_string().contains("TOKENGATE_ISSUER"), "{err}");
     }
 
@@ -1246,18 +1015,10 @@ mod tests {
     #[test]
     fn env_value_errors_name_the_variable() {
         let err = load_text(BASE, env(&[(env::UPSTREAM, "https://app:8443")])).unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("TOKENGATE_UPSTREAM: upstream.url: "),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with("TOKENGATE_UPSTREAM: upstream.url: "), "{err}");
         assert!(err.to_string().contains("http scheme"), "{err}");
         let err = load_text(BASE, env(&[(env::ALGORITHMS, "RS256 none")])).unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("TOKENGATE_ALGORITHMS: issuers[0].algorithms[1]: "),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with("TOKENGATE_ALGORITHMS: issuers[0].algorithms[1]: "), "{err}");
     }
 
     /// `${VAR}` in the file is replaced from Sources::env.
@@ -1274,11 +1035,7 @@ mod tests {
     fn missing_variable_reports_line() {
         let text = format!("{BASE}    hmac_secret: ${{IDP_SECRET}}\n");
         let file = TempFile::new(&text);
-        let err = load(&Sources {
-            file: Some(file.0.clone()),
-            env: HashMap::new(),
-        })
-        .unwrap_err();
+        let err = load(&Sources { file: Some(file.0.clone()), env: HashMap::new() }).unwrap_err();
         let prefix = format!("{}:4:18: ", file.0.display());
         assert!(err.to_string().starts_with(&prefix), "{err}");
         assert!(err.to_string().contains("IDP_SECRET is not set"), "{err}");
@@ -1289,62 +1046,31 @@ mod tests {
     fn unknown_field_names_field_and_position() {
         let text = format!("{BASE}routes:\n  - id: a\n    path_prefix: /\n    scope: [x]\n");
         let file = TempFile::new(&text);
-        let err = load(&Sources {
-            file: Some(file.0.clone()),
-            env: HashMap::new(),
-        })
-        .unwrap_err();
-        let ConfigError::Parse {
-            location, field, ..
-        } = &err
-        else {
-            panic!("{err}")
-        };
+        let err = load(&Sources { file: Some(file.0.clone()), env: HashMap::new() }).unwrap_err();
+        let ConfigError::Parse { location, field, .. } = &err else { panic!("{err}") };
         assert_eq!(*location, Some((7, 5)));
         assert_eq!(field.as_deref(), Some("routes[0].scope"));
         let msg = err.to_string();
-        assert!(
-            msg.starts_with(&format!(
-                "{}:7:5: routes[0].scope: unknown field",
-                file.0.display()
-            )),
-            "{msg}"
-        );
-        assert!(
-            msg.contains("expected one of") && msg.contains("`scopes`"),
-            "{msg}"
-        );
+        assert!(msg.starts_with(&format!("{}:7:5: routes[0].scope: unknown field", file.0.display())), "{msg}");
+        assert!(msg.contains("expected one of") && msg.contains("`scopes`"), "{msg}");
     }
 
     /// A wrongly typed value is reported with its path and position.
     #[test]
     fn type_error_names_field_and_position() {
-        let text = format!("{BASE}routes:\n  - id: a\n    path_prefix: /\n  - id: b\n    path_prefix: /b\n    scopes: read\n");
+        let text =
+            format!("{BASE}routes:\n  - id: a\n    path_prefix: /\n  - id: b\n    path_prefix: /b\n    scopes: read\n");
         let file = TempFile::new(&text);
-        let err = load(&Sources {
-            file: Some(file.0.clone()),
-            env: HashMap::new(),
-        })
-        .unwrap_err();
+        let err = load(&Sources { file: Some(file.0.clone()), env: HashMap::new() }).unwrap_err();
         let msg = err.to_string();
-        assert!(
-            msg.starts_with(&format!(
-                "{}:9:13: routes[1].scopes: invalid type",
-                file.0.display()
-            )),
-            "{msg}"
-        );
+        assert!(msg.starts_with(&format!("{}:9:13: routes[1].scopes: invalid type", file.0.display())), "{msg}");
         assert!(msg.contains("expected a sequence"), "{msg}");
     }
 
     /// A bad duration says what was expected.
     #[test]
     fn bad_duration() {
-        let err = load_text(
-            &format!("{BASE}jwks: {{ fetch_timeout: 5 }}\n"),
-            HashMap::new(),
-        )
-        .unwrap_err();
+        let err = load_text(&format!("{BASE}jwks: {{ fetch_timeout: 5 }}\n"), HashMap::new()).unwrap_err();
         assert_eq!(err.field(), Some("jwks.fetch_timeout"), "{err}");
         assert!(err.to_string().contains("duration"), "{err}");
     }
@@ -1353,15 +1079,8 @@ mod tests {
     #[test]
     fn unreadable_file() {
         let path = std::env::temp_dir().join("tokengate-config-does-not-exist.yaml");
-        let err = load(&Sources {
-            file: Some(path.clone()),
-            env: HashMap::new(),
-        })
-        .unwrap_err();
-        assert!(
-            err.to_string().starts_with(&path.display().to_string()),
-            "{err}"
-        );
+        let err = load(&Sources { file: Some(path.clone()), env: HashMap::new() }).unwrap_err();
+        assert!(err.to_string().starts_with(&path.display().to_string()), "{err}");
     }
 
     /// Validation errors read `file: field: message`.
@@ -1369,11 +1088,7 @@ mod tests {
     fn validation_error_format() {
         let text = format!("{BASE}    jwks_uri: http://idp.example.com/jwks\n");
         let file = TempFile::new(&text);
-        let err = load(&Sources {
-            file: Some(file.0.clone()),
-            env: HashMap::new(),
-        })
-        .unwrap_err();
+        let err = load(&Sources { file: Some(file.0.clone()), env: HashMap::new() }).unwrap_err();
         let prefix = format!("{}: issuers[0].jwks_uri: ", file.0.display());
         assert!(err.to_string().starts_with(&prefix), "{err}");
         assert!(err.to_string().contains("must use https"), "{err}");
@@ -1388,14 +1103,8 @@ mod tests {
     /// listen and admin_listen must not overlap (port 0 may repeat).
     #[test]
     fn listeners_must_differ() {
-        assert_invalid(
-            "listen: 0.0.0.0:9000\nadmin_listen: 127.0.0.1:9000\n",
-            "admin_listen",
-            "overlaps listen",
-        );
-        load_ok(&format!(
-            "{BASE}listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\n"
-        ));
+        assert_invalid("listen: 0.0.0.0:9000\nadmin_listen: 127.0.0.1:9000\n", "admin_listen", "overlaps listen");
+        load_ok(&format!("{BASE}listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\n"));
     }
 
     /// realm must fit a quoted-string.
@@ -1407,11 +1116,7 @@ mod tests {
     /// upstream.url is required.
     #[test]
     fn upstream_required() {
-        assert_invalid_full(
-            "issuers: [{ issuer: https://i/ }]\n",
-            "upstream.url",
-            "TOKENGATE_UPSTREAM",
-        );
+        assert_invalid_full("issuers: [{ issuer: https://i/ }]\n", "upstream.url", "TOKENGATE_UPSTREAM");
     }
 
     /// upstream.url must be http.
@@ -1428,16 +1133,8 @@ mod tests {
     #[test]
     fn upstream_must_not_have_path() {
         let issuers = "issuers: [{ issuer: https://i/ }]\n";
-        assert_invalid_full(
-            &format!("upstream: {{ url: http://a:1/api }}\n{issuers}"),
-            "upstream.url",
-            "has a path",
-        );
-        assert_invalid_full(
-            &format!("upstream: {{ url: 'http://a:1/?x=1' }}\n{issuers}"),
-            "upstream.url",
-            "query",
-        );
+        assert_invalid_full(&format!("upstream: {{ url: http://a:1/api }}\n{issuers}"), "upstream.url", "has a path");
+        assert_invalid_full(&format!("upstream: {{ url: 'http://a:1/?x=1' }}\n{issuers}"), "upstream.url", "query");
         let c = load_ok(&format!("upstream: {{ url: http://a:1/ }}\n{issuers}"));
         assert_eq!(c.upstream.uri.path(), "/");
     }
@@ -1450,66 +1147,34 @@ mod tests {
             "upstream.connect_timeout",
             "greater than zero",
         );
-        assert_invalid(
-            "server: { header_read_timeout: 0s }\n",
-            "server.header_read_timeout",
-            "greater than zero",
-        );
+        assert_invalid("server: { header_read_timeout: 0s }\n", "server.header_read_timeout", "greater than zero");
     }
 
     /// server.max_header_bytes has hyper's floor; worker_threads is at least 1.
     #[test]
     fn server_limits() {
-        assert_invalid(
-            "server: { max_header_bytes: 100 }\n",
-            "server.max_header_bytes",
-            "at least 8192",
-        );
-        assert_invalid(
-            "server: { worker_threads: 0 }\n",
-            "server.worker_threads",
-            "at least 1",
-        );
+        assert_invalid("server: { max_header_bytes: 100 }\n", "server.max_header_bytes", "at least 8192");
+        assert_invalid("server: { worker_threads: 0 }\n", "server.worker_threads", "at least 1");
     }
 
     /// tokens.max_bytes must be positive.
     #[test]
     fn max_token_bytes_positive() {
-        assert_invalid(
-            "tokens: { max_bytes: 0 }\n",
-            "tokens.max_bytes",
-            "greater than zero",
-        );
+        assert_invalid("tokens: { max_bytes: 0 }\n", "tokens.max_bytes", "greater than zero");
     }
 
     /// min_refresh <= default_refresh <= max_refresh.
     #[test]
     fn refresh_ordering() {
-        assert_invalid(
-            "jwks: { min_refresh: 2h }\n",
-            "jwks.min_refresh",
-            "max_refresh",
-        );
-        assert_invalid(
-            "jwks: { default_refresh: 2h }\n",
-            "jwks.default_refresh",
-            "between",
-        );
-        assert_invalid(
-            "jwks: { default_refresh: 10s }\n",
-            "jwks.default_refresh",
-            "between",
-        );
+        assert_invalid("jwks: { min_refresh: 2h }\n", "jwks.min_refresh", "max_refresh");
+        assert_invalid("jwks: { default_refresh: 2h }\n", "jwks.default_refresh", "between");
+        assert_invalid("jwks: { default_refresh: 10s }\n", "jwks.default_refresh", "between");
     }
 
     /// At least one issuer.
     #[test]
     fn issuers_required() {
-        assert_invalid_full(
-            "upstream: { url: http://a:1 }\nissuers: []\n",
-            "issuers",
-            "at least one",
-        );
+        assert_invalid_full("upstream: { url: http://a:1 }\nissuers: []\n", "issuers", "at least one");
     }
 
     /// issuer is required in each entry.
@@ -1521,17 +1186,9 @@ mod tests {
     /// Issuer URLs must be https unless the host is loopback.
     #[test]
     fn issuer_https_or_loopback() {
-        assert_invalid(
-            "  - issuer: http://idp.internal/\n",
-            "issuers[1].issuer",
-            "must use https",
-        );
+        assert_invalid("  - issuer: http://idp.internal/\n", "issuers[1].issuer", "must use https");
         assert_invalid("  - issuer: ftp://idp/\n", "issuers[1].issuer", "https");
-        for ok in [
-            "http://127.0.0.2:8080/",
-            "http://[::1]:8080",
-            "http://LOCALHOST/x",
-        ] {
+        for ok in ["http://127.0.0.2:8080/", "http://[::1]:8080", "http://LOCALHOST/x"] {
             load_ok(&format!("{BASE}  - issuer: {ok}\n"));
         }
     }
@@ -1539,11 +1196,7 @@ mod tests {
     /// jwks_uri follows the same https/loopback rule.
     #[test]
     fn jwks_uri_https_or_loopback() {
-        assert_invalid(
-            "    jwks_uri: http://10.0.0.1/jwks\n",
-            "issuers[0].jwks_uri",
-            "loopback",
-        );
+        assert_invalid("    jwks_uri: http://10.0.0.1/jwks\n", "issuers[0].jwks_uri", "loopback");
     }
 
     /// Two issuers with the same issuer string are refused.
@@ -1559,29 +1212,17 @@ mod tests {
     /// jwks_uri and hmac_secret are mutually exclusive.
     #[test]
     fn jwks_uri_excludes_hmac_secret() {
-        let extra =
-            format!("    jwks_uri: https://idp.example.com/jwks\n    hmac_secret: {SECRET}\n");
-        assert_invalid(
-            &extra,
-            "issuers[0].jwks_uri",
-            "cannot be combined with hmac_secret",
-        );
+        let extra = format!("    jwks_uri: https://idp.example.com/jwks\n    hmac_secret: {SECRET}\n");
+        assert_invalid(&extra, "issuers[0].jwks_uri", "cannot be combined with hmac_secret");
     }
 
     /// hmac_secret must be >= 32 bytes, and the error never echoes it.
     #[test]
     fn hmac_secret_too_short() {
-        let err = load_text(
-            &format!("{BASE}    hmac_secret: short-secret-value\n"),
-            HashMap::new(),
-        )
-        .unwrap_err();
+        let err = load_text(&format!("{BASE}    hmac_secret: short-secret-value\n"), HashMap::new()).unwrap_err();
         assert_eq!(err.field(), Some("issuers[0].hmac_secret"));
         assert!(err.to_string().contains("at least 32 bytes"), "{err}");
-        assert!(
-            !err.to_string().contains("short-secret-value")
-                && !format!("{err:?}").contains("short-secret-value")
-        );
+        assert!(!err.to_string().contains("short-secret-value") && !format!("{err:?}").contains("short-secret-value"));
     }
 
     /// With hmac_secret and no algorithms the allowlist is [HS256].
@@ -1595,47 +1236,27 @@ mod tests {
     /// "none" is never an accepted algorithm.
     #[test]
     fn algorithm_none_refused() {
-        assert_invalid(
-            "    algorithms: [RS256, none]\n",
-            "issuers[0].algorithms[1]",
-            "never accepted",
-        );
+        assert_invalid("    algorithms: [RS256, none]\n", "issuers[0].algorithms[1]", "never accepted");
     }
 
     /// Unknown algorithm names list the known ones.
     #[test]
     fn unknown_algorithm() {
-        assert_invalid(
-            "    algorithms: [RS255]\n",
-            "issuers[0].algorithms[0]",
-            "expected one of",
-        );
-        assert_invalid(
-            "    algorithms: []\n",
-            "issuers[0].algorithms",
-            "must not be empty",
-        );
+        assert_invalid("    algorithms: [RS255]\n", "issuers[0].algorithms[0]", "expected one of");
+        assert_invalid("    algorithms: []\n", "issuers[0].algorithms", "must not be empty");
     }
 
     /// HS* algorithms need hmac_secret.
     #[test]
     fn hmac_algorithm_without_secret() {
-        assert_invalid(
-            "    algorithms: [RS256, HS256]\n",
-            "issuers[0].algorithms[1]",
-            "needs hmac_secret",
-        );
+        assert_invalid("    algorithms: [RS256, HS256]\n", "issuers[0].algorithms[1]", "needs hmac_secret");
     }
 
     /// Asymmetric algorithms are refused for an hmac_secret issuer.
     #[test]
     fn asymmetric_algorithm_with_secret() {
         let extra = format!("    hmac_secret: {SECRET}\n    algorithms: [HS256, ES256]\n");
-        assert_invalid(
-            &extra,
-            "issuers[0].algorithms[1]",
-            "only HS256, HS384 or HS512",
-        );
+        assert_invalid(&extra, "issuers[0].algorithms[1]", "only HS256, HS384 or HS512");
     }
 
     /// leeway is at most 5 minutes.
@@ -1648,11 +1269,7 @@ mod tests {
     /// scope_claim, when given, is not empty.
     #[test]
     fn empty_scope_claim() {
-        assert_invalid(
-            "    scope_claim: ''\n",
-            "issuers[0].scope_claim",
-            "must not be empty",
-        );
+        assert_invalid("    scope_claim: ''\n", "issuers[0].scope_claim", "must not be empty");
     }
 
     /// An empty routes list is refused (omit it for the default route).
@@ -1670,35 +1287,21 @@ mod tests {
             "routes[1].id",
             "already used by routes[0]",
         );
-        assert_invalid(
-            "routes: [{ id: 'a b', path_prefix: / }]\n",
-            "routes[0].id",
-            "[A-Za-z0-9_.-]+",
-        );
+        assert_invalid("routes: [{ id: 'a b', path_prefix: / }]\n", "routes[0].id", "[A-Za-z0-9_.-]+");
     }
 
     /// path_prefix is required and starts with "/".
     #[test]
     fn path_prefix_rules() {
         assert_invalid("routes: [{ id: a }]\n", "routes[0].path_prefix", "required");
-        assert_invalid(
-            "routes: [{ id: a, path_prefix: api }]\n",
-            "routes[0].path_prefix",
-            "must start with '/'",
-        );
+        assert_invalid("routes: [{ id: a, path_prefix: api }]\n", "routes[0].path_prefix", "must start with '/'");
     }
 
     /// host has no port and is lower-cased.
     #[test]
     fn route_host_rules() {
-        assert_invalid(
-            "routes: [{ id: a, host: 'api.example.com:8080', path_prefix: / }]\n",
-            "routes[0].host",
-            "port",
-        );
-        let c = load_ok(&format!(
-            "{BASE}routes: [{{ id: a, host: API.Example.com, path_prefix: / }}]\n"
-        ));
+        assert_invalid("routes: [{ id: a, host: 'api.example.com:8080', path_prefix: / }]\n", "routes[0].host", "port");
+        let c = load_ok(&format!("{BASE}routes: [{{ id: a, host: API.Example.com, path_prefix: / }}]\n"));
         assert_eq!(c.routes[0].host.as_deref(), Some("api.example.com"));
     }
 
@@ -1710,11 +1313,7 @@ mod tests {
             "routes[0].methods[0]",
             "case-sensitive",
         );
-        assert_invalid(
-            "routes: [{ id: a, path_prefix: /, methods: [] }]\n",
-            "routes[0].methods",
-            "must not be empty",
-        );
+        assert_invalid("routes: [{ id: a, path_prefix: /, methods: [] }]\n", "routes[0].methods", "must not be empty");
         assert_invalid(
             "routes: [{ id: a, path_prefix: /, methods: ['G T'] }]\n",
             "routes[0].methods[0]",
@@ -1725,27 +1324,16 @@ mod tests {
     /// auth accepts only none | required.
     #[test]
     fn auth_values() {
-        let err = load_text(
-            &format!("{BASE}routes: [{{ id: a, path_prefix: /, auth: optional }}]\n"),
-            HashMap::new(),
-        )
-        .unwrap_err();
+        let err = load_text(&format!("{BASE}routes: [{{ id: a, path_prefix: /, auth: optional }}]\n"), HashMap::new())
+            .unwrap_err();
         assert_eq!(err.field(), Some("routes[0].auth"), "{err}");
-        assert!(
-            err.to_string().contains("`none`") && err.to_string().contains("`required`"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("`none`") && err.to_string().contains("`required`"), "{err}");
     }
 
     /// Policy keys are refused on an auth: none route.
     #[test]
     fn policy_keys_need_required_auth() {
-        for key in [
-            "scopes: [a]",
-            "audiences: [a]",
-            "scope_match: any",
-            "claims: []",
-        ] {
+        for key in ["scopes: [a]", "audiences: [a]", "scope_match: any", "claims: []"] {
             let field = format!("routes[0].{}", key.split(':').next().unwrap());
             assert_invalid(
                 &format!("routes: [{{ id: a, path_prefix: /, auth: none, {key} }}]\n"),
@@ -1773,46 +1361,21 @@ mod tests {
             "routes[0].scopes[1]",
             "scope-token",
         );
-        assert_invalid(
-            "routes: [{ id: a, path_prefix: /, scopes: ['a\"'] }]\n",
-            "routes[0].scopes[0]",
-            "scope-token",
-        );
-        assert_invalid(
-            "routes: [{ id: a, path_prefix: /, scopes: ['a\\b'] }]\n",
-            "routes[0].scopes[0]",
-            "scope-token",
-        );
-        assert_invalid(
-            "routes: [{ id: a, path_prefix: /, scopes: [''] }]\n",
-            "routes[0].scopes[0]",
-            "scope-token",
-        );
+        assert_invalid("routes: [{ id: a, path_prefix: /, scopes: ['a\"'] }]\n", "routes[0].scopes[0]", "scope-token");
+        assert_invalid("routes: [{ id: a, path_prefix: /, scopes: ['a\\b'] }]\n", "routes[0].scopes[0]", "scope-token");
+        assert_invalid("routes: [{ id: a, path_prefix: /, scopes: [''] }]\n", "routes[0].scopes[0]", "scope-token");
     }
 
     /// A claim rule has a claim and exactly one scalar equals/contains.
     #[test]
     fn claim_rules() {
         let r = |c: &str| format!("routes: [{{ id: a, path_prefix: /, claims: [{c}] }}]\n");
-        assert_invalid(
-            &r("{ claim: t, equals: a, contains: b }"),
-            "routes[0].claims[0]",
-            "exactly one",
-        );
+        assert_invalid(&r("{ claim: t, equals: a, contains: b }"), "routes[0].claims[0]", "exactly one");
         assert_invalid(&r("{ claim: t }"), "routes[0].claims[0]", "exactly one");
         assert_invalid(&r("{ equals: a }"), "routes[0].claims[0].claim", "required");
-        assert_invalid(
-            &r("{ claim: t, equals: [a] }"),
-            "routes[0].claims[0].equals",
-            "scalar",
-        );
-        let c = load_ok(&format!(
-            "{BASE}{}",
-            r("{ claim: n, equals: 3 }, { claim: b, contains: true }")
-        ));
-        let RouteAuth::Required(p) = &c.routes[0].auth else {
-            panic!()
-        };
+        assert_invalid(&r("{ claim: t, equals: [a] }"), "routes[0].claims[0].equals", "scalar");
+        let c = load_ok(&format!("{BASE}{}", r("{ claim: n, equals: 3 }, { claim: b, contains: true }")));
+        let RouteAuth::Required(p) = &c.routes[0].auth else { panic!() };
         assert_eq!(p.claims[0].test, ClaimTest::Equals(3.into()));
         assert_eq!(p.claims[1].test, ClaimTest::Contains(true.into()));
     }
@@ -1830,64 +1393,32 @@ mod tests {
     /// Identity headers may not be hop-by-hop or proxy-owned headers.
     #[test]
     fn identity_header_forbidden_names() {
-        for name in [
-            "Connection",
-            "Host",
-            "Authorization",
-            "Content-Length",
-            "Transfer-Encoding",
-            "TE",
-            "Upgrade",
-        ] {
+        for name in ["Connection", "Host", "Authorization", "Content-Length", "Transfer-Encoding", "TE", "Upgrade"] {
             assert_invalid(
                 &format!("identity: {{ headers: {{ {name}: subject }} }}\n"),
                 &format!("identity.headers.{name}"),
                 "cannot carry identity",
             );
         }
-        assert_invalid(
-            "identity: { claims_header: Keep-Alive }\n",
-            "identity.claims_header",
-            "cannot carry identity",
-        );
+        assert_invalid("identity: { claims_header: Keep-Alive }\n", "identity.claims_header", "cannot carry identity");
     }
 
     /// Identity sources are subject | scopes | client_id | issuer | claim:<name>.
     #[test]
     fn identity_sources() {
-        assert_invalid(
-            "identity: { headers: { X-A: sub } }\n",
-            "identity.headers.X-A",
-            "expected subject, scopes",
-        );
-        assert_invalid(
-            "identity: { headers: { X-A: 'claim:' } }\n",
-            "identity.headers.X-A",
-            "claim:<name>",
-        );
-        let c = load_ok(&format!(
-            "{BASE}identity: {{ headers: {{ X-Tenant: 'claim:tenant' }} }}\n"
-        ));
-        assert_eq!(
-            c.identity.headers[0].value,
-            IdentityValue::Claim("tenant".into())
-        );
-        assert_eq!(
-            load_ok(&format!("{BASE}identity: {{ headers: {{}} }}\n"))
-                .identity
-                .headers,
-            []
-        );
+        assert_invalid("identity: { headers: { X-A: sub } }\n", "identity.headers.X-A", "expected subject, scopes");
+        assert_invalid("identity: { headers: { X-A: 'claim:' } }\n", "identity.headers.X-A", "claim:<name>");
+        let c = load_ok(&format!("{BASE}identity: {{ headers: {{ X-Tenant: 'claim:tenant' }} }}\n"));
+        assert_eq!(c.identity.headers[0].value, IdentityValue::Claim("tenant".into()));
+        assert_eq!(load_ok(&format!("{BASE}identity: {{ headers: {{}} }}\n")).identity.headers, []);
     }
 
     /// The same identity header twice (any case) is refused, and claims_header is not one of them.
     #[test]
     fn identity_header_duplicates() {
-        let err = load_text(
-            &format!("{BASE}identity:\n  headers:\n    X-A: subject\n    x-a: issuer\n"),
-            HashMap::new(),
-        )
-        .unwrap_err();
+        let err =
+            load_text(&format!("{BASE}identity:\n  headers:\n    X-A: subject\n    x-a: issuer\n"), HashMap::new())
+                .unwrap_err();
         assert_eq!(err.field(), Some("identity.headers"), "{err}");
         assert!(err.to_string().contains("listed twice"), "{err}");
         assert_invalid(
@@ -1900,21 +1431,15 @@ mod tests {
     /// render_effective output loads back to the same config and never prints the secret.
     #[test]
     fn render_round_trips_and_redacts() {
-        let sources = Sources {
-            file: Some(example_path()),
-            env: env(&[("IDP_SECRET", SECRET)]),
-        };
+        let sources = Sources { file: Some(example_path()), env: env(&[("IDP_SECRET", SECRET)]) };
         let first = load(&sources).unwrap();
         let rendered = render_effective(&first);
         assert!(!rendered.contains(SECRET), "{rendered}");
         assert!(rendered.contains("hmac_secret: <redacted>"), "{rendered}");
         let again = rendered.replace("<redacted>", "${IDP_SECRET}");
-        let second = load_text(&again, env(&[("IDP_SECRET", SECRET)]))
-            .unwrap_or_else(|e| panic!("{e}\n{again}"));
+        let second = load_text(&again, env(&[("IDP_SECRET", SECRET)])).unwrap_or_else(|e| panic!("{e}\n{again}"));
         assert_eq!(format!("{first:?}"), format!("{second:?}"));
-        assert!(
-            matches!(&second.issuers[2].keys, KeySource::Secret(s) if s.0 == SECRET.as_bytes())
-        );
+        assert!(matches!(&second.issuers[2].keys, KeySource::Secret(s) if s.0 == SECRET.as_bytes()));
         assert_eq!(render_effective(&second), rendered);
     }
 
@@ -1928,8 +1453,7 @@ mod tests {
         ]);
         let first = load(&Sources { file: None, env: e }).unwrap();
         let rendered = render_effective(&first);
-        let second =
-            load_text(&rendered, HashMap::new()).unwrap_or_else(|e| panic!("{e}\n{rendered}"));
+        let second = load_text(&rendered, HashMap::new()).unwrap_or_else(|e| panic!("{e}\n{rendered}"));
         assert_eq!(format!("{first:?}"), format!("{second:?}"));
     }
 }
