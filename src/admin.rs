@@ -29,6 +29,7 @@ impl Admin {
             "/healthz" | "/livez" => text(StatusCode::OK, "ok\n"),
             "/readyz" => self.ready(),
             "/metrics" => {
+                self.issuers_waiting();
                 let (content_type, body) = self.state.metrics.render();
                 let mut r = Response::new(Full::new(Bytes::from(body)));
                 if let Ok(v) = HeaderValue::from_str(&content_type) {
@@ -44,6 +45,18 @@ impl Admin {
         if self.draining.load(Ordering::Relaxed) {
             return text(StatusCode::SERVICE_UNAVAILABLE, "draining\n");
         }
+        let waiting = self.issuers_waiting();
+        if waiting.is_empty() {
+            text(StatusCode::OK, "ready\n")
+        } else {
+            text(StatusCode::SERVICE_UNAVAILABLE, &format!("no usable key set yet for: {}\n", waiting.join(", ")))
+        }
+    }
+}
+
+impl Admin {
+    /// Issuers without a usable key set; also refreshes the `tokengate_jwks_ready` gauges.
+    fn issuers_waiting(&self) -> Vec<&str> {
         let mut waiting = Vec::new();
         for issuer in self.state.auth.issuers() {
             let ready = issuer.jwks.is_ready();
@@ -52,11 +65,7 @@ impl Admin {
                 waiting.push(issuer.config.issuer.as_str());
             }
         }
-        if waiting.is_empty() {
-            text(StatusCode::OK, "ready\n")
-        } else {
-            text(StatusCode::SERVICE_UNAVAILABLE, &format!("no usable key set yet for: {}\n", waiting.join(", ")))
-        }
+        waiting
     }
 }
 
