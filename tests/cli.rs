@@ -36,9 +36,15 @@ fn check_config_prints_effective_config() {
 /// The deployable example configs stay valid.
 #[test]
 fn shipped_configs_are_valid() {
-    for file in ["deploy/kustomize/edge/tokengate.yaml"] {
+    for file in ["deploy/kustomize/edge/tokengate.yaml", "config/demo.yaml"] {
         let path = format!("{}/{file}", env!("CARGO_MANIFEST_DIR"));
-        let out = tokengate().args(["check-config", "--config", &path]).output().unwrap();
+        let out = tokengate()
+            .args(["check-config", "--config", &path])
+            .env("DEMO_LISTEN", "127.0.0.1:8080")
+            .env("DEMO_UPSTREAM", "http://127.0.0.1:8081")
+            .env("DEMO_ISSUER", "http://127.0.0.1:9400")
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{file}: {}", String::from_utf8_lossy(&out.stderr));
     }
 }
