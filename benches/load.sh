@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# Load benchmark: tokengate versus nginx as a plain (no-auth) proxy, on loopback, in one run.
+#
+#   benches/load.sh                  # 3 interleaved rounds, 8 s per run
+#   ROUNDS=5 DURATION=10 benches/load.sh
+#
+# The system under test runs pinned to CPU 0 with one worker; wrk, the upstream (nginx
+# returning 200 "ok") and the issuer run on CPU 1. The figure that matters is CPU time of
+# the system under test (utime+stime from /proc) divided by the requests it completed.
+# Workloads: hot (one token reused), cold (a fresh valid token on every request, never
+# reused: each round gets its own slice of tokens), reject (forged signatures).
+# Needs: wrk and nginx (apt-get install wrk nginx-light), taskset (util-linux).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-8}
+COLD_DURATION=${COLD_DURATION:-3}
+COLD_PER_ROUND=${COLD_PER_ROUND:-40000}
+CONNECTIONS=${CONNECTIONS:-32}
+SUT_CPU=${SUT_CPU:-0}
+AUX_CPU=${AUX_CPU:-1}
+
+for tool in wrk nginx taskset; do
+    command -v "$tool" >/dev/null || { echo "load.sh needs $tool (apt-get install wrk nginx-light)" >&2; exit 1; }
+done
+
+work=$(mktemp -d /tmp/tokengate-load.XXXXXX)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_http() { for _ in $(seq 1 300); do curl -s -o /dev/null "$1" && return 0; sleep 0.05; done; echo "no answer from $1" >&2; return 1; }
+cpu_ticks() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
+clk_tck=$(getconf CLK_TCK)
+
+echo "building release binaries…" >&2
+cargo build --release --quiet --bin tokengate --example bench_issuer
+
+total_cold=$((ROUNDS * COLD_PER_ROUND))
+[ "$total_cold" -ge 100000 ] || total_cold=100000
+echo "signing $total_cold cold tokens…" >&2
+taskset -c "$AUX_CPU" target/release/examples/bench_issuer "$work/tokens" "$total_cold" >"$work/issuer.log" &
+pids+=($!)
+for _ in $(seq 1 6000); do grep -q ready "$work/issuer.log" 2>/dev/null && break; sleep 0.1; done
+grep -q ready "$work/issuer.log" || { echo "bench_issuer did not start" >&2; exit 1; }
+issuer=$(cat "$work/tokens/issuer")
+
+# Upstream: nginx answering 200 "ok" on the auxiliary core.
+up_port=$(free_port)
+mkdir -p "$work/up/logs"
+cat >"$work/up/nginx.conf" <<EOF
+worker_processes 1; daemon off; pid $work/up/nginx.pid; error_log $work/up/logs/error.log;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000;
+  server { listen 127.0.0.1:$up_port; location / { return 200 "ok"; } } }
+EOF
+taskset -c "$AUX_CPU" nginx -p "$work/up" -c "$work/up/nginx.conf" 2>/dev/null &
+pids+=($!)
+wait_http "http://127.0.0.1:$up_port/"
+
+# Baseline: nginx as a plain reverse proxy, no auth, one worker on the SUT core.
+px_port=$(free_port)
+mkdir -p "$work/px/logs"
+cat >"$work/px/nginx.conf" <<EOF
+worker_processes 1; daemon off; pid $work/px/nginx.pid; error_log $work/px/logs/error.log;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000;
+  upstream up { server 127.0.0.1:$up_port; keepalive 64; }
+  server { listen 127.0.0.1:$px_port;
+    location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+EOF
+taskset -c "$SUT_CPU" nginx -p "$work/px" -c "$work/px/nginx.conf" 2>/dev/null &
+pids+=($!)
+wait_http "http://127.0.0.1:$px_port/"
+nginx_pids=$(pgrep -f "nginx.*$work/px/nginx.conf" | tr '\n' ' ')
+
+# tokengate: one worker (current-thread runtime) on the SUT core.
+tg_port=$(free_port)
+tg_admin=$(free_port)
+cat >"$work/tokengate.yaml" <<EOF
+listen: 127.0.0.1:$tg_port
+admin_listen: 127.0.0.1:$tg_admin
+server: { worker_threads: 1 }
+upstream: { url: "http://127.0.0.1:$up_port" }
+issuers:
+  - issuer: "$issuer"
+    jwks_uri: "$issuer/jwks"
+    audiences: [bench]
+routes:
+  - { id: bench, path_prefix: /, scopes: [read] }
+EOF
+RUST_LOG=warn taskset -c "$SUT_CPU" target/release/tokengate --config "$work/tokengate.yaml" &
+tg_pid=$!
+pids+=("$tg_pid")
+wait_http "http://127.0.0.1:$tg_admin/readyz"
+rss_idle=$(awk '/VmRSS/ {print $2}' "/proc/$tg_pid/status")
+
+# Split the cold tokens into one slice per round so no round reuses a token.
+split -d -l "$COLD_PER_ROUND" "$work/tokens/cold.txt" "$work/tokens/cold-"
+
+# run NAME WORKLOAD PORT TOKENS DURATION PIDS…  → appends "name workload rps p50 p99 us_per_req"
+run() {
+    local name=$1 workload=$2 port=$3 tokens=$4 duration=$5
+    shift 5
+    local before after out reqs rps p50 p99
+    before=$(cpu_ticks "$@")
+    out=$(taskset -c "$AUX_CPU" wrk -t1 -c"$CONNECTIONS" -d"${duration}s" --latency \
+        -s benches/tokens.lua "http://127.0.0.1:$port/bench" -- "$tokens")
+    after=$(cpu_ticks "$@")
+    reqs=$(echo "$out" | awk '/requests in/ {print $1}')
+    rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+    p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
+    p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
+    local non2xx
+    non2xx=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
+    local us
+    us=$(awk -v t=$((after - before)) -v hz="$clk_tck" -v r="$reqs" 'BEGIN {printf "%.1f", t / hz * 1e6 / r}')
+    echo "$name $workload $rps $p50 $p99 $us ${non2xx:-0}" >>"$work/results"
+    echo "  $name/$workload: $rps req/s, p50 $p50, p99 $p99, $us µs CPU/req, non-2xx ${non2xx:-0}" >&2
+}
+
+# Warm-up: connections, pools and the verified-token cache for the hot token.
+taskset -c "$AUX_CPU" wrk -t1 -c"$CONNECTIONS" -d2s -s benches/tokens.lua "http://127.0.0.1:$tg_port/bench" -- "$work/tokens/hot.txt" >/dev/null
+taskset -c "$AUX_CPU" wrk -t1 -c"$CONNECTIONS" -d2s "http://127.0.0.1:$px_port/bench" >/dev/null
+
+for r in $(seq 1 "$ROUNDS"); do
+    echo "round $r/$ROUNDS" >&2
+    slice=$(printf "%s/tokens/cold-%02d" "$work" $((r - 1)))
+    run nginx-no-auth hot "$px_port" "$work/tokens/hot.txt" "$DURATION" $nginx_pids
+    run tokengate hot "$tg_port" "$work/tokens/hot.txt" "$DURATION" "$tg_pid"
+    run tokengate cold "$tg_port" "$slice" "$COLD_DURATION" "$tg_pid"
+    run tokengate reject "$tg_port" "$work/tokens/reject.txt" "$DURATION" "$tg_pid"
+done
+
+# Fill the verified-token cache with every cold token, then read peak RSS.
+taskset -c "$AUX_CPU" wrk -t1 -c"$CONNECTIONS" -d$((total_cold / 5000 + 5))s -s benches/tokens.lua \
+    "http://127.0.0.1:$tg_port/bench" -- "$work/tokens/cold.txt" >/dev/null
+rss_peak=$(awk '/VmHWM/ {print $2}' "/proc/$tg_pid/status")
+fetches=$(curl -s "http://127.0.0.1:$tg_admin/metrics" | awk '/^tokengate_jwks_fetches_total/ {s += $2} END {print s + 0}')
+
+echo
+echo "Medians of $ROUNDS interleaved rounds; SUT pinned to CPU $SUT_CPU, wrk -t1 -c$CONNECTIONS + upstream on CPU $AUX_CPU"
+awk -v base_name=nginx-no-auth '
+    { key = $1 " " $2; n[key]++; rps[key, n[key]] = $3; p50[key, n[key]] = $4; p99[key, n[key]] = $5; us[key, n[key]] = $6; bad[key] += $7; order[key] = NR }
+    function median(arr, key, cnt,   i, j, t, v) {
+        for (i = 1; i <= cnt; i++) v[i] = arr[key, i]
+        for (i = 1; i <= cnt; i++) for (j = i + 1; j <= cnt; j++) if (v[j] + 0 < v[i] + 0) { t = v[i]; v[i] = v[j]; v[j] = t }
+        return v[int((cnt + 1) / 2)]
+    }
+    END {
+        base = median(us, base_name " hot", n[base_name " hot"])
+        printf "%-15s %-8s %10s %10s %10s %12s %10s %8s\n", "system", "workload", "req/s", "p50", "p99", "CPU µs/req", "vs nginx", "non-2xx"
+        for (key in n) keys[order[key]] = key
+        for (i = 1; i <= NR; i++) if (i in keys) {
+            key = keys[i]; split(key, kv, " ")
+            m = median(us, key, n[key])
+            printf "%-15s %-8s %10s %10s %10s %12s %9.2fx %8d\n", kv[1], kv[2], median(rps, key, n[key]), median(p50, key, n[key]), median(p99, key, n[key]), m, m / base, bad[key]
+        }
+    }' "$work/results"
+echo
+echo "tokengate RSS: idle $((rss_idle / 1024)) MiB; peak after $total_cold distinct tokens $((rss_peak / 1024)) MiB; JWKS fetches during the run: $fetches"
