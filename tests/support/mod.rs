@@ -216,6 +216,8 @@ pub fn issuer(issuer: &str, jwks_uri: &str, audiences: &[&str]) -> Issuer {
         leeway: DEFAULT_LEEWAY,
         require_at_jwt: false,
         scope_claim: None,
+        mode: TokenMode::Jwt,
+        introspection: None,
     }
 }
 
