@@ -436,7 +436,7 @@ fn after(now: Instant, d: Duration) -> Instant {
 /// The two metadata URLs for an issuer: OpenID Connect Discovery 1.0 §4 (`{issuer}` without a
 /// trailing `/`, then `/.well-known/openid-configuration`) and RFC 8414 §3 (the well-known
 /// segment inserted between the host and the issuer's path, the path's terminating `/` removed).
-fn metadata_urls(issuer: &str) -> Result<(String, String), String> {
+pub(crate) fn metadata_urls(issuer: &str) -> Result<(String, String), String> {
     let oidc = format!("{}{OIDC_DISCOVERY_SUFFIX}", issuer.trim_end_matches('/'));
     let mut url = Url::parse(issuer).map_err(|e| format!("issuer is not a URL: {e}"))?;
     if url.cannot_be_a_base() {
@@ -482,7 +482,7 @@ fn delta_seconds(s: &str) -> Option<u64> {
     Some(s.parse().unwrap_or(u64::MAX))
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {

@@ -8,6 +8,7 @@
 pub mod claims;
 pub mod error;
 pub mod extract;
+pub mod introspect;
 pub mod jwks;
 pub mod jws;
 pub mod jwt;
