@@ -199,7 +199,8 @@ impl Introspector {
         self.requests.with_label_values(&[self.issuer.issuer.as_str(), outcome]).inc();
     }
 
-    /// RFC 7662 §2.1: POST, form-encoded `token` (+ `token_type_hint`), client authenticated.
+    /// RFC 7662 §2.1: POST with form-encoded `token` (+ `token_type_hint`); the endpoint MUST
+    /// require authorization, so every call carries the gateway's client credentials.
     /// Returns the answer's members when `active` is `true`, `None` when it is `false`.
     async fn request(&self, token: &str) -> Result<Option<Map<String, Value>>, CallError> {
         let endpoint = self.endpoint().await?;
@@ -337,9 +338,9 @@ impl Introspector {
     }
 }
 
-/// RFC 7662 §2.2: a JSON object whose `active` member is REQUIRED and boolean. Only the boolean
-/// `true` admits a token (§4: the protected resource MUST NOT accept it otherwise); an answer
-/// without a boolean `active` is a broken endpoint, not an inactive token.
+/// RFC 7662 §2.2: a JSON object whose `active` member is REQUIRED and boolean, and an inactive
+/// token MUST be answered with `active: false`. Only the boolean `true` admits a token; an
+/// answer without a boolean `active` is a broken endpoint (503), not an inactive token (401).
 fn parse_answer(body: &[u8]) -> Result<Option<Map<String, Value>>, CallError> {
     let answer: Map<String, Value> =
         serde_json::from_slice(body).map_err(|e| CallError::Invalid(format!("answer is not a JSON object: {e}")))?;
@@ -456,7 +457,8 @@ fn unix_seconds(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// Per-entry lifetime (RFC 7662 §4: a cached answer must not outlive the token).
+/// Per-entry lifetime. RFC 7662 §4 lets a protected resource cache answers, trading freshness
+/// (a revocation is seen late) for load; an answer is never kept past the token's own `exp`.
 struct VerdictExpiry {
     max_ttl: Duration,
     negative_ttl: Duration,
