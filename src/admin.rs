@@ -1,5 +1,6 @@
 //! Admin listener (its own port, no auth, never proxied): `/healthz` and `/livez` (the process
-//! is alive), `/readyz` (every issuer has a usable key set and we are not draining), `/metrics`.
+//! is alive), `/readyz` (every issuer has a usable key set — or is introspection-only — and we
+//! are not draining), `/metrics`.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,6 +11,7 @@ use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 
+use crate::config::TokenMode;
 use crate::proxy::State;
 
 /// What the admin endpoints look at.
@@ -59,9 +61,11 @@ impl Admin {
     fn issuers_waiting(&self) -> Vec<&str> {
         let mut waiting = Vec::new();
         for issuer in self.state.auth.issuers() {
-            let ready = issuer.jwks.is_ready();
-            self.state.metrics.jwks_ready.with_label_values(&[&issuer.config.issuer]).set(i64::from(ready));
-            if !ready {
+            if issuer.config.mode != TokenMode::Introspection {
+                let loaded = i64::from(issuer.jwks.is_ready());
+                self.state.metrics.jwks_ready.with_label_values(&[&issuer.config.issuer]).set(loaded);
+            }
+            if !issuer.is_ready() {
                 waiting.push(issuer.config.issuer.as_str());
             }
         }

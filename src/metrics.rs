@@ -12,6 +12,12 @@ pub const REQUEST_DURATION: &str = "tokengate_request_duration_seconds";
 pub const JWKS_FETCHES_TOTAL: &str = "tokengate_jwks_fetches_total";
 pub const JWKS_READY: &str = "tokengate_jwks_ready";
 pub const BUILD_INFO: &str = "tokengate_build_info";
+pub const INTROSPECTION_REQUESTS_TOTAL: &str = "tokengate_introspection_requests_total";
+pub const INTROSPECTION_DURATION: &str = "tokengate_introspection_duration_seconds";
+pub const TOKEN_CACHE_LOOKUPS_TOTAL: &str = "tokengate_token_cache_lookups_total";
+
+/// `cache` label of `TOKEN_CACHE_LOOKUPS_TOTAL` for the introspection result cache.
+pub const CACHE_INTROSPECTION: &str = "introspection";
 
 /// Label used for requests that matched no route.
 pub const NO_ROUTE: &str = "_none";
@@ -28,6 +34,14 @@ pub struct Metrics {
     pub jwks_fetches: IntCounterVec,
     /// `issuer`: 1 when a usable key set is loaded.
     pub jwks_ready: IntGaugeVec,
+    /// `issuer`, `outcome`: active | inactive | rejected (active, but a claim check failed) |
+    /// timeout | error (network, discovery) | http_error (not 200, e.g. our client auth refused) |
+    /// invalid (not JSON, no boolean `active`, too large) | circuit_open (not called).
+    pub introspection_requests: IntCounterVec,
+    /// `issuer`: time of each introspection call that was made.
+    pub introspection_duration: HistogramVec,
+    /// `cache`, `result` (hit | miss).
+    pub token_cache_lookups: IntCounterVec,
 }
 
 impl Metrics {
@@ -53,6 +67,23 @@ impl Metrics {
         let jwks_ready =
             IntGaugeVec::new(Opts::new(JWKS_READY, "1 when the issuer has a usable key set loaded."), &["issuer"])
                 .expect("valid metric");
+        let introspection_requests = IntCounterVec::new(
+            Opts::new(INTROSPECTION_REQUESTS_TOTAL, "Token introspection requests, by issuer and outcome."),
+            &["issuer", "outcome"],
+        )
+        .expect("valid metric");
+        // 1 ms … ~4 s: the default introspection timeout is 3 s.
+        let introspection_duration = HistogramVec::new(
+            HistogramOpts::new(INTROSPECTION_DURATION, "Time of token introspection calls, by issuer.")
+                .buckets(exponential_buckets(0.001, 2.0, 13).expect("valid buckets")),
+            &["issuer"],
+        )
+        .expect("valid metric");
+        let token_cache_lookups = IntCounterVec::new(
+            Opts::new(TOKEN_CACHE_LOOKUPS_TOTAL, "Token result cache lookups, by cache and result (hit or miss)."),
+            &["cache", "result"],
+        )
+        .expect("valid metric");
         let build_info = IntGauge::with_opts(
             Opts::new(BUILD_INFO, "Build information; always 1.").const_label("version", env!("CARGO_PKG_VERSION")),
         )
@@ -63,6 +94,9 @@ impl Metrics {
             Box::new(duration.clone()),
             Box::new(jwks_fetches.clone()),
             Box::new(jwks_ready.clone()),
+            Box::new(introspection_requests.clone()),
+            Box::new(introspection_duration.clone()),
+            Box::new(token_cache_lookups.clone()),
             Box::new(build_info),
         ] {
             registry.register(m).expect("metric names are unique");
@@ -72,7 +106,16 @@ impl Metrics {
             let process = prometheus::process_collector::ProcessCollector::for_self();
             registry.register(Box::new(process)).expect("process metrics register once");
         }
-        Metrics { registry, requests, duration, jwks_fetches, jwks_ready }
+        Metrics {
+            registry,
+            requests,
+            duration,
+            jwks_fetches,
+            jwks_ready,
+            introspection_requests,
+            introspection_duration,
+            token_cache_lookups,
+        }
     }
 
     /// Prometheus text exposition format.

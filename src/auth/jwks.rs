@@ -42,6 +42,8 @@ enum Source {
     Static,
     JwksUri(String),
     Discovery,
+    /// An introspection-only issuer: no keys, never fetched, never ready by itself.
+    None,
 }
 
 /// State only the holder of the fetch guard touches.
@@ -157,6 +159,7 @@ impl JwksCache {
             }
             KeySource::JwksUri(uri) => (Source::JwksUri(uri.clone()), None),
             KeySource::Discovery => (Source::Discovery, None),
+            KeySource::None => (Source::None, None),
         };
         let generation = u64::from(initial.is_some());
         Arc::new(JwksCache {
@@ -199,7 +202,7 @@ impl JwksCache {
     /// most one request per cooldown. Concurrent callers share one fetch and all see its result.
     /// Returns the (possibly new) current set. Never fetches for a shared secret.
     pub async fn refresh_for_unknown_kid(&self) -> Option<Arc<KeySet>> {
-        if matches!(self.source, Source::Static) {
+        if matches!(self.source, Source::Static | Source::None) {
             return self.keys();
         }
         let seen = self.generation();
@@ -221,9 +224,9 @@ impl JwksCache {
     }
 
     /// Background refresh loop; the app spawns it and aborts it at shutdown. Returns at once for
-    /// a shared secret.
+    /// a shared secret or an issuer without keys.
     pub async fn run(self: Arc<Self>) {
-        if matches!(self.source, Source::Static) {
+        if matches!(self.source, Source::Static | Source::None) {
             return;
         }
         let max_backoff = MAX_BACKOFF.min(self.settings.default_refresh);
@@ -313,7 +316,7 @@ impl JwksCache {
 
     async fn fetch(&self, state: &mut FetchState) -> Result<Fetched, FetchError> {
         let jwks_uri = match &self.source {
-            Source::Static => unreachable!("a shared-secret key set is never fetched"),
+            Source::Static | Source::None => unreachable!("a shared-secret or absent key set is never fetched"),
             Source::JwksUri(uri) => uri.clone(),
             Source::Discovery => match &state.discovered_jwks_uri {
                 Some(uri) => uri.clone(),
@@ -433,7 +436,7 @@ fn after(now: Instant, d: Duration) -> Instant {
 /// The two metadata URLs for an issuer: OpenID Connect Discovery 1.0 §4 (`{issuer}` without a
 /// trailing `/`, then `/.well-known/openid-configuration`) and RFC 8414 §3 (the well-known
 /// segment inserted between the host and the issuer's path, the path's terminating `/` removed).
-fn metadata_urls(issuer: &str) -> Result<(String, String), String> {
+pub(crate) fn metadata_urls(issuer: &str) -> Result<(String, String), String> {
     let oidc = format!("{}{OIDC_DISCOVERY_SUFFIX}", issuer.trim_end_matches('/'));
     let mut url = Url::parse(issuer).map_err(|e| format!("issuer is not a URL: {e}"))?;
     if url.cannot_be_a_base() {
@@ -479,7 +482,7 @@ fn delta_seconds(s: &str) -> Option<u64> {
     Some(s.parse().unwrap_or(u64::MAX))
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {
@@ -706,6 +709,8 @@ mod tests {
             leeway: Duration::from_secs(30),
             require_at_jwt: false,
             scope_claim: None,
+            mode: crate::config::TokenMode::Jwt,
+            introspection: None,
         }
     }
 

@@ -212,6 +212,8 @@ mod tests {
             leeway: Duration::from_secs(30),
             require_at_jwt: false,
             scope_claim: None,
+            mode: crate::config::TokenMode::Jwt,
+            introspection: None,
         }
     }
 

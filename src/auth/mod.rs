@@ -1,13 +1,18 @@
 //! Authentication: from a bearer token to a verified `Principal`, or an `AuthError`.
 //!
-//! `Authenticator::authenticate` is the whole story: parse the JWS, let the (unverified) `iss`
-//! select one configured issuer — an unknown issuer is refused with no network call — check the
-//! header against that issuer's rules, find its key (one rate-limited JWKS refetch on an unknown
-//! `kid`), verify the signature, then the claims.
+//! `Authenticator::authenticate` is the whole story. The token picks its path: a JWS whose
+//! (unverified) `iss` names an issuer in mode `jwt` or `auto` is validated locally; any other
+//! token goes to introspection (`introspect`) — at the named issuer when it is introspection-only,
+//! else at the first issuer that has introspection. Without introspection, every token is a JWT.
+//!
+//! Locally: parse the JWS, let the `iss` select one configured issuer — an unknown issuer is
+//! refused with no network call — check the header against that issuer's rules, find its key
+//! (one rate-limited JWKS refetch on an unknown `kid`), verify the signature, then the claims.
 
 pub mod claims;
 pub mod error;
 pub mod extract;
+pub mod introspect;
 pub mod jwks;
 pub mod jws;
 pub mod jwt;
@@ -21,21 +26,33 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub use claims::Principal;
 pub use error::AuthError;
 
-use crate::config::{Config, Issuer};
+use crate::config::{Config, Issuer, TokenMode};
 use crate::metrics::Metrics;
+use introspect::Introspector;
 use jwks::JwksCache;
 
-/// One configured issuer and its live key set.
+/// One configured issuer, its live key set and its introspection client.
 pub struct IssuerState {
     pub config: Issuer,
     /// `iss`, shared with every principal it vouches for.
     pub id: Arc<str>,
+    /// Never fetches for an introspection-only issuer (`KeySource::None`).
     pub jwks: Arc<JwksCache>,
+    pub introspector: Option<Introspector>,
+}
+
+impl IssuerState {
+    /// An introspection-only issuer needs no key set; the others need one loaded.
+    pub fn is_ready(&self) -> bool {
+        self.config.mode == TokenMode::Introspection || self.jwks.is_ready()
+    }
 }
 
 pub struct Authenticator {
     issuers: Vec<IssuerState>,
     by_iss: HashMap<String, usize>,
+    /// Where tokens that name no jwt/auto issuer go: the first issuer with introspection.
+    default_introspection: Option<usize>,
 }
 
 impl Authenticator {
@@ -43,14 +60,26 @@ impl Authenticator {
         let issuers: Vec<IssuerState> = config
             .issuers
             .iter()
-            .map(|issuer| IssuerState {
-                config: issuer.clone(),
-                id: Arc::from(issuer.issuer.as_str()),
-                jwks: JwksCache::new(issuer, &config.jwks, http.clone(), metrics.jwks_fetches.clone()),
+            .enumerate()
+            .map(|(index, issuer)| {
+                let id: Arc<str> = Arc::from(issuer.issuer.as_str());
+                let max_bytes = config.jwks.max_response_bytes;
+                IssuerState {
+                    config: issuer.clone(),
+                    jwks: JwksCache::new(issuer, &config.jwks, http.clone(), metrics.jwks_fetches.clone()),
+                    introspector: Introspector::new(issuer, index, id.clone(), http.clone(), max_bytes, metrics),
+                    id,
+                }
             })
             .collect();
         let by_iss = issuers.iter().enumerate().map(|(i, s)| (s.config.issuer.clone(), i)).collect();
-        Authenticator { issuers, by_iss }
+        let default_introspection = issuers.iter().position(|i| i.introspector.is_some());
+        if issuers.iter().filter(|i| i.introspector.is_some()).count() > 1 {
+            // An opaque token names no issuer: only JWS-shaped tokens reach the others.
+            let first = default_introspection.map(|i| issuers[i].config.issuer.as_str());
+            tracing::warn!(issuer = first, "several issuers have introspection; opaque tokens go to the first");
+        }
+        Authenticator { issuers, by_iss, default_introspection }
     }
 
     pub fn issuers(&self) -> &[IssuerState] {
@@ -62,12 +91,32 @@ impl Authenticator {
         &self.issuers[issuer].config.audiences
     }
 
-    /// Every issuer has a usable key set.
+    /// Every issuer can decide: a usable key set, or introspection only.
     pub fn is_ready(&self) -> bool {
-        self.issuers.iter().all(|i| i.jwks.is_ready())
+        self.issuers.iter().all(IssuerState::is_ready)
     }
 
     pub async fn authenticate(&self, token: &str) -> Result<Principal, AuthError> {
+        match self.introspector_for(token) {
+            Some(introspector) => introspector.introspect(token).await,
+            None => self.validate_jwt(token).await,
+        }
+    }
+
+    /// `None` = validate locally: a JWS naming a jwt/auto issuer, or any token when no issuer
+    /// has introspection (the JWT path then refuses what it cannot read, as it always did).
+    fn introspector_for(&self, token: &str) -> Option<&Introspector> {
+        let default = self.default_introspection?;
+        let named = introspect::jws_issuer(token).and_then(|iss| self.by_iss.get(&iss).copied());
+        let index = match named {
+            Some(i) if self.issuers[i].config.mode != TokenMode::Introspection => return None,
+            Some(i) => i,
+            None => default,
+        };
+        self.issuers[index].introspector.as_ref()
+    }
+
+    async fn validate_jwt(&self, token: &str) -> Result<Principal, AuthError> {
         let jws = jws::parse(token)?;
         let iss = jws
             .claims

@@ -118,6 +118,55 @@ pub struct Issuer {
     pub require_at_jwt: bool,
     /// Claim holding the scopes; `None` = `scope` (space-delimited) then `scp` (string or array).
     pub scope_claim: Option<String>,
+    /// How this issuer's tokens are validated.
+    pub mode: TokenMode,
+    /// RFC 7662 token introspection; `Some` exactly when `mode` is `Introspection` or `Auto`.
+    pub introspection: Option<Introspection>,
+}
+
+/// How an issuer's tokens are validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenMode {
+    /// JWTs validated locally against the issuer's keys (the default without `introspection`).
+    Jwt,
+    /// Every token is introspected (RFC 7662); the issuer has no key set (`KeySource::None`).
+    Introspection,
+    /// JWTs naming this issuer are validated locally, opaque tokens are introspected (the
+    /// default with `introspection`).
+    Auto,
+}
+
+/// RFC 7662 introspection settings of one issuer.
+#[derive(Debug, Clone)]
+pub struct Introspection {
+    /// The introspection endpoint; `None` = `introspection_endpoint` from the issuer's metadata.
+    pub endpoint: Option<String>,
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// How the gateway authenticates to the endpoint (RFC 6749 §2.3.1).
+    pub auth_method: ClientAuthMethod,
+    /// Total time for one introspection call (default 3 s).
+    pub timeout: Duration,
+    /// Upper bound on how long an active answer is reused; never past the token's `exp` (default 60 s).
+    pub cache_max_ttl: Duration,
+    /// How long an inactive answer is reused (default 5 s).
+    pub negative_ttl: Duration,
+    /// Most cached answers (default 100 000).
+    pub cache_capacity: u64,
+    /// Consecutive failures that open the circuit breaker (default 5).
+    pub breaker_failures: u32,
+    /// How long an open breaker fails fast before one trial call (default 10 s).
+    pub breaker_open_for: Duration,
+}
+
+/// Client authentication at the introspection endpoint (RFC 6749 §2.3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientAuthMethod {
+    /// HTTP Basic with the form-urlencoded client id and secret.
+    #[default]
+    ClientSecretBasic,
+    /// `client_id` and `client_secret` in the form body.
+    ClientSecretPost,
 }
 
 #[derive(Debug, Clone)]
@@ -128,6 +177,8 @@ pub enum KeySource {
     Discovery,
     /// A shared HMAC secret: the issuer then accepts only HS256/384/512.
     Secret(Secret),
+    /// No keys: an introspection-only issuer validates nothing locally.
+    None,
 }
 
 /// Bytes that must never be printed: `Debug` and `Display` redact them.

@@ -2,10 +2,13 @@
 //! Every default is spelled out; secrets are printed as `<redacted>`.
 
 use super::raw::{
-    HeaderMapping, RawAuth, RawClaimRule, RawConfig, RawIdentity, RawIssuer, RawJwks, RawRoute, RawScopeMatch,
-    RawServer, RawTokens, RawUpstream,
+    HeaderMapping, RawAuth, RawClaimRule, RawClientAuthMethod, RawConfig, RawIdentity, RawIntrospection, RawIssuer,
+    RawJwks, RawMode, RawRoute, RawScopeMatch, RawServer, RawTokens, RawUpstream,
 };
-use super::{ClaimTest, Config, IdentityValue, KeySource, RouteAuth, ScopeMatch};
+use super::{
+    ClaimTest, ClientAuthMethod, Config, IdentityValue, Introspection, Issuer, KeySource, RouteAuth, ScopeMatch,
+    TokenMode,
+};
 
 /// What `render_effective` prints in place of a secret.
 pub const REDACTED: &str = "<redacted>";
@@ -51,27 +54,7 @@ fn to_raw(c: &Config) -> RawConfig {
             fetch_timeout: Some(c.jwks.fetch_timeout),
             max_response_bytes: Some(c.jwks.max_response_bytes),
         }),
-        issuers: Some(
-            c.issuers
-                .iter()
-                .map(|i| RawIssuer {
-                    issuer: Some(i.issuer.clone()),
-                    jwks_uri: match &i.keys {
-                        KeySource::JwksUri(u) => Some(u.clone()),
-                        _ => None,
-                    },
-                    hmac_secret: match &i.keys {
-                        KeySource::Secret(_) => Some(REDACTED.to_string()),
-                        _ => None,
-                    },
-                    audiences: Some(i.audiences.clone()),
-                    algorithms: Some(i.algorithms.iter().map(|a| format!("{a:?}")).collect()),
-                    leeway: Some(i.leeway),
-                    require_typ_at_jwt: Some(i.require_at_jwt),
-                    scope_claim: i.scope_claim.clone(),
-                })
-                .collect(),
-        ),
+        issuers: Some(c.issuers.iter().map(issuer).collect()),
         routes: Some(c.routes.iter().map(route).collect()),
         identity: Some(RawIdentity {
             headers: Some(HeaderMapping(
@@ -80,6 +63,51 @@ fn to_raw(c: &Config) -> RawConfig {
             claims_header: c.identity.claims_header.as_ref().map(|h| h.as_str().to_string()),
             forward_authorization: Some(c.identity.forward_authorization),
         }),
+    }
+}
+
+fn issuer(i: &Issuer) -> RawIssuer {
+    // The key and header settings only exist for issuers that validate JWTs locally.
+    let local = i.mode != TokenMode::Introspection;
+    RawIssuer {
+        issuer: Some(i.issuer.clone()),
+        jwks_uri: match &i.keys {
+            KeySource::JwksUri(u) => Some(u.clone()),
+            _ => None,
+        },
+        hmac_secret: match &i.keys {
+            KeySource::Secret(_) => Some(REDACTED.to_string()),
+            _ => None,
+        },
+        audiences: Some(i.audiences.clone()),
+        algorithms: local.then(|| i.algorithms.iter().map(|a| format!("{a:?}")).collect()),
+        leeway: Some(i.leeway),
+        require_typ_at_jwt: local.then_some(i.require_at_jwt),
+        scope_claim: i.scope_claim.clone(),
+        mode: Some(match i.mode {
+            TokenMode::Jwt => RawMode::Jwt,
+            TokenMode::Introspection => RawMode::Introspection,
+            TokenMode::Auto => RawMode::Auto,
+        }),
+        introspection: i.introspection.as_ref().map(introspection),
+    }
+}
+
+fn introspection(x: &Introspection) -> RawIntrospection {
+    RawIntrospection {
+        endpoint: x.endpoint.clone(),
+        client_id: Some(x.client_id.clone()),
+        client_secret: Some(REDACTED.to_string()),
+        auth_method: Some(match x.auth_method {
+            ClientAuthMethod::ClientSecretBasic => RawClientAuthMethod::ClientSecretBasic,
+            ClientAuthMethod::ClientSecretPost => RawClientAuthMethod::ClientSecretPost,
+        }),
+        timeout: Some(x.timeout),
+        cache_max_ttl: Some(x.cache_max_ttl),
+        negative_ttl: Some(x.negative_ttl),
+        cache_capacity: Some(x.cache_capacity),
+        breaker_failures: Some(x.breaker_failures),
+        breaker_open_for: Some(x.breaker_open_for),
     }
 }
 

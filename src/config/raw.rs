@@ -111,6 +111,50 @@ pub struct RawIssuer {
     pub require_typ_at_jwt: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scope_claim: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<RawMode>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub introspection: Option<RawIntrospection>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawMode {
+    Jwt,
+    Introspection,
+    Auto,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawIntrospection {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_method: Option<RawClientAuthMethod>,
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub cache_max_ttl: Option<Duration>,
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub negative_ttl: Option<Duration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_capacity: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub breaker_failures: Option<u32>,
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub breaker_open_for: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawClientAuthMethod {
+    ClientSecretBasic,
+    ClientSecretPost,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]

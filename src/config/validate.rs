@@ -13,11 +13,11 @@ use http::{HeaderName, Method, Uri};
 use jsonwebtoken::{Algorithm, AlgorithmFamily};
 
 use super::env::{self, Provenance};
-use super::raw::{self, RawAuth, RawConfig, RawScopeMatch};
+use super::raw::{self, RawAuth, RawClientAuthMethod, RawConfig, RawMode, RawScopeMatch};
 use super::{
-    ClaimRule, ClaimTest, Config, Identity, IdentityHeader, IdentityValue, Issuer, JwksSettings, KeySource, Policy,
-    Route, RouteAuth, ScopeMatch, Secret, ServerSettings, TokenSettings, UpstreamSettings, DEFAULT_ADMIN_LISTEN,
-    DEFAULT_ALGORITHMS, DEFAULT_LEEWAY, DEFAULT_LISTEN, DEFAULT_REALM,
+    ClaimRule, ClaimTest, ClientAuthMethod, Config, Identity, IdentityHeader, IdentityValue, Introspection, Issuer,
+    JwksSettings, KeySource, Policy, Route, RouteAuth, ScopeMatch, Secret, ServerSettings, TokenMode, TokenSettings,
+    UpstreamSettings, DEFAULT_ADMIN_LISTEN, DEFAULT_ALGORITHMS, DEFAULT_LEEWAY, DEFAULT_LISTEN, DEFAULT_REALM,
 };
 
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -39,6 +39,12 @@ pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 256 * 1024;
 pub const MAX_LEEWAY: Duration = Duration::from_secs(300);
 /// RFC 7518 §3.2: an HMAC key at least as long as the hash output (256 bits for HS256).
 pub const MIN_HMAC_SECRET_BYTES: usize = 32;
+pub const DEFAULT_INTROSPECTION_TIMEOUT: Duration = Duration::from_secs(3);
+pub const DEFAULT_INTROSPECTION_CACHE_MAX_TTL: Duration = Duration::from_secs(60);
+pub const DEFAULT_INTROSPECTION_NEGATIVE_TTL: Duration = Duration::from_secs(5);
+pub const DEFAULT_INTROSPECTION_CACHE_CAPACITY: u64 = 100_000;
+pub const DEFAULT_BREAKER_FAILURES: u32 = 5;
+pub const DEFAULT_BREAKER_OPEN_FOR: Duration = Duration::from_secs(10);
 
 /// Headers an identity mapping may never set: hop-by-hop (RFC 9110 §7.6.1) and framing or
 /// credential headers the proxy itself owns.
@@ -436,32 +442,52 @@ fn issuers(ctx: &Ctx<'_>, raw: Vec<raw::RawIssuer>) -> Result<Vec<Issuer>, Confi
         if let Some(j) = seen.insert(issuer.clone(), i) {
             return Err(ctx.err(f("issuer"), format!("{issuer:?} is already configured as issuers[{j}].issuer")));
         }
-        let keys =
-            match (r.jwks_uri, r.hmac_secret) {
-                (Some(_), Some(_)) => return Err(ctx.err(
-                    f("jwks_uri"),
-                    "cannot be combined with hmac_secret: an issuer uses either a shared HMAC secret or public keys",
-                )),
-                (Some(uri), None) => {
-                    check_idp_url(ctx, &f("jwks_uri"), &uri)?;
-                    KeySource::JwksUri(uri)
-                }
-                (None, Some(secret)) => {
-                    if secret.len() < MIN_HMAC_SECRET_BYTES {
-                        return Err(ctx.err(
-                            f("hmac_secret"),
-                            format!(
-                                "is {} bytes; expected at least {MIN_HMAC_SECRET_BYTES} bytes (RFC 7518 §3.2)",
-                                secret.len()
-                            ),
-                        ));
-                    }
-                    KeySource::Secret(Secret(secret.into_bytes()))
-                }
-                (None, None) => KeySource::Discovery,
-            };
+        let introspection = match r.introspection {
+            Some(raw) => Some(introspection(ctx, &f("introspection"), raw)?),
+            None => None,
+        };
+        let mode = match (r.mode, introspection.is_some()) {
+            (None | Some(RawMode::Jwt), false) => TokenMode::Jwt,
+            (None | Some(RawMode::Auto), true) => TokenMode::Auto,
+            (Some(RawMode::Introspection), true) => TokenMode::Introspection,
+            (Some(RawMode::Jwt), true) => {
+                return Err(ctx.err(
+                    f("introspection"),
+                    "is only used with mode: introspection or auto (this issuer has mode: jwt); remove one of them",
+                ))
+            }
+            (Some(m @ (RawMode::Introspection | RawMode::Auto)), false) => {
+                let m = if m == RawMode::Auto { "auto" } else { "introspection" };
+                return Err(ctx.err(
+                    f("introspection"),
+                    format!("is required with mode: {m}: set at least introspection.client_id and client_secret"),
+                ));
+            }
+        };
+        let keys = if mode == TokenMode::Introspection {
+            let local_only = [
+                ("jwks_uri", r.jwks_uri.is_some()),
+                ("hmac_secret", r.hmac_secret.is_some()),
+                ("algorithms", r.algorithms.is_some()),
+                ("require_typ_at_jwt", r.require_typ_at_jwt.is_some()),
+            ];
+            if let Some((name, _)) = local_only.iter().find(|(_, set)| *set) {
+                return Err(ctx.err(
+                    f(name),
+                    "only applies to locally validated JWTs; an issuer with mode: introspection has no keys \
+                     (use mode: auto to accept both)",
+                ));
+            }
+            KeySource::None
+        } else {
+            key_source(ctx, i, r.jwks_uri, r.hmac_secret)?
+        };
         let hmac = matches!(keys, KeySource::Secret(_));
-        let algorithms = algorithms(ctx, &f("algorithms"), r.algorithms, hmac)?;
+        let algorithms = match keys {
+            // Nothing is verified locally, so no algorithm is accepted.
+            KeySource::None => Vec::new(),
+            _ => algorithms(ctx, &f("algorithms"), r.algorithms, hmac)?,
+        };
         let audiences = r.audiences.unwrap_or_default();
         non_empty_strings(ctx, &f("audiences"), &audiences)?;
         let leeway = r.leeway.unwrap_or(DEFAULT_LEEWAY);
@@ -479,9 +505,90 @@ fn issuers(ctx: &Ctx<'_>, raw: Vec<raw::RawIssuer>) -> Result<Vec<Issuer>, Confi
             leeway,
             require_at_jwt: r.require_typ_at_jwt.unwrap_or(false),
             scope_claim: r.scope_claim,
+            mode,
+            introspection,
         });
     }
     Ok(out)
+}
+
+/// Where issuer `i` (mode jwt or auto) gets its keys: `jwks_uri`, `hmac_secret` or discovery.
+fn key_source(
+    ctx: &Ctx<'_>,
+    i: usize,
+    jwks_uri: Option<String>,
+    hmac_secret: Option<String>,
+) -> Result<KeySource, ConfigError> {
+    let f = |name: &str| format!("issuers[{i}].{name}");
+    match (jwks_uri, hmac_secret) {
+        (Some(_), Some(_)) => Err(ctx.err(
+            f("jwks_uri"),
+            "cannot be combined with hmac_secret: an issuer uses either a shared HMAC secret or public keys",
+        )),
+        (Some(uri), None) => {
+            check_idp_url(ctx, &f("jwks_uri"), &uri)?;
+            Ok(KeySource::JwksUri(uri))
+        }
+        (None, Some(secret)) => {
+            if secret.len() < MIN_HMAC_SECRET_BYTES {
+                return Err(ctx.err(
+                    f("hmac_secret"),
+                    format!(
+                        "is {} bytes; expected at least {MIN_HMAC_SECRET_BYTES} bytes (RFC 7518 §3.2)",
+                        secret.len()
+                    ),
+                ));
+            }
+            Ok(KeySource::Secret(Secret(secret.into_bytes())))
+        }
+        (None, None) => Ok(KeySource::Discovery),
+    }
+}
+
+/// `issuers[i].introspection` (`field`): credentials required, defaults filled in.
+fn introspection(ctx: &Ctx<'_>, field: &str, raw: raw::RawIntrospection) -> Result<Introspection, ConfigError> {
+    let f = |name: &str| format!("{field}.{name}");
+    let endpoint = match raw.endpoint {
+        Some(url) => {
+            check_idp_url(ctx, &f("endpoint"), &url)?;
+            Some(url)
+        }
+        None => None,
+    };
+    // RFC 7662 §2.1: the endpoint MUST require authorization, so the gateway always authenticates.
+    let Some(client_id) = raw.client_id.filter(|id| !id.is_empty()) else {
+        return Err(ctx.err(f("client_id"), "is required: the gateway's client id at the introspection endpoint"));
+    };
+    let Some(client_secret) = raw.client_secret.filter(|s| !s.is_empty()) else {
+        return Err(ctx.err(f("client_secret"), "is required, e.g. \"${INTROSPECTION_CLIENT_SECRET}\""));
+    };
+    let breaker_failures = raw.breaker_failures.unwrap_or(DEFAULT_BREAKER_FAILURES);
+    if breaker_failures == 0 {
+        return Err(ctx.err(f("breaker_failures"), "must be at least 1"));
+    }
+    let cache_capacity = raw.cache_capacity.unwrap_or(DEFAULT_INTROSPECTION_CACHE_CAPACITY);
+    if cache_capacity == 0 {
+        return Err(ctx.err(f("cache_capacity"), "must be greater than zero; set cache_max_ttl: 0s to not cache"));
+    }
+    Ok(Introspection {
+        endpoint,
+        client_id,
+        client_secret: Secret(client_secret.into_bytes()),
+        auth_method: match raw.auth_method {
+            Some(RawClientAuthMethod::ClientSecretPost) => ClientAuthMethod::ClientSecretPost,
+            Some(RawClientAuthMethod::ClientSecretBasic) | None => ClientAuthMethod::ClientSecretBasic,
+        },
+        timeout: positive(ctx, &f("timeout"), raw.timeout.unwrap_or(DEFAULT_INTROSPECTION_TIMEOUT))?,
+        cache_max_ttl: raw.cache_max_ttl.unwrap_or(DEFAULT_INTROSPECTION_CACHE_MAX_TTL),
+        negative_ttl: raw.negative_ttl.unwrap_or(DEFAULT_INTROSPECTION_NEGATIVE_TTL),
+        cache_capacity,
+        breaker_failures,
+        breaker_open_for: positive(
+            ctx,
+            &f("breaker_open_for"),
+            raw.breaker_open_for.unwrap_or(DEFAULT_BREAKER_OPEN_FOR),
+        )?,
+    })
 }
 
 fn algorithms(ctx: &Ctx<'_>, field: &str, raw: Option<Vec<String>>, hmac: bool) -> Result<Vec<Algorithm>, ConfigError> {
@@ -834,11 +941,19 @@ mod tests {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("config/tokengate.example.yaml")
     }
 
+    const CLIENT_SECRET: &str = "introspection-client-secret";
+
+    fn example_sources() -> Sources {
+        Sources {
+            file: Some(example_path()),
+            env: env(&[("IDP_SECRET", SECRET), ("INTROSPECTION_CLIENT_SECRET", CLIENT_SECRET)]),
+        }
+    }
+
     /// The shipped example file loads and every key lands where the schema says.
     #[test]
     fn example_file_parses_to_expected_config() {
-        let sources = Sources { file: Some(example_path()), env: env(&[("IDP_SECRET", SECRET)]) };
-        let c = load(&sources).unwrap_or_else(|e| panic!("{e}"));
+        let c = load(&example_sources()).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.listen, "0.0.0.0:8080".parse().unwrap());
         assert_eq!(c.admin_listen, "127.0.0.1:9090".parse().unwrap());
         assert_eq!(c.realm, "tokengate");
@@ -861,8 +976,10 @@ mod tests {
         assert_eq!(c.jwks.fetch_timeout, Duration::from_secs(5));
         assert_eq!(c.jwks.max_response_bytes, 262144);
 
-        assert_eq!(c.issuers.len(), 3);
+        assert_eq!(c.issuers.len(), 4);
         let a = &c.issuers[0];
+        assert_eq!(a.mode, TokenMode::Jwt);
+        assert!(a.introspection.is_none());
         assert_eq!(a.issuer, "https://idp.example.com/");
         assert!(matches!(&a.keys, KeySource::JwksUri(u) if u == "https://idp.example.com/.well-known/jwks.json"));
         assert_eq!(a.audiences, ["api"]);
@@ -878,6 +995,23 @@ mod tests {
         let s = &c.issuers[2];
         assert!(matches!(&s.keys, KeySource::Secret(x) if x.0 == SECRET.as_bytes()));
         assert_eq!(s.algorithms, [Algorithm::HS256]);
+        let o = &c.issuers[3];
+        assert_eq!(o.issuer, "https://as.example.net/");
+        assert_eq!(o.mode, TokenMode::Introspection);
+        assert!(matches!(o.keys, KeySource::None));
+        assert!(o.algorithms.is_empty(), "an introspection-only issuer accepts no JWS algorithm");
+        assert_eq!(o.audiences, ["api"]);
+        let x = o.introspection.as_ref().unwrap();
+        assert_eq!(x.endpoint.as_deref(), Some("https://as.example.net/oauth2/introspect"));
+        assert_eq!(x.client_id, "tokengate");
+        assert_eq!(x.client_secret.0, CLIENT_SECRET.as_bytes());
+        assert_eq!(x.auth_method, ClientAuthMethod::ClientSecretBasic);
+        assert_eq!(x.timeout, DEFAULT_INTROSPECTION_TIMEOUT);
+        assert_eq!(x.cache_max_ttl, DEFAULT_INTROSPECTION_CACHE_MAX_TTL);
+        assert_eq!(x.negative_ttl, DEFAULT_INTROSPECTION_NEGATIVE_TTL);
+        assert_eq!(x.cache_capacity, DEFAULT_INTROSPECTION_CACHE_CAPACITY);
+        assert_eq!(x.breaker_failures, DEFAULT_BREAKER_FAILURES);
+        assert_eq!(x.breaker_open_for, DEFAULT_BREAKER_OPEN_FOR);
 
         assert_eq!(c.routes.len(), 3);
         let health = &c.routes[0];
@@ -1428,19 +1562,122 @@ mod tests {
         );
     }
 
-    /// render_effective output loads back to the same config and never prints the secret.
+    /// render_effective output loads back to the same config and never prints a secret.
     #[test]
     fn render_round_trips_and_redacts() {
-        let sources = Sources { file: Some(example_path()), env: env(&[("IDP_SECRET", SECRET)]) };
-        let first = load(&sources).unwrap();
+        let first = load(&example_sources()).unwrap();
         let rendered = render_effective(&first);
-        assert!(!rendered.contains(SECRET), "{rendered}");
+        assert!(!rendered.contains(SECRET) && !rendered.contains(CLIENT_SECRET), "{rendered}");
         assert!(rendered.contains("hmac_secret: <redacted>"), "{rendered}");
-        let again = rendered.replace("<redacted>", "${IDP_SECRET}");
-        let second = load_text(&again, env(&[("IDP_SECRET", SECRET)])).unwrap_or_else(|e| panic!("{e}\n{again}"));
+        assert!(rendered.contains("client_secret: <redacted>"), "{rendered}");
+        assert!(!format!("{first:?}").contains(CLIENT_SECRET), "Debug leaks the client secret");
+        let again = rendered
+            .replace("hmac_secret: <redacted>", "hmac_secret: ${IDP_SECRET}")
+            .replace("client_secret: <redacted>", "client_secret: ${INTROSPECTION_CLIENT_SECRET}");
+        let second = load_text(&again, example_sources().env).unwrap_or_else(|e| panic!("{e}\n{again}"));
         assert_eq!(format!("{first:?}"), format!("{second:?}"));
         assert!(matches!(&second.issuers[2].keys, KeySource::Secret(s) if s.0 == SECRET.as_bytes()));
+        assert_eq!(second.issuers[3].introspection.as_ref().unwrap().client_secret.0, CLIENT_SECRET.as_bytes());
         assert_eq!(render_effective(&second), rendered);
+    }
+
+    const INTROSPECTION: &str = "    introspection: { client_id: gw, client_secret: s3cret }\n";
+
+    /// The mode defaults to jwt without an introspection section and to auto with one.
+    #[test]
+    fn mode_defaults_follow_introspection() {
+        let c = load_ok(BASE);
+        assert_eq!(c.issuers[0].mode, TokenMode::Jwt);
+        assert!(c.issuers[0].introspection.is_none());
+        let c = load_ok(&format!("{BASE}{INTROSPECTION}"));
+        assert_eq!(c.issuers[0].mode, TokenMode::Auto);
+        assert!(matches!(c.issuers[0].keys, KeySource::Discovery), "auto still validates JWTs locally");
+        assert_eq!(c.issuers[0].algorithms, DEFAULT_ALGORITHMS);
+        let x = c.issuers[0].introspection.as_ref().unwrap();
+        assert_eq!(x.endpoint, None, "no endpoint: discovered from metadata");
+        assert_eq!((x.client_id.as_str(), x.client_secret.0.as_slice()), ("gw", b"s3cret".as_slice()));
+        assert_eq!(x.auth_method, ClientAuthMethod::ClientSecretBasic);
+        assert_eq!(
+            (x.timeout, x.cache_max_ttl, x.negative_ttl, x.breaker_open_for),
+            (Duration::from_secs(3), Duration::from_secs(60), Duration::from_secs(5), Duration::from_secs(10))
+        );
+        assert_eq!((x.cache_capacity, x.breaker_failures), (100_000, 5));
+    }
+
+    /// Every introspection key parses; mode: introspection leaves the issuer without keys.
+    #[test]
+    fn introspection_section_parses() {
+        let c = load_ok(&format!(
+            "{BASE}    mode: introspection\n    introspection:\n      endpoint: https://idp.example.com/introspect\n      \
+             client_id: gw\n      client_secret: s3cret\n      auth_method: client_secret_post\n      \
+             timeout: 500ms\n      cache_max_ttl: 0s\n      negative_ttl: 1s\n      cache_capacity: 10\n      \
+             breaker_failures: 2\n      breaker_open_for: 1m\n"
+        ));
+        let i = &c.issuers[0];
+        assert_eq!(i.mode, TokenMode::Introspection);
+        assert!(matches!(i.keys, KeySource::None));
+        let x = i.introspection.as_ref().unwrap();
+        assert_eq!(x.endpoint.as_deref(), Some("https://idp.example.com/introspect"));
+        assert_eq!(x.auth_method, ClientAuthMethod::ClientSecretPost);
+        assert_eq!(
+            (x.timeout, x.cache_max_ttl, x.negative_ttl),
+            (Duration::from_millis(500), Duration::ZERO, Duration::from_secs(1))
+        );
+        assert_eq!((x.cache_capacity, x.breaker_failures, x.breaker_open_for), (10, 2, Duration::from_secs(60)));
+    }
+
+    /// mode and the introspection section must agree.
+    #[test]
+    fn mode_needs_matching_introspection() {
+        assert_invalid("    mode: introspection\n", "issuers[0].introspection", "required with mode: introspection");
+        assert_invalid("    mode: auto\n", "issuers[0].introspection", "required with mode: auto");
+        assert_invalid(&format!("    mode: jwt\n{INTROSPECTION}"), "issuers[0].introspection", "mode: jwt");
+        let err = load_text(&format!("{BASE}    mode: opaque\n"), HashMap::new()).unwrap_err();
+        assert_eq!(err.field(), Some("issuers[0].mode"), "{err}");
+    }
+
+    /// Key and header settings are refused on an introspection-only issuer.
+    #[test]
+    fn introspection_only_refuses_local_settings() {
+        for key in ["jwks_uri: https://idp.example.com/jwks", "algorithms: [RS256]", "require_typ_at_jwt: false"] {
+            let name = key.split(':').next().unwrap();
+            assert_invalid(
+                &format!("    mode: introspection\n    {key}\n{INTROSPECTION}"),
+                &format!("issuers[0].{name}"),
+                "only applies to locally validated JWTs",
+            );
+        }
+    }
+
+    /// client_id and client_secret are required; the secret is never echoed.
+    #[test]
+    fn introspection_credentials_required() {
+        let i = |body: &str| format!("    introspection: {{ {body} }}\n");
+        assert_invalid(&i("client_secret: s3cret"), "issuers[0].introspection.client_id", "required");
+        assert_invalid(&i("client_id: gw"), "issuers[0].introspection.client_secret", "required");
+        assert_invalid(&i("client_id: gw, client_secret: ''"), "issuers[0].introspection.client_secret", "required");
+        let err = load_text(
+            &format!("{BASE}{}", i("client_id: gw, client_secret: s3cret, breaker_failures: 0")),
+            HashMap::new(),
+        )
+        .unwrap_err();
+        assert!(!err.to_string().contains("s3cret") && !format!("{err:?}").contains("s3cret"), "{err:?}");
+    }
+
+    /// The endpoint follows the https/loopback rule; limits are positive; auth_method is closed.
+    #[test]
+    fn introspection_value_rules() {
+        let i = |extra: &str| format!("    introspection: {{ client_id: gw, client_secret: s3cret, {extra} }}\n");
+        let f = |name: &str| format!("issuers[0].introspection.{name}");
+        assert_invalid(&i("endpoint: http://10.0.0.1/introspect"), &f("endpoint"), "loopback");
+        load_ok(&format!("{BASE}{}", i("endpoint: http://127.0.0.1:9000/introspect")));
+        assert_invalid(&i("timeout: 0s"), &f("timeout"), "greater than zero");
+        assert_invalid(&i("breaker_open_for: 0s"), &f("breaker_open_for"), "greater than zero");
+        assert_invalid(&i("breaker_failures: 0"), &f("breaker_failures"), "at least 1");
+        assert_invalid(&i("cache_capacity: 0"), &f("cache_capacity"), "greater than zero");
+        let err = load_text(&format!("{BASE}{}", i("auth_method: private_key_jwt")), HashMap::new()).unwrap_err();
+        assert_eq!(err.field(), Some("issuers[0].introspection.auth_method"), "{err}");
+        assert!(err.to_string().contains("client_secret_basic"), "{err}");
     }
 
     /// An env-only config renders to a file that loads without any env.

@@ -216,6 +216,8 @@ pub fn issuer(issuer: &str, jwks_uri: &str, audiences: &[&str]) -> Issuer {
         leeway: DEFAULT_LEEWAY,
         require_at_jwt: false,
         scope_claim: None,
+        mode: TokenMode::Jwt,
+        introspection: None,
     }
 }
 
@@ -253,5 +255,183 @@ impl<T> futures_core::Stream for ChannelStream<mpsc::Receiver<T>> {
     type Item = T;
     fn poll_next(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<T>> {
         self.0.poll_recv(cx)
+    }
+}
+
+// === token introspection (RFC 7662) ===
+
+/// The gateway's client credentials at `FakeIntrospection`; the secret needs form-encoding.
+pub const INTROSPECTION_CLIENT_ID: &str = "tokengate";
+pub const INTROSPECTION_CLIENT_SECRET: &str = "gateway secret+/=";
+
+/// What `FakeIntrospection` does; tests change it through `FakeIntrospection::script`.
+pub struct IntrospectionScript {
+    /// Token → members of its active answer (`active: true` is added). Others are inactive.
+    pub tokens: std::collections::HashMap<String, serde_json::Value>,
+    /// Answer every authenticated request with this status instead.
+    pub status: Option<u16>,
+    /// Answer every authenticated request with this 200 body instead.
+    pub raw: Option<String>,
+    /// Wait this long before answering.
+    pub delay: Duration,
+    pub method: ClientAuthMethod,
+    /// Requests received (authenticated or not).
+    pub calls: usize,
+    /// Requests whose client authentication was wrong (answered 401 invalid_client).
+    pub auth_failures: usize,
+}
+
+/// A fake RFC 7662 introspection endpoint at `POST /introspect` on loopback. It checks the
+/// client's authentication (Basic with form-encoded credentials, or credentials in the body)
+/// against `INTROSPECTION_CLIENT_ID`/`_SECRET` and answers 401 when it is wrong.
+pub struct FakeIntrospection {
+    pub addr: SocketAddr,
+    script: Arc<Mutex<IntrospectionScript>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeIntrospection {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FakeIntrospection {
+    pub async fn start(method: ClientAuthMethod) -> FakeIntrospection {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let script = Arc::new(Mutex::new(IntrospectionScript {
+            tokens: Default::default(),
+            status: None,
+            raw: None,
+            delay: Duration::ZERO,
+            method,
+            calls: 0,
+            auth_failures: 0,
+        }));
+        let shared = script.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                let script = shared.clone();
+                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let script = script.clone();
+                    async move { Ok::<_, Infallible>(introspection_answer(req, &script).await) }
+                });
+                tokio::spawn(async move {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        FakeIntrospection { addr, script, task }
+    }
+
+    /// The issuer it speaks for (the `iss` tests put in answers).
+    pub fn issuer(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}/introspect", self.addr)
+    }
+
+    /// Make `token` active with these members.
+    pub fn active(&self, token: &str, members: serde_json::Value) {
+        self.script(|s| s.tokens.insert(token.to_owned(), members));
+    }
+
+    pub fn script<R>(&self, f: impl FnOnce(&mut IntrospectionScript) -> R) -> R {
+        f(&mut self.script.lock().unwrap())
+    }
+
+    pub fn calls(&self) -> usize {
+        self.script(|s| s.calls)
+    }
+
+    pub fn auth_failures(&self) -> usize {
+        self.script(|s| s.auth_failures)
+    }
+}
+
+async fn introspection_answer(req: Request<Incoming>, script: &Mutex<IntrospectionScript>) -> Response<Full<Bytes>> {
+    use base64::Engine as _;
+    let reply = |status: u16, body: String| {
+        Response::builder().status(status).header("content-type", "application/json").body(Full::from(body)).unwrap()
+    };
+    if req.uri().path() != "/introspect" || req.method() != http::Method::POST {
+        return reply(404, "{}".into());
+    }
+    let authorization = req.headers().get("authorization").map(|v| v.to_str().unwrap_or_default().to_owned());
+    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let form: std::collections::HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
+    let field = |name: &str| form.get(name).map(String::as_str);
+    let (answer, delay) = {
+        let mut s = script.lock().unwrap();
+        s.calls += 1;
+        let authenticated = match s.method {
+            ClientAuthMethod::ClientSecretBasic => {
+                let encode = |v: &str| form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+                let credentials =
+                    format!("{}:{}", encode(INTROSPECTION_CLIENT_ID), encode(INTROSPECTION_CLIENT_SECRET));
+                let expected = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(credentials));
+                authorization.as_deref() == Some(expected.as_str()) && field("client_secret").is_none()
+            }
+            ClientAuthMethod::ClientSecretPost => {
+                authorization.is_none()
+                    && field("client_id") == Some(INTROSPECTION_CLIENT_ID)
+                    && field("client_secret") == Some(INTROSPECTION_CLIENT_SECRET)
+            }
+        };
+        let answer = if !authenticated {
+            s.auth_failures += 1;
+            reply(401, r#"{"error":"invalid_client"}"#.into())
+        } else if field("token_type_hint") != Some("access_token") {
+            reply(400, r#"{"error":"invalid_request"}"#.into())
+        } else if let Some(status) = s.status {
+            reply(status, r#"{"error":"server_error"}"#.into())
+        } else if let Some(raw) = &s.raw {
+            reply(200, raw.clone())
+        } else {
+            match field("token").and_then(|t| s.tokens.get(t)) {
+                Some(members) => {
+                    let mut members = members.clone();
+                    members["active"] = serde_json::Value::Bool(true);
+                    reply(200, members.to_string())
+                }
+                None => reply(200, r#"{"active":false}"#.into()),
+            }
+        };
+        (answer, s.delay)
+    };
+    tokio::time::sleep(delay).await;
+    answer
+}
+
+/// An introspection-only issuer using `FakeIntrospection` at `endpoint`, with short test limits:
+/// timeout 500 ms, positive and negative TTL 60 s, breaker 5 failures / 10 s.
+pub fn introspection_issuer(issuer: &str, endpoint: &str, audiences: &[&str], method: ClientAuthMethod) -> Issuer {
+    Issuer {
+        issuer: issuer.into(),
+        keys: KeySource::None,
+        audiences: audiences.iter().map(|s| s.to_string()).collect(),
+        algorithms: vec![],
+        leeway: DEFAULT_LEEWAY,
+        require_at_jwt: false,
+        scope_claim: None,
+        mode: TokenMode::Introspection,
+        introspection: Some(Introspection {
+            endpoint: Some(endpoint.into()),
+            client_id: INTROSPECTION_CLIENT_ID.into(),
+            client_secret: Secret(INTROSPECTION_CLIENT_SECRET.as_bytes().to_vec()),
+            auth_method: method,
+            timeout: Duration::from_millis(500),
+            cache_max_ttl: Duration::from_secs(60),
+            negative_ttl: Duration::from_secs(60),
+            cache_capacity: 10_000,
+            breaker_failures: 5,
+            breaker_open_for: Duration::from_secs(10),
+        }),
     }
 }

@@ -1,0 +1,1136 @@
+//! Opaque tokens: OAuth 2.0 Token Introspection (RFC 7662), one `Introspector` per issuer that
+//! has an `introspection` section.
+//!
+//! `Introspector::introspect` is the whole story: look the token's SHA-256 up in a bounded cache
+//! of earlier answers; on a miss make exactly one call for all concurrent requests carrying the
+//! token (moka's entry API coalesces them), unless the circuit breaker is open. Only an HTTP 200
+//! JSON answer with `"active": true` admits a token, and then only after the same claim checks as
+//! a local JWT (`exp`, `nbf`, `iss`, claim shapes; audience membership is route policy's).
+//!
+//! Answers are cached: active ones until the token's `exp` or `cache_max_ttl`, whichever comes
+//! first; inactive (or rejected) ones for `negative_ttl`. Failures (endpoint unreachable, slow,
+//! not 200, not JSON) are never cached: they become `AuthError::Unavailable` (503, never 401, so
+//! a client keeps a good token) and count towards the breaker. The token is never logged, only
+//! the first bytes of its digest.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aws_lc_rs::digest;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use moka::future::Cache;
+use moka::Expiry;
+use prometheus::{HistogramVec, IntCounterVec};
+use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use reqwest::{StatusCode, Url};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use tokio::sync::OnceCell;
+
+use super::jwks::{error_chain, metadata_urls};
+use super::{jws, AuthError, Principal};
+use crate::config::{ClientAuthMethod, Introspection, Issuer};
+use crate::metrics::{Metrics, CACHE_INTROSPECTION};
+
+const INACTIVE: AuthError = AuthError::InvalidToken("token is not active");
+const NOT_ACCESS_TOKEN: AuthError = AuthError::InvalidToken("token is not an access token");
+const EXPIRED: AuthError = AuthError::InvalidToken("token expired");
+const NOT_YET_VALID: AuthError = AuthError::InvalidToken("token not yet valid");
+const WRONG_ISSUER: AuthError = AuthError::InvalidToken("wrong issuer");
+const MALFORMED_CLAIM: AuthError = AuthError::InvalidToken("malformed claim");
+const FAILED: AuthError = AuthError::Unavailable("token introspection failed");
+const CIRCUIT_OPEN: AuthError = AuthError::Unavailable("token introspection is temporarily suspended");
+
+/// SHA-256 of the token: the cache key. Bounded size, and the token itself is never stored.
+type Key = [u8; 32];
+
+/// A cached answer about one token.
+#[derive(Clone, Debug)]
+enum Verdict {
+    /// `active: true` and every claim check passed.
+    Active(Arc<Principal>),
+    /// `active: false`, or active but refused by a claim check (the reason).
+    Inactive(AuthError),
+}
+
+/// Why one introspection call failed. Each maps to one metrics `outcome`; none is cached.
+#[derive(Debug, thiserror::Error)]
+enum CallError {
+    #[error("{0}")]
+    Network(String),
+    #[error("no complete answer within {0:?}")]
+    Timeout(Duration),
+    #[error("HTTP status {0} (expected 200)")]
+    Status(StatusCode),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("introspection endpoint not found: {0}")]
+    Discovery(String),
+}
+
+impl CallError {
+    fn outcome(&self) -> &'static str {
+        match self {
+            CallError::Network(_) | CallError::Discovery(_) => "error",
+            CallError::Timeout(_) => "timeout",
+            CallError::Status(_) => "http_error",
+            CallError::Invalid(_) => "invalid",
+        }
+    }
+}
+
+/// Introspection for one issuer: endpoint, client credentials, answer cache, circuit breaker.
+pub struct Introspector {
+    issuer: Issuer,
+    index: usize,
+    id: Arc<str>,
+    settings: Introspection,
+    /// `Authorization: Basic …` for client_secret_basic, marked sensitive.
+    basic_auth: Option<HeaderValue>,
+    http: reqwest::Client,
+    max_response_bytes: usize,
+    /// The endpoint learned through discovery (only when none is configured).
+    discovered: OnceCell<String>,
+    cache: Cache<Key, Verdict>,
+    breaker: Breaker,
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    lookups: IntCounterVec,
+}
+
+impl std::fmt::Debug for Introspector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Introspector")
+            .field("issuer", &self.issuer.issuer)
+            .field("endpoint", &self.settings.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Introspector {
+    /// The introspector of issuer number `index`, or `None` when it has no introspection section.
+    /// `http` is the app's client (redirects disabled); `max_response_bytes` caps answers.
+    pub fn new(
+        issuer: &Issuer,
+        index: usize,
+        id: Arc<str>,
+        http: reqwest::Client,
+        max_response_bytes: usize,
+        metrics: &Metrics,
+    ) -> Option<Introspector> {
+        let settings = issuer.introspection.clone()?;
+        let basic_auth = (settings.auth_method == ClientAuthMethod::ClientSecretBasic)
+            .then(|| basic_auth(settings.client_id.as_bytes(), &settings.client_secret.0));
+        let cache = Cache::builder()
+            .max_capacity(settings.cache_capacity)
+            .expire_after(VerdictExpiry { max_ttl: settings.cache_max_ttl, negative_ttl: settings.negative_ttl })
+            .build();
+        Some(Introspector {
+            issuer: issuer.clone(),
+            index,
+            id,
+            breaker: Breaker::new(settings.breaker_failures, settings.breaker_open_for),
+            settings,
+            basic_auth,
+            http,
+            max_response_bytes,
+            discovered: OnceCell::new(),
+            cache,
+            requests: metrics.introspection_requests.clone(),
+            duration: metrics.introspection_duration.clone(),
+            lookups: metrics.token_cache_lookups.clone(),
+        })
+    }
+
+    /// The principal behind `token`, from the cache or from one (coalesced) introspection call.
+    pub async fn introspect(&self, token: &str) -> Result<Principal, AuthError> {
+        let key = token_digest(token);
+        let result = self.cache.entry(key).or_try_insert_with(self.call(token, &key)).await;
+        // Coalesced waiters read the value the one caller fetched: for them it is a hit.
+        let fresh = result.as_ref().map_or(true, |entry| entry.is_fresh());
+        self.lookups.with_label_values(&[CACHE_INTROSPECTION, if fresh { "miss" } else { "hit" }]).inc();
+        match result.map_err(|e| *e)?.into_value() {
+            Verdict::Active(principal) => Ok(Principal::clone(&principal)),
+            Verdict::Inactive(e) => Err(e),
+        }
+    }
+
+    /// One introspection call (a cache miss), guarded by the breaker, with metrics and logs.
+    async fn call(&self, token: &str, key: &Key) -> Result<Verdict, AuthError> {
+        let Some(permit) = self.breaker.admit() else {
+            self.count("circuit_open");
+            return Err(CIRCUIT_OPEN);
+        };
+        let started = Instant::now();
+        let result = self.request(token).await;
+        self.duration.with_label_values(&[self.issuer.issuer.as_str()]).observe(started.elapsed().as_secs_f64());
+        match result {
+            Ok(answer) => {
+                permit.success();
+                let verdict = self.verdict(answer, SystemTime::now());
+                self.count(match &verdict {
+                    Verdict::Active(_) => "active",
+                    Verdict::Inactive(INACTIVE) => "inactive",
+                    Verdict::Inactive(_) => "rejected",
+                });
+                Ok(verdict)
+            }
+            Err(e) => {
+                let outcome = e.outcome();
+                let opened = permit.failure();
+                self.count(outcome);
+                tracing::warn!(
+                    issuer = %self.issuer.issuer, token_sha256 = %short_hex(key), outcome, error = %e,
+                    "token introspection failed"
+                );
+                if opened {
+                    tracing::error!(
+                        issuer = %self.issuer.issuer, open_for = ?self.settings.breaker_open_for,
+                        "introspection circuit breaker opened: failing fast"
+                    );
+                }
+                Err(FAILED)
+            }
+        }
+    }
+
+    fn count(&self, outcome: &str) {
+        self.requests.with_label_values(&[self.issuer.issuer.as_str(), outcome]).inc();
+    }
+
+    /// RFC 7662 §2.1: POST with form-encoded `token` (+ `token_type_hint`); the endpoint MUST
+    /// require authorization, so every call carries the gateway's client credentials.
+    /// Returns the answer's members when `active` is `true`, `None` when it is `false`.
+    async fn request(&self, token: &str) -> Result<Option<Map<String, Value>>, CallError> {
+        let endpoint = self.endpoint().await?;
+        let body = self.form_body(token);
+        let mut request = self
+            .http
+            .post(endpoint)
+            .header(ACCEPT, "application/json")
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .timeout(self.settings.timeout)
+            .body(body);
+        if let Some(value) = &self.basic_auth {
+            request = request.header(AUTHORIZATION, value.clone());
+        }
+        let response = request.send().await.map_err(|e| self.classify(e))?;
+        // RFC 7662 §2.2: the answer is a 200 JSON object; anything else (a 401 means the endpoint
+        // refused *our* credentials) says nothing about the token.
+        if response.status() != StatusCode::OK {
+            return Err(CallError::Status(response.status()));
+        }
+        let body = self.read_capped(response).await?;
+        parse_answer(&body)
+    }
+
+    /// `token=…&token_type_hint=access_token`, plus the client credentials for client_secret_post
+    /// (RFC 6749 §2.3.1 allows them in the body).
+    fn form_body(&self, token: &str) -> String {
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        form.append_pair("token", token).append_pair("token_type_hint", "access_token");
+        if self.settings.auth_method == ClientAuthMethod::ClientSecretPost {
+            form.append_pair("client_id", &self.settings.client_id)
+                .append_pair("client_secret", &String::from_utf8_lossy(&self.settings.client_secret.0));
+        }
+        form.finish()
+    }
+
+    fn classify(&self, e: reqwest::Error) -> CallError {
+        if e.is_timeout() {
+            CallError::Timeout(self.settings.timeout)
+        } else {
+            CallError::Network(error_chain(&e))
+        }
+    }
+
+    async fn read_capped(&self, mut response: reqwest::Response) -> Result<Vec<u8>, CallError> {
+        let limit = self.max_response_bytes;
+        let too_large = || CallError::Invalid(format!("answer larger than the {limit}-byte limit"));
+        if response.content_length().is_some_and(|len| len > limit as u64) {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.classify(e))? {
+            if body.len() + chunk.len() > limit {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+
+    /// The configured endpoint, or `introspection_endpoint` from the issuer's metadata (learned
+    /// once; a failed discovery is retried by the next call).
+    async fn endpoint(&self) -> Result<&str, CallError> {
+        if let Some(endpoint) = &self.settings.endpoint {
+            return Ok(endpoint);
+        }
+        self.discovered.get_or_try_init(|| self.discover()).await.map(String::as_str)
+    }
+
+    /// OpenID Connect Discovery metadata first, then RFC 8414 (which defines
+    /// `introspection_endpoint`, §2).
+    async fn discover(&self) -> Result<String, CallError> {
+        let (oidc, oauth) = metadata_urls(&self.issuer.issuer).map_err(CallError::Discovery)?;
+        let mut reasons = Vec::new();
+        for url in [oidc, oauth] {
+            match self.endpoint_from_metadata(&url).await {
+                Ok(endpoint) => {
+                    tracing::info!(issuer = %self.issuer.issuer, %endpoint, "discovered the introspection endpoint");
+                    return Ok(endpoint);
+                }
+                Err(CallError::Timeout(t)) => return Err(CallError::Timeout(t)),
+                Err(e) => reasons.push(format!("{url}: {e}")),
+            }
+        }
+        Err(CallError::Discovery(reasons.join("; ")))
+    }
+
+    async fn endpoint_from_metadata(&self, url: &str) -> Result<String, CallError> {
+        #[derive(Deserialize)]
+        struct Metadata {
+            issuer: String,
+            introspection_endpoint: Option<String>,
+        }
+        let response = self
+            .http
+            .get(url)
+            .header(ACCEPT, "application/json")
+            .timeout(self.settings.timeout)
+            .send()
+            .await
+            .map_err(|e| self.classify(e))?;
+        if response.status() != StatusCode::OK {
+            return Err(CallError::Status(response.status()));
+        }
+        let body = self.read_capped(response).await?;
+        let meta: Metadata =
+            serde_json::from_slice(&body).map_err(|e| CallError::Invalid(format!("not a metadata document: {e}")))?;
+        // RFC 8414 §3.3: the metadata's `issuer` MUST be identical to the issuer identifier it
+        // was requested for, or the metadata MUST NOT be used.
+        if meta.issuer != self.issuer.issuer {
+            return Err(CallError::Invalid(format!("metadata names issuer {:?}", meta.issuer)));
+        }
+        let endpoint = meta.introspection_endpoint.ok_or(CallError::Invalid("no introspection_endpoint".into()))?;
+        let parsed = Url::parse(&endpoint).map_err(|e| CallError::Invalid(format!("{endpoint:?}: {e}")))?;
+        // The credentials travel to it: https only, unless the metadata itself came over plain
+        // http (a loopback development issuer, the only http issuer the config accepts).
+        if parsed.scheme() != "https" && (url.starts_with("https://") || parsed.scheme() != "http") {
+            return Err(CallError::Invalid(format!("introspection_endpoint {endpoint:?} is not https")));
+        }
+        Ok(endpoint)
+    }
+
+    /// What an answer means for the token: the same claim checks as a local JWT.
+    fn verdict(&self, answer: Option<Map<String, Value>>, now: SystemTime) -> Verdict {
+        let Some(mut claims) = answer else {
+            return Verdict::Inactive(INACTIVE);
+        };
+        if let Err(e) = check_claims(&claims, &self.issuer, unix_seconds(now)) {
+            return Verdict::Inactive(e);
+        }
+        // `active` describes the answer, not the token: it is not a claim.
+        claims.remove("active");
+        let principal = Principal::from_claims(self.index, self.id.clone(), claims, self.issuer.scope_claim.as_deref());
+        Verdict::Active(Arc::new(principal))
+    }
+}
+
+/// RFC 7662 §2.2: a JSON object whose `active` member is REQUIRED and boolean, and an inactive
+/// token MUST be answered with `active: false`. Only the boolean `true` admits a token; an
+/// answer without a boolean `active` is a broken endpoint (503), not an inactive token (401).
+fn parse_answer(body: &[u8]) -> Result<Option<Map<String, Value>>, CallError> {
+    let answer: Map<String, Value> =
+        serde_json::from_slice(body).map_err(|e| CallError::Invalid(format!("answer is not a JSON object: {e}")))?;
+    match answer.get("active") {
+        Some(Value::Bool(true)) => Ok(Some(answer)),
+        Some(Value::Bool(false)) => Ok(None),
+        Some(_) => Err(CallError::Invalid("`active` is not a boolean".into())),
+        None => Err(CallError::Invalid("answer has no `active` member".into())),
+    }
+}
+
+/// Checks on the members of an active answer (RFC 7662 §2.2 names them after the JWT claims).
+/// Unlike a JWT, `exp` and `iss` are optional here; when present they bind as for a JWT.
+fn check_claims(claims: &Map<String, Value>, issuer: &Issuer, now: u64) -> Result<(), AuthError> {
+    let now = i128::from(now);
+    let leeway = i128::from(issuer.leeway.as_secs());
+    // RFC 7519 §4.1.4: not accepted after `exp` (plus the issuer's clock-skew leeway).
+    if let Some(exp) = claims.get("exp") {
+        let exp = exp.as_f64().ok_or(MALFORMED_CLAIM)?.floor();
+        if now > (exp as i128).saturating_add(leeway) {
+            return Err(EXPIRED);
+        }
+    }
+    // RFC 7519 §4.1.5: not accepted before `nbf` (minus the leeway).
+    if let Some(nbf) = claims.get("nbf") {
+        let nbf = nbf.as_f64().ok_or(MALFORMED_CLAIM)?.ceil();
+        if now + leeway < nbf as i128 {
+            return Err(NOT_YET_VALID);
+        }
+    }
+    // An answer vouching for another issuer's token is not this issuer's to give.
+    match claims.get("iss") {
+        None => {}
+        Some(Value::String(iss)) if *iss == issuer.issuer => {}
+        Some(Value::String(_)) => return Err(WRONG_ISSUER),
+        Some(_) => return Err(MALFORMED_CLAIM),
+    }
+    // RFC 7662 §2.2 `token_type` (RFC 6749 §5.1): a bearer access token only; a refresh token
+    // (or anything else) presented as a bearer token is refused.
+    if let Some(token_type) = claims.get("token_type") {
+        let token_type = token_type.as_str().ok_or(MALFORMED_CLAIM)?;
+        if !is_access_token_type(token_type) {
+            return Err(NOT_ACCESS_TOKEN);
+        }
+    }
+    string_or_strings(claims.get("aud"))?;
+    // RFC 7662 §2.2: `scope` is a space-separated string; the others are single strings.
+    for name in ["scope", "client_id", "username", "sub", "azp"] {
+        if !matches!(claims.get(name), None | Some(Value::String(_))) {
+            return Err(MALFORMED_CLAIM);
+        }
+    }
+    string_or_strings(claims.get("scp"))?;
+    if let Some(name) = issuer.scope_claim.as_deref() {
+        string_or_strings(claims.get(name))?;
+    }
+    Ok(())
+}
+
+/// `Bearer` (RFC 6750 §6.1.1, case-insensitive), `access_token`, or the RFC 8693 §3 URN.
+fn is_access_token_type(token_type: &str) -> bool {
+    ["bearer", "access_token", "urn:ietf:params:oauth:token-type:access_token"]
+        .iter()
+        .any(|t| token_type.eq_ignore_ascii_case(t))
+}
+
+fn string_or_strings(value: Option<&Value>) -> Result<(), AuthError> {
+    match value {
+        None | Some(Value::String(_)) => Ok(()),
+        Some(Value::Array(items)) if items.iter().all(Value::is_string) => Ok(()),
+        Some(_) => Err(MALFORMED_CLAIM),
+    }
+}
+
+/// The (unverified) `iss` of a JWS-shaped token, to pick the issuer that handles it; `None` for
+/// an opaque token or a JWS without a string `iss`.
+pub fn jws_issuer(token: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Claims {
+        iss: Option<Value>,
+    }
+    if !jws::looks_like_jws(token) {
+        return None;
+    }
+    let payload = URL_SAFE_NO_PAD.decode(token.split('.').nth(1)?).ok()?;
+    match serde_json::from_slice::<Claims>(&payload).ok()?.iss? {
+        Value::String(iss) => Some(iss),
+        _ => None,
+    }
+}
+
+/// RFC 6749 §2.3.1: client id and secret are each form-urlencoded (Appendix B), then joined by
+/// `:` and sent as HTTP Basic credentials (RFC 7617).
+fn basic_auth(client_id: &[u8], secret: &[u8]) -> HeaderValue {
+    let encode = |b: &[u8]| form_urlencoded::byte_serialize(b).collect::<String>();
+    let credentials = format!("{}:{}", encode(client_id), encode(secret));
+    let mut value = HeaderValue::from_str(&format!("Basic {}", STANDARD.encode(credentials)))
+        .expect("base64 is a valid header value");
+    value.set_sensitive(true);
+    value
+}
+
+fn token_digest(token: &str) -> Key {
+    let d = digest::digest(&digest::SHA256, token.as_bytes());
+    d.as_ref().try_into().expect("SHA-256 is 32 bytes")
+}
+
+/// The first 4 bytes of the digest in hex: enough to correlate log lines, useless for replay.
+fn short_hex(key: &Key) -> String {
+    key[..4].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unix_seconds(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Per-entry lifetime. RFC 7662 §4 lets a protected resource cache answers, trading freshness
+/// (a revocation is seen late) for load; an answer is never kept past the token's own `exp`.
+struct VerdictExpiry {
+    max_ttl: Duration,
+    negative_ttl: Duration,
+}
+
+impl Expiry<Key, Verdict> for VerdictExpiry {
+    fn expire_after_create(&self, _: &Key, verdict: &Verdict, _: std::time::Instant) -> Option<Duration> {
+        Some(ttl(verdict, SystemTime::now(), self.max_ttl, self.negative_ttl))
+    }
+}
+
+/// Active: until `exp` (if any), at most `max_ttl`; inactive: `negative_ttl`.
+fn ttl(verdict: &Verdict, now: SystemTime, max_ttl: Duration, negative_ttl: Duration) -> Duration {
+    match verdict {
+        Verdict::Inactive(_) => negative_ttl,
+        Verdict::Active(p) if p.claims.contains_key("exp") => {
+            let exp = UNIX_EPOCH + Duration::from_secs(p.expires_at);
+            exp.duration_since(now).unwrap_or(Duration::ZERO).min(max_ttl)
+        }
+        Verdict::Active(_) => max_ttl,
+    }
+}
+
+/// Consecutive-failure circuit breaker: closed → (N failures) → open for `open_for`, failing
+/// fast → half-open: one trial call; its success closes, its failure reopens.
+struct Breaker {
+    threshold: u32,
+    open_for: Duration,
+    state: Mutex<BreakerState>,
+}
+
+#[derive(Default)]
+struct BreakerState {
+    failures: u32,
+    /// `Some` while open or half-open (once the instant has passed).
+    open_until: Option<Instant>,
+    /// Half-open and the trial call is under way.
+    trial: bool,
+}
+
+/// Leave to make one call. Dropped unused (the caller was cancelled), a trial permit lets the
+/// next caller try instead.
+struct Permit<'a> {
+    breaker: &'a Breaker,
+    trial: bool,
+    done: bool,
+}
+
+impl Breaker {
+    fn new(threshold: u32, open_for: Duration) -> Breaker {
+        Breaker { threshold, open_for, state: Mutex::new(BreakerState::default()) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BreakerState> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// `None` = fail fast: open, or half-open with the trial call already under way.
+    fn admit(&self) -> Option<Permit<'_>> {
+        let mut state = self.lock();
+        let trial = match state.open_until {
+            None => false,
+            Some(until) if Instant::now() < until || state.trial => return None,
+            Some(_) => {
+                state.trial = true;
+                true
+            }
+        };
+        Some(Permit { breaker: self, trial, done: false })
+    }
+}
+
+impl Permit<'_> {
+    fn success(mut self) {
+        self.done = true;
+        let mut state = self.breaker.lock();
+        if state.open_until.is_some() && self.trial {
+            tracing::info!("introspection circuit breaker closed: trial call succeeded");
+        }
+        *state = BreakerState::default();
+    }
+
+    /// Returns whether this failure opened (or reopened) the breaker.
+    fn failure(mut self) -> bool {
+        self.done = true;
+        let mut state = self.breaker.lock();
+        state.failures = state.failures.saturating_add(1);
+        let open = self.trial || (state.open_until.is_none() && state.failures >= self.breaker.threshold);
+        if open {
+            state.open_until = Some(Instant::now() + self.breaker.open_for);
+            state.trial = false;
+        }
+        open
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        if self.trial && !self.done {
+            self.breaker.lock().trial = false;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Mutex as StdMutex;
+
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::Incoming;
+    use hyper::service::service_fn;
+    use hyper::{Request, Response};
+    use hyper_util::rt::TokioIo;
+    use serde_json::json;
+    use tokio::net::TcpListener;
+    use tokio::task::{JoinHandle, JoinSet};
+
+    use super::*;
+    use crate::config::{KeySource, Secret, TokenMode, DEFAULT_LEEWAY};
+
+    /// Credentials with characters RFC 6749 §2.3.1 form-encodes before Basic.
+    const ID: &str = "gate way:1";
+    const SECRET: &str = "s3cr+t/&=é";
+    /// `ID:SECRET`, each form-urlencoded (Appendix B), written out independently of the code.
+    const ENCODED: &str = "gate+way%3A1:s3cr%2Bt%2F%26%3D%C3%A9";
+
+    // ---- a scriptable fake introspection endpoint on loopback -------------------------------
+
+    /// What `/introspect` answers once the client is authenticated.
+    #[derive(Clone)]
+    enum Answer {
+        /// `by_token[token]` with `active: true` added, else `{"active": false}`.
+        Tokens,
+        Json(Value),
+        Status(u16),
+        Raw(String),
+    }
+
+    /// One request as the endpoint saw it.
+    #[derive(Clone, Debug)]
+    struct Seen {
+        form: HashMap<String, String>,
+        authorization: Option<String>,
+        accept: Option<String>,
+        content_type: Option<String>,
+    }
+
+    struct FakeState {
+        answer: Answer,
+        by_token: HashMap<String, Value>,
+        delay: Duration,
+        method: ClientAuthMethod,
+        calls: usize,
+        auth_failures: usize,
+        seen: Vec<Seen>,
+        metadata: Option<Value>,
+        metadata_calls: usize,
+    }
+
+    struct Fake {
+        base: String,
+        state: Arc<StdMutex<FakeState>>,
+        task: JoinHandle<()>,
+    }
+
+    impl Drop for Fake {
+        fn drop(&mut self) {
+            self.task.abort();
+        }
+    }
+
+    impl Fake {
+        async fn start(method: ClientAuthMethod) -> Fake {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let base = format!("http://{}", listener.local_addr().unwrap());
+            let state = Arc::new(StdMutex::new(FakeState {
+                answer: Answer::Tokens,
+                by_token: HashMap::new(),
+                delay: Duration::ZERO,
+                method,
+                calls: 0,
+                auth_failures: 0,
+                seen: Vec::new(),
+                metadata: None,
+                metadata_calls: 0,
+            }));
+            let shared = state.clone();
+            let task = tokio::spawn(async move {
+                loop {
+                    let Ok((stream, _)) = listener.accept().await else { continue };
+                    let state = shared.clone();
+                    let service = service_fn(move |req: Request<Incoming>| {
+                        let state = state.clone();
+                        async move { Ok::<_, std::convert::Infallible>(answer(&state, req).await) }
+                    });
+                    tokio::spawn(
+                        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service),
+                    );
+                }
+            });
+            Fake { base, state, task }
+        }
+
+        fn endpoint(&self) -> String {
+            format!("{}/introspect", self.base)
+        }
+
+        fn with<R>(&self, f: impl FnOnce(&mut FakeState) -> R) -> R {
+            f(&mut self.state.lock().unwrap())
+        }
+
+        fn active(&self, token: &str, claims: Value) {
+            self.with(|s| s.by_token.insert(token.to_owned(), claims));
+        }
+
+        fn answer(&self, answer: Answer) {
+            self.with(|s| s.answer = answer);
+        }
+
+        fn calls(&self) -> usize {
+            self.with(|s| s.calls)
+        }
+
+        fn last(&self) -> Seen {
+            self.with(|s| s.seen.last().cloned().expect("a request was made"))
+        }
+    }
+
+    async fn answer(state: &StdMutex<FakeState>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let reply = |status: u16, body: String| {
+            Response::builder().status(status).header("content-type", "application/json").body(body.into()).unwrap()
+        };
+        if req.uri().path() == "/.well-known/openid-configuration" {
+            let mut s = state.lock().unwrap();
+            s.metadata_calls += 1;
+            return match &s.metadata {
+                Some(doc) => reply(200, doc.to_string()),
+                None => reply(404, "{}".into()),
+            };
+        }
+        if req.uri().path() != "/introspect" || req.method() != hyper::Method::POST {
+            return reply(404, "{}".into());
+        }
+        let header = |name: &str| req.headers().get(name).map(|v| v.to_str().unwrap().to_owned());
+        let (authorization, accept, content_type) = (header("authorization"), header("accept"), header("content-type"));
+        let body = req.into_body().collect().await.unwrap().to_bytes();
+        let form: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
+        let (answer, delay) = {
+            let mut s = state.lock().unwrap();
+            s.calls += 1;
+            s.seen.push(Seen { form: form.clone(), authorization: authorization.clone(), accept, content_type });
+            let authenticated = match s.method {
+                ClientAuthMethod::ClientSecretBasic => {
+                    authorization == Some(format!("Basic {}", STANDARD.encode(ENCODED)))
+                        && !form.contains_key("client_secret")
+                }
+                ClientAuthMethod::ClientSecretPost => {
+                    authorization.is_none()
+                        && form.get("client_id").map(String::as_str) == Some(ID)
+                        && form.get("client_secret").map(String::as_str) == Some(SECRET)
+                }
+            };
+            if !authenticated {
+                s.auth_failures += 1;
+                return reply(401, json!({"error": "invalid_client"}).to_string());
+            }
+            let token = form.get("token").cloned().unwrap_or_default();
+            let answer = match &s.answer {
+                Answer::Tokens => match s.by_token.get(&token) {
+                    Some(claims) => {
+                        let mut claims = claims.clone();
+                        claims["active"] = json!(true);
+                        Answer::Json(claims)
+                    }
+                    None => Answer::Json(json!({"active": false})),
+                },
+                other => other.clone(),
+            };
+            (answer, s.delay)
+        };
+        tokio::time::sleep(delay).await;
+        match answer {
+            Answer::Json(v) => reply(200, v.to_string()),
+            Answer::Status(status) => reply(status, json!({"error": "server_error"}).to_string()),
+            Answer::Raw(text) => reply(200, text),
+            Answer::Tokens => unreachable!(),
+        }
+    }
+
+    // ---- fixtures ---------------------------------------------------------------------------
+
+    fn issuer(iss: &str, settings: Introspection) -> Issuer {
+        Issuer {
+            issuer: iss.to_owned(),
+            keys: KeySource::None,
+            audiences: vec![],
+            algorithms: vec![],
+            leeway: DEFAULT_LEEWAY,
+            require_at_jwt: false,
+            scope_claim: None,
+            mode: TokenMode::Introspection,
+            introspection: Some(settings),
+        }
+    }
+
+    fn settings(endpoint: Option<String>, method: ClientAuthMethod) -> Introspection {
+        Introspection {
+            endpoint,
+            client_id: ID.to_owned(),
+            client_secret: Secret(SECRET.as_bytes().to_vec()),
+            auth_method: method,
+            timeout: Duration::from_secs(2),
+            cache_max_ttl: Duration::from_secs(60),
+            negative_ttl: Duration::from_secs(60),
+            cache_capacity: 1000,
+            breaker_failures: 5,
+            breaker_open_for: Duration::from_secs(10),
+        }
+    }
+
+    fn client() -> reqwest::Client {
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).no_proxy().build().unwrap()
+    }
+
+    /// An introspector for `fake` (issuer = the fake's base URL), with `tweak` applied.
+    fn introspector(fake: &Fake, tweak: impl FnOnce(&mut Introspection)) -> (Introspector, Metrics) {
+        let mut s = settings(Some(fake.endpoint()), fake.with(|s| s.method));
+        tweak(&mut s);
+        let metrics = Metrics::new();
+        let iss = issuer(&fake.base, s);
+        let i = Introspector::new(&iss, 0, Arc::from(fake.base.as_str()), client(), 64 * 1024, &metrics).unwrap();
+        (i, metrics)
+    }
+
+    fn outcome(m: &Metrics, i: &Introspector, outcome: &str) -> u64 {
+        m.introspection_requests.with_label_values(&[i.issuer.issuer.as_str(), outcome]).get()
+    }
+
+    fn lookups(m: &Metrics, result: &str) -> u64 {
+        m.token_cache_lookups.with_label_values(&[CACHE_INTROSPECTION, result]).get()
+    }
+
+    fn now() -> u64 {
+        unix_seconds(SystemTime::now())
+    }
+
+    /// Polls `cond` every 10 ms; panics after 5 s.
+    async fn eventually(what: &str, mut cond: impl AsyncFnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !cond().await {
+            assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    // ---- requests and answers ---------------------------------------------------------------
+
+    /// An active answer yields the principal; the request is an RFC 7662 §2.1 form POST with Basic auth.
+    #[tokio::test]
+    async fn active_answer_yields_principal() {
+        let fake = Fake::start(ClientAuthMethod::ClientSecretBasic).await;
+        let exp = now() + 300;
+        fake.active(
+            "opaque-1",
+            json!({"sub": "alice", "scope": "read write", "client_id": "cli", "aud": ["api"], "exp": exp,
+                   "iss": fake.base, "token_type": "Bearer", "username": "al"}),
+        );
+        let (i, m) = introspector(&fake, |_| {});
+        let p = i.introspect("opaque-1").await.unwrap();
+        assert_eq!((p.issuer, &*p.issuer_id), (0, fake.base.as_str()));
+        assert_eq!(p.subject.as_deref(), Some("alice"));
+        assert_eq!(p.scopes, ["read", "write"]);
+        assert_eq!(p.client_id.as_deref(), Some("cli"));
+        assert_eq!(p.audiences, ["api"]);
+        assert_eq!(p.expires_at, exp);
+        assert_eq!(p.claims["username"], "al");
+        assert!(!p.claims.contains_key("active"), "`active` is not a claim");
+
+        let seen = fake.last();
+        assert_eq!(seen.form.get("token").map(String::as_str), Some("opaque-1"));
+        assert_eq!(seen.form.get("token_type_hint").map(String::as_str), Some("access_token"));
+        assert_eq!(seen.form.len(), 2, "{:?}", seen.form);
+        assert_eq!(seen.accept.as_deref(), Some("application/json"));
+        assert_eq!(seen.content_type.as_deref(), Some("application/x-www-form-urlencoded"));
+        assert_eq!(fake.with(|s| s.auth_failures), 0);
+        assert_eq!((outcome(&m, &i, "active"), lookups(&m, "miss")), (1, 1));
+    }
+
+    /// client_secret_post sends the credentials in the body and no Authorization header.
+    #[tokio::test]
+    async fn client_secret_post_sends_credentials_in_body() {
+        let fake = Fake::start(ClientAuthMethod::ClientSecretPost).await;
+        fake.active("t", json!({"sub": "bob"}));
+        let (i, _) = introspector(&fake, |_| {});
+        assert_eq!(i.introspect("t").await.unwrap().subject.as_deref(), Some("bob"));
+        let seen = fake.last();
+        assert_eq!(seen.authorization, None);
+        assert_eq!(seen.form.get("client_secret").map(String::as_str), Some(SECRET));
+        assert_eq!(fake.with(|s| s.auth_failures), 0);
+    }
+
+    /// The endpoint refusing our client credentials (401) is 503-worthy, not cached, counted as http_error.
+    #[tokio::test]
+    async fn rejected_client_credentials_are_unavailable() {
+        let fake = Fake::start(ClientAuthMethod::ClientSecretBasic).await;
+        fake.active("t", json!({"sub": "bob"}));
+        let (i, m) = introspector(&fake, |s| s.client_secret = Secret(b"wrong".to_vec()));
+        assert_eq!(i.introspect("t").await, Err(FAILED));
+        assert_eq!(i.introspect("t").await, Err(FAILED));
+        assert_eq!((fake.calls(), fake.with(|s| s.auth_failures)), (2, 2), "failures are never cached");
+        assert_eq!(outcome(&m, &i, "http_error"), 2);
+    }
+
+    /// An inactive answer is invalid_token and is cached for negative_ttl.
+    #[tokio::test]
+    async fn inactive_is_invalid_token_and_cached() {
+        let fake = Fake::start(ClientAuthMethod::ClientSecretBasic).await;
+        let (i, m) = introspector(&fake, |_| {});
+        assert_eq!(i.introspect("unknown").await, Err(INACTIVE));
+        assert_eq!(i.introspect("unknown").await, Err(INACTIVE));
+        assert_eq!(fake.calls(), 1);
+        assert_eq!((outcome(&m, &i, "inactive"), lookups(&m, "miss"), lookups(&m, "hit")), (1, 1, 1));
+    }
+
+    /// Only HTTP 200 with a JSON object whose `active` is the boolean true admits; the rest is a failure, never cached.
+    #[tokio::test]
+    async fn only_boolean_true_is_active() {
+        let fake = Fake::start(ClientAuthMethod::ClientSecretBasic).await;
+        let (i, m) = introspector(&fake, |s| s.breaker_failures = 100);
+        let answers = [
+            Answer::Json(json!({"active": "true", "sub": "x"})),
+            Answer::Json(json!({"active": 1})),
+            Answer::Json(json!({"sub": "x"})),
+            Answer::Json(json!([{"active": true}])),
+            Answer::Raw("<html>active: true</html>".into()),
+            Answer::Raw(String::new()),
+            Answer::Status(500),
+            Answer::Status(503),
+            Answer::Status(302),
+        ];
+        for (n, answer) in answers.into_iter().enumerate() {
+            fake.answer(answer);
+            assert_eq!(i.introspect("t").await, Err(FAILED), "answer {n}");
+            assert_eq!(fake.calls(), n + 1, "answer {n} was cached");
+        }
+        assert_eq!((outcome(&m, &i, "invalid"), outcome(&m, &i, "http_error")), (6, 3));
+    }
+
+    /// An endpoint slower than the timeout fails fast with outcome timeout.
+    #[tokio::test]
+    async fn slow_endpoint_times_out() {
+        let fake = Fake::start(ClientAuthMethod::ClientSecretBasic).await;
+        fake.with(|s| s.delay = Duration::from_secs(5));
+        let (i, m) = introspector(&fake, |s| s.timeout = Duration::from_millis(200));
+        let started = Instant::now();
+        assert_eq!(i.introspect("t").await, Err(FAILED));
+        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+        assert_eq!(outcome(&m, &i, "timeout"), 1);
+    }
+
+    /// An unreachable endpoint is a failure (outcome error).
+    #[tokio::test]
+    async fn unreachable_endpoint_fails() {
+        let fake = Fake::start(ClientAuthMethod::ClientSecretBasic).await;
+        let closed = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+        let (i, m) = introspector(&fake, |s| s.endpoint = Some(format!("http://{closed}/introspect")));
+        assert_eq!(i.introspect("t").await, Err(FAILED));
+        assert_eq!(outcome(&m, &i, "error"), 1);
+    }
+
+    /// An answer larger than the JWKS size cap is refused.
+    #[tokio::test]
+    async fn oversize_answer_refused() {
+        let fake = Fake::start(ClientAuthMethod::ClientSecretBasic).await;
+        fake.active("t", json!({"pad": "x".repeat(70 * 1024)}));
+        let (i, m) = introspector(&fake, |_| {});
+        assert_eq!(i.introspect("t").await, Err(FAILED));
+        assert_eq!(outcome(&m, &i, "invalid"), 1);
+    }
+
+    /// An active answer refused by a claim check is cached like an inactive one, with its reason.
+    #[tokio::test]
+    async fn rejected_answer_cached_with_reason() {
+        let fake = Fake::start(ClientAuthMethod::ClientSecretBasic).await;
+        fake.active("refresh", json!({"token_type": "refresh_token"}));
+        let (i, m) = introspector(&fake, |_| {});
+        assert_eq!(i.introspect("refresh").await, Err(NOT_ACCESS_TOKEN));
+        assert_eq!(i.introspect("refresh").await, Err(NOT_ACCESS_TOKEN));
+        assert_eq!((fake.calls(), outcome(&m, &i, "rejected")), (1, 1));
+    }
+
+    // ---- claims, cache lifetime, coalescing -------------------------------------------------
+
+    /// exp/nbf use the issuer's leeway; iss must match when present; token_type must name an access token.
+    #[test]
+    fn claim_checks() {
+        const NOW: u64 = 1_700_000_000;
+        let iss = issuer("https://as.test", settings(None, ClientAuthMethod::ClientSecretBasic));
+        let check = |v: Value| check_claims(v.as_object().unwrap(), &iss, NOW);
+        assert_eq!(check(json!({})), Ok(()), "exp and iss are optional in an answer");
+        assert_eq!(check(json!({"exp": NOW - 30})), Ok(()), "within the 30 s leeway");
+        assert_eq!(check(json!({"exp": NOW - 31})), Err(EXPIRED));
+        assert_eq!(check(json!({"nbf": NOW + 30})), Ok(()));
+        assert_eq!(check(json!({"nbf": NOW + 31})), Err(NOT_YET_VALID));
+        assert_eq!(check(json!({"exp": "soon"})), Err(MALFORMED_CLAIM));
+        assert_eq!(check(json!({"iss": "https://as.test"})), Ok(()));
+        assert_eq!(check(json!({"iss": "https://other.test"})), Err(WRONG_ISSUER));
+        assert_eq!(check(json!({"iss": 1})), Err(MALFORMED_CLAIM));
+        for ok in ["Bearer", "bearer", "BEARER", "access_token", "urn:ietf:params:oauth:token-type:access_token"] {
+            assert_eq!(check(json!({ "token_type": ok })), Ok(()), "{ok}");
+        }
+        for bad in ["refresh_token", "Refresh_Token", "id_token", "DPoP", ""] {
+            assert_eq!(check(json!({ "token_type": bad })), Err(NOT_ACCESS_TOKEN), "{bad}");
+        }
+        assert_eq!(check(json!({"aud": ["a", "b"]})), Ok(()));
+        assert_eq!(check(json!({"aud": 5})), Err(MALFORMED_CLAIM));
+        assert_eq!(check(json!({"scope": ["a"]})), Err(MALFORMED_CLAIM));
+        assert_eq!(check(json!({"sub": 7})), Err(MALFORMED_CLAIM));
+    }
+
+    /// Active answers live until exp, at most cache_max_ttl; inactive ones for negative_ttl.
+    #[test]
+    fn cache_lifetime() {
+        let now = SystemTime::now();
+        let (max, neg) = (Duration::from_secs(60), Duration::from_secs(5));
+        let active = |claims: Value| {
+            let Value::Object(map) = claims else { unreachable!() };
+            Verdict::Active(Arc::new(Principal::from_claims(0, Arc::from("i"), map, None)))
+        };
+        let secs = unix_seconds(now);
+        assert_eq!(ttl(&active(json!({})), now, max, neg), max, "no exp: the cap");
+        assert_eq!(ttl(&active(json!({"exp": secs + 3600})), now, max, neg), max);
+        let soon = ttl(&active(json!({"exp": secs + 10})), now, max, neg);
+        assert!(soon <= Duration::from_secs(10) && soon > Duration::from_secs(9), "{soon:?}");
+        assert_eq!(ttl(&active(json!({"exp": secs - 10})), now, max, neg), Duration::ZERO, "expired (in leeway)");
+        assert_eq!(ttl(&Verdict::Inactive(INACTIVE), now, max, neg), neg);
+    }
+
+    /// A cached answer expires after its TTL and the token is introspected again.
+    #[tokio::test]
+    async fn cache_entry_expires() {
+        let fake = Fake::start(ClientAuthMethod::ClientSecretBasic).await;
+        fake.active("t", json!({"sub": "a"}));
+        let (i, _) = introspector(&fake, |s| s.cache_max_ttl = Duration::from_millis(200));
+        let started = Instant::now();
+        i.introspect("t").await.unwrap();
+        i.introspect("t").await.unwrap();
+        assert_eq!(fake.calls(), 1);
+        eventually("the entry expires", async || {
+            i.introspect("t").await.unwrap();
+            fake.calls() == 2
+        })
+        .await;
+        assert!(started.elapsed() >= Duration::from_millis(150), "expired after {:?}", started.elapsed());
+    }
+
+    /// 50 concurrent requests for one uncached token make exactly one call.
+    #[tokio::test]
+    async fn concurrent_misses_coalesce() {
+        let fake = Fake::start(ClientAuthMethod::ClientSecretBasic).await;
+        fake.active("t", json!({"sub": "a"}));
+        fake.with(|s| s.delay = Duration::from_millis(200));
+        let (i, m) = introspector(&fake, |_| {});
+        let i = Arc::new(i);
+        let mut tasks = JoinSet::new();
+        for _ in 0..50 {
+            let i = i.clone();
+            tasks.spawn(async move { i.introspect("t").await });
+        }
+        while let Some(result) = tasks.join_next().await {
+            assert_eq!(result.unwrap().unwrap().subject.as_deref(), Some("a"));
+        }
+        assert_eq!(fake.calls(), 1);
+        assert_eq!((lookups(&m, "miss"), lookups(&m, "hit")), (1, 49));
+    }
+
+    // ---- circuit breaker --------------------------------------------------------------------
+
+    /// After N consecutive failures calls stop; after open_for one trial runs; its failure reopens, its success closes.
+    #[tokio::test]
+    async fn breaker_opens_and_half_opens() {
+        let fake = Fake::start(ClientAuthMethod::ClientSecretBasic).await;
+        fake.answer(Answer::Status(500));
+        let (i, m) = introspector(&fake, |s| {
+            s.breaker_failures = 2;
+            s.breaker_open_for = Duration::from_millis(200);
+        });
+        assert_eq!(i.introspect("a").await, Err(FAILED));
+        assert_eq!(i.introspect("b").await, Err(FAILED));
+        assert_eq!(i.introspect("c").await, Err(CIRCUIT_OPEN));
+        assert_eq!(fake.calls(), 2, "open: no call");
+        // Half-open: one trial, which fails and reopens.
+        eventually("a trial call", async || i.introspect("d").await == Err(FAILED)).await;
+        assert_eq!(fake.calls(), 3);
+        assert_eq!(i.introspect("e").await, Err(CIRCUIT_OPEN), "a failed trial reopens");
+        // Next trial succeeds and closes the breaker.
+        fake.answer(Answer::Tokens);
+        eventually("a successful trial", async || i.introspect("f").await == Err(INACTIVE)).await;
+        assert_eq!(i.introspect("g").await, Err(INACTIVE), "closed again");
+        assert_eq!(fake.calls(), 5);
+        assert!(outcome(&m, &i, "circuit_open") >= 2);
+    }
+
+    /// While half-open only one trial is admitted, and a trial dropped unfinished frees the slot.
+    #[test]
+    fn breaker_admits_one_trial() {
+        let b = Breaker::new(1, Duration::ZERO);
+        assert!(b.admit().unwrap().failure(), "the first failure opens it");
+        let trial = b.admit().expect("open_for elapsed: trial");
+        assert!(trial.trial && b.admit().is_none(), "one trial at a time");
+        drop(trial);
+        let trial = b.admit().expect("a dropped trial frees the slot");
+        trial.success();
+        let permit = b.admit().unwrap();
+        assert!(!permit.trial, "closed");
+    }
+
+    // ---- discovery and helpers --------------------------------------------------------------
+
+    /// Without a configured endpoint, `introspection_endpoint` comes from discovery, once.
+    #[tokio::test]
+    async fn endpoint_from_discovery() {
+        let fake = Fake::start(ClientAuthMethod::ClientSecretBasic).await;
+        let doc = json!({"issuer": fake.base, "introspection_endpoint": fake.endpoint()});
+        fake.with(|s| s.metadata = Some(doc));
+        fake.active("t", json!({"sub": "a"}));
+        let (i, _) = introspector(&fake, |s| s.endpoint = None);
+        assert!(i.introspect("t").await.is_ok());
+        assert_eq!(i.introspect("other").await, Err(INACTIVE));
+        assert_eq!((fake.with(|s| s.metadata_calls), fake.calls()), (1, 2));
+    }
+
+    /// Metadata naming another issuer is not used (RFC 8414 §3.3).
+    #[tokio::test]
+    async fn discovery_issuer_mismatch_fails() {
+        let fake = Fake::start(ClientAuthMethod::ClientSecretBasic).await;
+        let doc = json!({"issuer": "https://evil.test", "introspection_endpoint": fake.endpoint()});
+        fake.with(|s| s.metadata = Some(doc));
+        let (i, m) = introspector(&fake, |s| s.endpoint = None);
+        assert_eq!(i.introspect("t").await, Err(FAILED));
+        assert_eq!((fake.calls(), outcome(&m, &i, "error")), (0, 1));
+    }
+
+    /// Basic credentials are form-urlencoded before base64 (RFC 6749 §2.3.1) and marked sensitive.
+    #[test]
+    fn basic_auth_encodes_credentials() {
+        let value = basic_auth(ID.as_bytes(), SECRET.as_bytes());
+        assert_eq!(value.to_str().unwrap(), format!("Basic {}", STANDARD.encode(ENCODED)));
+        assert!(value.is_sensitive());
+    }
+
+    /// Only a JWS-shaped token yields an `iss`, and only a string one.
+    #[test]
+    fn jws_issuer_of_tokens() {
+        let jws = |claims: Value| {
+            let seg = |v: Value| URL_SAFE_NO_PAD.encode(v.to_string());
+            format!("{}.{}.{}", seg(json!({"alg": "RS256"})), seg(claims), URL_SAFE_NO_PAD.encode("sig"))
+        };
+        assert_eq!(jws_issuer(&jws(json!({"iss": "https://i"}))).as_deref(), Some("https://i"));
+        assert_eq!(jws_issuer(&jws(json!({"sub": "x"}))), None);
+        assert_eq!(jws_issuer(&jws(json!({"iss": 1}))), None);
+        assert_eq!(jws_issuer("2YotnFZFEjr1zCsicMWpAA"), None);
+        assert_eq!(jws_issuer("a.b.c"), None);
+    }
+
+    /// The cache key is the token's SHA-256; logs carry only 4 bytes of it.
+    #[test]
+    fn digest_and_prefix() {
+        let key = token_digest("abc");
+        assert_eq!(short_hex(&key), "ba7816bf");
+        assert_eq!(short_hex(&key).len(), 8);
+    }
+}
