@@ -16,10 +16,12 @@
 //!   - `POST /introspect` (RFC 7662) and `POST /revoke` (RFC 7009).
 //!
 //!   [`DevIssuer::mint`] issues access tokens directly with the first key.
+//! - [`file`]: a YAML format for the issuer's listen address, issuer URL, keys and clients.
 //!
 //! It binds wherever it is told; callers pass `127.0.0.1:0`.
 
 mod clients;
+pub mod file;
 mod keys;
 mod oauth;
 mod server;
@@ -29,6 +31,8 @@ pub use keys::SigningKey;
 pub use oauth::REALM;
 pub use server::{DevIssuer, DevIssuerBuilder, IntrospectionMode, DEFAULT_MAX_AGE_SECS, MINT_LIFETIME_SECS};
 
+#[cfg(test)]
+mod file_tests;
 #[cfg(test)]
 mod oauth_tests;
 #[cfg(test)]
