@@ -1,4 +1,4 @@
-//! The YAML configuration of the development issuer (documented example:
+//! The YAML configuration of `tokengate dev-issuer` (documented example:
 //! `config/dev-issuer.yaml`). Unknown keys are refused; errors name the file and the field.
 
 use std::net::SocketAddr;

@@ -3,7 +3,7 @@
 //! This is a development and test tool. It must not be used in production: it generates its
 //! keys in memory at startup, serves plain HTTP, keeps every token in memory and its client
 //! secrets come from a plain config. It backs the README demo (`tokengate demo`) and
-//! gives the integration tests a real issuer whose key set they can
+//! `tokengate dev-issuer`, and gives the integration tests a real issuer whose key set they can
 //! rotate, take down and observe.
 //!
 //! - [`SigningKey`]: an RSA (RS*/PS*), EC (ES256/ES384) or Ed25519 key generated with aws-lc-rs,
@@ -16,10 +16,12 @@
 //!   - `POST /introspect` (RFC 7662) and `POST /revoke` (RFC 7009).
 //!
 //!   [`DevIssuer::mint`] issues access tokens directly with the first key.
-//! - [`file`]: a YAML format for the issuer's listen address, issuer URL, keys and clients.
+//! - [`file`]: the YAML format of `tokengate dev-issuer --config`; [`cli`]: that subcommand.
 //!
-//! It binds wherever it is told; callers pass `127.0.0.1:0`.
+//! It binds wherever it is told; tests pass `127.0.0.1:0`, the CLI refuses non-loopback
+//! addresses unless explicitly allowed.
 
+pub mod cli;
 mod clients;
 pub mod file;
 mod keys;
@@ -31,6 +33,8 @@ pub use keys::SigningKey;
 pub use oauth::REALM;
 pub use server::{DevIssuer, DevIssuerBuilder, IntrospectionMode, DEFAULT_MAX_AGE_SECS, MINT_LIFETIME_SECS};
 
+#[cfg(test)]
+mod cli_tests;
 #[cfg(test)]
 mod file_tests;
 #[cfg(test)]
