@@ -16,7 +16,7 @@
 //!   - `POST /introspect` (RFC 7662) and `POST /revoke` (RFC 7009).
 //!
 //!   [`DevIssuer::mint`] issues access tokens directly with the first key.
-//! - [`file`]: the YAML format of `tokengate dev-issuer --config`; [`cli`]: that subcommand.
+//! - [`file`](mod@file): the YAML format of `tokengate dev-issuer --config`; [`cli`]: that subcommand.
 //!
 //! It binds wherever it is told; tests pass `127.0.0.1:0`, the CLI refuses non-loopback
 //! addresses unless explicitly allowed.
