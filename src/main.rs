@@ -36,6 +36,9 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: std::net::SocketAddr,
     },
+    /// Run the DEVELOPMENT authorization server (client credentials tokens, introspection,
+    /// revocation, JWKS), loopback only by default. Never for production.
+    DevIssuer(tokengate::dev_issuer::cli::DevIssuerArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -69,6 +72,13 @@ fn main() -> ExitCode {
             Err(e) => config_error(e),
         },
         Command::Demo { listen } => run(runtime(None), tokengate::demo::run(listen)),
+        Command::DevIssuer(args) => match tokengate::dev_issuer::cli::prepare(&args) {
+            Ok(dev) => run(runtime(None), tokengate::dev_issuer::cli::run(dev)),
+            Err(e) => {
+                eprintln!("tokengate dev-issuer: {e}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
     }
 }
 

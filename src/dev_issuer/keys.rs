@@ -7,7 +7,7 @@ use aws_lc_rs::signature::{
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::jwk::{Jwk, PublicKeyUse};
-use jsonwebtoken::{Algorithm, EncodingKey};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 
 /// A private signing key with its public JWK. Keys are generated at runtime; constructors panic on
 /// an algorithm that does not fit the key type (this is a development tool, misuse is a bug).
@@ -15,6 +15,8 @@ pub struct SigningKey {
     pub kid: String,
     pub alg: Algorithm,
     encoding: EncodingKey,
+    /// The public half, for verifying tokens this issuer is asked to introspect or revoke.
+    decoding: DecodingKey,
     /// The public JWK (`kty` and public parameters, `kid`, `alg`, `use: "sig"`); never `d`.
     jwk: serde_json::Value,
 }
@@ -76,8 +78,9 @@ impl SigningKey {
         let mut jwk = Jwk::from_encoding_key(&encoding, alg).expect("public JWK of a fresh key");
         jwk.common.key_id = Some(kid.to_owned());
         jwk.common.public_key_use = Some(PublicKeyUse::Signature);
+        let decoding = DecodingKey::from_jwk(&jwk).expect("decoding key from a fresh public JWK");
         let jwk = serde_json::to_value(&jwk).expect("JWK serializes");
-        SigningKey { kid: kid.to_owned(), alg, encoding, jwk }
+        SigningKey { kid: kid.to_owned(), alg, encoding, decoding, jwk }
     }
 
     /// The public JWK: key type and public parameters plus `kid`, `alg` and `"use": "sig"`.
@@ -88,6 +91,11 @@ impl SigningKey {
     /// The private key, for callers that want `jsonwebtoken::encode` directly.
     pub fn encoding_key(&self) -> &EncodingKey {
         &self.encoding
+    }
+
+    /// The public key, for verifying signatures made with this key.
+    pub fn decoding_key(&self) -> &DecodingKey {
+        &self.decoding
     }
 
     /// Sign arbitrary header and claims JSON: `base64url(header) "." base64url(claims) "."

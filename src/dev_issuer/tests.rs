@@ -239,11 +239,11 @@ async fn max_age_is_configurable() {
     assert_eq!(headers["cache-control"], "max-age=86400");
 }
 
-/// Unknown paths answer 404 JSON; known paths refuse methods other than GET with 405.
+/// Unknown paths answer 404 JSON; the GET endpoints refuse other methods with 405.
 #[tokio::test]
 async fn unknown_path_404_and_wrong_method_405() {
     let issuer = DevIssuer::start(loopback(), vec![Arc::new(SigningKey::ed25519("ed"))]).await.unwrap();
-    let (status, headers, body) = get_json(&format!("{}/token", issuer.issuer())).await;
+    let (status, headers, body) = get_json(&format!("{}/authorize", issuer.issuer())).await;
     assert_eq!(status, 404);
     assert_eq!(headers["content-type"], "application/json");
     assert_eq!(body["error"], "not_found");
