@@ -24,6 +24,7 @@ fn check_config_prints_effective_config() {
     let out = tokengate()
         .args(["check-config", "--config", concat!(env!("CARGO_MANIFEST_DIR"), "/config/tokengate.example.yaml")])
         .env("IDP_SECRET", "a-very-long-shared-secret-of-32-bytes!!")
+        .env("INTROSPECTION_CLIENT_SECRET", "introspection-client-secret-value")
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -31,6 +32,7 @@ fn check_config_prints_effective_config() {
     assert!(stdout.contains("issuers:"), "{stdout}");
     assert!(stdout.contains("<redacted>"));
     assert!(!stdout.contains("a-very-long-shared-secret"), "the secret was printed");
+    assert!(!stdout.contains("introspection-client-secret-value"), "the client secret was printed");
 }
 
 /// The deployable example configs stay valid.
