@@ -21,7 +21,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde_json::Value;
 use support::*;
-use tokengate::config::KeySource;
+use tokengate::config::{ClientAuthMethod, Introspection, KeySource, Secret, TokenMode};
 
 /// The npm package holding `provider.mjs`.
 const PROVIDER_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/oidc-provider");
@@ -487,4 +487,49 @@ async fn opaque_token_flow_helpers() {
     provider.revoke(OPAQUE_CLIENT, &token).await;
     let info = provider.introspect(&token).await;
     assert_eq!(info, serde_json::json!({"active": false}));
+}
+
+/// Opaque tokens through the gateway: introspected at the provider (endpoint from discovery),
+/// admitted with identity headers, and refused once revoked and the positive-cache TTL has
+/// passed; JWTs from the same issuer keep being validated locally (mode auto).
+#[tokio::test]
+async fn opaque_token_through_gateway_until_revoked() {
+    let Some(provider) = Provider::start() else { return };
+    const TTL: Duration = Duration::from_millis(400);
+    let gate = Gate::start(&provider, &[RESOURCE], |cfg| {
+        let idp = &mut cfg.issuers[0];
+        idp.mode = TokenMode::Auto;
+        idp.introspection = Some(Introspection {
+            endpoint: None,
+            client_id: RESOURCE_SERVER.0.into(),
+            client_secret: Secret(RESOURCE_SERVER.1.as_bytes().to_vec()),
+            auth_method: ClientAuthMethod::ClientSecretBasic,
+            timeout: Duration::from_secs(2),
+            cache_max_ttl: TTL,
+            negative_ttl: Duration::from_secs(5),
+            cache_capacity: 1000,
+            breaker_failures: 5,
+            breaker_open_for: Duration::from_secs(10),
+        });
+    })
+    .await;
+    let token = provider.opaque_token("read").await;
+    assert_eq!(gate.get("/orders", &token).await.status(), 200);
+    let seen = gate.up.last().headers;
+    assert_eq!(seen["x-auth-client-id"], OPAQUE_CLIENT.0);
+    assert_eq!(seen["x-auth-scopes"], "read");
+    assert_eq!(gate.get("/write/orders", &token).await.status(), 403, "route policy applies to opaque tokens");
+
+    let jwt = provider.jwt_token("read").await;
+    assert_eq!(gate.get("/orders", &jwt).await.status(), 200, "a JWT from the same issuer still validates locally");
+
+    provider.revoke(OPAQUE_CLIENT, &token).await;
+    let revoked_at = Instant::now();
+    let mut status = 200;
+    while status == 200 && revoked_at.elapsed() < WAIT {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        status = gate.get("/orders", &token).await.status().as_u16();
+    }
+    assert_eq!(status, 401, "a revoked token is refused once the positive cache entry expired");
+    gate.assert_invalid(&token, "").await;
 }
