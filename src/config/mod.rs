@@ -7,6 +7,7 @@
 pub mod env;
 pub mod print;
 pub mod raw;
+mod resource;
 pub mod validate;
 
 use std::fmt;
@@ -52,6 +53,25 @@ pub struct Config {
     /// At least one; first match wins; no match → 404.
     pub routes: Vec<Route>,
     pub identity: Identity,
+    /// RFC 9728 protected resource metadata, when configured.
+    pub protected_resource: Option<ProtectedResource>,
+}
+
+/// RFC 9728: what the gateway tells clients about the resource it protects, served at the
+/// well-known URL derived from `resource` and advertised in every `WWW-Authenticate` challenge.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProtectedResource {
+    /// The resource identifier (RFC 9728 §1.2: an https URL without fragment).
+    pub resource: String,
+    /// Path of the metadata document on the proxy listener (RFC 9728 §3.1).
+    pub metadata_path: String,
+    /// Absolute URL of the metadata document, for the `resource_metadata` challenge attribute.
+    pub metadata_url: String,
+    /// Issuer URLs of the authorization servers clients may use (default: every issuer).
+    pub authorization_servers: Vec<String>,
+    /// Default: every scope some route requires.
+    pub scopes_supported: Vec<String>,
+    pub resource_name: Option<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -3,7 +3,7 @@
 
 use super::raw::{
     HeaderMapping, RawAuth, RawClaimRule, RawClientAuthMethod, RawConfig, RawIdentity, RawIntrospection, RawIssuer,
-    RawJwks, RawMode, RawRoute, RawScopeMatch, RawServer, RawTokens, RawUpstream,
+    RawJwks, RawMode, RawProtectedResource, RawRoute, RawScopeMatch, RawServer, RawTokens, RawUpstream,
 };
 use super::{
     ClaimTest, ClientAuthMethod, Config, IdentityValue, Introspection, Issuer, KeySource, RouteAuth, ScopeMatch,
@@ -62,6 +62,12 @@ fn to_raw(c: &Config) -> RawConfig {
             )),
             claims_header: c.identity.claims_header.as_ref().map(|h| h.as_str().to_string()),
             forward_authorization: Some(c.identity.forward_authorization),
+        }),
+        protected_resource: c.protected_resource.as_ref().map(|p| RawProtectedResource {
+            resource: Some(p.resource.clone()),
+            authorization_servers: Some(p.authorization_servers.clone()),
+            scopes_supported: Some(p.scopes_supported.clone()),
+            resource_name: p.resource_name.clone(),
         }),
     }
 }

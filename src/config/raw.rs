@@ -34,6 +34,21 @@ pub struct RawConfig {
     pub routes: Option<Vec<RawRoute>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identity: Option<RawIdentity>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protected_resource: Option<RawProtectedResource>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawProtectedResource {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authorization_servers: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scopes_supported: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_name: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]

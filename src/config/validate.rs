@@ -209,13 +209,13 @@ fn yaml_error(file: &Path, e: &serde_norway::Error) -> ConfigError {
     ConfigError::Parse { file: file.to_path_buf(), location, field, message }
 }
 
-struct Ctx<'a> {
+pub(super) struct Ctx<'a> {
     file: Option<&'a Path>,
     prov: &'a Provenance,
 }
 
 impl Ctx<'_> {
-    fn err(&self, field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    pub(super) fn err(&self, field: impl Into<String>, message: impl Into<String>) -> ConfigError {
         let field = field.into();
         let origin = match (self.prov.lookup(&field), self.file) {
             (Some(var), _) => Origin::Env(var.to_string()),
@@ -246,6 +246,12 @@ fn validate(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Config, ConfigError> {
              quoted-string in WWW-Authenticate)",
         ));
     }
+    let issuers = issuers(ctx, raw.issuers.unwrap_or_default())?;
+    let routes = routes(ctx, raw.routes)?;
+    let protected_resource = match raw.protected_resource {
+        Some(r) => Some(super::resource::protected_resource(ctx, r, &issuers, &routes)?),
+        None => None,
+    };
     Ok(Config {
         listen,
         admin_listen,
@@ -254,9 +260,10 @@ fn validate(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Config, ConfigError> {
         upstream: upstream(ctx, raw.upstream.unwrap_or_default())?,
         tokens: tokens(ctx, raw.tokens.unwrap_or_default())?,
         jwks: jwks(ctx, raw.jwks.unwrap_or_default())?,
-        issuers: issuers(ctx, raw.issuers.unwrap_or_default())?,
-        routes: routes(ctx, raw.routes)?,
+        issuers,
+        routes,
         identity: identity(ctx, raw.identity.unwrap_or_default())?,
+        protected_resource,
     })
 }
 
@@ -397,7 +404,7 @@ fn jwks(ctx: &Ctx<'_>, raw: raw::RawJwks) -> Result<JwksSettings, ConfigError> {
 }
 
 /// https, or http to a loopback host (127.0.0.0/8, ::1, localhost); no user info.
-fn check_idp_url(ctx: &Ctx<'_>, field: &str, url: &str) -> Result<Uri, ConfigError> {
+pub(super) fn check_idp_url(ctx: &Ctx<'_>, field: &str, url: &str) -> Result<Uri, ConfigError> {
     let bad = |what: &str| ctx.err(field, format!("{url:?} {what}"));
     let uri: Uri = url.parse().map_err(|_| bad("is not a URL; expected https://host/..."))?;
     let Some(authority) = uri.authority() else {

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HOST};
-use http::{HeaderValue, Request, Response};
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, HOST};
+use http::{HeaderValue, Method, Request, Response};
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 
@@ -43,6 +43,8 @@ pub struct State {
     pub metrics: Metrics,
     /// `realm` pre-quoted for the challenge.
     pub realm: String,
+    /// RFC 9728 metadata document, pre-rendered, with the path it is served at.
+    pub resource_metadata: Option<(String, Bytes)>,
 }
 
 /// The per-connection service: cheap to clone, one per accepted connection.
@@ -65,6 +67,11 @@ impl hyper::service::Service<Request<Incoming>> for Gateway {
 }
 
 async fn handle(state: &State, remote: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+    if let Some((path, body)) = &state.resource_metadata {
+        if req.uri().path() == path && matches!(*req.method(), Method::GET | Method::HEAD) {
+            return metadata_response(body.clone());
+        }
+    }
     let started = Instant::now();
     let (route_id, decision, response) = match decide_and_forward(state, remote, req).await {
         Ok((route, response)) => (route.route.id.as_str(), "allowed", response),
@@ -72,7 +79,7 @@ async fn handle(state: &State, remote: SocketAddr, req: Request<Incoming>) -> Re
             let challenge = Challenge {
                 realm: &state.realm,
                 scope: route.and_then(|r| r.challenge_scope.as_deref()),
-                resource_metadata: None,
+                resource_metadata: state.config.protected_resource.as_ref().map(|p| p.metadata_url.as_str()),
             };
             let id = route.map_or(NO_ROUTE, |r| r.route.id.as_str());
             tracing::debug!(route = id, reason = denial.reason(), "request denied");
@@ -143,6 +150,36 @@ async fn decide_and_forward(
     Ok((route, Response::from_parts(parts, Either::Left(body))))
 }
 
+/// RFC 9728 §3.2: the metadata document, JSON, served without authentication.
+fn metadata_response(body: Bytes) -> Response<Body> {
+    let mut response = Response::new(Either::Right(Full::new(body)));
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("max-age=300"));
+    response
+}
+
+/// RFC 9728 §2 metadata for the configured resource; bearer methods follow the token settings.
+fn resource_metadata(config: &Config) -> Option<(String, Bytes)> {
+    let p = config.protected_resource.as_ref()?;
+    let mut methods = vec!["header"];
+    if config.tokens.allow_form_body {
+        methods.push("body");
+    }
+    if config.tokens.allow_query {
+        methods.push("query");
+    }
+    let mut doc = serde_json::json!({
+        "resource": p.resource,
+        "authorization_servers": p.authorization_servers,
+        "scopes_supported": p.scopes_supported,
+        "bearer_methods_supported": methods,
+    });
+    if let Some(name) = &p.resource_name {
+        doc["resource_name"] = name.as_str().into();
+    }
+    Some((p.metadata_path.clone(), Bytes::from(doc.to_string())))
+}
+
 fn is_form(headers: &http::HeaderMap) -> bool {
     headers
         .get(CONTENT_TYPE)
@@ -159,6 +196,7 @@ pub fn state(config: Config, metrics: Metrics, http: &reqwest::Client) -> State 
         forwarder: Forwarder::new(&config.upstream),
         identity_names: IdentityNames::new(&config.identity),
         realm: crate::respond::quote(&config.realm),
+        resource_metadata: resource_metadata(&config),
         metrics,
         config,
     }

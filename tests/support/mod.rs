@@ -187,6 +187,7 @@ pub fn config(upstream: &str, issuers: Vec<Issuer>, routes: Vec<Route>) -> Confi
             claims_header: Some(HeaderName::from_static("x-auth-claims")),
             forward_authorization: true,
         },
+        protected_resource: None,
     }
 }
 
