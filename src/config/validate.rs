@@ -246,8 +246,14 @@ fn validate(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Config, ConfigError> {
              quoted-string in WWW-Authenticate)",
         ));
     }
+    // Validated in file order, so the first error reported is the first one in the file.
+    let server = server(ctx, raw.server.unwrap_or_default())?;
+    let upstream = upstream(ctx, raw.upstream.unwrap_or_default())?;
+    let tokens = tokens(ctx, raw.tokens.unwrap_or_default())?;
+    let jwks = jwks(ctx, raw.jwks.unwrap_or_default())?;
     let issuers = issuers(ctx, raw.issuers.unwrap_or_default())?;
     let routes = routes(ctx, raw.routes)?;
+    let identity = identity(ctx, raw.identity.unwrap_or_default())?;
     let protected_resource = match raw.protected_resource {
         Some(r) => Some(super::resource::protected_resource(ctx, r, &issuers, &routes)?),
         None => None,
@@ -256,13 +262,13 @@ fn validate(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Config, ConfigError> {
         listen,
         admin_listen,
         realm,
-        server: server(ctx, raw.server.unwrap_or_default())?,
-        upstream: upstream(ctx, raw.upstream.unwrap_or_default())?,
-        tokens: tokens(ctx, raw.tokens.unwrap_or_default())?,
-        jwks: jwks(ctx, raw.jwks.unwrap_or_default())?,
+        server,
+        upstream,
+        tokens,
+        jwks,
         issuers,
         routes,
-        identity: identity(ctx, raw.identity.unwrap_or_default())?,
+        identity,
         protected_resource,
     })
 }
