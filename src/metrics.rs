@@ -12,6 +12,7 @@ pub const REQUEST_DURATION: &str = "tokengate_request_duration_seconds";
 pub const JWKS_FETCHES_TOTAL: &str = "tokengate_jwks_fetches_total";
 pub const JWKS_READY: &str = "tokengate_jwks_ready";
 pub const BUILD_INFO: &str = "tokengate_build_info";
+pub const TOKEN_CACHE_LOOKUPS_TOTAL: &str = "tokengate_token_cache_lookups_total";
 
 /// Label used for requests that matched no route.
 pub const NO_ROUTE: &str = "_none";
@@ -28,6 +29,8 @@ pub struct Metrics {
     pub jwks_fetches: IntCounterVec,
     /// `issuer`: 1 when a usable key set is loaded.
     pub jwks_ready: IntGaugeVec,
+    /// `cache` (`jwt`), `result` (`hit` or `miss`).
+    pub token_cache_lookups: IntCounterVec,
 }
 
 impl Metrics {
@@ -53,6 +56,11 @@ impl Metrics {
         let jwks_ready =
             IntGaugeVec::new(Opts::new(JWKS_READY, "1 when the issuer has a usable key set loaded."), &["issuer"])
                 .expect("valid metric");
+        let token_cache_lookups = IntCounterVec::new(
+            Opts::new(TOKEN_CACHE_LOOKUPS_TOTAL, "Verified-token cache lookups, by cache and result (hit or miss)."),
+            &["cache", "result"],
+        )
+        .expect("valid metric");
         let build_info = IntGauge::with_opts(
             Opts::new(BUILD_INFO, "Build information; always 1.").const_label("version", env!("CARGO_PKG_VERSION")),
         )
@@ -63,6 +71,7 @@ impl Metrics {
             Box::new(duration.clone()),
             Box::new(jwks_fetches.clone()),
             Box::new(jwks_ready.clone()),
+            Box::new(token_cache_lookups.clone()),
             Box::new(build_info),
         ] {
             registry.register(m).expect("metric names are unique");
@@ -72,7 +81,7 @@ impl Metrics {
             let process = prometheus::process_collector::ProcessCollector::for_self();
             registry.register(Box::new(process)).expect("process metrics register once");
         }
-        Metrics { registry, requests, duration, jwks_fetches, jwks_ready }
+        Metrics { registry, requests, duration, jwks_fetches, jwks_ready, token_cache_lookups }
     }
 
     /// Prometheus text exposition format.

@@ -3,7 +3,8 @@
 //! `Authenticator::authenticate` is the whole story: parse the JWS, let the (unverified) `iss`
 //! select one configured issuer — an unknown issuer is refused with no network call — check the
 //! header against that issuer's rules, find its key (one rate-limited JWKS refetch on an unknown
-//! `kid`), verify the signature, then the claims.
+//! `kid`), verify the signature, then the claims. A JWT that verified once is admitted again from
+//! the verified-token cache (`token_cache`) until its `exp` or a change of its issuer's key set.
 
 pub mod claims;
 pub mod error;
@@ -13,6 +14,7 @@ pub mod jws;
 pub mod jwt;
 pub mod keyset;
 pub mod policy;
+pub mod token_cache;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,6 +26,7 @@ pub use error::AuthError;
 use crate::config::{Config, Issuer};
 use crate::metrics::Metrics;
 use jwks::JwksCache;
+use token_cache::TokenCache;
 
 /// One configured issuer and its live key set.
 pub struct IssuerState {
@@ -36,6 +39,8 @@ pub struct IssuerState {
 pub struct Authenticator {
     issuers: Vec<IssuerState>,
     by_iss: HashMap<String, usize>,
+    /// JWTs that verified recently; `None` when disabled.
+    token_cache: Option<TokenCache>,
 }
 
 impl Authenticator {
@@ -50,7 +55,8 @@ impl Authenticator {
             })
             .collect();
         let by_iss = issuers.iter().enumerate().map(|(i, s)| (s.config.issuer.clone(), i)).collect();
-        Authenticator { issuers, by_iss }
+        let token_cache = TokenCache::new(&config.token_cache, &metrics.token_cache_lookups);
+        Authenticator { issuers, by_iss, token_cache }
     }
 
     pub fn issuers(&self) -> &[IssuerState] {
@@ -67,7 +73,18 @@ impl Authenticator {
         self.issuers.iter().all(|i| i.jwks.is_ready())
     }
 
-    pub async fn authenticate(&self, token: &str) -> Result<Principal, AuthError> {
+    /// A JWT seen recently is admitted from the token cache (`token_cache`); route policy is the
+    /// caller's, on every request.
+    pub async fn authenticate(&self, token: &str) -> Result<Arc<Principal>, AuthError> {
+        match &self.token_cache {
+            Some(cache) => cache.admit(token, |i| self.issuers[i].jwks.generation(), || self.verify_jwt(token)).await,
+            None => self.verify_jwt(token).await.map(|(principal, _)| Arc::new(principal)),
+        }
+    }
+
+    /// Full verification; also returns the issuer's key-set generation, read before its keys so
+    /// that a cache entry is never tagged newer than the keys that verified it.
+    async fn verify_jwt(&self, token: &str) -> Result<(Principal, u64), AuthError> {
         let jws = jws::parse(token)?;
         let iss = jws
             .claims
@@ -77,6 +94,7 @@ impl Authenticator {
         let index = *self.by_iss.get(iss).ok_or(AuthError::InvalidToken("unknown issuer"))?;
         let issuer = &self.issuers[index];
         jwt::check_header(&jws.header, &issuer.config)?;
+        let generation = issuer.jwks.generation();
         let keys = match issuer.jwks.keys() {
             Some(keys) if keys.candidates(jws.header.kid.as_deref(), jws.header.alg).next().is_some() => keys,
             // Unknown kid (or no keys yet): one coalesced, rate-limited refetch may find it.
@@ -85,7 +103,8 @@ impl Authenticator {
                 None => return Err(AuthError::Unavailable("signing keys are not available")),
             },
         };
-        jwt::verify(&jws, &keys, &issuer.config, index, issuer.id.clone(), unix_now())
+        let principal = jwt::verify(&jws, &keys, &issuer.config, index, issuer.id.clone(), unix_now())?;
+        Ok((principal, generation))
     }
 }
 

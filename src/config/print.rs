@@ -3,7 +3,7 @@
 
 use super::raw::{
     HeaderMapping, RawAuth, RawClaimRule, RawConfig, RawIdentity, RawIssuer, RawJwks, RawRoute, RawScopeMatch,
-    RawServer, RawTokens, RawUpstream,
+    RawServer, RawTokenCache, RawTokens, RawUpstream,
 };
 use super::{ClaimTest, Config, IdentityValue, KeySource, RouteAuth, ScopeMatch};
 
@@ -50,6 +50,11 @@ fn to_raw(c: &Config) -> RawConfig {
             unknown_kid_cooldown: Some(c.jwks.unknown_kid_cooldown),
             fetch_timeout: Some(c.jwks.fetch_timeout),
             max_response_bytes: Some(c.jwks.max_response_bytes),
+        }),
+        token_cache: Some(RawTokenCache {
+            enabled: Some(c.token_cache.enabled),
+            max_entries: Some(c.token_cache.max_entries),
+            max_bytes: Some(c.token_cache.max_bytes),
         }),
         issuers: Some(
             c.issuers
