@@ -2,9 +2,13 @@
 //! closed sets only (route ids from config, decision reasons, status codes, issuer URLs from
 //! config) — never a subject, client id, path or token.
 
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use http::StatusCode;
 use prometheus::{
-    exponential_buckets, Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    exponential_buckets, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 pub const REQUESTS_TOTAL: &str = "tokengate_requests_total";
@@ -118,6 +122,16 @@ impl Metrics {
         }
     }
 
+    /// Request metrics of one route (`NO_ROUTE` for requests that matched none), resolved once.
+    pub fn route(&self, route: &str) -> RouteMetrics {
+        RouteMetrics {
+            route: route.to_owned(),
+            duration: self.duration.with_label_values(&[route]),
+            requests: self.requests.clone(),
+            slots: (0..DECISIONS.len() * STATUSES.len()).map(|_| OnceLock::new()).collect(),
+        }
+    }
+
     /// Prometheus text exposition format.
     pub fn render(&self) -> (String, Vec<u8>) {
         let encoder = TextEncoder::new();
@@ -130,5 +144,105 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
+    }
+}
+
+/// Decisions with a pre-resolved counter slot: `allowed` and every `Denial::reason`. Any other
+/// decision still counts, through the label lookup.
+const DECISIONS: [&str; 10] = [
+    "allowed",
+    "no_route",
+    "bad_request",
+    "missing_token",
+    "invalid_request",
+    "invalid_token",
+    "insufficient_scope",
+    "auth_unavailable",
+    "upstream_timeout",
+    "upstream_error",
+];
+
+/// Status codes with a slot: the gateway's own and the common upstream ones. Others still count,
+/// through the label lookup.
+const STATUSES: [u16; 24] = [
+    200, 201, 202, 204, 206, 301, 302, 303, 304, 307, 308, 400, 401, 403, 404, 405, 409, 413, 422, 429, 500, 502, 503,
+    504,
+];
+
+/// The request metrics of one route with their label handles resolved: recording a request is
+/// an atomic add and a histogram observation, with no label hashing and no lock on the
+/// `MetricVec`. The duration histogram is resolved at start-up; a (decision, status) counter on
+/// first use (so no zero series are exported for combinations that never happen), then read
+/// lock-free from its `OnceLock`.
+pub struct RouteMetrics {
+    route: String,
+    duration: Histogram,
+    requests: IntCounterVec,
+    /// `DECISIONS.len() × STATUSES.len()`, decision-major.
+    slots: Box<[OnceLock<IntCounter>]>,
+}
+
+impl RouteMetrics {
+    /// Count one request and observe its duration.
+    pub fn record(&self, decision: &str, status: StatusCode, elapsed: Duration) {
+        self.duration.observe(elapsed.as_secs_f64());
+        let decision_slot = DECISIONS.iter().position(|d| *d == decision);
+        let status_slot = STATUSES.iter().position(|s| *s == status.as_u16());
+        match (decision_slot, status_slot) {
+            (Some(d), Some(s)) => self.slots[d * STATUSES.len() + s]
+                .get_or_init(|| self.requests.with_label_values(&[&self.route, DECISIONS[d], status.as_str()]))
+                .inc(),
+            _ => self.requests.with_label_values(&[&self.route, decision, status.as_str()]).inc(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn requests(m: &Metrics, route: &str, decision: &str, status: &str) -> u64 {
+        m.requests.with_label_values(&[route, decision, status]).get()
+    }
+
+    /// Resolved handles count into the same series as the label lookup, slotted or not.
+    #[test]
+    fn route_metrics_count_into_the_labelled_series() {
+        let m = Metrics::new();
+        let r = m.route("api");
+        r.record("allowed", StatusCode::OK, Duration::from_micros(100));
+        r.record("allowed", StatusCode::OK, Duration::from_micros(100));
+        r.record("allowed", StatusCode::IM_A_TEAPOT, Duration::from_micros(100));
+        r.record("insufficient_scope", StatusCode::FORBIDDEN, Duration::from_micros(100));
+        r.record("some_new_reason", StatusCode::FORBIDDEN, Duration::from_micros(100));
+        assert_eq!(requests(&m, "api", "allowed", "200"), 2);
+        assert_eq!(requests(&m, "api", "allowed", "418"), 1);
+        assert_eq!(requests(&m, "api", "insufficient_scope", "403"), 1);
+        assert_eq!(requests(&m, "api", "some_new_reason", "403"), 1);
+        assert_eq!(m.duration.with_label_values(&["api"]).get_sample_count(), 5);
+        let (_, text) = m.render();
+        let text = String::from_utf8(text).unwrap();
+        assert!(!text.contains(r#"decision="no_route",route="api""#), "no zero series for unused slots");
+    }
+
+    /// Every denial reason has a slot.
+    #[test]
+    fn every_denial_reason_has_a_slot() {
+        use crate::auth::AuthError;
+        use crate::respond::{Denial, UpstreamError};
+        let denials = [
+            Denial::NoRoute,
+            Denial::BadRequest("x"),
+            Denial::Auth(AuthError::MissingToken),
+            Denial::Auth(AuthError::InvalidRequest("x")),
+            Denial::Auth(AuthError::InvalidToken("x")),
+            Denial::Auth(AuthError::InsufficientScope("x")),
+            Denial::Auth(AuthError::Unavailable("x")),
+            Denial::Upstream(UpstreamError::Timeout),
+            Denial::Upstream(UpstreamError::Connect),
+        ];
+        for d in denials {
+            assert!(DECISIONS.contains(&d.reason()), "{}", d.reason());
+        }
     }
 }

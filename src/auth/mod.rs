@@ -8,6 +8,9 @@
 //! Locally: parse the JWS, let the `iss` select one configured issuer — an unknown issuer is
 //! refused with no network call — check the header against that issuer's rules, find its key
 //! (one rate-limited JWKS refetch on an unknown `kid`), verify the signature, then the claims.
+//!
+//! A JWT that verified once is admitted again from the verified-token cache (`token_cache`) until
+//! its `exp` or a change of its issuer's key set.
 
 pub mod claims;
 pub mod error;
@@ -18,6 +21,7 @@ pub mod jws;
 pub mod jwt;
 pub mod keyset;
 pub mod policy;
+pub mod token_cache;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,6 +34,7 @@ use crate::config::{Config, Issuer, TokenMode};
 use crate::metrics::Metrics;
 use introspect::Introspector;
 use jwks::JwksCache;
+use token_cache::TokenCache;
 
 /// One configured issuer, its live key set and its introspection client.
 pub struct IssuerState {
@@ -53,6 +58,8 @@ pub struct Authenticator {
     by_iss: HashMap<String, usize>,
     /// Where tokens that name no jwt/auto issuer go: the first issuer with introspection.
     default_introspection: Option<usize>,
+    /// JWTs that verified recently; `None` when disabled.
+    token_cache: Option<TokenCache>,
 }
 
 impl Authenticator {
@@ -79,7 +86,8 @@ impl Authenticator {
             let first = default_introspection.map(|i| issuers[i].config.issuer.as_str());
             tracing::warn!(issuer = first, "several issuers have introspection; opaque tokens go to the first");
         }
-        Authenticator { issuers, by_iss, default_introspection }
+        let token_cache = TokenCache::new(&config.token_cache, &metrics.token_cache_lookups);
+        Authenticator { issuers, by_iss, default_introspection, token_cache }
     }
 
     pub fn issuers(&self) -> &[IssuerState] {
@@ -96,10 +104,15 @@ impl Authenticator {
         self.issuers.iter().all(IssuerState::is_ready)
     }
 
-    pub async fn authenticate(&self, token: &str) -> Result<Principal, AuthError> {
-        match self.introspector_for(token) {
-            Some(introspector) => introspector.introspect(token).await,
-            None => self.validate_jwt(token).await,
+    /// Opaque tokens go to introspection (with its own cache); a JWT seen recently is admitted
+    /// from the verified-token cache. Route policy is the caller's, on every request.
+    pub async fn authenticate(&self, token: &str) -> Result<Arc<Principal>, AuthError> {
+        if let Some(introspector) = self.introspector_for(token) {
+            return introspector.introspect(token).await.map(Arc::new);
+        }
+        match &self.token_cache {
+            Some(cache) => cache.admit(token, |i| self.issuers[i].jwks.generation(), || self.verify_jwt(token)).await,
+            None => self.verify_jwt(token).await.map(|(principal, _)| Arc::new(principal)),
         }
     }
 
@@ -116,7 +129,9 @@ impl Authenticator {
         self.issuers[index].introspector.as_ref()
     }
 
-    async fn validate_jwt(&self, token: &str) -> Result<Principal, AuthError> {
+    /// Full verification; also returns the issuer's key-set generation, read before its keys so
+    /// that a cache entry is never tagged newer than the keys that verified it.
+    async fn verify_jwt(&self, token: &str) -> Result<(Principal, u64), AuthError> {
         let jws = jws::parse(token)?;
         let iss = jws
             .claims
@@ -126,6 +141,7 @@ impl Authenticator {
         let index = *self.by_iss.get(iss).ok_or(AuthError::InvalidToken("unknown issuer"))?;
         let issuer = &self.issuers[index];
         jwt::check_header(&jws.header, &issuer.config)?;
+        let generation = issuer.jwks.generation();
         let keys = match issuer.jwks.keys() {
             Some(keys) if keys.candidates(jws.header.kid.as_deref(), jws.header.alg).next().is_some() => keys,
             // Unknown kid (or no keys yet): one coalesced, rate-limited refetch may find it.
@@ -134,7 +150,8 @@ impl Authenticator {
                 None => return Err(AuthError::Unavailable("signing keys are not available")),
             },
         };
-        jwt::verify(&jws, &keys, &issuer.config, index, issuer.id.clone(), unix_now())
+        let principal = jwt::verify(&jws, &keys, &issuer.config, index, issuer.id.clone(), unix_now())?;
+        Ok((principal, generation))
     }
 }
 

@@ -48,6 +48,7 @@ pub struct Config {
     pub upstream: UpstreamSettings,
     pub tokens: TokenSettings,
     pub jwks: JwksSettings,
+    pub token_cache: TokenCacheSettings,
     /// At least one. A token's `iss` selects among them.
     pub issuers: Vec<Issuer>,
     /// At least one; first match wins; no match → 404.
@@ -121,6 +122,18 @@ pub struct JwksSettings {
     pub fetch_timeout: Duration,
     /// Larger JWKS or discovery documents are refused (default 256 KiB).
     pub max_response_bytes: usize,
+}
+
+/// The verified-token cache (`crate::auth::token_cache`): a JWT that validated once is admitted
+/// again by one lookup until its `exp`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenCacheSettings {
+    /// Default true.
+    pub enabled: bool,
+    /// At most this many tokens are remembered (default 100 000).
+    pub max_entries: usize,
+    /// … and at most about this many bytes of verified claims (default 64 MiB).
+    pub max_bytes: usize,
 }
 
 #[derive(Debug, Clone)]

@@ -3,7 +3,7 @@
 
 use super::raw::{
     HeaderMapping, RawAuth, RawClaimRule, RawClientAuthMethod, RawConfig, RawIdentity, RawIntrospection, RawIssuer,
-    RawJwks, RawMode, RawProtectedResource, RawRoute, RawScopeMatch, RawServer, RawTokens, RawUpstream,
+    RawJwks, RawMode, RawProtectedResource, RawRoute, RawScopeMatch, RawServer, RawTokenCache, RawTokens, RawUpstream,
 };
 use super::{
     ClaimTest, ClientAuthMethod, Config, IdentityValue, Introspection, Issuer, KeySource, RouteAuth, ScopeMatch,
@@ -53,6 +53,11 @@ fn to_raw(c: &Config) -> RawConfig {
             unknown_kid_cooldown: Some(c.jwks.unknown_kid_cooldown),
             fetch_timeout: Some(c.jwks.fetch_timeout),
             max_response_bytes: Some(c.jwks.max_response_bytes),
+        }),
+        token_cache: Some(RawTokenCache {
+            enabled: Some(c.token_cache.enabled),
+            max_entries: Some(c.token_cache.max_entries),
+            max_bytes: Some(c.token_cache.max_bytes),
         }),
         issuers: Some(c.issuers.iter().map(issuer).collect()),
         routes: Some(c.routes.iter().map(route).collect()),

@@ -29,6 +29,8 @@ pub struct RawConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jwks: Option<RawJwks>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_cache: Option<RawTokenCache>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub issuers: Option<Vec<RawIssuer>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub routes: Option<Vec<RawRoute>>,
@@ -105,6 +107,17 @@ pub struct RawJwks {
     pub fetch_timeout: Option<Duration>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_response_bytes: Option<usize>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawTokenCache {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_entries: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<usize>,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]

@@ -16,8 +16,9 @@ use super::env::{self, Provenance};
 use super::raw::{self, RawAuth, RawClientAuthMethod, RawConfig, RawMode, RawScopeMatch};
 use super::{
     ClaimRule, ClaimTest, ClientAuthMethod, Config, Identity, IdentityHeader, IdentityValue, Introspection, Issuer,
-    JwksSettings, KeySource, Policy, Route, RouteAuth, ScopeMatch, Secret, ServerSettings, TokenMode, TokenSettings,
-    UpstreamSettings, DEFAULT_ADMIN_LISTEN, DEFAULT_ALGORITHMS, DEFAULT_LEEWAY, DEFAULT_LISTEN, DEFAULT_REALM,
+    JwksSettings, KeySource, Policy, Route, RouteAuth, ScopeMatch, Secret, ServerSettings, TokenCacheSettings,
+    TokenMode, TokenSettings, UpstreamSettings, DEFAULT_ADMIN_LISTEN, DEFAULT_ALGORITHMS, DEFAULT_LEEWAY,
+    DEFAULT_LISTEN, DEFAULT_REALM,
 };
 
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -36,6 +37,8 @@ pub const DEFAULT_DEFAULT_REFRESH: Duration = Duration::from_secs(300);
 pub const DEFAULT_UNKNOWN_KID_COOLDOWN: Duration = Duration::from_secs(30);
 pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 256 * 1024;
+pub const DEFAULT_TOKEN_CACHE_MAX_ENTRIES: usize = 100_000;
+pub const DEFAULT_TOKEN_CACHE_MAX_BYTES: usize = 64 * 1024 * 1024;
 pub const MAX_LEEWAY: Duration = Duration::from_secs(300);
 /// RFC 7518 §3.2: an HMAC key at least as long as the hash output (256 bits for HS256).
 pub const MIN_HMAC_SECRET_BYTES: usize = 32;
@@ -251,6 +254,7 @@ fn validate(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Config, ConfigError> {
     let upstream = upstream(ctx, raw.upstream.unwrap_or_default())?;
     let tokens = tokens(ctx, raw.tokens.unwrap_or_default())?;
     let jwks = jwks(ctx, raw.jwks.unwrap_or_default())?;
+    let token_cache = token_cache(ctx, raw.token_cache.unwrap_or_default())?;
     let issuers = issuers(ctx, raw.issuers.unwrap_or_default())?;
     let routes = routes(ctx, raw.routes)?;
     let identity = identity(ctx, raw.identity.unwrap_or_default())?;
@@ -266,6 +270,7 @@ fn validate(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Config, ConfigError> {
         upstream,
         tokens,
         jwks,
+        token_cache,
         issuers,
         routes,
         identity,
@@ -406,6 +411,18 @@ fn jwks(ctx: &Ctx<'_>, raw: raw::RawJwks) -> Result<JwksSettings, ConfigError> {
             "jwks.max_response_bytes",
             raw.max_response_bytes.unwrap_or(DEFAULT_MAX_RESPONSE_BYTES),
         )?,
+    })
+}
+
+fn token_cache(ctx: &Ctx<'_>, raw: raw::RawTokenCache) -> Result<TokenCacheSettings, ConfigError> {
+    Ok(TokenCacheSettings {
+        enabled: raw.enabled.unwrap_or(true),
+        max_entries: nonzero(
+            ctx,
+            "token_cache.max_entries",
+            raw.max_entries.unwrap_or(DEFAULT_TOKEN_CACHE_MAX_ENTRIES),
+        )?,
+        max_bytes: nonzero(ctx, "token_cache.max_bytes", raw.max_bytes.unwrap_or(DEFAULT_TOKEN_CACHE_MAX_BYTES))?,
     })
 }
 
@@ -988,6 +1005,7 @@ mod tests {
         assert_eq!(c.jwks.unknown_kid_cooldown, Duration::from_secs(30));
         assert_eq!(c.jwks.fetch_timeout, Duration::from_secs(5));
         assert_eq!(c.jwks.max_response_bytes, 262144);
+        assert_eq!(c.token_cache, TokenCacheSettings { enabled: true, max_entries: 100_000, max_bytes: 67_108_864 });
 
         assert_eq!(c.issuers.len(), 4);
         let a = &c.issuers[0];
@@ -1316,6 +1334,17 @@ mod tests {
         assert_invalid("jwks: { min_refresh: 2h }\n", "jwks.min_refresh", "max_refresh");
         assert_invalid("jwks: { default_refresh: 2h }\n", "jwks.default_refresh", "between");
         assert_invalid("jwks: { default_refresh: 10s }\n", "jwks.default_refresh", "between");
+    }
+
+    /// The token cache is on by default; its bounds must be positive; it can be turned off.
+    #[test]
+    fn token_cache_settings() {
+        assert_invalid("token_cache: { max_entries: 0 }\n", "token_cache.max_entries", "greater than zero");
+        assert_invalid("token_cache: { max_bytes: 0 }\n", "token_cache.max_bytes", "greater than zero");
+        let err = load_text(&format!("{BASE}token_cache: {{ size: 1 }}\n"), HashMap::new()).unwrap_err();
+        assert_eq!(err.field(), Some("token_cache.size"), "{err}");
+        let c = load_ok(&format!("{BASE}token_cache: {{ enabled: false, max_entries: 10 }}\n"));
+        assert_eq!(c.token_cache, TokenCacheSettings { enabled: false, max_entries: 10, max_bytes: 64 << 20 });
     }
 
     /// At least one issuer.

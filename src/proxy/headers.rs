@@ -5,9 +5,13 @@
 //! gateway may set — in any `-`/`_` spelling — is removed from the client's request on every
 //! route, and only then are the gateway's own identity headers added.
 
+use std::borrow::Cow;
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use http::header::{AUTHORIZATION, CONNECTION, HOST};
+use http::header::{
+    AUTHORIZATION, CONNECTION, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
@@ -15,16 +19,16 @@ use crate::auth::{AuthError, Principal};
 use crate::config::{Identity, IdentityValue};
 
 /// RFC 9110 §7.6.1 connection-specific fields, plus the de-facto ones proxies also drop.
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-authenticate",
-    "proxy-authorization",
+const HOP_BY_HOP: [HeaderName; 9] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    TE,
+    TRAILER,
+    TRANSFER_ENCODING,
+    UPGRADE,
+    PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION,
 ];
 
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -34,6 +38,11 @@ pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-h
 /// Remove the fields named in `Connection` and the fixed hop-by-hop set (RFC 9110 §7.6.1:
 /// a proxy MUST remove them before forwarding).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // One pass over the names: most requests and responses carry none of them, and a field
+    // named in `Connection` can only be present if `Connection` is.
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
     let listed: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
@@ -44,7 +53,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in listed {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
 }
@@ -89,6 +98,12 @@ pub fn add_forwarded(headers: &mut HeaderMap, client_ip: &str, proto: &str, host
 }
 
 fn append_list(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
+    if !headers.contains_key(name) {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            headers.insert(name.clone(), v);
+        }
+        return;
+    }
     let mut joined = Vec::new();
     for existing in headers.get_all(name) {
         joined.extend_from_slice(existing.as_bytes());
@@ -104,11 +119,15 @@ fn append_list(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
 /// value (CR, LF, other control characters) rejects the request rather than being copied.
 pub fn set_identity(headers: &mut HeaderMap, principal: &Principal, identity: &Identity) -> Result<(), AuthError> {
     for h in &identity.headers {
-        let value = match &h.value {
-            IdentityValue::Subject => principal.subject.clone(),
-            IdentityValue::Scopes => Some(principal.scopes.join(" ")),
-            IdentityValue::ClientId => principal.client_id.clone(),
-            IdentityValue::Issuer => Some(principal.issuer_id.to_string()),
+        // Borrowed where the principal already holds the text: no copy before the header value.
+        let value: Option<Cow<'_, str>> = match &h.value {
+            IdentityValue::Subject => principal.subject.as_deref().map(Cow::Borrowed),
+            IdentityValue::Scopes => Some(match principal.scopes.as_slice() {
+                [one] => Cow::Borrowed(one.as_str()),
+                many => Cow::Owned(many.join(" ")),
+            }),
+            IdentityValue::ClientId => principal.client_id.as_deref().map(Cow::Borrowed),
+            IdentityValue::Issuer => Some(Cow::Borrowed(&principal.issuer_id)),
             IdentityValue::Claim(name) => principal.claims.get(name).map(claim_text),
         };
         if let Some(value) = value {
@@ -129,10 +148,19 @@ pub fn set_identity(headers: &mut HeaderMap, principal: &Principal, identity: &I
 }
 
 /// Strings as they are; anything else as JSON text.
-fn claim_text(value: &Value) -> String {
+fn claim_text(value: &Value) -> Cow<'_, str> {
     match value {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+        Value::String(s) => Cow::Borrowed(s),
+        other => Cow::Owned(other.to_string()),
+    }
+}
+
+/// `requested_host` as a header value: a cheap (reference-counted) clone of `Host` when it is
+/// there, so the request path keeps it without copying the text.
+pub fn requested_host_value(headers: &HeaderMap, uri: &http::Uri) -> Option<HeaderValue> {
+    match headers.get(HOST) {
+        Some(v) if v.to_str().is_ok() => Some(v.clone()),
+        _ => uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
     }
 }
 

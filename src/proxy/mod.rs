@@ -21,7 +21,7 @@ use hyper::body::Incoming;
 
 use crate::auth::{extract, policy, AuthError, Authenticator};
 use crate::config::{Config, RouteAuth};
-use crate::metrics::{Metrics, NO_ROUTE};
+use crate::metrics::{Metrics, RouteMetrics, NO_ROUTE};
 use crate::respond::{respond, Challenge, Denial};
 use forward::{Forwarder, UpstreamBody};
 use headers::IdentityNames;
@@ -41,6 +41,10 @@ pub struct State {
     pub forwarder: Forwarder,
     pub identity_names: IdentityNames,
     pub metrics: Metrics,
+    /// Request metrics per route, in route-table order, label handles resolved at start-up.
+    pub route_metrics: Vec<RouteMetrics>,
+    /// Request metrics of requests that matched no route.
+    pub no_route_metrics: RouteMetrics,
     /// `realm` pre-quoted for the challenge.
     pub realm: String,
     /// RFC 9728 metadata document, pre-rendered, with the path it is served at.
@@ -73,8 +77,8 @@ async fn handle(state: &State, remote: SocketAddr, req: Request<Incoming>) -> Re
         }
     }
     let started = Instant::now();
-    let (route_id, decision, response) = match decide_and_forward(state, remote, req).await {
-        Ok((route, response)) => (route.route.id.as_str(), "allowed", response),
+    let (route, decision, response) = match decide_and_forward(state, remote, req).await {
+        Ok((route, response)) => (Some(route), "allowed", response),
         Err((route, denial)) => {
             let challenge = Challenge {
                 realm: &state.realm,
@@ -83,12 +87,11 @@ async fn handle(state: &State, remote: SocketAddr, req: Request<Incoming>) -> Re
             };
             let id = route.map_or(NO_ROUTE, |r| r.route.id.as_str());
             tracing::debug!(route = id, reason = denial.reason(), "request denied");
-            (id, denial.reason(), respond(denial, &challenge).map(Either::Right))
+            (route, denial.reason(), respond(denial, &challenge).map(Either::Right))
         }
     };
-    let m = &state.metrics;
-    m.requests.with_label_values(&[route_id, decision, response.status().as_str()]).inc();
-    m.duration.with_label_values(&[route_id]).observe(started.elapsed().as_secs_f64());
+    let metrics = route.map_or(&state.no_route_metrics, |r| &state.route_metrics[r.index]);
+    metrics.record(decision, response.status(), started.elapsed());
     response
 }
 
@@ -103,8 +106,9 @@ async fn decide_and_forward(
     if route::has_dot_segment(parts.uri.path()) {
         return Err((None, Denial::BadRequest("path contains dot-segments or encoded separators")));
     }
-    let host = headers::requested_host(&parts.headers, &parts.uri).map(str::to_owned);
-    let route = state.routes.find(host.as_deref(), parts.uri.path(), &parts.method).ok_or((None, Denial::NoRoute))?;
+    let host = headers::requested_host_value(&parts.headers, &parts.uri);
+    let host_text = host.as_ref().and_then(|h| h.to_str().ok());
+    let route = state.routes.find(host_text, parts.uri.path(), &parts.method).ok_or((None, Denial::NoRoute))?;
     let deny = |d: Denial| (Some(route), d);
 
     headers::strip_hop_by_hop(&mut parts.headers);
@@ -136,10 +140,10 @@ async fn decide_and_forward(
             .map_err(|e| deny(Denial::Auth(e)))?;
     }
 
-    headers::add_forwarded(&mut parts.headers, &remote.ip().to_string(), "http", host.as_deref());
+    headers::add_forwarded(&mut parts.headers, &remote.ip().to_string(), "http", host_text);
     if !parts.headers.contains_key(HOST) {
         // HTTP/2 carries the host in :authority; the HTTP/1.1 upstream needs a Host header.
-        if let Some(v) = host.as_deref().and_then(|h| HeaderValue::from_str(h).ok()) {
+        if let Some(v) = host {
             parts.headers.insert(HOST, v);
         }
     }
@@ -190,8 +194,11 @@ fn is_form(headers: &http::HeaderMap) -> bool {
 
 /// Build the shared state from a validated config.
 pub fn state(config: Config, metrics: Metrics, http: &reqwest::Client) -> State {
+    let routes = RouteTable::new(&config.routes);
     State {
-        routes: RouteTable::new(&config.routes),
+        route_metrics: routes.routes().map(|r| metrics.route(&r.route.id)).collect(),
+        no_route_metrics: metrics.route(NO_ROUTE),
+        routes,
         auth: Authenticator::new(&config, http, &metrics),
         forwarder: Forwarder::new(&config.upstream),
         identity_names: IdentityNames::new(&config.identity),

@@ -11,6 +11,8 @@ use crate::config::{Route, RouteAuth};
 /// A route prepared for matching, plus what the response path needs pre-built.
 #[derive(Debug)]
 pub struct CompiledRoute {
+    /// Position in the table (and in `proxy::State::route_metrics`).
+    pub index: usize,
     pub route: Route,
     /// The `scope` attribute of an `insufficient_scope` challenge, pre-quoted.
     pub challenge_scope: Option<String>,
@@ -25,12 +27,13 @@ impl RouteTable {
     pub fn new(routes: &[Route]) -> RouteTable {
         let routes = routes
             .iter()
-            .map(|route| {
+            .enumerate()
+            .map(|(index, route)| {
                 let challenge_scope = match &route.auth {
                     RouteAuth::Required(p) if !p.scopes.is_empty() => Some(crate::respond::quote(&p.scopes.join(" "))),
                     _ => None,
                 };
-                CompiledRoute { route: route.clone(), challenge_scope }
+                CompiledRoute { index, route: route.clone(), challenge_scope }
             })
             .collect();
         RouteTable { routes }

@@ -180,6 +180,7 @@ pub fn config(upstream: &str, issuers: Vec<Issuer>, routes: Vec<Route>) -> Confi
             fetch_timeout: Duration::from_secs(2),
             max_response_bytes: 256 * 1024,
         },
+        token_cache: TokenCacheSettings { enabled: true, max_entries: 10_000, max_bytes: 16 * 1024 * 1024 },
         issuers,
         routes,
         identity: Identity {

@@ -1,0 +1,423 @@
+//! Verified-token cache: a JWT that validated once is admitted again by one lookup until it
+//! expires, so the signature check (17–140 µs) is paid once per token, not once per request.
+//!
+//! Rules, each of which keeps the cache from admitting anything a full verification would refuse:
+//! - The key is the SHA-256 of the whole token (`aws_lc_rs::digest`): a collision would be an
+//!   authentication bypass, so no fast hash; and the raw token is never stored.
+//! - An entry lives until the token's `exp` and never beyond it: no leeway after `exp`, and every
+//!   hit re-checks the wall clock. A token verified inside the leeway window past `exp`, or before
+//!   its `nbf`, is not cached at all. `MAX_TTL` caps every entry.
+//! - Each entry remembers the key-set generation (`JwksCache::generation`) of its issuer at the
+//!   time it was verified; once the issuer's key set changes the entry is a miss and is dropped,
+//!   so a key removed from the JWKS stops admitting its tokens at once.
+//! - Only successes are cached. Route policy is not part of the entry: it is evaluated on every
+//!   request (`proxy`), so a cached token never passes a route it does not satisfy.
+//!
+//! The cache is bounded by entry count and by bytes with one moka weight: each entry weighs its
+//! approximate size, but at least `max_bytes / max_entries`, and the capacity is `max_bytes`.
+
+use std::future::Future;
+use std::mem::size_of;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aws_lc_rs::digest;
+use moka::future::Cache;
+use moka::Expiry;
+use prometheus::{IntCounter, IntCounterVec};
+use serde_json::{Map, Value};
+
+use super::{AuthError, Principal};
+use crate::config::TokenCacheSettings;
+
+/// No entry outlives this, whatever the token's `exp` says.
+pub const MAX_TTL: Duration = Duration::from_secs(3600);
+
+/// The cache key: SHA-256 of the complete token.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TokenDigest([u8; 32]);
+
+impl TokenDigest {
+    pub fn of(token: &str) -> TokenDigest {
+        let d = digest::digest(&digest::SHA256, token.as_bytes());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(d.as_ref());
+        TokenDigest(out)
+    }
+}
+
+impl std::fmt::Debug for TokenDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenDigest(..)")
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Entry {
+    principal: Arc<Principal>,
+    /// Key-set generation of `principal.issuer` when the token was verified.
+    generation: u64,
+    /// `exp`, as time since the epoch.
+    expires_at: Duration,
+    /// Lifetime from insertion: until `exp`, at most `MAX_TTL`.
+    ttl: Duration,
+    weight: u32,
+}
+
+struct UntilExp;
+
+impl Expiry<TokenDigest, Entry> for UntilExp {
+    fn expire_after_create(&self, _: &TokenDigest, entry: &Entry, _: Instant) -> Option<Duration> {
+        Some(entry.ttl)
+    }
+
+    fn expire_after_update(&self, _: &TokenDigest, entry: &Entry, _: Instant, _: Option<Duration>) -> Option<Duration> {
+        Some(entry.ttl)
+    }
+}
+
+/// Tokens that verified recently, with hit and miss counters.
+pub struct TokenCache {
+    cache: Cache<TokenDigest, Entry>,
+    /// Every entry weighs at least this much, so `max_bytes` of weight is also `max_entries`.
+    min_weight: u32,
+    hits: IntCounter,
+    misses: IntCounter,
+}
+
+impl TokenCache {
+    /// `None` when the cache is disabled. `lookups` is `tokengate_token_cache_lookups_total`.
+    pub fn new(settings: &TokenCacheSettings, lookups: &IntCounterVec) -> Option<TokenCache> {
+        if !settings.enabled {
+            return None;
+        }
+        let max_bytes = settings.max_bytes.max(1) as u64;
+        let min_weight = max_bytes.div_ceil(settings.max_entries.max(1) as u64);
+        let cache = Cache::builder()
+            .max_capacity(max_bytes)
+            .weigher(|_: &TokenDigest, e: &Entry| e.weight)
+            .expire_after(UntilExp)
+            .build();
+        Some(TokenCache {
+            cache,
+            min_weight: u32::try_from(min_weight).unwrap_or(u32::MAX),
+            hits: lookups.with_label_values(&["jwt", "hit"]),
+            misses: lookups.with_label_values(&["jwt", "miss"]),
+        })
+    }
+
+    /// The principal for `token`: from the cache when it holds a live entry for it, else from
+    /// `verify` (which returns the principal and the key-set generation it was verified under),
+    /// remembered when cacheable. `generation(issuer)` is that issuer's current generation.
+    pub async fn admit<Fut>(
+        &self,
+        token: &str,
+        generation: impl Fn(usize) -> u64,
+        verify: impl FnOnce() -> Fut,
+    ) -> Result<Arc<Principal>, AuthError>
+    where
+        Fut: Future<Output = Result<(Principal, u64), AuthError>>,
+    {
+        let key = TokenDigest::of(token);
+        if let Some(principal) = self.get(&key, since_epoch(), generation).await {
+            return Ok(principal);
+        }
+        let (principal, verified_under) = verify().await?;
+        let principal = Arc::new(principal);
+        // The clock is read again: verification may have waited for a JWKS fetch.
+        self.insert(key, principal.clone(), verified_under, since_epoch()).await;
+        Ok(principal)
+    }
+
+    /// A live entry, or `None` (counted as a miss). An entry from an older key set is dropped.
+    pub async fn get(
+        &self,
+        key: &TokenDigest,
+        now: Duration,
+        generation: impl Fn(usize) -> u64,
+    ) -> Option<Arc<Principal>> {
+        match self.cache.get(key).await {
+            Some(e) if now < e.expires_at && generation(e.principal.issuer) == e.generation => {
+                self.hits.inc();
+                Some(e.principal)
+            }
+            Some(_) => {
+                self.cache.invalidate(key).await;
+                self.misses.inc();
+                None
+            }
+            None => {
+                self.misses.inc();
+                None
+            }
+        }
+    }
+
+    /// Remember a verified principal, unless it is already expired or not yet valid at `now`.
+    pub async fn insert(&self, key: TokenDigest, principal: Arc<Principal>, generation: u64, now: Duration) {
+        let expires_at = Duration::from_secs(principal.expires_at);
+        if expires_at <= now || not_yet_valid(&principal.claims, now) {
+            return;
+        }
+        let ttl = (expires_at - now).min(MAX_TTL);
+        let weight = u32::try_from(approx_bytes(&principal)).unwrap_or(u32::MAX).max(self.min_weight);
+        self.cache.insert(key, Entry { principal, generation, expires_at, ttl, weight }).await;
+    }
+
+    /// Entries currently held (exact after `run_pending_tasks`).
+    pub fn entry_count(&self) -> u64 {
+        self.cache.entry_count()
+    }
+
+    /// Total weight (approximate bytes) currently held (exact after `run_pending_tasks`).
+    pub fn weighted_size(&self) -> u64 {
+        self.cache.weighted_size()
+    }
+
+    /// Apply pending evictions and expirations now (tests; moka otherwise does it on writes).
+    pub async fn run_pending_tasks(&self) {
+        self.cache.run_pending_tasks().await;
+    }
+}
+
+/// Wall-clock time since the Unix epoch.
+pub fn since_epoch() -> Duration {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
+}
+
+/// `nbf` still in the future (the verifier may have admitted it within its leeway).
+fn not_yet_valid(claims: &Map<String, Value>, now: Duration) -> bool {
+    claims.get("nbf").and_then(Value::as_f64).is_some_and(|nbf| nbf > now.as_secs_f64())
+}
+
+const STRING: usize = size_of::<String>();
+/// Rough per-member cost of a `serde_json::Map` node beyond the key and value themselves.
+const MAP_NODE: usize = 16;
+/// Rough per-entry bookkeeping inside moka (hash table slot, deques, timer wheel).
+const CACHE_OVERHEAD: usize = 160;
+
+/// Approximate bytes one entry holds: the principal's own data, not the token (never stored).
+fn approx_bytes(p: &Principal) -> usize {
+    let strings = |v: &[String]| v.iter().map(|s| STRING + s.len()).sum::<usize>();
+    size_of::<Principal>()
+        + size_of::<Entry>()
+        + size_of::<TokenDigest>()
+        + CACHE_OVERHEAD
+        + p.subject.as_ref().map_or(0, String::len)
+        + p.client_id.as_ref().map_or(0, String::len)
+        + strings(&p.audiences)
+        + strings(&p.scopes)
+        + map_bytes(&p.claims)
+}
+
+fn map_bytes(map: &Map<String, Value>) -> usize {
+    map.iter().map(|(k, v)| MAP_NODE + STRING + k.len() + size_of::<Value>() + value_bytes(v)).sum()
+}
+
+fn value_bytes(v: &Value) -> usize {
+    match v {
+        Value::String(s) => s.len(),
+        Value::Array(items) => items.iter().map(|i| size_of::<Value>() + value_bytes(i)).sum(),
+        Value::Object(map) => map_bytes(map),
+        Value::Null | Value::Bool(_) | Value::Number(_) => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use serde_json::json;
+
+    use super::*;
+
+    const NOW: u64 = 1_700_000_000;
+    const TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLXNlZ21lbnQ";
+
+    fn settings(max_entries: usize, max_bytes: usize) -> TokenCacheSettings {
+        TokenCacheSettings { enabled: true, max_entries, max_bytes }
+    }
+
+    fn cache_with(s: &TokenCacheSettings) -> (TokenCache, IntCounterVec) {
+        let lookups = IntCounterVec::new(prometheus::Opts::new("lookups", "test"), &["cache", "result"]).unwrap();
+        (TokenCache::new(s, &lookups).unwrap(), lookups)
+    }
+
+    fn cache() -> TokenCache {
+        cache_with(&settings(1000, 1 << 20)).0
+    }
+
+    fn principal(claims: Value) -> Principal {
+        let Value::Object(map) = claims else { unreachable!() };
+        Principal::from_claims(0, Arc::from("https://idp"), map, None)
+    }
+
+    fn at(secs: u64) -> Duration {
+        Duration::from_secs(secs)
+    }
+
+    fn same_generation(_: usize) -> u64 {
+        1
+    }
+
+    /// Admits through `verify` (counted) with a principal expiring in an hour.
+    async fn admit_counting(c: &TokenCache, token: &str, calls: &AtomicUsize, claims: Value) -> Arc<Principal> {
+        c.admit(token, same_generation, || async {
+            calls.fetch_add(1, Ordering::Relaxed);
+            Ok((principal(claims), 1))
+        })
+        .await
+        .unwrap()
+    }
+
+    fn live_claims() -> Value {
+        json!({"sub": "alice", "scope": "read", "exp": since_epoch().as_secs() + 3600})
+    }
+
+    /// A token that verified once is admitted again without verification, and counted as a hit.
+    #[tokio::test]
+    async fn hit_after_first_validation() {
+        let (c, lookups) = cache_with(&settings(1000, 1 << 20));
+        let calls = AtomicUsize::new(0);
+        let first = admit_counting(&c, TOKEN, &calls, live_claims()).await;
+        let second = admit_counting(&c, TOKEN, &calls, live_claims()).await;
+        assert_eq!(calls.load(Ordering::Relaxed), 1);
+        assert!(Arc::ptr_eq(&first, &second));
+        assert_eq!(lookups.with_label_values(&["jwt", "hit"]).get(), 1);
+        assert_eq!(lookups.with_label_values(&["jwt", "miss"]).get(), 1);
+        // Another token is a miss and is verified.
+        admit_counting(&c, &format!("{TOKEN}x"), &calls, live_claims()).await;
+        assert_eq!(calls.load(Ordering::Relaxed), 2);
+    }
+
+    /// Failures are not cached: the next request verifies again.
+    #[tokio::test]
+    async fn errors_are_not_cached() {
+        let c = cache();
+        let calls = AtomicUsize::new(0);
+        for _ in 0..2 {
+            let r = c
+                .admit(TOKEN, same_generation, || async {
+                    calls.fetch_add(1, Ordering::Relaxed);
+                    Err(AuthError::InvalidToken("signature verification failed"))
+                })
+                .await;
+            assert!(r.is_err());
+        }
+        assert_eq!(calls.load(Ordering::Relaxed), 2);
+    }
+
+    /// An entry is a hit up to the second before `exp` and a miss from `exp` on: no leeway.
+    #[tokio::test]
+    async fn expires_at_exp() {
+        let c = cache();
+        let key = TokenDigest::of(TOKEN);
+        let p = Arc::new(principal(json!({"exp": NOW + 10})));
+        c.insert(key, p, 1, at(NOW)).await;
+        assert!(c.get(&key, at(NOW + 9), same_generation).await.is_some());
+        assert!(c.get(&key, Duration::from_millis((NOW + 9) * 1000 + 999), same_generation).await.is_some());
+        assert!(c.get(&key, at(NOW + 10), same_generation).await.is_none());
+        assert!(c.get(&key, at(NOW + 9), same_generation).await.is_none(), "a stale entry is dropped");
+    }
+
+    /// moka's own expiry is the time left until `exp` (capped by MAX_TTL), so the entry goes
+    /// away on time even if it is never read.
+    #[tokio::test]
+    async fn moka_expiry_is_time_to_exp() {
+        let c = cache();
+        let key = TokenDigest::of(TOKEN);
+        let now = since_epoch();
+        let exp = now.as_secs() + 1;
+        c.insert(key, Arc::new(principal(json!({"exp": exp}))), 1, now).await;
+        let entry = c.cache.get(&key).await.unwrap();
+        assert_eq!(entry.ttl, at(exp) - now);
+        assert!(entry.ttl <= at(1));
+        tokio::time::sleep(entry.ttl + Duration::from_millis(50)).await;
+        // The wall-clock check alone would still pass at `now`: moka has expired the entry.
+        assert!(c.get(&key, now, same_generation).await.is_none());
+        let far = Arc::new(principal(json!({"exp": 1e300})));
+        c.insert(key, far, 1, now).await;
+        assert_eq!(c.cache.get(&key).await.unwrap().ttl, MAX_TTL);
+    }
+
+    /// Tokens already past `exp` (admitted within the leeway) are not cached.
+    #[tokio::test]
+    async fn expired_token_not_cached() {
+        let c = cache();
+        let key = TokenDigest::of(TOKEN);
+        c.insert(key, Arc::new(principal(json!({"exp": NOW}))), 1, at(NOW)).await;
+        c.insert(key, Arc::new(principal(json!({"exp": NOW - 5}))), 1, at(NOW)).await;
+        c.run_pending_tasks().await;
+        assert_eq!(c.entry_count(), 0);
+    }
+
+    /// A token whose `nbf` is still ahead (admitted within the leeway) is not cached.
+    #[tokio::test]
+    async fn nbf_not_cached() {
+        let c = cache();
+        let key = TokenDigest::of(TOKEN);
+        c.insert(key, Arc::new(principal(json!({"exp": NOW + 60, "nbf": NOW + 5}))), 1, at(NOW)).await;
+        c.insert(key, Arc::new(principal(json!({"exp": NOW + 60, "nbf": NOW as f64 + 0.5}))), 1, at(NOW)).await;
+        c.run_pending_tasks().await;
+        assert_eq!(c.entry_count(), 0);
+        assert!(c.get(&key, at(NOW), same_generation).await.is_none());
+        c.insert(key, Arc::new(principal(json!({"exp": NOW + 60, "nbf": NOW}))), 1, at(NOW)).await;
+        assert!(c.get(&key, at(NOW), same_generation).await.is_some(), "nbf reached: cacheable");
+    }
+
+    /// A change of the issuer's key-set generation turns the entry into a miss and drops it.
+    #[tokio::test]
+    async fn generation_change_is_a_miss() {
+        let c = cache();
+        let key = TokenDigest::of(TOKEN);
+        c.insert(key, Arc::new(principal(json!({"exp": NOW + 60}))), 7, at(NOW)).await;
+        assert!(c.get(&key, at(NOW), |_| 7).await.is_some());
+        assert!(c.get(&key, at(NOW), |_| 8).await.is_none());
+        assert!(c.get(&key, at(NOW), |_| 7).await.is_none(), "the stale entry was removed");
+    }
+
+    /// The entry count bound holds whatever the byte budget.
+    #[tokio::test]
+    async fn entry_count_bound() {
+        let (c, _) = cache_with(&settings(10, 1 << 30));
+        for i in 0..200 {
+            let p = Arc::new(principal(json!({"sub": format!("user-{i}"), "exp": NOW + 60})));
+            c.insert(TokenDigest::of(&format!("token-{i}")), p, 1, at(NOW)).await;
+        }
+        c.run_pending_tasks().await;
+        assert!(c.entry_count() <= 10, "{}", c.entry_count());
+        assert!(c.entry_count() > 0);
+    }
+
+    /// The byte bound holds: big principals weigh more and fewer of them fit.
+    #[tokio::test]
+    async fn byte_bound() {
+        let max_bytes = 64 * 1024;
+        let (c, _) = cache_with(&settings(1_000_000, max_bytes));
+        let big = "x".repeat(8 * 1024);
+        for i in 0..100 {
+            let p = Arc::new(principal(json!({"sub": format!("user-{i}"), "blob": big, "exp": NOW + 60})));
+            assert!(approx_bytes(&p) > 8 * 1024);
+            c.insert(TokenDigest::of(&format!("token-{i}")), p, 1, at(NOW)).await;
+        }
+        c.run_pending_tasks().await;
+        assert!(c.weighted_size() <= max_bytes as u64, "{}", c.weighted_size());
+        assert!(c.entry_count() < 8, "{}", c.entry_count());
+    }
+
+    /// The key is the token's SHA-256; the token itself is stored nowhere in the cache.
+    #[tokio::test]
+    async fn keyed_by_digest_only() {
+        let c = cache();
+        let calls = AtomicUsize::new(0);
+        admit_counting(&c, TOKEN, &calls, live_claims()).await;
+        let entries: Vec<_> = c.cache.iter().collect();
+        assert_eq!(entries.len(), 1);
+        let expected = digest::digest(&digest::SHA256, TOKEN.as_bytes());
+        assert_eq!(entries[0].0 .0, expected.as_ref());
+        let signature = TOKEN.rsplit('.').next().unwrap();
+        let dump = format!("{:?}", entries[0].1);
+        assert!(!dump.contains(signature) && !dump.contains(TOKEN), "{dump}");
+        assert_eq!(format!("{:?}", entries[0].0), "TokenDigest(..)");
+    }
+}

@@ -1,0 +1,164 @@
+//! The verified-token cache end to end: the real gateway, a real upstream and the dev issuer.
+//! A cached token must never be admitted where a full verification would refuse it.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::Algorithm;
+use serde_json::{json, Value};
+use support::*;
+use tokengate::config::Config;
+use tokengate::dev_issuer::{DevIssuer, SigningKey};
+
+struct Env {
+    idp: DevIssuer,
+    up: Upstream,
+    gw: tokengate::app::Running,
+}
+
+impl Env {
+    async fn with(tweak: impl FnOnce(&mut Config)) -> Env {
+        let key = Arc::new(SigningKey::rsa("k1", Algorithm::RS256));
+        let idp = DevIssuer::start("127.0.0.1:0".parse().unwrap(), vec![key]).await.unwrap();
+        let up = Upstream::start().await;
+        let mut cfg = config(
+            &up.url(),
+            vec![issuer(idp.issuer(), &idp.jwks_uri(), &["api"])],
+            vec![
+                required_route("read", "/read", &["read"]),
+                required_route("write", "/write", &["write"]),
+                required_route("any", "/", &[]),
+            ],
+        );
+        cfg.jwks.unknown_kid_cooldown = Duration::from_millis(1);
+        tweak(&mut cfg);
+        let gw = gateway(cfg).await;
+        wait_ready(&gw).await;
+        Env { idp, up, gw }
+    }
+
+    async fn get(&self, path: &str, token: &str) -> reqwest::Response {
+        let url = format!("http://{}{path}", self.gw.addr);
+        client(false).get(url).bearer_auth(token).send().await.unwrap()
+    }
+
+    fn claims(&self, scope: &str) -> Value {
+        json!({"iss": self.idp.issuer(), "sub": "alice", "aud": "api", "scope": scope})
+    }
+
+    fn signed(&self, key: &SigningKey, claims: Value) -> String {
+        let now = now();
+        let mut claims = claims;
+        claims.as_object_mut().unwrap().entry("exp").or_insert(json!(now + 600));
+        key.sign_raw(&json!({"alg": "RS256", "kid": key.kid, "typ": "at+jwt"}), &claims)
+    }
+
+    /// `tokengate_token_cache_lookups_total{cache="jwt",result=…}`, 0 when absent.
+    async fn lookups(&self, result: &str) -> u64 {
+        let url = format!("http://{}/metrics", self.gw.admin_addr);
+        let text = client(false).get(url).send().await.unwrap().text().await.unwrap();
+        let prefix = format!("tokengate_token_cache_lookups_total{{cache=\"jwt\",result=\"{result}\"}} ");
+        text.lines().find_map(|l| l.strip_prefix(&prefix)).map_or(0, |n| n.trim().parse().unwrap())
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+async fn wait_ready(gw: &tokengate::app::Running) {
+    let url = format!("http://{}/readyz", gw.admin_addr);
+    for _ in 0..500 {
+        if client(false).get(&url).send().await.is_ok_and(|r| r.status() == 200) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the gateway never became ready");
+}
+
+/// The first request verifies (a miss), the same token again is a hit, another token a miss.
+#[tokio::test]
+async fn hits_and_misses_are_counted() {
+    let env = Env::with(|_| {}).await;
+    let token = env.idp.mint(env.claims("read"));
+    for _ in 0..3 {
+        assert_eq!(env.get("/read", &token).await.status(), 200);
+    }
+    assert_eq!((env.lookups("hit").await, env.lookups("miss").await), (2, 1));
+    assert_eq!(env.get("/read", &env.idp.mint(env.claims("read"))).await.status(), 200);
+    assert_eq!((env.lookups("hit").await, env.lookups("miss").await), (2, 2));
+    assert_eq!(env.up.count(), 4);
+}
+
+/// A cached token with scope `read` is still refused 403 on a route needing `write`.
+#[tokio::test]
+async fn cached_token_still_checked_against_route_policy() {
+    let env = Env::with(|_| {}).await;
+    let token = env.idp.mint(env.claims("read"));
+    assert_eq!(env.get("/read", &token).await.status(), 200);
+    let resp = env.get("/write", &token).await;
+    assert_eq!(resp.status(), 403);
+    let challenge = resp.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    assert!(challenge.contains("insufficient_scope") && challenge.contains("scope=\"write\""), "{challenge}");
+    assert_eq!(env.lookups("hit").await, 1, "the refusal came from a cache hit");
+    assert_eq!(env.up.count(), 1, "the refused request reached the upstream");
+}
+
+/// After the JWKS drops a key and the gateway refetches, a cached token signed by that key is
+/// refused on its very next request.
+#[tokio::test]
+async fn removed_key_stops_cached_token_at_once() {
+    let env = Env::with(|_| {}).await;
+    let old = env.idp.keys()[0].clone();
+    let old_token = env.signed(&old, env.claims("read"));
+    assert_eq!(env.get("/", &old_token).await.status(), 200);
+    assert_eq!(env.get("/", &old_token).await.status(), 200);
+    assert_eq!(env.lookups("hit").await, 1, "the old token is cached");
+    let fetches = env.idp.jwks_requests();
+
+    let new = Arc::new(SigningKey::rsa("k2", Algorithm::RS256));
+    env.idp.set_keys(vec![new.clone()]);
+    // A token with the new kid makes the gateway refetch the JWKS (unknown kid).
+    assert_eq!(env.get("/", &env.signed(&new, env.claims("read"))).await.status(), 200);
+    assert_eq!(env.idp.jwks_requests(), fetches + 1);
+
+    let before = env.up.count();
+    let resp = env.get("/", &old_token).await;
+    assert_eq!(resp.status(), 401);
+    let challenge = resp.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    assert!(challenge.contains("unknown signing key"), "{challenge}");
+    assert_eq!(env.up.count(), before, "the refused request reached the upstream");
+}
+
+/// A cached entry ends at `exp`: with no leeway, the token is refused once `exp` has passed.
+#[tokio::test]
+async fn cached_token_refused_after_exp() {
+    let env = Env::with(|cfg| cfg.issuers[0].leeway = Duration::ZERO).await;
+    let key = env.idp.keys()[0].clone();
+    let exp = now() + 2;
+    let mut claims = env.claims("read");
+    claims["exp"] = json!(exp);
+    let token = env.signed(&key, claims);
+    assert_eq!(env.get("/", &token).await.status(), 200);
+    assert_eq!(env.get("/", &token).await.status(), 200);
+    assert_eq!(env.lookups("hit").await, 1);
+    // The verifier refuses at now > exp, i.e. from second exp + 1 on.
+    while now() <= exp {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(env.get("/", &token).await.status(), 401);
+    assert_eq!(env.lookups("hit").await, 1, "no hit after exp");
+}
+
+/// With the cache disabled every request is verified and no lookup is counted.
+#[tokio::test]
+async fn disabled_cache_is_not_consulted() {
+    let env = Env::with(|cfg| cfg.token_cache.enabled = false).await;
+    let token = env.idp.mint(env.claims("read"));
+    assert_eq!(env.get("/read", &token).await.status(), 200);
+    assert_eq!(env.get("/read", &token).await.status(), 200);
+    assert_eq!((env.lookups("hit").await, env.lookups("miss").await), (0, 0));
+}
