@@ -27,17 +27,7 @@ fn now() -> u64 {
 }
 
 fn issuer() -> Issuer {
-    Issuer {
-        issuer: ISS.into(),
-        keys: KeySource::JwksUri(format!("{ISS}/jwks")),
-        audiences: vec!["api".into()],
-        algorithms: DEFAULT_ALGORITHMS.to_vec(),
-        leeway: tokengate::config::DEFAULT_LEEWAY,
-        require_at_jwt: false,
-        scope_claim: None,
-        mode: tokengate::config::TokenMode::Jwt,
-        introspection: None,
-    }
+    Issuer { audiences: vec!["api".into()], ..Issuer::new(ISS, KeySource::JwksUri(format!("{ISS}/jwks"))) }
 }
 
 /// Claims shaped like a typical access token.

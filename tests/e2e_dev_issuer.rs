@@ -61,12 +61,7 @@ impl Flow {
         );
         cfg.jwks.unknown_kid_cooldown = Duration::from_millis(1);
         let gw = gateway(cfg).await;
-        let ready = format!("http://{}/readyz", gw.admin_addr);
-        let deadline = Instant::now() + WAIT;
-        while !client(false).get(&ready).send().await.is_ok_and(|r| r.status() == 200) {
-            assert!(Instant::now() < deadline, "the gateway never became ready");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        wait_ready(&gw).await;
         Flow { idp, up, gw }
     }
 

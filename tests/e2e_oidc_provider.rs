@@ -385,19 +385,6 @@ impl Gate {
     }
 }
 
-/// `/readyz` on the admin port: the issuer's key set was discovered and fetched.
-async fn wait_ready(gw: &tokengate::app::Running) {
-    let url = format!("http://{}/readyz", gw.admin_addr);
-    let deadline = Instant::now() + WAIT;
-    while Instant::now() < deadline {
-        if client(false).get(&url).send().await.is_ok_and(|r| r.status() == 200) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("the gateway never became ready");
-}
-
 /// The decoded JOSE header and claims of a compact JWS (not verified: the gateway does that).
 fn jwt_parts(token: &str) -> (Value, Value) {
     let parts: Vec<&str> = token.split('.').collect();

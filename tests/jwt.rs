@@ -101,17 +101,6 @@ fn b64(v: &Value) -> String {
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap())
 }
 
-async fn wait_ready(gw: &tokengate::app::Running) {
-    let url = format!("http://{}/readyz", gw.admin_addr);
-    for _ in 0..500 {
-        if client(false).get(&url).send().await.is_ok_and(|r| r.status() == 200) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("the gateway never became ready");
-}
-
 /// A valid token is forwarded with identity headers; the client's Authorization goes too.
 #[tokio::test]
 async fn valid_token_forwarded_with_identity() {

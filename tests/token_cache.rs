@@ -68,17 +68,6 @@ fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
 
-async fn wait_ready(gw: &tokengate::app::Running) {
-    let url = format!("http://{}/readyz", gw.admin_addr);
-    for _ in 0..500 {
-        if client(false).get(&url).send().await.is_ok_and(|r| r.status() == 200) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("the gateway never became ready");
-}
-
 /// The first request verifies (a miss), the same token again is a hit, another token a miss.
 #[tokio::test]
 async fn hits_and_misses_are_counted() {

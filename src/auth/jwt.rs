@@ -204,17 +204,7 @@ mod tests {
     }
 
     fn issuer() -> Issuer {
-        Issuer {
-            issuer: ISS.to_owned(),
-            keys: KeySource::JwksUri(format!("{ISS}/jwks")),
-            audiences: vec![],
-            algorithms: DEFAULT_ALGORITHMS.to_vec(),
-            leeway: Duration::from_secs(30),
-            require_at_jwt: false,
-            scope_claim: None,
-            mode: crate::config::TokenMode::Jwt,
-            introspection: None,
-        }
+        Issuer::new(ISS, KeySource::JwksUri(format!("{ISS}/jwks")))
     }
 
     fn b64_json(v: &Value) -> String {

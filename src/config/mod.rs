@@ -157,6 +157,24 @@ pub struct Issuer {
     pub introspection: Option<Introspection>,
 }
 
+impl Issuer {
+    /// A JWT issuer with every default the config file would give it: no audience, the
+    /// asymmetric algorithms, 30 s leeway, `typ` not required, no introspection.
+    pub fn new(issuer: &str, keys: KeySource) -> Issuer {
+        Issuer {
+            issuer: issuer.to_owned(),
+            keys,
+            audiences: Vec::new(),
+            algorithms: DEFAULT_ALGORITHMS.to_vec(),
+            leeway: DEFAULT_LEEWAY,
+            require_at_jwt: false,
+            scope_claim: None,
+            mode: TokenMode::Jwt,
+            introspection: None,
+        }
+    }
+}
+
 /// How an issuer's tokens are validated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenMode {

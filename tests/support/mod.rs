@@ -211,20 +211,23 @@ pub fn required_route(id: &str, prefix: &str, scopes: &[&str]) -> Route {
 
 pub fn issuer(issuer: &str, jwks_uri: &str, audiences: &[&str]) -> Issuer {
     Issuer {
-        issuer: issuer.into(),
-        keys: KeySource::JwksUri(jwks_uri.into()),
         audiences: audiences.iter().map(|s| s.to_string()).collect(),
-        algorithms: DEFAULT_ALGORITHMS.to_vec(),
-        leeway: DEFAULT_LEEWAY,
-        require_at_jwt: false,
-        scope_claim: None,
-        mode: TokenMode::Jwt,
-        introspection: None,
+        ..Issuer::new(issuer, KeySource::JwksUri(jwks_uri.into()))
     }
 }
 
 pub async fn gateway(config: Config) -> tokengate::app::Running {
     tokengate::app::start(config).await.expect("the gateway starts")
+}
+
+/// Wait (bounded) until `/readyz` on the admin port says every issuer can decide.
+pub async fn wait_ready(gw: &tokengate::app::Running) {
+    let url = format!("http://{}/readyz", gw.admin_addr);
+    let deadline = std::time::Instant::now() + WAIT;
+    while !client(false).get(&url).send().await.is_ok_and(|r| r.status() == 200) {
+        assert!(std::time::Instant::now() < deadline, "the gateway never became ready");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// A plain HTTP client; `http2` selects HTTP/2 with prior knowledge (h2c).
