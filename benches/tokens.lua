@@ -12,5 +12,5 @@ end
 function request()
   i = i + 1
   local t = tokens[(i - 1) % #tokens + 1]
-  return wrk.format("GET", "/bench", { ["Authorization"] = "Bearer " .. t })
+  return wrk.format("GET", wrk.path, { ["Authorization"] = "Bearer " .. t })
 end

@@ -89,7 +89,14 @@ pub fn strip_identity(headers: &mut HeaderMap, names: &IdentityNames) {
 }
 
 /// Append this hop to `X-Forwarded-For`, `-Proto` and `-Host` (each kept as one list line).
-pub fn add_forwarded(headers: &mut HeaderMap, client_ip: &str, proto: &str, host: Option<&str>) {
+/// Values come pre-built (the client address once per connection), so the common case — no
+/// such header from the client — only clones a shared value.
+pub fn add_forwarded(
+    headers: &mut HeaderMap,
+    client_ip: &HeaderValue,
+    proto: &HeaderValue,
+    host: Option<&HeaderValue>,
+) {
     append_list(headers, &X_FORWARDED_FOR, client_ip);
     append_list(headers, &X_FORWARDED_PROTO, proto);
     if let Some(host) = host {
@@ -97,11 +104,9 @@ pub fn add_forwarded(headers: &mut HeaderMap, client_ip: &str, proto: &str, host
     }
 }
 
-fn append_list(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
+fn append_list(headers: &mut HeaderMap, name: &HeaderName, value: &HeaderValue) {
     if !headers.contains_key(name) {
-        if let Ok(v) = HeaderValue::from_str(value) {
-            headers.insert(name.clone(), v);
-        }
+        headers.insert(name.clone(), value.clone());
         return;
     }
     let mut joined = Vec::new();
@@ -290,7 +295,8 @@ mod tests {
     #[test]
     fn forwarded_appended() {
         let mut h = map(&[("x-forwarded-for", "10.0.0.1"), ("x-forwarded-for", "10.0.0.2")]);
-        add_forwarded(&mut h, "127.0.0.1", "http", Some("api.example"));
+        let v = HeaderValue::from_static;
+        add_forwarded(&mut h, &v("127.0.0.1"), &v("http"), Some(&v("api.example")));
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 10.0.0.2, 127.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "api.example");

@@ -54,9 +54,20 @@ pub struct State {
 /// The per-connection service: cheap to clone, one per accepted connection.
 #[derive(Clone)]
 pub struct Gateway {
-    pub state: Arc<State>,
-    pub remote: SocketAddr,
+    state: Arc<State>,
+    /// The client's address as the `X-Forwarded-For` value, built once per connection.
+    client_ip: HeaderValue,
 }
+
+impl Gateway {
+    pub fn new(state: Arc<State>, remote: SocketAddr) -> Gateway {
+        let client_ip = HeaderValue::from_str(&remote.ip().to_string()).expect("an IP address is a valid header value");
+        Gateway { state, client_ip }
+    }
+}
+
+/// `X-Forwarded-Proto`: the listener speaks cleartext HTTP.
+static PROTO_HTTP: HeaderValue = HeaderValue::from_static("http");
 
 impl hyper::service::Service<Request<Incoming>> for Gateway {
     type Response = Response<Body>;
@@ -64,20 +75,19 @@ impl hyper::service::Service<Request<Incoming>> for Gateway {
     type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
-        let state = self.state.clone();
-        let remote = self.remote;
-        Box::pin(async move { Ok(handle(&state, remote, req).await) })
+        let (state, client_ip) = (self.state.clone(), self.client_ip.clone());
+        Box::pin(async move { Ok(handle(&state, &client_ip, req).await) })
     }
 }
 
-async fn handle(state: &State, remote: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+async fn handle(state: &State, client_ip: &HeaderValue, req: Request<Incoming>) -> Response<Body> {
     if let Some((path, body)) = &state.resource_metadata {
         if req.uri().path() == path && matches!(*req.method(), Method::GET | Method::HEAD) {
             return metadata_response(body.clone());
         }
     }
     let started = Instant::now();
-    let (route, decision, response) = match decide_and_forward(state, remote, req).await {
+    let (route, decision, response) = match decide_and_forward(state, client_ip, req).await {
         Ok((route, response)) => (Some(route), "allowed", response),
         Err((route, denial)) => {
             let challenge = Challenge {
@@ -97,11 +107,11 @@ async fn handle(state: &State, remote: SocketAddr, req: Request<Incoming>) -> Re
 
 type Refusal<'s> = (Option<&'s CompiledRoute>, Denial);
 
-async fn decide_and_forward(
-    state: &State,
-    remote: SocketAddr,
+async fn decide_and_forward<'s>(
+    state: &'s State,
+    client_ip: &HeaderValue,
     req: Request<Incoming>,
-) -> Result<(&CompiledRoute, Response<Body>), Refusal<'_>> {
+) -> Result<(&'s CompiledRoute, Response<Body>), Refusal<'s>> {
     let (mut parts, body) = req.into_parts();
     if route::has_dot_segment(parts.uri.path()) {
         return Err((None, Denial::BadRequest("path contains dot-segments or encoded separators")));
@@ -140,7 +150,7 @@ async fn decide_and_forward(
             .map_err(|e| deny(Denial::Auth(e)))?;
     }
 
-    headers::add_forwarded(&mut parts.headers, &remote.ip().to_string(), "http", host_text);
+    headers::add_forwarded(&mut parts.headers, client_ip, &PROTO_HTTP, host.as_ref());
     if !parts.headers.contains_key(HOST) {
         // HTTP/2 carries the host in :authority; the HTTP/1.1 upstream needs a Host header.
         if let Some(v) = host {

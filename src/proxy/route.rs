@@ -74,14 +74,40 @@ fn strip_port(host: &str) -> &str {
 /// True when a path segment is `.` or `..`, literally or percent-encoded (`%2e`), or when the
 /// path hides a separator (`%2f`, `%5c`, `\`) that an upstream might decode into one.
 pub fn has_dot_segment(path: &str) -> bool {
-    let lower = path.to_ascii_lowercase();
-    if lower.contains("%2f") || lower.contains("%5c") || lower.contains('\\') {
+    let bytes = path.as_bytes();
+    // The common path has neither dots nor escapes nor backslashes: one scan, no allocation.
+    if !bytes.iter().any(|&b| matches!(b, b'.' | b'%' | b'\\')) {
+        return false;
+    }
+    if bytes.contains(&b'\\') || has_escape(bytes, b'2', b'f') || has_escape(bytes, b'5', b'c') {
         return true;
     }
-    lower.split('/').any(|seg| {
-        let seg = seg.replace("%2e", ".");
-        seg == "." || seg == ".."
-    })
+    bytes.split(|&b| b == b'/').any(is_dot_segment)
+}
+
+/// `%` followed by `hi` and `lo` (hex digits, any case): `%2f` is an encoded slash, `%5c` a backslash.
+fn has_escape(bytes: &[u8], hi: u8, lo: u8) -> bool {
+    bytes.windows(3).any(|w| w[0] == b'%' && w[1] == hi && w[2].eq_ignore_ascii_case(&lo))
+}
+
+/// A segment made of one or two dots, each written `.` or `%2e` (any case).
+fn is_dot_segment(segment: &[u8]) -> bool {
+    let (mut i, mut dots) = (0, 0);
+    while i < segment.len() {
+        if segment[i] == b'.' {
+            i += 1;
+        } else if segment[i..].len() >= 3
+            && segment[i] == b'%'
+            && segment[i + 1] == b'2'
+            && segment[i + 2].eq_ignore_ascii_case(&b'e')
+        {
+            i += 3;
+        } else {
+            return false;
+        }
+        dots += 1;
+    }
+    dots == 1 || dots == 2
 }
 
 #[cfg(test)]
@@ -133,10 +159,20 @@ mod tests {
     /// Dot segments, encoded or not, and encoded separators are detected.
     #[test]
     fn dot_segments() {
-        for bad in ["/public/../admin", "/public/%2e%2e/admin", "/a/.%2E/b", "/./x", "/a%2Fb", "/a\\b", "/.."] {
+        for bad in [
+            "/public/../admin",
+            "/public/%2e%2e/admin",
+            "/a/.%2E/b",
+            "/./x",
+            "/a%2Fb",
+            "/a\\b",
+            "/..",
+            "/a/%2E%2E",
+            "/x%5C",
+        ] {
             assert!(has_dot_segment(bad), "{bad}");
         }
-        for ok in ["/", "/a/b", "/a..b/c", "/.well-known/x", "/a/...", "/a%20b"] {
+        for ok in ["/", "/a/b", "/a..b/c", "/.well-known/x", "/a/...", "/a%20b", "/a/.%2e%2e", "/a%2", "/%"] {
             assert!(!has_dot_segment(ok), "{ok}");
         }
     }
