@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Load benchmark: tokengate versus nginx as a plain (no-auth) proxy, on loopback, in one run.
+# Load benchmark: tokengate versus nginx as a plain (no-auth) proxy and a bare hyper
+# pass-through (examples/passthrough.rs), on loopback, in one run.
 #
 #   benches/load.sh                  # 3 interleaved rounds, 8 s per run
 #   ROUNDS=5 DURATION=10 benches/load.sh
@@ -43,7 +44,7 @@ cpu_ticks() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/
 clk_tck=$(getconf CLK_TCK)
 
 echo "building release binaries…" >&2
-cargo build --release --quiet --bin tokengate --example bench_issuer
+cargo build --release --quiet --bin tokengate --example bench_issuer --example passthrough
 
 total_cold=$((ROUNDS * COLD_PER_ROUND))
 [ "$total_cold" -ge 100000 ] || total_cold=100000
@@ -83,6 +84,13 @@ pids+=($!)
 wait_http "http://127.0.0.1:$px_port/"
 nginx_master=$(cat "$work/px/nginx.pid")
 nginx_pids="$nginx_master $(pgrep -P "$nginx_master" | tr '\n' ' ')"
+
+# Baseline: a bare hyper pass-through (examples/passthrough.rs), no auth, same stack as tokengate.
+pt_port=$(free_port)
+taskset -c "$SUT_CPU" target/release/examples/passthrough "127.0.0.1:$pt_port" "127.0.0.1:$up_port" &
+pt_pid=$!
+pids+=("$pt_pid")
+wait_http "http://127.0.0.1:$pt_port/"
 
 # tokengate: one worker (current-thread runtime) on the SUT core.
 tg_port=$(free_port)
@@ -191,6 +199,7 @@ run() {
 # Warm-up: connections, pools and the verified-token cache for the hot token.
 taskset -c "$AUX_CPU" wrk -t1 -c"$CONNECTIONS" -d2s -s benches/tokens.lua "http://127.0.0.1:$tg_port/bench" -- "$work/tokens/hot.txt" >/dev/null
 taskset -c "$AUX_CPU" wrk -t1 -c"$CONNECTIONS" -d2s "http://127.0.0.1:$px_port/bench" >/dev/null
+taskset -c "$AUX_CPU" wrk -t1 -c"$CONNECTIONS" -d2s "http://127.0.0.1:$pt_port/bench" >/dev/null
 for e in "${envoy_systems[@]}"; do
     IFS=: read -r _ port _ <<<"$e"
     taskset -c "$AUX_CPU" wrk -t1 -c"$CONNECTIONS" -d2s -s benches/tokens.lua "http://127.0.0.1:$port/bench" -- "$work/tokens/hot.txt" >/dev/null
@@ -200,6 +209,7 @@ for r in $(seq 1 "$ROUNDS"); do
     echo "round $r/$ROUNDS" >&2
     slice=$(printf "%s/tokens/cold-%02d" "$work" $((r - 1)))
     run nginx-no-auth hot "$px_port" "$work/tokens/hot.txt" "$DURATION" $nginx_pids
+    run hyper-no-auth hot "$pt_port" "$work/tokens/hot.txt" "$DURATION" "$pt_pid"
     run tokengate hot "$tg_port" "$work/tokens/hot.txt" "$DURATION" "$tg_pid"
     run tokengate cold "$tg_port" "$slice" "$COLD_DURATION" "$tg_pid"
     run tokengate reject "$tg_port" "$work/tokens/reject.txt" "$DURATION" "$tg_pid"
