@@ -477,3 +477,38 @@ async fn admin_endpoints() {
     assert!(metrics.contains("tokengate_request_duration_seconds_bucket"));
     assert!(metrics.contains(r#"tokengate_jwks_fetches_total{"#));
 }
+
+/// Cached principals keep only the claims something reads: claim rules and claim-mapped
+/// headers still see theirs on the first and on cached requests.
+#[tokio::test]
+async fn kept_claims_serve_rules_and_headers() {
+    let env = Env::with(|cfg| {
+        cfg.identity.claims_header = None;
+        cfg.identity.headers.push(tokengate::config::IdentityHeader {
+            name: http::HeaderName::from_static("x-tenant"),
+            value: tokengate::config::IdentityValue::Claim("tenant".into()),
+        });
+        cfg.routes.insert(
+            0,
+            tokengate::config::Route {
+                id: "ops".into(),
+                host: None,
+                path_prefix: "/ops".into(),
+                methods: None,
+                auth: RouteAuth::Required(Policy {
+                    claims: vec![ClaimRule { claim: "groups".into(), test: ClaimTest::Contains(json!("ops")) }],
+                    ..Policy::default()
+                }),
+            },
+        );
+    })
+    .await;
+    let mut c = env.claims();
+    c["tenant"] = json!("acme");
+    c["groups"] = json!(["ops"]);
+    let token = env.idp.mint(c);
+    for _ in 0..2 {
+        assert_eq!(env.get("/ops", &token).await.status(), 200);
+        assert_eq!(env.up.last().headers["x-tenant"], "acme");
+    }
+}

@@ -29,7 +29,7 @@ use serde_json::{Map, Value};
 use tokio::sync::OnceCell;
 
 use super::jwks::{error_chain, metadata_urls};
-use super::{jws, AuthError, Principal};
+use super::{jws, AuthError, KeptClaims, Principal};
 use crate::config::{ClientAuthMethod, Introspection, Issuer};
 use crate::metrics::{Metrics, CACHE_INTROSPECTION};
 
@@ -92,6 +92,8 @@ pub struct Introspector {
     max_response_bytes: usize,
     /// The endpoint learned through discovery (only when none is configured).
     discovered: OnceCell<String>,
+    /// What cached principals keep of the answer's members.
+    kept_claims: KeptClaims,
     cache: Cache<Key, Verdict>,
     breaker: Breaker,
     requests: IntCounterVec,
@@ -118,6 +120,7 @@ impl Introspector {
         http: reqwest::Client,
         max_response_bytes: usize,
         metrics: &Metrics,
+        kept_claims: KeptClaims,
     ) -> Option<Introspector> {
         let settings = issuer.introspection.clone()?;
         let basic_auth = (settings.auth_method == ClientAuthMethod::ClientSecretBasic)
@@ -136,6 +139,7 @@ impl Introspector {
             http,
             max_response_bytes,
             discovered: OnceCell::new(),
+            kept_claims,
             cache,
             requests: metrics.introspection_requests.clone(),
             duration: metrics.introspection_duration.clone(),
@@ -333,7 +337,9 @@ impl Introspector {
         }
         // `active` describes the answer, not the token: it is not a claim.
         claims.remove("active");
-        let principal = Principal::from_claims(self.index, self.id.clone(), claims, self.issuer.scope_claim.as_deref());
+        let mut principal =
+            Principal::from_claims(self.index, self.id.clone(), claims, self.issuer.scope_claim.as_deref());
+        principal.retain_claims(&self.kept_claims);
         Verdict::Active(Arc::new(principal))
     }
 }

@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub use claims::Principal;
+pub use claims::{KeptClaims, Principal};
 pub use error::AuthError;
 
 use crate::config::{Config, Issuer, TokenMode};
@@ -60,10 +60,13 @@ pub struct Authenticator {
     default_introspection: Option<usize>,
     /// JWTs that verified recently; `None` when disabled.
     token_cache: Option<TokenCache>,
+    /// What principals keep of their claims.
+    kept_claims: KeptClaims,
 }
 
 impl Authenticator {
     pub fn new(config: &Config, http: &reqwest::Client, metrics: &Metrics) -> Authenticator {
+        let kept_claims = KeptClaims::for_config(config);
         let issuers: Vec<IssuerState> = config
             .issuers
             .iter()
@@ -74,7 +77,15 @@ impl Authenticator {
                 IssuerState {
                     config: issuer.clone(),
                     jwks: JwksCache::new(issuer, &config.jwks, http.clone(), metrics.jwks_fetches.clone()),
-                    introspector: Introspector::new(issuer, index, id.clone(), http.clone(), max_bytes, metrics),
+                    introspector: Introspector::new(
+                        issuer,
+                        index,
+                        id.clone(),
+                        http.clone(),
+                        max_bytes,
+                        metrics,
+                        kept_claims.clone(),
+                    ),
                     id,
                 }
             })
@@ -87,7 +98,7 @@ impl Authenticator {
             tracing::warn!(issuer = first, "several issuers have introspection; opaque tokens go to the first");
         }
         let token_cache = TokenCache::new(&config.token_cache, &metrics.token_cache_lookups);
-        Authenticator { issuers, by_iss, default_introspection, token_cache }
+        Authenticator { issuers, by_iss, default_introspection, token_cache, kept_claims }
     }
 
     pub fn issuers(&self) -> &[IssuerState] {
@@ -150,7 +161,8 @@ impl Authenticator {
                 None => return Err(AuthError::Unavailable("signing keys are not available")),
             },
         };
-        let principal = jwt::verify(&jws, &keys, &issuer.config, index, issuer.id.clone(), unix_now())?;
+        let mut principal = jwt::verify(&jws, &keys, &issuer.config, index, issuer.id.clone(), unix_now())?;
+        principal.retain_claims(&self.kept_claims);
         Ok((principal, generation))
     }
 }

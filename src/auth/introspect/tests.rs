@@ -224,7 +224,8 @@ fn introspector(fake: &Fake, tweak: impl FnOnce(&mut Introspection)) -> (Introsp
     tweak(&mut s);
     let metrics = Metrics::new();
     let iss = issuer(&fake.base, s);
-    let i = Introspector::new(&iss, 0, Arc::from(fake.base.as_str()), client(), 64 * 1024, &metrics).unwrap();
+    let i = Introspector::new(&iss, 0, Arc::from(fake.base.as_str()), client(), 64 * 1024, &metrics, KeptClaims::All)
+        .unwrap();
     (i, metrics)
 }
 
