@@ -6,8 +6,11 @@
 //! Symmetric (`oct`) keys from a JWKS are never used: HMAC only with a configured secret, so a
 //! token signed "HS256 with the RSA public key" has no key to verify against.
 
+use aws_lc_rs::signature::{self as sig, ParsedPublicKey, RsaParameters, RsaPublicKeyComponents};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyOperations, PublicKeyUse};
-use jsonwebtoken::{Algorithm, DecodingKey};
+use jsonwebtoken::{crypto, Algorithm, DecodingKey};
 use serde::Deserialize;
 
 /// One verification key and the algorithms it may be used with.
@@ -15,6 +18,25 @@ pub struct VerifyKey {
     pub kid: Option<String>,
     pub algorithms: Vec<Algorithm>,
     pub key: DecodingKey,
+    /// Asymmetric keys parsed once into aws-lc-rs (the library behind jsonwebtoken's
+    /// `aws_lc_rs` backend), one per allowed algorithm: jsonwebtoken's own verify rebuilds the
+    /// public key from its components on every call, which is a tenth of an RSA verification
+    /// and most of an ECDSA one. Empty for HMAC keys, which go through jsonwebtoken.
+    parsed: Vec<(Algorithm, ParsedPublicKey)>,
+}
+
+impl VerifyKey {
+    /// Whether `signature` (raw bytes) over `message` verifies under `alg`, which must be one of
+    /// this key's algorithms.
+    pub fn verify(&self, alg: Algorithm, message: &[u8], signature: &[u8], signature_b64: &str) -> bool {
+        if !self.algorithms.contains(&alg) {
+            return false;
+        }
+        match self.parsed.iter().find(|(a, _)| *a == alg) {
+            Some((_, key)) => key.verify_sig(message, signature).is_ok(),
+            None => matches!(crypto::verify(signature_b64, message, &self.key, alg), Ok(true)),
+        }
+    }
 }
 
 /// The usable keys of one issuer.
@@ -62,7 +84,9 @@ impl KeySet {
             .copied()
             .filter(|a| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512))
             .collect();
-        KeySet { keys: vec![VerifyKey { kid: None, algorithms, key: DecodingKey::from_secret(secret) }] }
+        KeySet {
+            keys: vec![VerifyKey { kid: None, algorithms, key: DecodingKey::from_secret(secret), parsed: Vec::new() }],
+        }
     }
 
     /// Keys that may verify a token with this `kid` and `alg`. A token without `kid` may be
@@ -125,7 +149,48 @@ fn verify_key(jwk: &Jwk, allowlist: &[Algorithm]) -> Option<VerifyKey> {
         return None;
     }
     let key = DecodingKey::from_jwk(jwk).ok()?;
-    Some(VerifyKey { kid: jwk.common.key_id.clone(), algorithms, key })
+    let parsed =
+        algorithms.iter().map(|&alg| Some((alg, parse_public(&jwk.algorithm, alg)?))).collect::<Option<_>>()?;
+    Some(VerifyKey { kid: jwk.common.key_id.clone(), algorithms, key, parsed })
+}
+
+/// The JWK's public key in aws-lc-rs form for one JWS algorithm (RFC 7518 §3); `None` when the
+/// key material is malformed, which drops the key like any other unusable JWK.
+fn parse_public(params: &AlgorithmParameters, alg: Algorithm) -> Option<ParsedPublicKey> {
+    let b64 = |s: &str| URL_SAFE_NO_PAD.decode(s).ok();
+    match params {
+        AlgorithmParameters::RSA(rsa) => {
+            let components = RsaPublicKeyComponents { n: b64(&rsa.n)?, e: b64(&rsa.e)? };
+            components.to_parsed_public_key(rsa_parameters(alg)?).ok()
+        }
+        AlgorithmParameters::EllipticCurve(ec) => {
+            // SEC1 uncompressed point; JWS ECDSA signatures are the fixed-width R || S form.
+            let point = [&[4u8][..], &b64(&ec.x)?, &b64(&ec.y)?].concat();
+            let verifier: &'static dyn sig::VerificationAlgorithm = match alg {
+                Algorithm::ES256 => &sig::ECDSA_P256_SHA256_FIXED,
+                Algorithm::ES384 => &sig::ECDSA_P384_SHA384_FIXED,
+                _ => return None,
+            };
+            ParsedPublicKey::new(verifier, point).ok()
+        }
+        AlgorithmParameters::OctetKeyPair(okp) if alg == Algorithm::EdDSA => {
+            ParsedPublicKey::new(&sig::ED25519, b64(&okp.x)?).ok()
+        }
+        _ => None,
+    }
+}
+
+/// RFC 7518 §3.3, §3.5; 2048 bits at least ("A key of size 2048 bits or larger MUST be used").
+fn rsa_parameters(alg: Algorithm) -> Option<&'static RsaParameters> {
+    Some(match alg {
+        Algorithm::RS256 => &sig::RSA_PKCS1_2048_8192_SHA256,
+        Algorithm::RS384 => &sig::RSA_PKCS1_2048_8192_SHA384,
+        Algorithm::RS512 => &sig::RSA_PKCS1_2048_8192_SHA512,
+        Algorithm::PS256 => &sig::RSA_PSS_2048_8192_SHA256,
+        Algorithm::PS384 => &sig::RSA_PSS_2048_8192_SHA384,
+        Algorithm::PS512 => &sig::RSA_PSS_2048_8192_SHA512,
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
@@ -182,5 +247,20 @@ mod tests {
     fn malformed_document_is_an_error() {
         assert!(KeySet::from_jwks(b"{}", DEFAULT_ALGORITHMS).is_err());
         assert!(KeySet::from_jwks(b"not json", DEFAULT_ALGORITHMS).is_err());
+    }
+
+    /// A key verifies only under the algorithms it is bound to, and malformed key material
+    /// drops the key instead of failing at request time.
+    #[test]
+    fn parsed_keys_are_bound_and_checked() {
+        let doc = jwks(&format!(r#"{{"kty":"RSA","kid":"k1","alg":"RS256","n":"{RSA_N}","e":"AQAB"}}"#));
+        let set = KeySet::from_jwks(&doc, DEFAULT_ALGORITHMS).unwrap();
+        let key = set.candidates(Some("k1"), Algorithm::RS256).next().unwrap();
+        assert!(!key.verify(Algorithm::PS256, b"m", &[0; 256], "AA"), "PS256 on an RS256-bound key");
+        assert!(!key.verify(Algorithm::RS256, b"m", &[0; 256], "AA"), "a zero signature");
+        let bad = jwks(
+            r#"{"kty":"RSA","kid":"bad","n":"not*base64","e":"AQAB"},{"kty":"EC","kid":"ec","crv":"P-256","x":"AA","y":"AA"}"#,
+        );
+        assert!(KeySet::from_jwks(&bad, DEFAULT_ALGORITHMS).unwrap().is_empty());
     }
 }
