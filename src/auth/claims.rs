@@ -23,10 +23,12 @@ pub struct Principal {
     pub scopes: Vec<String>,
     /// `client_id`, else `azp`.
     pub client_id: Option<String>,
-    /// `exp`, seconds since the epoch.
+    /// `exp`, seconds since the epoch; 0 when the token has none (introspection answers).
     pub expires_at: u64,
-    /// Verified claims that something reads later: claim rules, claim-to-header mapping, the
-    /// claims header, `exp` and `nbf` (see `KeptClaims`).
+    /// `nbf`, seconds since the epoch, when present.
+    pub not_before: Option<f64>,
+    /// Verified claims that something reads later: claim rules, claim-to-header mapping and the
+    /// claims header (see `KeptClaims`).
     pub claims: Map<String, Value>,
 }
 
@@ -37,8 +39,8 @@ pub struct Principal {
 pub enum KeptClaims {
     /// The claims header forwards every claim.
     All,
-    /// Claim names read by claim rules or claim-mapped headers, plus `exp` and `nbf` (cache
-    /// lifetimes). Sorted.
+    /// Claim names read by claim rules or claim-mapped headers, sorted. Usually none, and an
+    /// empty map allocates nothing.
     Only(Vec<String>),
 }
 
@@ -55,7 +57,7 @@ impl KeptClaims {
             IdentityValue::Claim(name) => Some(name.clone()),
             _ => None,
         });
-        let mut names: Vec<String> = ["exp", "nbf"].map(String::from).into_iter().chain(rules).chain(headers).collect();
+        let mut names: Vec<String> = rules.chain(headers).collect();
         names.sort();
         names.dedup();
         KeptClaims::Only(names)
@@ -92,6 +94,7 @@ impl Principal {
             scopes,
             client_id: string("client_id").or_else(|| string("azp")),
             expires_at,
+            not_before: claims.get("nbf").and_then(Value::as_f64),
             claims,
         }
     }
@@ -146,7 +149,7 @@ mod tests {
         assert_eq!(p.client_id.as_deref(), Some("c2"));
     }
 
-    /// Only the claims rules and headers read survive, plus exp/nbf; the claims header keeps all.
+    /// Only the claims rules and headers read survive; the claims header keeps all.
     #[test]
     fn kept_claims() {
         let mut p = principal(json!({"sub": "a", "exp": 1, "nbf": 0, "tenant": "t", "jti": "x", "scope": "r"}), None);

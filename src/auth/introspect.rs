@@ -480,7 +480,7 @@ impl Expiry<Key, Verdict> for VerdictExpiry {
 fn ttl(verdict: &Verdict, now: SystemTime, max_ttl: Duration, negative_ttl: Duration) -> Duration {
     match verdict {
         Verdict::Inactive(_) => negative_ttl,
-        Verdict::Active(p) if p.claims.contains_key("exp") => {
+        Verdict::Active(p) if p.expires_at > 0 => {
             let exp = UNIX_EPOCH + Duration::from_secs(p.expires_at);
             exp.duration_since(now).unwrap_or(Duration::ZERO).min(max_ttl)
         }

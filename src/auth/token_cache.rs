@@ -156,7 +156,7 @@ impl TokenCache {
     /// Remember a verified principal, unless it is already expired or not yet valid at `now`.
     pub async fn insert(&self, key: TokenDigest, principal: Arc<Principal>, generation: u64, now: Duration) {
         let expires_at = Duration::from_secs(principal.expires_at);
-        if expires_at <= now || not_yet_valid(&principal.claims, now) {
+        if expires_at <= now || not_yet_valid(principal.not_before, now) {
             return;
         }
         let ttl = (expires_at - now).min(MAX_TTL);
@@ -186,8 +186,8 @@ pub fn since_epoch() -> Duration {
 }
 
 /// `nbf` still in the future (the verifier may have admitted it within its leeway).
-fn not_yet_valid(claims: &Map<String, Value>, now: Duration) -> bool {
-    claims.get("nbf").and_then(Value::as_f64).is_some_and(|nbf| nbf > now.as_secs_f64())
+fn not_yet_valid(not_before: Option<f64>, now: Duration) -> bool {
+    not_before.is_some_and(|nbf| nbf > now.as_secs_f64())
 }
 
 const STRING: usize = size_of::<String>();
