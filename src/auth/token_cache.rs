@@ -4,26 +4,28 @@
 //! Rules, each of which keeps the cache from admitting anything a full verification would refuse:
 //! - The key is the SHA-256 of the whole token (`aws_lc_rs::digest`): a collision would be an
 //!   authentication bypass, so no fast hash; and the raw token is never stored.
-//! - An entry lives until the token's `exp` and never beyond it: no leeway after `exp`, and every
-//!   hit re-checks the wall clock. A token verified inside the leeway window past `exp`, or before
-//!   its `nbf`, is not cached at all. `MAX_TTL` caps every entry.
+//! - An entry is served until the token's `exp` and never beyond it: no leeway after `exp`, and
+//!   every hit checks the wall clock (an expired entry is a miss and is dropped). A token verified
+//!   inside the leeway window past `exp`, or before its `nbf`, is not cached at all. `MAX_TTL`
+//!   caps how long any entry is served.
 //! - Each entry remembers the key-set generation (`JwksCache::generation`) of its issuer at the
 //!   time it was verified; once the issuer's key set changes the entry is a miss and is dropped,
 //!   so a key removed from the JWKS stops admitting its tokens at once.
 //! - Only successes are cached. Route policy is not part of the entry: it is evaluated on every
 //!   request (`proxy`), so a cached token never passes a route it does not satisfy.
 //!
-//! The cache is bounded by entry count and by bytes with one moka weight: each entry weighs its
+//! The cache is bounded by entry count and by bytes with one weight: each entry weighs its
 //! approximate size, but at least `max_bytes / max_entries`, and the capacity is `max_bytes`.
+//! It is a quick_cache (S3-FIFO, sharded): its per-entry bookkeeping is a few dozen bytes where
+//! moka's deques and timer wheel cost about a kilobyte, which decided whether 100 000 cached
+//! tokens fit in the memory budget. Expired entries that are never read again leave by eviction.
 
 use std::future::Future;
 use std::mem::size_of;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::digest;
-use moka::future::Cache;
-use moka::Expiry;
 use prometheus::{IntCounter, IntCounterVec};
 use serde_json::{Map, Value};
 
@@ -57,28 +59,23 @@ struct Entry {
     principal: Arc<Principal>,
     /// Key-set generation of `principal.issuer` when the token was verified.
     generation: u64,
-    /// `exp`, as time since the epoch.
-    expires_at: Duration,
-    /// Lifetime from insertion: until `exp`, at most `MAX_TTL`.
-    ttl: Duration,
+    /// Served until this time since the epoch: `exp`, or `MAX_TTL` after insertion if sooner.
+    serve_until: Duration,
     weight: u32,
 }
 
-struct UntilExp;
+#[derive(Clone)]
+struct ByWeight;
 
-impl Expiry<TokenDigest, Entry> for UntilExp {
-    fn expire_after_create(&self, _: &TokenDigest, entry: &Entry, _: Instant) -> Option<Duration> {
-        Some(entry.ttl)
-    }
-
-    fn expire_after_update(&self, _: &TokenDigest, entry: &Entry, _: Instant, _: Option<Duration>) -> Option<Duration> {
-        Some(entry.ttl)
+impl quick_cache::Weighter<TokenDigest, Entry> for ByWeight {
+    fn weight(&self, _: &TokenDigest, entry: &Entry) -> u64 {
+        u64::from(entry.weight)
     }
 }
 
 /// Tokens that verified recently, with hit and miss counters.
 pub struct TokenCache {
-    cache: Cache<TokenDigest, Entry>,
+    cache: quick_cache::sync::Cache<TokenDigest, Entry, ByWeight>,
     /// Every entry weighs at least this much, so `max_bytes` of weight is also `max_entries`.
     min_weight: u32,
     hits: IntCounter,
@@ -93,11 +90,7 @@ impl TokenCache {
         }
         let max_bytes = settings.max_bytes.max(1) as u64;
         let min_weight = max_bytes.div_ceil(settings.max_entries.max(1) as u64);
-        let cache = Cache::builder()
-            .max_capacity(max_bytes)
-            .weigher(|_: &TokenDigest, e: &Entry| e.weight)
-            .expire_after(UntilExp)
-            .build();
+        let cache = quick_cache::sync::Cache::with_weighter(settings.max_entries.max(1), max_bytes, ByWeight);
         Some(TokenCache {
             cache,
             min_weight: u32::try_from(min_weight).unwrap_or(u32::MAX),
@@ -119,30 +112,26 @@ impl TokenCache {
         Fut: Future<Output = Result<(Principal, u64), AuthError>>,
     {
         let key = TokenDigest::of(token);
-        if let Some(principal) = self.get(&key, since_epoch(), generation).await {
+        if let Some(principal) = self.get(&key, since_epoch(), generation) {
             return Ok(principal);
         }
         let (principal, verified_under) = verify().await?;
         let principal = Arc::new(principal);
         // The clock is read again: verification may have waited for a JWKS fetch.
-        self.insert(key, principal.clone(), verified_under, since_epoch()).await;
+        self.insert(key, principal.clone(), verified_under, since_epoch());
         Ok(principal)
     }
 
-    /// A live entry, or `None` (counted as a miss). An entry from an older key set is dropped.
-    pub async fn get(
-        &self,
-        key: &TokenDigest,
-        now: Duration,
-        generation: impl Fn(usize) -> u64,
-    ) -> Option<Arc<Principal>> {
-        match self.cache.get(key).await {
-            Some(e) if now < e.expires_at && generation(e.principal.issuer) == e.generation => {
+    /// A live entry, or `None` (counted as a miss). An expired entry, or one from an older key
+    /// set, is dropped.
+    pub fn get(&self, key: &TokenDigest, now: Duration, generation: impl Fn(usize) -> u64) -> Option<Arc<Principal>> {
+        match self.cache.get(key) {
+            Some(e) if now < e.serve_until && generation(e.principal.issuer) == e.generation => {
                 self.hits.inc();
                 Some(e.principal)
             }
             Some(_) => {
-                self.cache.invalidate(key).await;
+                self.cache.remove(key);
                 self.misses.inc();
                 None
             }
@@ -154,29 +143,24 @@ impl TokenCache {
     }
 
     /// Remember a verified principal, unless it is already expired or not yet valid at `now`.
-    pub async fn insert(&self, key: TokenDigest, principal: Arc<Principal>, generation: u64, now: Duration) {
+    pub fn insert(&self, key: TokenDigest, principal: Arc<Principal>, generation: u64, now: Duration) {
         let expires_at = Duration::from_secs(principal.expires_at);
         if expires_at <= now || not_yet_valid(principal.not_before, now) {
             return;
         }
-        let ttl = (expires_at - now).min(MAX_TTL);
+        let serve_until = expires_at.min(now + MAX_TTL);
         let weight = u32::try_from(approx_bytes(&principal)).unwrap_or(u32::MAX).max(self.min_weight);
-        self.cache.insert(key, Entry { principal, generation, expires_at, ttl, weight }).await;
+        self.cache.insert(key, Entry { principal, generation, serve_until, weight });
     }
 
-    /// Entries currently held (exact after `run_pending_tasks`).
+    /// Entries currently held.
     pub fn entry_count(&self) -> u64 {
-        self.cache.entry_count()
+        self.cache.len() as u64
     }
 
-    /// Total weight (approximate bytes) currently held (exact after `run_pending_tasks`).
+    /// Total weight (approximate bytes) currently held.
     pub fn weighted_size(&self) -> u64 {
-        self.cache.weighted_size()
-    }
-
-    /// Apply pending evictions and expirations now (tests; moka otherwise does it on writes).
-    pub async fn run_pending_tasks(&self) {
-        self.cache.run_pending_tasks().await;
+        self.cache.weight()
     }
 }
 
@@ -193,8 +177,8 @@ fn not_yet_valid(not_before: Option<f64>, now: Duration) -> bool {
 const STRING: usize = size_of::<String>();
 /// Rough per-member cost of a `serde_json::Map` node beyond the key and value themselves.
 const MAP_NODE: usize = 16;
-/// Rough per-entry bookkeeping inside moka (hash table slot, deques, timer wheel).
-const CACHE_OVERHEAD: usize = 160;
+/// Rough per-entry bookkeeping: the cache's slot and index, the `Arc` and allocator headers.
+const CACHE_OVERHEAD: usize = 96;
 
 /// Approximate bytes one entry holds: the principal's own data, not the token (never stored).
 fn approx_bytes(p: &Principal) -> usize {
@@ -313,31 +297,21 @@ mod tests {
         let c = cache();
         let key = TokenDigest::of(TOKEN);
         let p = Arc::new(principal(json!({"exp": NOW + 10})));
-        c.insert(key, p, 1, at(NOW)).await;
-        assert!(c.get(&key, at(NOW + 9), same_generation).await.is_some());
-        assert!(c.get(&key, Duration::from_millis((NOW + 9) * 1000 + 999), same_generation).await.is_some());
-        assert!(c.get(&key, at(NOW + 10), same_generation).await.is_none());
-        assert!(c.get(&key, at(NOW + 9), same_generation).await.is_none(), "a stale entry is dropped");
+        c.insert(key, p, 1, at(NOW));
+        assert!(c.get(&key, at(NOW + 9), same_generation).is_some());
+        assert!(c.get(&key, Duration::from_millis((NOW + 9) * 1000 + 999), same_generation).is_some());
+        assert!(c.get(&key, at(NOW + 10), same_generation).is_none());
+        assert!(c.get(&key, at(NOW + 9), same_generation).is_none(), "a stale entry is dropped");
     }
 
-    /// moka's own expiry is the time left until `exp` (capped by MAX_TTL), so the entry goes
-    /// away on time even if it is never read.
+    /// No entry is served longer than MAX_TTL, whatever `exp` says.
     #[tokio::test]
-    async fn moka_expiry_is_time_to_exp() {
+    async fn served_at_most_max_ttl() {
         let c = cache();
         let key = TokenDigest::of(TOKEN);
-        let now = since_epoch();
-        let exp = now.as_secs() + 1;
-        c.insert(key, Arc::new(principal(json!({"exp": exp}))), 1, now).await;
-        let entry = c.cache.get(&key).await.unwrap();
-        assert_eq!(entry.ttl, at(exp) - now);
-        assert!(entry.ttl <= at(1));
-        tokio::time::sleep(entry.ttl + Duration::from_millis(50)).await;
-        // The wall-clock check alone would still pass at `now`: moka has expired the entry.
-        assert!(c.get(&key, now, same_generation).await.is_none());
-        let far = Arc::new(principal(json!({"exp": 1e300})));
-        c.insert(key, far, 1, now).await;
-        assert_eq!(c.cache.get(&key).await.unwrap().ttl, MAX_TTL);
+        c.insert(key, Arc::new(principal(json!({"exp": 1e300}))), 1, at(NOW));
+        assert!(c.get(&key, at(NOW) + MAX_TTL - Duration::from_secs(1), same_generation).is_some());
+        assert!(c.get(&key, at(NOW) + MAX_TTL, same_generation).is_none());
     }
 
     /// Tokens already past `exp` (admitted within the leeway) are not cached.
@@ -345,9 +319,8 @@ mod tests {
     async fn expired_token_not_cached() {
         let c = cache();
         let key = TokenDigest::of(TOKEN);
-        c.insert(key, Arc::new(principal(json!({"exp": NOW}))), 1, at(NOW)).await;
-        c.insert(key, Arc::new(principal(json!({"exp": NOW - 5}))), 1, at(NOW)).await;
-        c.run_pending_tasks().await;
+        c.insert(key, Arc::new(principal(json!({"exp": NOW}))), 1, at(NOW));
+        c.insert(key, Arc::new(principal(json!({"exp": NOW - 5}))), 1, at(NOW));
         assert_eq!(c.entry_count(), 0);
     }
 
@@ -356,13 +329,12 @@ mod tests {
     async fn nbf_not_cached() {
         let c = cache();
         let key = TokenDigest::of(TOKEN);
-        c.insert(key, Arc::new(principal(json!({"exp": NOW + 60, "nbf": NOW + 5}))), 1, at(NOW)).await;
-        c.insert(key, Arc::new(principal(json!({"exp": NOW + 60, "nbf": NOW as f64 + 0.5}))), 1, at(NOW)).await;
-        c.run_pending_tasks().await;
+        c.insert(key, Arc::new(principal(json!({"exp": NOW + 60, "nbf": NOW + 5}))), 1, at(NOW));
+        c.insert(key, Arc::new(principal(json!({"exp": NOW + 60, "nbf": NOW as f64 + 0.5}))), 1, at(NOW));
         assert_eq!(c.entry_count(), 0);
-        assert!(c.get(&key, at(NOW), same_generation).await.is_none());
-        c.insert(key, Arc::new(principal(json!({"exp": NOW + 60, "nbf": NOW}))), 1, at(NOW)).await;
-        assert!(c.get(&key, at(NOW), same_generation).await.is_some(), "nbf reached: cacheable");
+        assert!(c.get(&key, at(NOW), same_generation).is_none());
+        c.insert(key, Arc::new(principal(json!({"exp": NOW + 60, "nbf": NOW}))), 1, at(NOW));
+        assert!(c.get(&key, at(NOW), same_generation).is_some(), "nbf reached: cacheable");
     }
 
     /// A change of the issuer's key-set generation turns the entry into a miss and drops it.
@@ -370,10 +342,10 @@ mod tests {
     async fn generation_change_is_a_miss() {
         let c = cache();
         let key = TokenDigest::of(TOKEN);
-        c.insert(key, Arc::new(principal(json!({"exp": NOW + 60}))), 7, at(NOW)).await;
-        assert!(c.get(&key, at(NOW), |_| 7).await.is_some());
-        assert!(c.get(&key, at(NOW), |_| 8).await.is_none());
-        assert!(c.get(&key, at(NOW), |_| 7).await.is_none(), "the stale entry was removed");
+        c.insert(key, Arc::new(principal(json!({"exp": NOW + 60}))), 7, at(NOW));
+        assert!(c.get(&key, at(NOW), |_| 7).is_some());
+        assert!(c.get(&key, at(NOW), |_| 8).is_none());
+        assert!(c.get(&key, at(NOW), |_| 7).is_none(), "the stale entry was removed");
     }
 
     /// The entry count bound holds whatever the byte budget.
@@ -382,9 +354,8 @@ mod tests {
         let (c, _) = cache_with(&settings(10, 1 << 30));
         for i in 0..200 {
             let p = Arc::new(principal(json!({"sub": format!("user-{i}"), "exp": NOW + 60})));
-            c.insert(TokenDigest::of(&format!("token-{i}")), p, 1, at(NOW)).await;
+            c.insert(TokenDigest::of(&format!("token-{i}")), p, 1, at(NOW));
         }
-        c.run_pending_tasks().await;
         assert!(c.entry_count() <= 10, "{}", c.entry_count());
         assert!(c.entry_count() > 0);
     }
@@ -398,9 +369,8 @@ mod tests {
         for i in 0..100 {
             let p = Arc::new(principal(json!({"sub": format!("user-{i}"), "blob": big, "exp": NOW + 60})));
             assert!(approx_bytes(&p) > 8 * 1024);
-            c.insert(TokenDigest::of(&format!("token-{i}")), p, 1, at(NOW)).await;
+            c.insert(TokenDigest::of(&format!("token-{i}")), p, 1, at(NOW));
         }
-        c.run_pending_tasks().await;
         assert!(c.weighted_size() <= max_bytes as u64, "{}", c.weighted_size());
         assert!(c.entry_count() < 8, "{}", c.entry_count());
     }
