@@ -512,3 +512,39 @@ async fn kept_claims_serve_rules_and_headers() {
         assert_eq!(env.up.last().headers["x-tenant"], "acme");
     }
 }
+
+/// RFC 6750 §2.2/§2.3 when enabled: a form-body or query token is accepted, the form body still
+/// reaches the upstream intact, and a token in two places is 400.
+#[tokio::test]
+async fn form_and_query_tokens_when_enabled() {
+    let env = Env::with(|cfg| {
+        cfg.tokens.allow_form_body = true;
+        cfg.tokens.allow_query = true;
+    })
+    .await;
+    let token = env.idp.mint(env.claims());
+    let body = format!("note=hello&access_token={token}");
+    let resp = client(false)
+        .post(env.url("/form"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(env.up.last().body_len, body.len(), "the form body is forwarded whole");
+    assert_eq!(env.up.last().headers["x-auth-subject"], "alice");
+    assert_eq!(client(false).get(env.url(&format!("/q?access_token={token}"))).send().await.unwrap().status(), 200);
+    let both = env.get(&format!("/q?access_token={token}"), &token).await;
+    assert_eq!(both.status(), 400);
+}
+
+/// Query tokens stay ignored unless enabled: such a request has no credentials.
+#[tokio::test]
+async fn query_token_ignored_by_default() {
+    let env = Env::start().await;
+    let token = env.idp.mint(env.claims());
+    let resp = client(false).get(env.url(&format!("/q?access_token={token}"))).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(resp.headers()["www-authenticate"], "Bearer realm=\"test\"");
+}
