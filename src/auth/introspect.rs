@@ -29,14 +29,12 @@ use serde_json::{Map, Value};
 use tokio::sync::OnceCell;
 
 use super::jwks::{error_chain, metadata_urls};
-use super::{jws, AuthError, KeptClaims, Principal};
+use super::{jws, jwt, AuthError, KeptClaims, Principal};
 use crate::config::{ClientAuthMethod, Introspection, Issuer};
 use crate::metrics::{Metrics, CACHE_INTROSPECTION};
 
 const INACTIVE: AuthError = AuthError::InvalidToken("token is not active");
 const NOT_ACCESS_TOKEN: AuthError = AuthError::InvalidToken("token is not an access token");
-const EXPIRED: AuthError = AuthError::InvalidToken("token expired");
-const NOT_YET_VALID: AuthError = AuthError::InvalidToken("token not yet valid");
 const WRONG_ISSUER: AuthError = AuthError::InvalidToken("wrong issuer");
 const MALFORMED_CLAIM: AuthError = AuthError::InvalidToken("malformed claim");
 const FAILED: AuthError = AuthError::Unavailable("token introspection failed");
@@ -361,22 +359,7 @@ fn parse_answer(body: &[u8]) -> Result<Option<Map<String, Value>>, CallError> {
 /// Checks on the members of an active answer (RFC 7662 §2.2 names them after the JWT claims).
 /// Unlike a JWT, `exp` and `iss` are optional here; when present they bind as for a JWT.
 fn check_claims(claims: &Map<String, Value>, issuer: &Issuer, now: u64) -> Result<(), AuthError> {
-    let now = i128::from(now);
-    let leeway = i128::from(issuer.leeway.as_secs());
-    // RFC 7519 §4.1.4: not accepted after `exp` (plus the issuer's clock-skew leeway).
-    if let Some(exp) = claims.get("exp") {
-        let exp = exp.as_f64().ok_or(MALFORMED_CLAIM)?.floor();
-        if now > (exp as i128).saturating_add(leeway) {
-            return Err(EXPIRED);
-        }
-    }
-    // RFC 7519 §4.1.5: not accepted before `nbf` (minus the leeway).
-    if let Some(nbf) = claims.get("nbf") {
-        let nbf = nbf.as_f64().ok_or(MALFORMED_CLAIM)?.ceil();
-        if now + leeway < nbf as i128 {
-            return Err(NOT_YET_VALID);
-        }
-    }
+    jwt::check_time_window(claims, issuer, now, false)?;
     // An answer vouching for another issuer's token is not this issuer's to give.
     match claims.get("iss") {
         None => {}
@@ -392,18 +375,7 @@ fn check_claims(claims: &Map<String, Value>, issuer: &Issuer, now: u64) -> Resul
             return Err(NOT_ACCESS_TOKEN);
         }
     }
-    string_or_strings(claims.get("aud"))?;
-    // RFC 7662 §2.2: `scope` is a space-separated string; the others are single strings.
-    for name in ["scope", "client_id", "username", "sub", "azp"] {
-        if !matches!(claims.get(name), None | Some(Value::String(_))) {
-            return Err(MALFORMED_CLAIM);
-        }
-    }
-    string_or_strings(claims.get("scp"))?;
-    if let Some(name) = issuer.scope_claim.as_deref() {
-        string_or_strings(claims.get(name))?;
-    }
-    Ok(())
+    jwt::check_claim_shapes(claims, issuer)
 }
 
 /// `Bearer` (RFC 6750 §6.1.1, case-insensitive), `access_token`, or the RFC 8693 §3 URN.
@@ -411,14 +383,6 @@ fn is_access_token_type(token_type: &str) -> bool {
     ["bearer", "access_token", "urn:ietf:params:oauth:token-type:access_token"]
         .iter()
         .any(|t| token_type.eq_ignore_ascii_case(t))
-}
-
-fn string_or_strings(value: Option<&Value>) -> Result<(), AuthError> {
-    match value {
-        None | Some(Value::String(_)) => Ok(()),
-        Some(Value::Array(items)) if items.iter().all(Value::is_string) => Ok(()),
-        Some(_) => Err(MALFORMED_CLAIM),
-    }
 }
 
 /// The (unverified) `iss` of a JWS-shaped token, to pick the issuer that handles it; `None` for

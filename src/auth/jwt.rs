@@ -84,38 +84,53 @@ fn verify_signature(jws: &Jws, keys: &KeySet) -> Result<(), AuthError> {
 
 /// Claim checks, run only on signed claims.
 fn check_claims(claims: &Map<String, Value>, issuer: &Issuer, now: u64) -> Result<(), AuthError> {
-    let now = i128::from(now);
-    let leeway = i128::from(issuer.leeway.as_secs());
-
-    // RFC 9068 §2.2: `exp` is REQUIRED in an access token. RFC 7519 §4.1.4: the token MUST NOT
-    // be accepted after `exp`, with "some small leeway" for clock skew. Expired means
-    // `now > exp + leeway` (so `now == exp + leeway` still passes). `now` is whole seconds, so
-    // `now > exp` ⇔ `now > floor(exp)` for a fractional NumericDate.
-    let exp = match claims.get("exp") {
-        None => return Err(NO_EXP),
-        Some(v) => numeric_date(v)?.floor(),
-    };
-    if now > (exp as i128).saturating_add(leeway) {
-        return Err(EXPIRED);
-    }
-    // RFC 7519 §4.1.5: the token MUST NOT be accepted before `nbf` (minus the leeway);
-    // `now < nbf` ⇔ `now < ceil(nbf)`.
-    if let Some(nbf) = claims.get("nbf") {
-        let nbf = numeric_date(nbf)?.ceil();
-        if now + leeway < nbf as i128 {
-            return Err(NOT_YET_VALID);
-        }
-    }
+    // RFC 9068 §2.2: `exp` is REQUIRED in an access token.
+    check_time_window(claims, issuer, now, true)?;
     // RFC 9068 §4: `iss` MUST exactly match the issuer; RFC 7519 §4.1.1: a case-sensitive string.
     match claims.get("iss") {
         Some(Value::String(iss)) if *iss == issuer.issuer => {}
         Some(Value::String(_)) | None => return Err(WRONG_ISSUER),
         Some(_) => return Err(MALFORMED_CLAIM),
     }
+    check_claim_shapes(claims, issuer)
+}
+
+/// `exp` and `nbf` with the issuer's leeway — shared by JWTs and introspection answers (where
+/// `exp` is optional, RFC 7662 §2.2).
+pub(super) fn check_time_window(
+    claims: &Map<String, Value>,
+    issuer: &Issuer,
+    now: u64,
+    exp_required: bool,
+) -> Result<(), AuthError> {
+    let now = i128::from(now);
+    let leeway = i128::from(issuer.leeway.as_secs());
+    // RFC 7519 §4.1.4: the token MUST NOT be accepted after `exp`, with "some small leeway" for
+    // clock skew. Expired means `now > exp + leeway` (so `now == exp + leeway` still passes).
+    // `now` is whole seconds, so `now > exp` ⇔ `now > floor(exp)` for a fractional NumericDate.
+    match claims.get("exp") {
+        None if exp_required => return Err(NO_EXP),
+        Some(v) if now > (numeric_date(v)?.floor() as i128).saturating_add(leeway) => return Err(EXPIRED),
+        _ => {}
+    }
+    // RFC 7519 §4.1.5: the token MUST NOT be accepted before `nbf` (minus the leeway);
+    // `now < nbf` ⇔ `now < ceil(nbf)`.
+    if let Some(nbf) = claims.get("nbf") {
+        if now + leeway < numeric_date(nbf)?.ceil() as i128 {
+            return Err(NOT_YET_VALID);
+        }
+    }
+    Ok(())
+}
+
+/// The shapes of the claims a `Principal` is built from, shared by JWTs and introspection
+/// answers so both kinds of token map alike.
+pub(super) fn check_claim_shapes(claims: &Map<String, Value>, issuer: &Issuer) -> Result<(), AuthError> {
     // RFC 7519 §4.1.3: `aud` is a string or an array of strings. Membership: route policy.
     optional_string_or_strings(claims.get("aud"))?;
-    // RFC 7519 §4.1.2 / RFC 8693 §4.3 / OIDC: single strings. `azp` feeds the client id too.
-    for name in ["sub", "client_id", "azp", "scope"] {
+    // RFC 7519 §4.1.2 / RFC 8693 §4.2 / RFC 7662 §2.2 / OIDC: single strings (`scope` is
+    // space-separated). `azp` feeds the client id too.
+    for name in ["sub", "client_id", "azp", "scope", "username"] {
         if !matches!(claims.get(name), None | Some(Value::String(_))) {
             return Err(MALFORMED_CLAIM);
         }
