@@ -58,13 +58,7 @@ impl Env {
 
     /// A 401 invalid_token whose description contains `why`, not forwarded.
     async fn assert_invalid(&self, token: &str, why: &str) {
-        let before = self.up.count();
-        let resp = self.get("/", token).await;
-        assert_eq!(resp.status(), 401, "{why}");
-        let challenge = resp.headers()["www-authenticate"].to_str().unwrap().to_owned();
-        assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
-        assert!(challenge.contains(why), "expected {why:?} in {challenge}");
-        assert_eq!(self.up.count(), before, "a refused request reached the upstream");
+        assert_invalid_token(&self.gw, &self.up, token, why).await;
     }
 
     /// A 503 with Retry-After and no challenge (the client keeps its token), not forwarded.
