@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use jsonwebtoken::Algorithm;
 use serde_json::Value;
 use support::*;
-use tokengate::config::{ClientAuthMethod, Introspection, KeySource, Secret, TokenMode};
+use tokengate::config::{ClientAuthMethod, Introspection, KeySource, TokenMode};
 use tokengate::dev_issuer::{basic_authorization, DevClient, DevIssuer, SigningKey, TokenFormat};
 
 const AUD: &str = "orders";
@@ -43,16 +43,9 @@ impl Flow {
         idp_cfg.require_at_jwt = true;
         idp_cfg.mode = TokenMode::Auto;
         idp_cfg.introspection = Some(Introspection {
-            endpoint: None,
-            client_id: "gateway".into(),
-            client_secret: Secret(b"gateway-secret".to_vec()),
-            auth_method: ClientAuthMethod::ClientSecretPost,
-            timeout: Duration::from_secs(2),
             cache_max_ttl: TTL,
             negative_ttl: Duration::from_secs(5),
-            cache_capacity: 1000,
-            breaker_failures: 5,
-            breaker_open_for: Duration::from_secs(10),
+            ..introspection("gateway", "gateway-secret", ClientAuthMethod::ClientSecretPost)
         });
         let mut cfg = config(
             &up.url(),

@@ -21,7 +21,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde_json::Value;
 use support::*;
-use tokengate::config::{ClientAuthMethod, Introspection, KeySource, Secret, TokenMode};
+use tokengate::config::{ClientAuthMethod, Introspection, KeySource, TokenMode};
 
 /// The npm package holding `provider.mjs`.
 const PROVIDER_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/oidc-provider");
@@ -481,16 +481,9 @@ async fn opaque_token_through_gateway_until_revoked() {
         let idp = &mut cfg.issuers[0];
         idp.mode = TokenMode::Auto;
         idp.introspection = Some(Introspection {
-            endpoint: None,
-            client_id: RESOURCE_SERVER.0.into(),
-            client_secret: Secret(RESOURCE_SERVER.1.as_bytes().to_vec()),
-            auth_method: ClientAuthMethod::ClientSecretBasic,
-            timeout: Duration::from_secs(2),
             cache_max_ttl: TTL,
             negative_ttl: Duration::from_secs(5),
-            cache_capacity: 1000,
-            breaker_failures: 5,
-            breaker_open_for: Duration::from_secs(10),
+            ..introspection(RESOURCE_SERVER.0, RESOURCE_SERVER.1, ClientAuthMethod::ClientSecretBasic)
         });
     })
     .await;

@@ -429,6 +429,23 @@ async fn introspection_answer(req: Request<Incoming>, script: &Mutex<Introspecti
     answer
 }
 
+/// Introspection settings for the client `client_id`, endpoint from discovery, with test
+/// limits: timeout 2 s, positive and negative TTL 60 s, breaker 5 failures / 10 s.
+pub fn introspection(client_id: &str, client_secret: &str, method: ClientAuthMethod) -> Introspection {
+    Introspection {
+        endpoint: None,
+        client_id: client_id.into(),
+        client_secret: Secret(client_secret.as_bytes().to_vec()),
+        auth_method: method,
+        timeout: Duration::from_secs(2),
+        cache_max_ttl: Duration::from_secs(60),
+        negative_ttl: Duration::from_secs(60),
+        cache_capacity: 10_000,
+        breaker_failures: 5,
+        breaker_open_for: Duration::from_secs(10),
+    }
+}
+
 /// An introspection-only issuer using `FakeIntrospection` at `endpoint`, with short test limits:
 /// timeout 500 ms, positive and negative TTL 60 s, breaker 5 failures / 10 s.
 pub fn introspection_issuer(issuer: &str, endpoint: &str, audiences: &[&str], method: ClientAuthMethod) -> Issuer {
@@ -443,15 +460,8 @@ pub fn introspection_issuer(issuer: &str, endpoint: &str, audiences: &[&str], me
         mode: TokenMode::Introspection,
         introspection: Some(Introspection {
             endpoint: Some(endpoint.into()),
-            client_id: INTROSPECTION_CLIENT_ID.into(),
-            client_secret: Secret(INTROSPECTION_CLIENT_SECRET.as_bytes().to_vec()),
-            auth_method: method,
             timeout: Duration::from_millis(500),
-            cache_max_ttl: Duration::from_secs(60),
-            negative_ttl: Duration::from_secs(60),
-            cache_capacity: 10_000,
-            breaker_failures: 5,
-            breaker_open_for: Duration::from_secs(10),
+            ..introspection(INTROSPECTION_CLIENT_ID, INTROSPECTION_CLIENT_SECRET, method)
         }),
     }
 }
