@@ -160,18 +160,14 @@ fn claim_text(value: &Value) -> Cow<'_, str> {
     }
 }
 
-/// `requested_host` as a header value: a cheap (reference-counted) clone of `Host` when it is
-/// there, so the request path keeps it without copying the text.
+/// The host the client asked for: `Host`, else the request target's authority (HTTP/2). A
+/// cheap (reference-counted) clone of `Host` when it is there, so the request path keeps it
+/// without copying the text.
 pub fn requested_host_value(headers: &HeaderMap, uri: &http::Uri) -> Option<HeaderValue> {
     match headers.get(HOST) {
         Some(v) if v.to_str().is_ok() => Some(v.clone()),
         _ => uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
     }
-}
-
-/// The host the client asked for: `Host`, else the request target's authority (HTTP/2).
-pub fn requested_host<'a>(headers: &'a HeaderMap, uri: &'a http::Uri) -> Option<&'a str> {
-    headers.get(HOST).and_then(|h| h.to_str().ok()).or_else(|| uri.authority().map(|a| a.as_str()))
 }
 
 #[cfg(test)]
