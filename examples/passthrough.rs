@@ -1,39 +1,45 @@
 //! Baseline for benches/load.sh: a bare hyper 1 reverse proxy with no auth and no header work,
-//! built the way tokengate's forwarder is (pooled legacy client, one current-thread runtime),
-//! so the load table can show what tokengate's own work costs on top of the same stack.
+//! forwarding through tokengate's own upstream client (`proxy::forward`) on one current-thread
+//! runtime, so the load table shows what tokengate's request pipeline costs on top of the same
+//! server and client.
 //!
 //! `cargo run --release --example passthrough -- LISTEN UPSTREAM` e.g. 127.0.0.1:8090 127.0.0.1:8081
 
 use std::convert::Infallible;
+use std::sync::Arc;
 
-use http::uri::Uri;
 use hyper::body::Incoming;
 use hyper::Request;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
+use tokengate::config::UpstreamSettings;
+use tokengate::proxy::forward::Forwarder;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let mut args = std::env::args().skip(1);
     let listen = args.next().expect("usage: passthrough LISTEN UPSTREAM");
     let upstream = args.next().expect("usage: passthrough LISTEN UPSTREAM");
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    let client: Client<HttpConnector, Incoming> =
-        Client::builder(TokioExecutor::new()).pool_timer(TokioTimer::new()).build(connector);
+    let settings = UpstreamSettings {
+        uri: format!("http://{upstream}").parse().expect("UPSTREAM is host:port"),
+        connect_timeout: std::time::Duration::from_secs(5),
+        response_timeout: std::time::Duration::from_secs(30),
+        pool_idle_timeout: std::time::Duration::from_secs(90),
+        pool_max_idle_per_host: 64,
+    };
+    let opened = prometheus::IntCounter::new("opened", "upstream connections opened").unwrap();
+    let forwarder = Arc::new(Forwarder::new(&settings, opened));
     let listener = tokio::net::TcpListener::bind(&listen).await.unwrap();
     loop {
         let (stream, _) = listener.accept().await.unwrap();
         let _ = stream.set_nodelay(true);
-        let (client, upstream) = (client.clone(), upstream.clone());
+        let forwarder = forwarder.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-                let client = client.clone();
-                let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-                let uri: Uri = format!("http://{upstream}{path}").parse().unwrap();
-                *req.uri_mut() = uri;
-                async move { Ok::<_, Infallible>(client.request(req).await.unwrap()) }
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let forwarder = forwarder.clone();
+                async move {
+                    let response = forwarder.send(req.map(http_body_util::Either::Left)).await;
+                    Ok::<_, Infallible>(response.expect("the upstream answers"))
+                }
             });
             let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
         });

@@ -19,6 +19,7 @@ pub const BUILD_INFO: &str = "tokengate_build_info";
 pub const INTROSPECTION_REQUESTS_TOTAL: &str = "tokengate_introspection_requests_total";
 pub const INTROSPECTION_DURATION: &str = "tokengate_introspection_duration_seconds";
 pub const TOKEN_CACHE_LOOKUPS_TOTAL: &str = "tokengate_token_cache_lookups_total";
+pub const UPSTREAM_CONNECTIONS_TOTAL: &str = "tokengate_upstream_connections_opened_total";
 
 /// `cache` label of `TOKEN_CACHE_LOOKUPS_TOTAL` for the introspection result cache.
 pub const CACHE_INTROSPECTION: &str = "introspection";
@@ -46,6 +47,8 @@ pub struct Metrics {
     pub introspection_duration: HistogramVec,
     /// `cache`, `result` (hit | miss).
     pub token_cache_lookups: IntCounterVec,
+    /// Upstream connections opened; against request counts, it shows how well the pool reuses them.
+    pub upstream_connections: IntCounter,
 }
 
 impl Metrics {
@@ -88,6 +91,8 @@ impl Metrics {
             &["cache", "result"],
         )
         .expect("valid metric");
+        let upstream_connections =
+            IntCounter::new(UPSTREAM_CONNECTIONS_TOTAL, "Upstream connections opened.").expect("valid metric");
         let build_info = IntGauge::with_opts(
             Opts::new(BUILD_INFO, "Build information; always 1.").const_label("version", env!("CARGO_PKG_VERSION")),
         )
@@ -101,6 +106,7 @@ impl Metrics {
             Box::new(introspection_requests.clone()),
             Box::new(introspection_duration.clone()),
             Box::new(token_cache_lookups.clone()),
+            Box::new(upstream_connections.clone()),
             Box::new(build_info),
         ] {
             registry.register(m).expect("metric names are unique");
@@ -119,6 +125,7 @@ impl Metrics {
             introspection_requests,
             introspection_duration,
             token_cache_lookups,
+            upstream_connections,
         }
     }
 

@@ -157,6 +157,36 @@ async fn keep_alive() {
     assert_eq!(up.seen().iter().map(|s| s.target.as_str()).collect::<Vec<_>>(), ["/one", "/two"]);
 }
 
+/// Sequential requests, even from different clients, reuse one upstream connection; the
+/// metric counts what was opened.
+#[tokio::test]
+async fn upstream_connections_are_reused() {
+    let (up, gw) = setup().await;
+    for i in 0..20 {
+        let c = client(i % 2 == 0);
+        let resp = c.get(format!("http://{}/r{i}", gw.addr)).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.text().await.unwrap(), "ok 0");
+    }
+    assert_eq!(up.count(), 20);
+    assert_eq!(up.connections(), 1, "one keep-alive upstream connection serves them all");
+    let metrics = client(false).get(format!("http://{}/metrics", gw.admin_addr)).send().await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    assert!(metrics.contains("tokengate_upstream_connections_opened_total 1\n"), "{metrics}");
+}
+
+/// An upstream that closes its connection after answering costs a new connection, not an error.
+#[tokio::test]
+async fn upstream_closing_connections_is_not_an_error() {
+    let (up, gw) = setup().await;
+    let c = client(false);
+    for i in 0..5 {
+        let resp = c.get(format!("http://{}/close/{i}", gw.addr)).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "request {i}");
+    }
+    assert_eq!(up.connections(), 5);
+}
+
 /// Request bodies stream: the upstream sees the first chunk before the client sends the second.
 #[tokio::test]
 async fn request_body_streams() {

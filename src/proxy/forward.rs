@@ -1,17 +1,20 @@
-//! The upstream edge: a pooled HTTP/1.1 client that streams bodies both ways, with a connect
-//! timeout and a response-head timeout, and a classification of failures into 502 / 504.
+//! The upstream edge: HTTP/1.1 over pooled keep-alive connections, bodies streamed both ways, a
+//! connect timeout and a response-head timeout, and a classification of failures into 502 / 504.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::header::HOST;
 use http::uri::{PathAndQuery, Uri};
-use http::{Request, Response, Version};
+use http::{HeaderValue, Request, Response, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::TokioIo;
+use prometheus::IntCounter;
+use tokio::net::TcpStream;
 
+use super::pool::{Pool, PooledBody, Sender};
 use crate::config::UpstreamSettings;
 use crate::respond::UpstreamError;
 
@@ -19,66 +22,98 @@ use crate::respond::UpstreamError;
 pub type UpstreamBody = Either<Incoming, Full<Bytes>>;
 
 pub struct Forwarder {
-    client: Client<HttpConnector, UpstreamBody>,
-    scheme: http::uri::Scheme,
-    authority: http::uri::Authority,
+    pool: Arc<Pool>,
+    /// `host:port` to connect to (resolved on each new connection, so DNS changes are seen).
+    address: String,
+    /// `Host` for requests that arrived without one (HTTP/1.0 clients).
+    host: HeaderValue,
+    connect_timeout: Duration,
     response_timeout: Duration,
+    connections_opened: IntCounter,
 }
 
 impl Forwarder {
-    pub fn new(settings: &UpstreamSettings) -> Forwarder {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(settings.connect_timeout));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(settings.pool_idle_timeout)
-            .pool_max_idle_per_host(settings.pool_max_idle_per_host)
-            .pool_timer(TokioTimer::new())
-            .build(connector);
-        let parts = settings.uri.clone().into_parts();
+    pub fn new(settings: &UpstreamSettings, connections_opened: IntCounter) -> Forwarder {
+        let authority = settings.uri.authority().expect("validated upstream URL has an authority");
+        let port = authority.port_u16().unwrap_or(80);
+        // `host()` keeps the brackets of an IPv6 literal; the socket address wants them off.
+        let host = authority.host().trim_start_matches('[').trim_end_matches(']');
         Forwarder {
-            client,
-            scheme: parts.scheme.unwrap_or(http::uri::Scheme::HTTP),
-            authority: parts.authority.expect("validated upstream URL has an authority"),
+            pool: Arc::new(Pool::new(settings.pool_max_idle_per_host, settings.pool_idle_timeout)),
+            address: if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") },
+            host: HeaderValue::from_str(authority.as_str()).expect("an authority is a valid header value"),
+            connect_timeout: settings.connect_timeout,
             response_timeout: settings.response_timeout,
+            connections_opened,
         }
     }
 
-    /// Send the request upstream; the path and query go byte-for-byte. Returns once the response
-    /// head has arrived; its body streams through afterwards.
-    pub async fn send(&self, mut req: Request<UpstreamBody>) -> Result<Response<Incoming>, UpstreamError> {
+    /// Send the request upstream; the path and query go byte-for-byte in origin form. Returns
+    /// once the response head has arrived; its body streams through afterwards.
+    pub async fn send(&self, mut req: Request<UpstreamBody>) -> Result<Response<PooledBody>, UpstreamError> {
         let path = req.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
-        *req.uri_mut() = Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(path)
-            .build()
-            .map_err(|_| UpstreamError::Broken)?;
+        *req.uri_mut() = Uri::from(path);
         *req.version_mut() = Version::HTTP_11;
-        match tokio::time::timeout(self.response_timeout, self.client.request(req)).await {
-            Err(_) => Err(UpstreamError::Timeout),
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(e)) if e.is_connect() => {
-                tracing::warn!(error = %e, "upstream connect failed");
-                Err(if is_timeout(&e) { UpstreamError::Timeout } else { UpstreamError::Connect })
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "upstream request failed");
-                Err(UpstreamError::Broken)
-            }
+        if !req.headers().contains_key(HOST) {
+            req.headers_mut().insert(HOST, self.host.clone());
         }
+        match tokio::time::timeout(self.response_timeout, self.exchange(req)).await {
+            Err(_) => Err(UpstreamError::Timeout),
+            Ok(Ok((response, sender))) => {
+                let pool = self.pool.clone();
+                Ok(response.map(|body| PooledBody::new(body, sender, pool)))
+            }
+            Ok(Err(e)) => Err(e),
+        }
+    }
+
+    async fn exchange(&self, req: Request<UpstreamBody>) -> Result<(Response<Incoming>, Sender), UpstreamError> {
+        let (mut sender, reused) = match self.pool.checkout() {
+            Some(sender) => (sender, true),
+            None => (self.connect().await?, false),
+        };
+        match sender.try_send_request(req).await {
+            Ok(response) => Ok((response, sender)),
+            Err(mut e) => match e.take_message() {
+                // A pooled connection the upstream closed just as we picked it: the request was
+                // never written, so it is safe to send it once more on a fresh connection.
+                Some(req) if reused => {
+                    let mut fresh = self.connect().await?;
+                    let response = fresh.send_request(req).await.map_err(|e| broken(&e))?;
+                    Ok((response, fresh))
+                }
+                _ => Err(broken(e.error())),
+            },
+        }
+    }
+
+    async fn connect(&self) -> Result<Sender, UpstreamError> {
+        let tcp = match tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.address)).await {
+            Err(_) => return Err(UpstreamError::Timeout),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, upstream = %self.address, "upstream connect failed");
+                return Err(if e.kind() == std::io::ErrorKind::TimedOut {
+                    UpstreamError::Timeout
+                } else {
+                    UpstreamError::Connect
+                });
+            }
+            Ok(Ok(tcp)) => tcp,
+        };
+        let _ = tcp.set_nodelay(true);
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.map_err(|e| broken(&e))?;
+        self.connections_opened.inc();
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "upstream connection ended with an error");
+            }
+        });
+        Ok(sender)
     }
 }
 
-fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut source = Some(e);
-    while let Some(err) = source {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::TimedOut {
-                return true;
-            }
-        }
-        source = err.source();
-    }
-    false
+fn broken(e: &hyper::Error) -> UpstreamError {
+    tracing::warn!(error = %e, "upstream request failed");
+    UpstreamError::Broken
 }

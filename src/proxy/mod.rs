@@ -4,6 +4,7 @@
 
 pub mod forward;
 pub mod headers;
+pub mod pool;
 pub mod route;
 
 use std::convert::Infallible;
@@ -25,10 +26,11 @@ use crate::metrics::{Metrics, RouteMetrics, NO_ROUTE};
 use crate::respond::{respond, Challenge, Denial};
 use forward::{Forwarder, UpstreamBody};
 use headers::IdentityNames;
+use pool::PooledBody;
 use route::{CompiledRoute, RouteTable};
 
 /// Response body: the upstream's stream, or a small body of the gateway's own.
-pub type Body = Either<Incoming, Full<Bytes>>;
+pub type Body = Either<PooledBody, Full<Bytes>>;
 
 /// Form bodies read for an `access_token` are capped (RFC 6750 §2.2 tokens are small).
 const MAX_FORM_BODY: usize = 64 * 1024;
@@ -210,7 +212,7 @@ pub fn state(config: Config, metrics: Metrics, http: &reqwest::Client) -> State 
         no_route_metrics: metrics.route(NO_ROUTE),
         routes,
         auth: Authenticator::new(&config, http, &metrics),
-        forwarder: Forwarder::new(&config.upstream),
+        forwarder: Forwarder::new(&config.upstream, metrics.upstream_connections.clone()),
         identity_names: IdentityNames::new(&config.identity),
         realm: crate::respond::quote(&config.realm),
         resource_metadata: resource_metadata(&config),

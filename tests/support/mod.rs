@@ -34,11 +34,12 @@ pub struct Seen {
 /// A real HTTP/1.1 upstream on loopback. Paths with special behaviour:
 /// `/slow/<ms>…` answers after a delay; `/stream-in…` signals each received body chunk on
 /// `chunks` before reading the next; `/stream-out…` sends one chunk, then waits for
-/// `release_out` before finishing; `/hop…` answers with hop-by-hop headers. Anything else: 200
-/// "ok" after reading the whole body.
+/// `release_out` before finishing; `/hop…` answers with hop-by-hop headers; `/close…` answers
+/// and closes the connection. Anything else: 200 "ok" after reading the whole body.
 pub struct Upstream {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
     pub chunks: mpsc::UnboundedReceiver<usize>,
     release_out: mpsc::UnboundedSender<()>,
 }
@@ -52,9 +53,12 @@ impl Upstream {
         let (release_out, release_rx) = mpsc::unbounded_channel::<()>();
         let release_rx = Arc::new(tokio::sync::Mutex::new(release_rx));
         let seen2 = seen.clone();
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let accepted = connections.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { return };
+                accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let seen = seen2.clone();
                 let chunk_tx = chunk_tx.clone();
                 let release_rx = release_rx.clone();
@@ -71,7 +75,7 @@ impl Upstream {
                 });
             }
         });
-        Upstream { addr, seen, chunks, release_out }
+        Upstream { addr, seen, connections, chunks, release_out }
     }
 
     pub fn url(&self) -> String {
@@ -89,6 +93,11 @@ impl Upstream {
 
     pub fn count(&self) -> usize {
         self.seen.lock().unwrap().len()
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Let a `/stream-out` response finish.
@@ -147,6 +156,9 @@ async fn upstream_answer(
         h.insert("x-upstream-private", "secret".parse().unwrap());
         h.insert("keep-alive", "timeout=5".parse().unwrap());
         h.insert("x-upstream-public", "fine".parse().unwrap());
+    }
+    if target.starts_with("/close") {
+        response.headers_mut().insert("connection", "close".parse().unwrap());
     }
     response
 }
