@@ -12,7 +12,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use jsonwebtoken::Algorithm;
 use serde_json::{json, Value};
 use tokengate::auth::keyset::KeySet;
-use tokengate::auth::token_cache::TokenCache;
+use tokengate::auth::token_cache::{LastToken, TokenCache};
 use tokengate::auth::{extract, jws, jwt, policy, Principal};
 use tokengate::config::{
     ClaimRule, ClaimTest, Identity, Issuer, KeySource, Policy, TokenCacheSettings, TokenSettings, DEFAULT_ALGORITHMS,
@@ -105,7 +105,8 @@ fn bench_verify_cold(c: &mut Criterion, keys: &Keys) {
     }
 }
 
-/// A cache hit: SHA-256 of the token, one moka lookup, the generation and clock checks.
+/// A cache hit: SHA-256 of the token, one cache lookup, the generation and clock checks; and the
+/// connection's remembered last token (a full comparison instead of the digest and lookup).
 fn bench_verify_cached(c: &mut Criterion, keys: &Keys) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let settings = TokenCacheSettings { enabled: true, max_entries: 100_000, max_bytes: 64 << 20 };
@@ -119,11 +120,16 @@ fn bench_verify_cached(c: &mut Criterion, keys: &Keys) {
             let jws = jws::parse(&token)?;
             Ok((jwt::verify(&jws, &keys.set, &issuer, 0, id.clone(), now())?, 1))
         };
-        rt.block_on(cache.admit(&token, |_| 1, verify)).unwrap();
+        let last = LastToken::default();
+        rt.block_on(cache.admit(&token, &last, |_| 1, verify)).unwrap();
         c.bench_function(&format!("jwt/cached/{:?}", key.alg), |b| {
             b.to_async(&rt).iter(|| async {
-                cache.admit(black_box(&token), |_| 1, || async { unreachable!("a cache hit") }).await.unwrap()
+                let fresh = LastToken::default();
+                cache.admit(black_box(&token), &fresh, |_| 1, || async { unreachable!("a cache hit") }).await.unwrap()
             })
+        });
+        c.bench_function(&format!("jwt/remembered/{:?}", key.alg), |b| {
+            b.iter(|| cache.remembered(black_box(&token), &last, |_| 1).unwrap())
         });
     }
 }

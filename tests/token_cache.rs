@@ -16,6 +16,9 @@ struct Env {
     idp: DevIssuer,
     up: Upstream,
     gw: tokengate::app::Running,
+    /// One client whose keep-alive connection is reused: its requests meet the connection's
+    /// remembered last token rather than the shared cache.
+    kept: reqwest::Client,
 }
 
 impl Env {
@@ -36,12 +39,17 @@ impl Env {
         tweak(&mut cfg);
         let gw = gateway(cfg).await;
         wait_ready(&gw).await;
-        Env { idp, up, gw }
+        Env { idp, up, gw, kept: client(false) }
     }
 
     async fn get(&self, path: &str, token: &str) -> reqwest::Response {
         let url = format!("http://{}{path}", self.gw.addr);
         client(false).get(url).bearer_auth(token).send().await.unwrap()
+    }
+
+    async fn get_kept(&self, path: &str, token: &str) -> reqwest::Response {
+        let url = format!("http://{}{path}", self.gw.addr);
+        self.kept.get(url).bearer_auth(token).send().await.unwrap()
     }
 
     fn claims(&self, scope: &str) -> Value {
@@ -120,6 +128,39 @@ async fn removed_key_stops_cached_token_at_once() {
     let challenge = resp.headers()["www-authenticate"].to_str().unwrap().to_owned();
     assert!(challenge.contains("unknown signing key"), "{challenge}");
     assert_eq!(env.up.count(), before, "the refused request reached the upstream");
+}
+
+/// The same rules hold for the token a connection remembers: on one kept-alive connection, the
+/// remembered token is still checked against each route, refused once its key leaves the JWKS
+/// (the refetch triggered from another connection), and refused after `exp`.
+#[tokio::test]
+async fn remembered_token_on_one_connection_follows_the_rules() {
+    let env = Env::with(|cfg| cfg.issuers[0].leeway = Duration::ZERO).await;
+    let old = env.idp.keys()[0].clone();
+    let token = env.signed(&old, env.claims("read"));
+    for _ in 0..3 {
+        assert_eq!(env.get_kept("/read", &token).await.status(), 200);
+    }
+    assert_eq!(env.get_kept("/write", &token).await.status(), 403);
+    assert_eq!(env.lookups("hit").await, 3);
+
+    let new = Arc::new(SigningKey::rsa("k2", Algorithm::RS256));
+    env.idp.set_keys(vec![new.clone()]);
+    assert_eq!(env.get("/", &env.signed(&new, env.claims("read"))).await.status(), 200);
+    let resp = env.get_kept("/read", &token).await;
+    assert_eq!(resp.status(), 401, "a remembered token outlived its key");
+
+    let exp = now() + 2;
+    let mut claims = env.claims("read");
+    claims["exp"] = json!(exp);
+    let short = env.signed(&new, claims);
+    assert_eq!(env.get_kept("/read", &short).await.status(), 200);
+    assert_eq!(env.get_kept("/read", &short).await.status(), 200);
+    while now() <= exp {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(env.get_kept("/read", &short).await.status(), 401, "a remembered token outlived its exp");
+    assert_eq!(env.up.count(), 6, "only the admitted requests reached the upstream");
 }
 
 /// A cached entry ends at `exp`: with no leeway, the token is refused once `exp` has passed.

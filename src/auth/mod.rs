@@ -34,7 +34,7 @@ use crate::config::{Config, Issuer, TokenMode};
 use crate::metrics::Metrics;
 use introspect::Introspector;
 use jwks::JwksCache;
-use token_cache::TokenCache;
+use token_cache::{LastToken, TokenCache};
 
 /// One configured issuer, its live key set and its introspection client.
 pub struct IssuerState {
@@ -117,14 +117,24 @@ impl Authenticator {
 
     /// Opaque tokens go to introspection (with its own cache); a JWT seen recently is admitted
     /// from the verified-token cache. Route policy is the caller's, on every request.
-    pub async fn authenticate(&self, token: &str) -> Result<Arc<Principal>, AuthError> {
-        if let Some(introspector) = self.introspector_for(token) {
-            return introspector.introspect(token).await.map(Arc::new);
+    /// `last` is the calling connection's memory of its previous token: the same JWT again is
+    /// admitted without hashing, parsing or awaiting anything.
+    pub async fn authenticate(&self, token: &str, last: &LastToken) -> Result<Arc<Principal>, AuthError> {
+        let generation = |i: usize| self.issuers[i].jwks.generation();
+        if let Some(principal) = self.token_cache.as_ref().and_then(|c| c.remembered(token, last, generation)) {
+            return Ok(principal);
         }
-        match &self.token_cache {
-            Some(cache) => cache.admit(token, |i| self.issuers[i].jwks.generation(), || self.verify_jwt(token)).await,
-            None => self.verify_jwt(token).await.map(|(principal, _)| Arc::new(principal)),
-        }
+        // Boxed: the introspection and JWKS futures are kilobytes that the hit above never needs.
+        Box::pin(async move {
+            if let Some(introspector) = self.introspector_for(token) {
+                return introspector.introspect(token).await.map(Arc::new);
+            }
+            match &self.token_cache {
+                Some(cache) => cache.admit(token, last, generation, || self.verify_jwt(token)).await,
+                None => self.verify_jwt(token).await.map(|(principal, _)| Arc::new(principal)),
+            }
+        })
+        .await
     }
 
     /// `None` = validate locally: a JWS naming a jwt/auto issuer, or any token when no issuer

@@ -14,6 +14,10 @@
 //! - Only successes are cached. Route policy is not part of the entry: it is evaluated on every
 //!   request (`proxy`), so a cached token never passes a route it does not satisfy.
 //!
+//! Each client connection also remembers the last token it presented (`LastToken`, compared in
+//! full, under the same `exp` and generation rules): a client that reuses its token on a
+//! keep-alive connection — the common case — is admitted without hashing it at all.
+//!
 //! The cache is bounded by entry count and by bytes with one weight: each entry weighs its
 //! approximate size, but at least `max_bytes / max_entries`, and the capacity is `max_bytes`.
 //! It is a quick_cache (S3-FIFO, sharded): its per-entry bookkeeping is a few dozen bytes where
@@ -25,6 +29,7 @@ use std::mem::size_of;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwapOption;
 use aws_lc_rs::digest;
 use prometheus::{IntCounter, IntCounterVec};
 use serde_json::{Map, Value};
@@ -55,13 +60,50 @@ impl std::fmt::Debug for TokenDigest {
 }
 
 #[derive(Clone, Debug)]
-struct Entry {
+pub struct Entry {
     principal: Arc<Principal>,
     /// Key-set generation of `principal.issuer` when the token was verified.
     generation: u64,
     /// Served until this time since the epoch: `exp`, or `MAX_TTL` after insertion if sooner.
     serve_until: Duration,
     weight: u32,
+}
+
+impl Entry {
+    /// Servable at `now`: before `serve_until` and verified under the issuer's current key set.
+    fn is_live(&self, now: Duration, generation: impl Fn(usize) -> u64) -> bool {
+        now < self.serve_until && generation(self.principal.issuer) == self.generation
+    }
+}
+
+/// The last token one client connection presented, with its cache entry: compared in full (so
+/// not a fast hash) and served under the same rules as the cache. Per connection, so it holds
+/// at most one token that the connection's own client sent; `Debug` never shows it.
+#[derive(Default)]
+pub struct LastToken(ArcSwapOption<Remembered>);
+
+struct Remembered {
+    token: Box<str>,
+    entry: Entry,
+}
+
+impl LastToken {
+    fn get(&self, token: &str, now: Duration, generation: impl Fn(usize) -> u64) -> Option<Arc<Principal>> {
+        let guard = self.0.load();
+        let remembered = guard.as_ref()?;
+        let live = *remembered.token == *token && remembered.entry.is_live(now, generation);
+        live.then(|| remembered.entry.principal.clone())
+    }
+
+    fn remember(&self, token: &str, entry: &Entry) {
+        self.0.store(Some(Arc::new(Remembered { token: token.into(), entry: entry.clone() })));
+    }
+}
+
+impl std::fmt::Debug for LastToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LastToken(..)")
+    }
 }
 
 #[derive(Clone)]
@@ -99,12 +141,26 @@ impl TokenCache {
         })
     }
 
+    /// The principal for `token` if it is the one `last` remembers and it is still live (a hit).
+    pub fn remembered(
+        &self,
+        token: &str,
+        last: &LastToken,
+        generation: impl Fn(usize) -> u64,
+    ) -> Option<Arc<Principal>> {
+        let principal = last.get(token, since_epoch(), generation)?;
+        self.hits.inc();
+        Some(principal)
+    }
+
     /// The principal for `token`: from the cache when it holds a live entry for it, else from
     /// `verify` (which returns the principal and the key-set generation it was verified under),
-    /// remembered when cacheable. `generation(issuer)` is that issuer's current generation.
+    /// remembered when cacheable, in the cache and in `last`. `generation(issuer)` is that
+    /// issuer's current generation.
     pub async fn admit<Fut>(
         &self,
         token: &str,
+        last: &LastToken,
         generation: impl Fn(usize) -> u64,
         verify: impl FnOnce() -> Fut,
     ) -> Result<Arc<Principal>, AuthError>
@@ -112,23 +168,30 @@ impl TokenCache {
         Fut: Future<Output = Result<(Principal, u64), AuthError>>,
     {
         let key = TokenDigest::of(token);
-        if let Some(principal) = self.get(&key, since_epoch(), generation) {
-            return Ok(principal);
+        if let Some(entry) = self.live(&key, since_epoch(), generation) {
+            last.remember(token, &entry);
+            return Ok(entry.principal);
         }
         let (principal, verified_under) = verify().await?;
         let principal = Arc::new(principal);
         // The clock is read again: verification may have waited for a JWKS fetch.
-        self.insert(key, principal.clone(), verified_under, since_epoch());
+        if let Some(entry) = self.insert(key, principal.clone(), verified_under, since_epoch()) {
+            last.remember(token, &entry);
+        }
         Ok(principal)
     }
 
     /// A live entry, or `None` (counted as a miss). An expired entry, or one from an older key
     /// set, is dropped.
     pub fn get(&self, key: &TokenDigest, now: Duration, generation: impl Fn(usize) -> u64) -> Option<Arc<Principal>> {
+        self.live(key, now, generation).map(|e| e.principal)
+    }
+
+    fn live(&self, key: &TokenDigest, now: Duration, generation: impl Fn(usize) -> u64) -> Option<Entry> {
         match self.cache.get(key) {
-            Some(e) if now < e.serve_until && generation(e.principal.issuer) == e.generation => {
+            Some(e) if e.is_live(now, &generation) => {
                 self.hits.inc();
-                Some(e.principal)
+                Some(e)
             }
             Some(_) => {
                 self.cache.remove(key);
@@ -143,14 +206,17 @@ impl TokenCache {
     }
 
     /// Remember a verified principal, unless it is already expired or not yet valid at `now`.
-    pub fn insert(&self, key: TokenDigest, principal: Arc<Principal>, generation: u64, now: Duration) {
+    /// Returns the entry when it was cached.
+    pub fn insert(&self, key: TokenDigest, principal: Arc<Principal>, generation: u64, now: Duration) -> Option<Entry> {
         let expires_at = Duration::from_secs(principal.expires_at);
         if expires_at <= now || not_yet_valid(principal.not_before, now) {
-            return;
+            return None;
         }
         let serve_until = expires_at.min(now + MAX_TTL);
         let weight = u32::try_from(approx_bytes(&principal)).unwrap_or(u32::MAX).max(self.min_weight);
-        self.cache.insert(key, Entry { principal, generation, serve_until, weight });
+        let entry = Entry { principal, generation, serve_until, weight };
+        self.cache.insert(key, entry.clone());
+        Some(entry)
     }
 
     /// Entries currently held.
@@ -246,7 +312,7 @@ mod tests {
 
     /// Admits through `verify` (counted) with a principal expiring in an hour.
     async fn admit_counting(c: &TokenCache, token: &str, calls: &AtomicUsize, claims: Value) -> Arc<Principal> {
-        c.admit(token, same_generation, || async {
+        c.admit(token, &LastToken::default(), same_generation, || async {
             calls.fetch_add(1, Ordering::Relaxed);
             Ok((principal(claims), 1))
         })
@@ -281,7 +347,7 @@ mod tests {
         let calls = AtomicUsize::new(0);
         for _ in 0..2 {
             let r = c
-                .admit(TOKEN, same_generation, || async {
+                .admit(TOKEN, &LastToken::default(), same_generation, || async {
                     calls.fetch_add(1, Ordering::Relaxed);
                     Err(AuthError::InvalidToken("signature verification failed"))
                 })
@@ -389,5 +455,47 @@ mod tests {
         let dump = format!("{:?}", entries[0].1);
         assert!(!dump.contains(signature) && !dump.contains(TOKEN), "{dump}");
         assert_eq!(format!("{:?}", entries[0].0), "TokenDigest(..)");
+    }
+
+    /// The connection's last token is admitted again without a cache lookup, and only that exact
+    /// token: another token, even one the cache holds, goes through the cache.
+    #[tokio::test]
+    async fn last_token_is_remembered_in_full() {
+        let (c, lookups) = cache_with(&settings(1000, 1 << 20));
+        let last = LastToken::default();
+        let calls = AtomicUsize::new(0);
+        let verify = |claims: Value| {
+            calls.fetch_add(1, Ordering::Relaxed);
+            async move { Ok((principal(claims), 1)) }
+        };
+        assert!(c.remembered(TOKEN, &last, same_generation).is_none(), "nothing remembered yet");
+        let first = c.admit(TOKEN, &last, same_generation, || verify(live_claims())).await.unwrap();
+        let again = c.remembered(TOKEN, &last, same_generation).expect("remembered");
+        assert!(Arc::ptr_eq(&first, &again));
+        assert_eq!(lookups.with_label_values(&["jwt", "hit"]).get(), 1, "a remembered token counts as a hit");
+        let prefix = &TOKEN[..TOKEN.len() - 1];
+        assert!(c.remembered(prefix, &last, same_generation).is_none());
+        assert!(c.remembered(&format!("{TOKEN}x"), &last, same_generation).is_none());
+        // A cache hit on another connection is remembered there too.
+        let other = LastToken::default();
+        c.admit(TOKEN, &other, same_generation, || verify(live_claims())).await.unwrap();
+        assert_eq!(calls.load(Ordering::Relaxed), 1);
+        assert!(c.remembered(TOKEN, &other, same_generation).is_some());
+    }
+
+    /// The remembered token obeys the cache's rules: not past `serve_until`, not after a key-set
+    /// change, and a token the cache would not hold is not remembered either.
+    #[test]
+    fn last_token_expires_and_follows_the_key_set() {
+        let c = cache();
+        let last = LastToken::default();
+        let key = TokenDigest::of(TOKEN);
+        let entry = c.insert(key, Arc::new(principal(json!({"exp": NOW + 10}))), 7, at(NOW)).unwrap();
+        last.remember(TOKEN, &entry);
+        assert!(last.get(TOKEN, at(NOW + 9), |_| 7).is_some());
+        assert!(last.get(TOKEN, at(NOW + 10), |_| 7).is_none(), "expired");
+        assert!(last.get(TOKEN, at(NOW), |_| 8).is_none(), "key set changed");
+        assert!(c.insert(key, Arc::new(principal(json!({"exp": NOW}))), 7, at(NOW)).is_none(), "expired: not cached");
+        assert_eq!(format!("{last:?}"), "LastToken(..)");
     }
 }

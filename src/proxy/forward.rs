@@ -70,7 +70,8 @@ impl Forwarder {
     async fn exchange(&self, req: Request<UpstreamBody>) -> Result<(Response<Incoming>, Sender), UpstreamError> {
         let (mut sender, reused) = match self.pool.checkout() {
             Some(sender) => (sender, true),
-            None => (self.connect().await?, false),
+            // Boxed: the connect and handshake futures are large and rarely needed.
+            None => (Box::pin(self.connect()).await?, false),
         };
         match sender.try_send_request(req).await {
             Ok(response) => Ok((response, sender)),
@@ -78,7 +79,7 @@ impl Forwarder {
                 // A pooled connection the upstream closed just as we picked it: the request was
                 // never written, so it is safe to send it once more on a fresh connection.
                 Some(req) if reused => {
-                    let mut fresh = self.connect().await?;
+                    let mut fresh = Box::pin(self.connect()).await?;
                     let response = fresh.send_request(req).await.map_err(|e| broken(&e))?;
                     Ok((response, fresh))
                 }

@@ -20,6 +20,7 @@ use http::{HeaderValue, Method, Request, Response};
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 
+use crate::auth::token_cache::LastToken;
 use crate::auth::{extract, policy, AuthError, Authenticator};
 use crate::config::{Config, RouteAuth};
 use crate::metrics::{Metrics, RouteMetrics, NO_ROUTE};
@@ -59,12 +60,14 @@ pub struct Gateway {
     state: Arc<State>,
     /// The client's address as the `X-Forwarded-For` value, built once per connection.
     client_ip: HeaderValue,
+    /// The last JWT this connection presented, admitted again without a cache lookup.
+    last_token: Arc<LastToken>,
 }
 
 impl Gateway {
     pub fn new(state: Arc<State>, remote: SocketAddr) -> Gateway {
         let client_ip = HeaderValue::from_str(&remote.ip().to_string()).expect("an IP address is a valid header value");
-        Gateway { state, client_ip }
+        Gateway { state, client_ip, last_token: Arc::default() }
     }
 }
 
@@ -77,19 +80,20 @@ impl hyper::service::Service<Request<Incoming>> for Gateway {
     type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
-        let (state, client_ip) = (self.state.clone(), self.client_ip.clone());
-        Box::pin(async move { Ok(handle(&state, &client_ip, req).await) })
+        let this = self.clone();
+        Box::pin(async move { Ok(handle(&this, req).await) })
     }
 }
 
-async fn handle(state: &State, client_ip: &HeaderValue, req: Request<Incoming>) -> Response<Body> {
+async fn handle(conn: &Gateway, req: Request<Incoming>) -> Response<Body> {
+    let state = &*conn.state;
     if let Some((path, body)) = &state.resource_metadata {
         if req.uri().path() == path && matches!(*req.method(), Method::GET | Method::HEAD) {
             return metadata_response(body.clone());
         }
     }
     let started = Instant::now();
-    let (route, decision, response) = match decide_and_forward(state, client_ip, req).await {
+    let (route, decision, response) = match decide_and_forward(state, conn, req).await {
         Ok((route, response)) => (Some(route), "allowed", response),
         Err((route, denial)) => {
             let challenge = Challenge {
@@ -111,7 +115,7 @@ type Refusal<'s> = (Option<&'s CompiledRoute>, Denial);
 
 async fn decide_and_forward<'s>(
     state: &'s State,
-    client_ip: &HeaderValue,
+    conn: &Gateway,
     req: Request<Incoming>,
 ) -> Result<(&'s CompiledRoute, Response<Body>), Refusal<'s>> {
     let (mut parts, body) = req.into_parts();
@@ -144,7 +148,7 @@ async fn decide_and_forward<'s>(
         let token = extract::bearer(&parts.headers, parts.uri.query(), form.as_deref(), tokens)
             .map_err(|e| deny(Denial::Auth(e)))?
             .ok_or(deny(Denial::Auth(AuthError::MissingToken)))?;
-        let principal = state.auth.authenticate(&token).await.map_err(|e| deny(Denial::Auth(e)))?;
+        let principal = state.auth.authenticate(&token, &conn.last_token).await.map_err(|e| deny(Denial::Auth(e)))?;
         drop(token);
         policy::authorize(&principal, policy, state.auth.issuer_audiences(principal.issuer))
             .map_err(|e| deny(Denial::Auth(e)))?;
@@ -152,7 +156,7 @@ async fn decide_and_forward<'s>(
             .map_err(|e| deny(Denial::Auth(e)))?;
     }
 
-    headers::add_forwarded(&mut parts.headers, client_ip, &PROTO_HTTP, host.as_ref());
+    headers::add_forwarded(&mut parts.headers, &conn.client_ip, &PROTO_HTTP, host.as_ref());
     if !parts.headers.contains_key(HOST) {
         // HTTP/2 carries the host in :authority; the HTTP/1.1 upstream needs a Host header.
         if let Some(v) = host {
