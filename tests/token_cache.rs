@@ -65,9 +65,13 @@ impl Env {
 
     /// `tokengate_token_cache_lookups_total{cache="jwt",result=…}`, 0 when absent.
     async fn lookups(&self, result: &str) -> u64 {
+        self.lookups_of("jwt", result).await
+    }
+
+    async fn lookups_of(&self, cache: &str, result: &str) -> u64 {
         let url = format!("http://{}/metrics", self.gw.admin_addr);
         let text = client(false).get(url).send().await.unwrap().text().await.unwrap();
-        let prefix = format!("tokengate_token_cache_lookups_total{{cache=\"jwt\",result=\"{result}\"}} ");
+        let prefix = format!("tokengate_token_cache_lookups_total{{cache=\"{cache}\",result=\"{result}\"}} ");
         text.lines().find_map(|l| l.strip_prefix(&prefix)).map_or(0, |n| n.trim().parse().unwrap())
     }
 }
@@ -161,6 +165,31 @@ async fn remembered_token_on_one_connection_follows_the_rules() {
     }
     assert_eq!(env.get_kept("/read", &short).await.status(), 401, "a remembered token outlived its exp");
     assert_eq!(env.up.count(), 6, "only the admitted requests reached the upstream");
+}
+
+/// A forged token sent again is refused from the refusal cache, with the same answer. When the
+/// issuer's key set changes, it is verified anew: here the issuer replaced its key under the
+/// same `kid`, so the token that failed before now verifies.
+#[tokio::test]
+async fn refused_token_is_remembered_until_the_key_set_changes() {
+    let env = Env::with(|_| {}).await;
+    let replacement = Arc::new(SigningKey::rsa("k1", Algorithm::RS256));
+    let token = env.signed(&replacement, env.claims("read"));
+    let mut challenges = Vec::new();
+    for _ in 0..3 {
+        let resp = env.get("/", &token).await;
+        assert_eq!(resp.status(), 401);
+        challenges.push(resp.headers()["www-authenticate"].to_str().unwrap().to_owned());
+    }
+    assert!(challenges[0].contains("signature verification failed"), "{}", challenges[0]);
+    assert!(challenges.iter().all(|c| *c == challenges[0]));
+    assert_eq!(env.up.count(), 0, "a refused request reached the upstream");
+    assert_eq!(env.lookups_of("jwt_refusal", "hit").await, 2);
+
+    env.idp.set_keys(vec![replacement.clone(), Arc::new(SigningKey::rsa("k3", Algorithm::RS256))]);
+    let unknown_kid = env.signed(&env.idp.keys()[1].clone(), env.claims("read"));
+    assert_eq!(env.get("/", &unknown_kid).await.status(), 200, "the refetch brought the new keys");
+    assert_eq!(env.get("/", &token).await.status(), 200, "a refusal outlived the key set it was made under");
 }
 
 /// A cached entry ends at `exp`: with no leeway, the token is refused once `exp` has passed.

@@ -17,6 +17,7 @@ use serde_json::{Map, Value};
 
 use super::jws::{JoseHeader, Jws};
 use super::keyset::KeySet;
+use super::token_cache::Holds;
 use super::{AuthError, Principal};
 use crate::config::Issuer;
 
@@ -63,6 +64,17 @@ pub fn verify(
     verify_signature(jws, keys)?;
     check_claims(&jws.claims, issuer, now)?;
     Ok(Principal::from_claims(issuer_index, issuer_id, jws.claims.clone(), issuer.scope_claim.as_deref()))
+}
+
+/// How long a refusal from `verify` stays true for the same token bytes: a signature that did
+/// not verify stays bad until the issuer's key set changes, and an expired token stays expired.
+/// Anything else (an unknown `kid` the next JWKS may bring, `nbf` not reached) is decided anew.
+pub fn refusal_holds(e: &AuthError, issuer: usize, generation: u64) -> Holds {
+    match *e {
+        BAD_SIGNATURE => Holds::WhileKeySet { issuer, generation },
+        EXPIRED => Holds::Always,
+        _ => Holds::NotAtAll,
+    }
 }
 
 /// RFC 7515 §5.2 / RFC 7519 §7.2 step 7: the token is valid only if its signature verifies with
@@ -170,6 +182,16 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    /// Only refusals that stay true for the same bytes may be remembered.
+    #[test]
+    fn which_refusals_hold() {
+        assert_eq!(refusal_holds(&BAD_SIGNATURE, 2, 7), Holds::WhileKeySet { issuer: 2, generation: 7 });
+        assert_eq!(refusal_holds(&EXPIRED, 2, 7), Holds::Always);
+        for passing in [UNKNOWN_KEY, NOT_YET_VALID, AuthError::Unavailable("signing keys are not available")] {
+            assert_eq!(refusal_holds(&passing, 2, 7), Holds::NotAtAll);
+        }
+    }
     use crate::auth::jws;
     use crate::config::{KeySource, DEFAULT_ALGORITHMS};
 

@@ -34,7 +34,7 @@ use crate::config::{Config, Issuer, TokenMode};
 use crate::metrics::Metrics;
 use introspect::Introspector;
 use jwks::JwksCache;
-use token_cache::{LastToken, TokenCache};
+use token_cache::{LastToken, Refusal, TokenCache};
 
 /// One configured issuer, its live key set and its introspection client.
 pub struct IssuerState {
@@ -131,7 +131,7 @@ impl Authenticator {
             }
             match &self.token_cache {
                 Some(cache) => cache.admit(token, last, generation, || self.verify_jwt(token)).await,
-                None => self.verify_jwt(token).await.map(|(principal, _)| Arc::new(principal)),
+                None => self.verify_jwt(token).await.map(|(principal, _)| Arc::new(principal)).map_err(|r| r.error),
             }
         })
         .await
@@ -151,8 +151,9 @@ impl Authenticator {
     }
 
     /// Full verification; also returns the issuer's key-set generation, read before its keys so
-    /// that a cache entry is never tagged newer than the keys that verified it.
-    async fn verify_jwt(&self, token: &str) -> Result<(Principal, u64), AuthError> {
+    /// that a cache entry is never tagged newer than the keys that verified it (and a refusal
+    /// that depends on the keys, with the generation it was decided under).
+    async fn verify_jwt(&self, token: &str) -> Result<(Principal, u64), Refusal> {
         let jws = jws::parse(token)?;
         let iss = jws
             .claims
@@ -168,10 +169,11 @@ impl Authenticator {
             // Unknown kid (or no keys yet): one coalesced, rate-limited refetch may find it.
             current => match issuer.jwks.refresh_for_unknown_kid().await.or(current) {
                 Some(keys) => keys,
-                None => return Err(AuthError::Unavailable("signing keys are not available")),
+                None => return Err(AuthError::Unavailable("signing keys are not available").into()),
             },
         };
-        let mut principal = jwt::verify(&jws, &keys, &issuer.config, index, issuer.id.clone(), unix_now())?;
+        let mut principal = jwt::verify(&jws, &keys, &issuer.config, index, issuer.id.clone(), unix_now())
+            .map_err(|error| Refusal { error, holds: jwt::refusal_holds(&error, index, generation) })?;
         principal.retain_claims(&self.kept_claims);
         Ok((principal, generation))
     }

@@ -11,8 +11,12 @@
 //! - Each entry remembers the key-set generation (`JwksCache::generation`) of its issuer at the
 //!   time it was verified; once the issuer's key set changes the entry is a miss and is dropped,
 //!   so a key removed from the JWKS stops admitting its tokens at once.
-//! - Only successes are cached. Route policy is not part of the entry: it is evaluated on every
-//!   request (`proxy`), so a cached token never passes a route it does not satisfy.
+//! - Route policy is not part of the entry: it is evaluated on every request (`proxy`), so a
+//!   cached token never passes a route it does not satisfy.
+//! - Refusals are remembered apart, and only those that stay true (`jwt::refusal_holds`): a
+//!   signature that failed, until the issuer's key set changes; an expired token. A client
+//!   retrying a dead token then costs a lookup, not an RSA verification. The refusal cache has
+//!   its own small bound, so a flood of distinct forged tokens cannot push valid entries out.
 //!
 //! Each client connection also remembers the last token it presented (`LastToken`, compared in
 //! full, under the same `exp` and generation rules): a client that reuses its token on a
@@ -58,6 +62,32 @@ impl std::fmt::Debug for TokenDigest {
         f.write_str("TokenDigest(..)")
     }
 }
+
+/// A failed verification and how long its verdict holds for the same token bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    pub error: AuthError,
+    pub holds: Holds,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holds {
+    /// Decide again next time (unknown key, not yet valid, keys unavailable).
+    NotAtAll,
+    /// Until this issuer's key set changes from this generation.
+    WhileKeySet { issuer: usize, generation: u64 },
+    /// For good: it depends on the token's bytes and the clock moving forward only.
+    Always,
+}
+
+impl From<AuthError> for Refusal {
+    fn from(error: AuthError) -> Refusal {
+        Refusal { error, holds: Holds::NotAtAll }
+    }
+}
+
+/// Refused tokens remembered: this many at most, whatever the size of the verified-token cache.
+const MAX_REFUSALS: usize = 10_000;
 
 #[derive(Clone, Debug)]
 pub struct Entry {
@@ -118,10 +148,13 @@ impl quick_cache::Weighter<TokenDigest, Entry> for ByWeight {
 /// Tokens that verified recently, with hit and miss counters.
 pub struct TokenCache {
     cache: quick_cache::sync::Cache<TokenDigest, Entry, ByWeight>,
+    refused: quick_cache::sync::Cache<TokenDigest, Refusal>,
     /// Every entry weighs at least this much, so `max_bytes` of weight is also `max_entries`.
     min_weight: u32,
     hits: IntCounter,
     misses: IntCounter,
+    refusal_hits: IntCounter,
+    refusal_misses: IntCounter,
 }
 
 impl TokenCache {
@@ -135,9 +168,12 @@ impl TokenCache {
         let cache = quick_cache::sync::Cache::with_weighter(settings.max_entries.max(1), max_bytes, ByWeight);
         Some(TokenCache {
             cache,
+            refused: quick_cache::sync::Cache::new((settings.max_entries / 10).clamp(1, MAX_REFUSALS)),
             min_weight: u32::try_from(min_weight).unwrap_or(u32::MAX),
             hits: lookups.with_label_values(&["jwt", "hit"]),
             misses: lookups.with_label_values(&["jwt", "miss"]),
+            refusal_hits: lookups.with_label_values(&["jwt_refusal", "hit"]),
+            refusal_misses: lookups.with_label_values(&["jwt_refusal", "miss"]),
         })
     }
 
@@ -155,7 +191,8 @@ impl TokenCache {
 
     /// The principal for `token`: from the cache when it holds a live entry for it, else from
     /// `verify` (which returns the principal and the key-set generation it was verified under),
-    /// remembered when cacheable, in the cache and in `last`. `generation(issuer)` is that
+    /// remembered when cacheable, in the cache and in `last`. A refusal that holds is
+    /// remembered too and answered from memory next time. `generation(issuer)` is that
     /// issuer's current generation.
     pub async fn admit<Fut>(
         &self,
@@ -165,20 +202,50 @@ impl TokenCache {
         verify: impl FnOnce() -> Fut,
     ) -> Result<Arc<Principal>, AuthError>
     where
-        Fut: Future<Output = Result<(Principal, u64), AuthError>>,
+        Fut: Future<Output = Result<(Principal, u64), Refusal>>,
     {
         let key = TokenDigest::of(token);
-        if let Some(entry) = self.live(&key, since_epoch(), generation) {
+        if let Some(entry) = self.live(&key, since_epoch(), &generation) {
             last.remember(token, &entry);
             return Ok(entry.principal);
         }
-        let (principal, verified_under) = verify().await?;
+        if let Some(error) = self.still_refused(&key, &generation) {
+            return Err(error);
+        }
+        let (principal, verified_under) = match verify().await {
+            Ok(verified) => verified,
+            Err(refusal) => {
+                if refusal.holds != Holds::NotAtAll {
+                    self.refused.insert(key, refusal);
+                }
+                return Err(refusal.error);
+            }
+        };
         let principal = Arc::new(principal);
         // The clock is read again: verification may have waited for a JWKS fetch.
         if let Some(entry) = self.insert(key, principal.clone(), verified_under, since_epoch()) {
             last.remember(token, &entry);
         }
         Ok(principal)
+    }
+
+    /// The remembered refusal of this token, if it still holds.
+    fn still_refused(&self, key: &TokenDigest, generation: impl Fn(usize) -> u64) -> Option<AuthError> {
+        let refusal = self.refused.get(key);
+        let holds = refusal.is_some_and(|r| match r.holds {
+            Holds::WhileKeySet { issuer, generation: then } => generation(issuer) == then,
+            Holds::Always => true,
+            Holds::NotAtAll => false,
+        });
+        if holds {
+            self.refusal_hits.inc();
+            return refusal.map(|r| r.error);
+        }
+        if refusal.is_some() {
+            self.refused.remove(key);
+        }
+        self.refusal_misses.inc();
+        None
     }
 
     /// A live entry, or `None` (counted as a miss). An expired entry, or one from an older key
@@ -340,21 +407,55 @@ mod tests {
         assert_eq!(calls.load(Ordering::Relaxed), 2);
     }
 
-    /// Failures are not cached: the next request verifies again.
+    /// Admits through a `verify` that refuses (counted), with how long the refusal holds.
+    async fn refuse_counting(c: &TokenCache, calls: &AtomicUsize, holds: Holds, generation: u64) -> AuthError {
+        c.admit(
+            TOKEN,
+            &LastToken::default(),
+            |_| generation,
+            || async {
+                calls.fetch_add(1, Ordering::Relaxed);
+                Err(Refusal { error: AuthError::InvalidToken("signature verification failed"), holds })
+            },
+        )
+        .await
+        .unwrap_err()
+    }
+
+    /// A refusal that may not hold next time (unknown key, nbf) is decided again each time.
     #[tokio::test]
-    async fn errors_are_not_cached() {
+    async fn passing_refusals_are_not_cached() {
         let c = cache();
         let calls = AtomicUsize::new(0);
         for _ in 0..2 {
-            let r = c
-                .admit(TOKEN, &LastToken::default(), same_generation, || async {
-                    calls.fetch_add(1, Ordering::Relaxed);
-                    Err(AuthError::InvalidToken("signature verification failed"))
-                })
-                .await;
-            assert!(r.is_err());
+            refuse_counting(&c, &calls, Holds::NotAtAll, 1).await;
         }
         assert_eq!(calls.load(Ordering::Relaxed), 2);
+    }
+
+    /// A bad signature is answered from memory while the key set stays, and decided again once
+    /// it changes; an expired token stays refused. Hits and misses are counted apart.
+    #[tokio::test]
+    async fn lasting_refusals_are_remembered() {
+        let (c, lookups) = cache_with(&settings(1000, 1 << 20));
+        let calls = AtomicUsize::new(0);
+        let bad_signature = Holds::WhileKeySet { issuer: 0, generation: 1 };
+        for _ in 0..3 {
+            let e = refuse_counting(&c, &calls, bad_signature, 1).await;
+            assert_eq!(e, AuthError::InvalidToken("signature verification failed"));
+        }
+        assert_eq!(calls.load(Ordering::Relaxed), 1);
+        assert_eq!(lookups.with_label_values(&["jwt_refusal", "hit"]).get(), 2);
+        // The key set changed: verified again (and remembered under the new generation).
+        refuse_counting(&c, &calls, Holds::WhileKeySet { issuer: 0, generation: 2 }, 2).await;
+        refuse_counting(&c, &calls, Holds::WhileKeySet { issuer: 0, generation: 2 }, 2).await;
+        assert_eq!(calls.load(Ordering::Relaxed), 2);
+
+        let (c, _) = cache_with(&settings(1000, 1 << 20));
+        let calls = AtomicUsize::new(0);
+        refuse_counting(&c, &calls, Holds::Always, 1).await;
+        refuse_counting(&c, &calls, Holds::Always, 9).await;
+        assert_eq!(calls.load(Ordering::Relaxed), 1);
     }
 
     /// An entry is a hit up to the second before `exp` and a miss from `exp` on: no leeway.
