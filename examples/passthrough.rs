@@ -41,7 +41,11 @@ async fn main() {
                     Ok::<_, Infallible>(response.expect("the upstream answers"))
                 }
             });
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            // Flat writes, like tokengate's listener.
+            let _ = hyper::server::conn::http1::Builder::new()
+                .writev(false)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         });
     }
 }

@@ -102,8 +102,12 @@ impl Forwarder {
             Ok(Ok(tcp)) => tcp,
         };
         let _ = tcp.set_nodelay(true);
-        let (sender, connection) =
-            hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.map_err(|e| broken(&e))?;
+        // Flat writes, as on the server side (see `server::serve`).
+        let (sender, connection) = hyper::client::conn::http1::Builder::new()
+            .writev(false)
+            .handshake(TokioIo::new(tcp))
+            .await
+            .map_err(|e| broken(&e))?;
         self.connections_opened.inc();
         tokio::spawn(async move {
             if let Err(e) = connection.await {
