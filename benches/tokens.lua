@@ -21,8 +21,9 @@ function init(args)
   end
   if once then
     -- Only defined when needed: a response callback makes wrk parse every response in Lua.
+    -- Stop with a reserve: connections already past this point still send one request each.
     response = function()
-      if i >= #tokens then
+      if i >= #tokens - 256 then
         wrk.thread:stop()
       end
     end
@@ -31,6 +32,6 @@ end
 
 function request()
   i = i + 1
-  local t = tokens[(i - 1) % #tokens + 1]
+  local t = tokens[once and math.min(i, #tokens) or (i - 1) % #tokens + 1]
   return wrk.format("GET", wrk.path, { ["Authorization"] = "Bearer " .. t })
 end

@@ -187,6 +187,31 @@ async fn upstream_closing_connections_is_not_an_error() {
     assert_eq!(up.connections(), 5);
 }
 
+/// An upstream that closes every connection right after answering, without saying so (no
+/// `Connection: close`), costs new connections but never a failed request.
+#[tokio::test]
+async fn upstream_silently_closing_connections_is_not_an_error() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                if s.read(&mut buf).await.unwrap_or(0) > 0 {
+                    let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+                }
+            });
+        }
+    });
+    let gw = gateway(config(&url, vec![], vec![public_route("pub", "/")])).await;
+    let c = client(false);
+    for i in 0..20 {
+        let resp = c.get(format!("http://{}/n{i}", gw.addr)).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "request {i}");
+    }
+}
+
 /// Request bodies stream: the upstream sees the first chunk before the client sends the second.
 #[tokio::test]
 async fn request_body_streams() {

@@ -192,6 +192,22 @@ async fn refused_token_is_remembered_until_the_key_set_changes() {
     assert_eq!(env.get("/", &token).await.status(), 200, "a refusal outlived the key set it was made under");
 }
 
+/// A token refused for an unknown `kid` is not remembered as refused: once the issuer publishes
+/// the key, the same token is admitted.
+#[tokio::test]
+async fn unknown_kid_refusal_is_decided_again() {
+    let env = Env::with(|_| {}).await;
+    let later = Arc::new(SigningKey::rsa("k9", Algorithm::RS256));
+    let token = env.signed(&later, env.claims("read"));
+    for _ in 0..2 {
+        assert_eq!(env.get("/", &token).await.status(), 401);
+    }
+    let current = env.idp.keys()[0].clone();
+    env.idp.set_keys(vec![current, later]);
+    assert_eq!(env.get("/", &token).await.status(), 200, "an unknown-kid refusal was remembered");
+    assert_eq!(env.lookups_of("jwt_refusal", "hit").await, 0);
+}
+
 /// A cached entry ends at `exp`: with no leeway, the token is refused once `exp` has passed.
 #[tokio::test]
 async fn cached_token_refused_after_exp() {

@@ -3,7 +3,7 @@
 //!
 //! Rules, each of which keeps the cache from admitting anything a full verification would refuse:
 //! - The key is the SHA-256 of the whole token (`aws_lc_rs::digest`): a collision would be an
-//!   authentication bypass, so no fast hash; and the raw token is never stored.
+//!   authentication bypass, so no fast hash; and the shared cache never stores the raw token.
 //! - An entry is served until the token's `exp` and never beyond it: no leeway after `exp`, and
 //!   every hit checks the wall clock (an expired entry is a miss and is dropped). A token verified
 //!   inside the leeway window past `exp`, or before its `nbf`, is not cached at all. `MAX_TTL`
@@ -19,8 +19,10 @@
 //!   its own small bound, so a flood of distinct forged tokens cannot push valid entries out.
 //!
 //! Each client connection also remembers the last token it presented (`LastToken`, compared in
-//! full, under the same `exp` and generation rules): a client that reuses its token on a
-//! keep-alive connection — the common case — is admitted without hashing it at all.
+//! full and in constant time, under the same `exp` and generation rules): a client that reuses
+//! its token on a keep-alive connection — the common case — is admitted without hashing it at
+//! all. That copy lives as long as the connection and is only ever compared with what arrives
+//! on the same connection.
 //!
 //! The cache is bounded by entry count and by bytes with one weight: each entry weighs its
 //! approximate size, but at least `max_bytes / max_entries`, and the capacity is `max_bytes`.
@@ -34,7 +36,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwapOption;
-use aws_lc_rs::digest;
+use aws_lc_rs::{constant_time, digest};
 use prometheus::{IntCounter, IntCounterVec};
 use serde_json::{Map, Value};
 
@@ -121,7 +123,10 @@ impl LastToken {
     fn get(&self, token: &str, now: Duration, generation: impl Fn(usize) -> u64) -> Option<Arc<Principal>> {
         let guard = self.0.load();
         let remembered = guard.as_ref()?;
-        let live = *remembered.token == *token && remembered.entry.is_live(now, generation);
+        // Constant time: behind a front proxy, one connection carries many clients' tokens, and
+        // how far a guess matches must not show in the response time.
+        let same = constant_time::verify_slices_are_equal(remembered.token.as_bytes(), token.as_bytes()).is_ok();
+        let live = same && remembered.entry.is_live(now, generation);
         live.then(|| remembered.entry.principal.clone())
     }
 

@@ -38,8 +38,10 @@ impl Forwarder {
         let port = authority.port_u16().unwrap_or(80);
         // `host()` keeps the brackets of an IPv6 literal; the socket address wants them off.
         let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+        let pool = Arc::new(Pool::new(settings.pool_max_idle_per_host, settings.pool_idle_timeout));
+        pool.start_sweeping();
         Forwarder {
-            pool: Arc::new(Pool::new(settings.pool_max_idle_per_host, settings.pool_idle_timeout)),
+            pool,
             address: if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") },
             host: HeaderValue::from_str(authority.as_str()).expect("an authority is a valid header value"),
             connect_timeout: settings.connect_timeout,
@@ -88,19 +90,35 @@ impl Forwarder {
         }
     }
 
+    /// A new connection: the name resolved now (so DNS changes are seen), each address tried in
+    /// turn with the connect timeout, then the HTTP/1.1 handshake.
     async fn connect(&self) -> Result<Sender, UpstreamError> {
-        let tcp = match tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.address)).await {
-            Err(_) => return Err(UpstreamError::Timeout),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, upstream = %self.address, "upstream connect failed");
-                return Err(if e.kind() == std::io::ErrorKind::TimedOut {
-                    UpstreamError::Timeout
-                } else {
-                    UpstreamError::Connect
-                });
+        let addresses = tokio::net::lookup_host(&self.address).await.map_err(|e| {
+            tracing::warn!(error = %e, upstream = %self.address, "upstream name did not resolve");
+            UpstreamError::Connect
+        })?;
+        let mut failure = UpstreamError::Connect;
+        for address in addresses {
+            match tokio::time::timeout(self.connect_timeout, TcpStream::connect(address)).await {
+                Ok(Ok(tcp)) => return self.handshake(tcp).await,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, %address, "upstream connect failed");
+                    failure = if e.kind() == std::io::ErrorKind::TimedOut {
+                        UpstreamError::Timeout
+                    } else {
+                        UpstreamError::Connect
+                    };
+                }
+                Err(_) => {
+                    tracing::warn!(%address, timeout = ?self.connect_timeout, "upstream connect timed out");
+                    failure = UpstreamError::Timeout;
+                }
             }
-            Ok(Ok(tcp)) => tcp,
-        };
+        }
+        Err(failure)
+    }
+
+    async fn handshake(&self, tcp: TcpStream) -> Result<Sender, UpstreamError> {
         let _ = tcp.set_nodelay(true);
         // Flat writes, as on the server side (see `server::serve`).
         let (sender, connection) = hyper::client::conn::http1::Builder::new()

@@ -1,18 +1,22 @@
 //! Idle upstream HTTP/1.1 connections, ready for their next request.
 //!
 //! A connection is checked out for one request and comes back when the response body has been
-//! read to its end; a response abandoned half-way takes its connection with it (hyper closes it,
-//! the rest of the body cannot be skipped). The idle set is a bounded lock-free queue: checkout
-//! and return are one atomic operation each, with no lock, no hashing and no task spawned per
-//! request (hyper-util's pooled client did all three, about 1.7 µs a request; benches/load.sh).
+//! read to its end (trailers included); a response abandoned half-way takes its connection with
+//! it (hyper closes it: the rest of the body cannot be skipped). The newest idle connection is
+//! used first, so a burst's extra connections age out, and the one in use is the one least
+//! likely to have been closed by the upstream's own keep-alive timeout. A sweep closes the
+//! connections idle longer than `pool_idle_timeout`, and none older is ever handed out.
+//!
+//! Checkout and return each take a short, uncontended lock on a small `Vec` (as hyper-util's
+//! pool does); what made hyper-util's pooled client cost ~1.7 µs a request here was its key
+//! hashing and the task it spawned per request to wait for the connection (benches/load.sh).
 
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use crossbeam_queue::ArrayQueue;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
@@ -22,7 +26,9 @@ use super::forward::UpstreamBody;
 pub type Sender = SendRequest<UpstreamBody>;
 
 pub struct Pool {
-    idle: ArrayQueue<Idle>,
+    /// Oldest first, newest last.
+    idle: Mutex<Vec<Idle>>,
+    max_idle: usize,
     idle_timeout: Duration,
 }
 
@@ -31,35 +37,80 @@ struct Idle {
     since: Instant,
 }
 
+impl Idle {
+    fn is_usable(&self, idle_timeout: Duration) -> bool {
+        !self.sender.is_closed() && self.since.elapsed() < idle_timeout
+    }
+}
+
 impl Pool {
-    /// `max_idle` is at least 1 (a zero-capacity queue cannot exist); `idle_timeout` bounds how
-    /// long a connection may sit unused and still be trusted with a request.
+    /// At most `max_idle` connections wait (0: none, every request opens its own); none is
+    /// reused after `idle_timeout` unused. Call `start_sweeping` to also close them then.
     pub fn new(max_idle: usize, idle_timeout: Duration) -> Pool {
-        Pool { idle: ArrayQueue::new(max_idle.max(1)), idle_timeout }
+        Pool { idle: Mutex::new(Vec::with_capacity(max_idle.min(1024))), max_idle, idle_timeout }
     }
 
-    /// A connection that is open and waiting for a request, if there is one. Connections that
-    /// closed, are still busy, or idled too long are dropped on the way (dropping the last
-    /// sender of an idle hyper connection closes it).
-    pub fn checkout(&self) -> Option<Sender> {
-        while let Some(idle) = self.idle.pop() {
-            if idle.sender.is_ready() && idle.since.elapsed() < self.idle_timeout {
-                return Some(idle.sender);
+    /// Close idle connections past their timeout every so often, for as long as the pool lives
+    /// (needs a tokio runtime; without one, expired connections are only dropped on checkout).
+    pub fn start_sweeping(self: &Arc<Pool>) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let period = self.idle_timeout.clamp(Duration::from_millis(100), Duration::from_secs(30));
+        let pool: Weak<Pool> = Arc::downgrade(self);
+        runtime.spawn(async move {
+            let mut ticks = tokio::time::interval(period);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                ticks.tick().await;
+                let Some(pool) = pool.upgrade() else { return };
+                pool.sweep();
             }
-        }
-        None
+        });
+    }
+
+    /// A connection that is open and waiting for a request, if there is one. Closed and
+    /// expired connections are dropped on the way (dropping the last sender of an idle hyper
+    /// connection closes it); one still finishing its previous exchange stays for later.
+    pub fn checkout(&self) -> Option<Sender> {
+        let mut idle = self.lock();
+        let mut busy = Vec::new();
+        let found = loop {
+            let Some(entry) = idle.pop() else { break None };
+            if !entry.is_usable(self.idle_timeout) {
+                continue;
+            }
+            if entry.sender.is_ready() {
+                break Some(entry.sender);
+            }
+            busy.push(entry);
+        };
+        idle.extend(busy.into_iter().rev());
+        found
     }
 
     /// Give a connection back; when the pool is full, it is closed instead.
     fn put(&self, sender: Sender) {
-        if !sender.is_closed() {
-            let _ = self.idle.push(Idle { sender, since: Instant::now() });
+        if sender.is_closed() {
+            return;
         }
+        let mut idle = self.lock();
+        if idle.len() < self.max_idle {
+            idle.push(Idle { sender, since: Instant::now() });
+        }
+    }
+
+    fn sweep(&self) {
+        let timeout = self.idle_timeout;
+        self.lock().retain(|entry| entry.is_usable(timeout));
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<Idle>> {
+        // Nothing panics while holding it; a poisoned list of senders is still a valid list.
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     #[cfg(test)]
     fn idle_count(&self) -> usize {
-        self.idle.len()
+        self.lock().len()
     }
 }
 
@@ -82,8 +133,11 @@ impl Body for PooledBody {
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(None) = polled {
-            self.ended = true;
+        match &polled {
+            // Trailers end a body: hyper's server drops it right after them, without polling on.
+            Poll::Ready(None) => self.ended = true,
+            Poll::Ready(Some(Ok(frame))) if frame.is_trailers() => self.ended = true,
+            _ => {}
         }
         polled
     }
@@ -191,5 +245,71 @@ mod tests {
         let resp = sender.send_request(get()).await.unwrap();
         PooledBody::new(resp.into_body(), sender, stale.clone()).collect().await.unwrap();
         assert!(stale.checkout().is_none(), "a connection idle past the timeout is not reused");
+    }
+
+    /// Read a response through a `PooledBody` the way hyper's server does: frame by frame, and
+    /// dropped right after trailers without asking for the end.
+    async fn relay(pool: &Arc<Pool>, answer: &'static [u8], request: http::Request<UpstreamBody>) {
+        let mut sender = connect(upstream(answer).await).await;
+        let resp = sender.send_request(request).await.unwrap();
+        let mut body = PooledBody::new(resp.into_body(), sender, pool.clone());
+        while let Some(frame) = body.frame().await {
+            if frame.unwrap().is_trailers() {
+                break;
+            }
+        }
+    }
+
+    /// Chunked bodies with trailers, and bodies empty by definition (HEAD), count as read.
+    #[tokio::test]
+    async fn trailers_and_empty_bodies_return_their_connection() {
+        let pool = Arc::new(Pool::new(4, Duration::from_secs(60)));
+        let chunked =
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntrailer: x-sum\r\n\r\n2\r\nok\r\n0\r\nx-sum: 1\r\n\r\n";
+        relay(&pool, chunked, get()).await;
+        assert_eq!(pool.idle_count(), 1, "trailers ended the body");
+
+        let head =
+            http::Request::head("/").header("host", "up").body(http_body_util::Either::Right(Default::default()));
+        let addr = upstream(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n").await;
+        let mut sender = connect(addr).await;
+        let resp = sender.send_request(head.unwrap()).await.unwrap();
+        drop(PooledBody::new(resp.into_body(), sender, pool.clone()));
+        assert_eq!(pool.idle_count(), 2, "a HEAD response has no body to read");
+    }
+
+    /// `pool_max_idle_per_host: 0` keeps nothing; otherwise the newest connection goes first.
+    #[tokio::test]
+    async fn capacity_and_order() {
+        let none = Arc::new(Pool::new(0, Duration::from_secs(60)));
+        relay(&none, b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", get()).await;
+        assert_eq!(none.idle_count(), 0);
+
+        let pool = Arc::new(Pool::new(1, Duration::from_secs(60)));
+        for _ in 0..2 {
+            relay(&pool, b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", get()).await;
+        }
+        assert_eq!(pool.idle_count(), 1, "full: the second one was closed");
+
+        let (a, b) = (connect(upstream(b"").await).await, connect(upstream(b"").await).await);
+        let pool = Pool::new(4, Duration::from_secs(60));
+        pool.put(a);
+        pool.put(b);
+        let newest = pool.checkout().unwrap();
+        assert_eq!(pool.idle_count(), 1);
+        drop(newest);
+    }
+
+    /// The sweep drops connections idle past the timeout, and closed ones.
+    #[tokio::test]
+    async fn sweep_drops_expired_connections() {
+        let pool = Arc::new(Pool::new(4, Duration::from_millis(50)));
+        relay(&pool, b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", get()).await;
+        assert_eq!(pool.idle_count(), 1);
+        pool.sweep();
+        assert_eq!(pool.idle_count(), 1, "not expired yet");
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        pool.sweep();
+        assert_eq!(pool.idle_count(), 0);
     }
 }
