@@ -99,7 +99,7 @@ fn bench_verify_cold(c: &mut Criterion, keys: &Keys) {
         c.bench_function(&format!("jwt/cold/{:?}", key.alg), |b| {
             b.iter(|| {
                 let jws = jws::parse(black_box(&token)).unwrap();
-                jwt::verify(&jws, &keys.set, &issuer, 0, id.clone(), now()).unwrap()
+                jwt::verify(jws, &keys.set, &issuer, 0, id.clone(), now()).unwrap()
             })
         });
     }
@@ -118,7 +118,7 @@ fn bench_verify_cached(c: &mut Criterion, keys: &Keys) {
         let token = token(key);
         let verify = || async {
             let jws = jws::parse(&token)?;
-            Ok((jwt::verify(&jws, &keys.set, &issuer, 0, id.clone(), now())?, 1))
+            Ok((jwt::verify(jws, &keys.set, &issuer, 0, id.clone(), now())?, 1))
         };
         let last = LastToken::default();
         rt.block_on(cache.admit(&token, &last, |_| 1, verify)).unwrap();

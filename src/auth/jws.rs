@@ -98,15 +98,22 @@ fn split(token: &str) -> Result<(&str, &str, &str), AuthError> {
         _ => return Err(MALFORMED),
     }
     for segment in [header, payload, signature] {
-        if segment.is_empty() || !segment.bytes().all(is_base64url) {
+        if segment.is_empty() || !is_base64url(segment) {
             return Err(MALFORMED);
         }
     }
     Ok((header, payload, signature))
 }
 
-fn is_base64url(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
+/// Chunks checked without branching so the compiler vectorizes them: tokens are long, and a
+/// byte-at-a-time early-exit loop cost ~1 µs per new token.
+fn is_base64url(segment: &str) -> bool {
+    segment.as_bytes().chunks(64).all(|chunk| chunk.iter().fold(true, |ok, &b| ok & is_base64url_byte(b)))
+}
+
+fn is_base64url_byte(b: u8) -> bool {
+    // `b | 0x20` folds ASCII upper case onto lower case and maps nothing else into a..z.
+    ((b | 0x20).wrapping_sub(b'a') < 26) | (b.wrapping_sub(b'0') < 10) | (b == b'-') | (b == b'_')
 }
 
 /// base64url → JSON object, refusing duplicate member names at any depth. The base64 engine
@@ -224,6 +231,20 @@ impl<'de> Visitor<'de> for StrictVisitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The vectorized alphabet check agrees with the definition for every byte value.
+    #[test]
+    fn base64url_alphabet_is_exact() {
+        for b in 0..=255u8 {
+            let allowed = b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+            assert_eq!(is_base64url_byte(b), allowed, "byte {b:#04x}");
+            let mut segment = vec![b'a'; 100];
+            segment[70] = b;
+            if let Ok(segment) = std::str::from_utf8(&segment) {
+                assert_eq!(is_base64url(segment), allowed, "byte {b:#04x}");
+            }
+        }
+    }
     use serde_json::json;
 
     fn b64(bytes: &[u8]) -> String {

@@ -51,9 +51,10 @@ pub fn check_header(header: &JoseHeader, issuer: &Issuer) -> Result<(), AuthErro
     Ok(())
 }
 
-/// Verify the signature of `jws` with `keys`, then its claims, and build the `Principal`.
+/// Verify the signature of `jws` with `keys`, then its claims, and build the `Principal` (which
+/// takes the claims over: no copy of the map).
 pub fn verify(
-    jws: &Jws,
+    jws: Jws<'_>,
     keys: &KeySet,
     issuer: &Issuer,
     issuer_index: usize,
@@ -61,9 +62,9 @@ pub fn verify(
     now: u64,
 ) -> Result<Principal, AuthError> {
     check_header(&jws.header, issuer)?;
-    verify_signature(jws, keys)?;
+    verify_signature(&jws, keys)?;
     check_claims(&jws.claims, issuer, now)?;
-    Ok(Principal::from_claims(issuer_index, issuer_id, jws.claims.clone(), issuer.scope_claim.as_deref()))
+    Ok(Principal::from_claims(issuer_index, issuer_id, jws.claims, issuer.scope_claim.as_deref()))
 }
 
 /// How long a refusal from `verify` stays true for the same token bytes: a signature that did
@@ -270,7 +271,7 @@ mod tests {
 
     fn run(token: &str, keys: &KeySet, issuer: &Issuer, now: u64) -> Result<Principal, AuthError> {
         let jws = jws::parse(token)?;
-        verify(&jws, keys, issuer, 0, Arc::from(ISS), now)
+        verify(jws, keys, issuer, 0, Arc::from(ISS), now)
     }
 
     /// The RSA key set and signing key used by most tests: kid "rsa", no declared alg.

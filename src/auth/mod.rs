@@ -172,7 +172,7 @@ impl Authenticator {
                 None => return Err(AuthError::Unavailable("signing keys are not available").into()),
             },
         };
-        let mut principal = jwt::verify(&jws, &keys, &issuer.config, index, issuer.id.clone(), unix_now())
+        let mut principal = jwt::verify(jws, &keys, &issuer.config, index, issuer.id.clone(), unix_now())
             .map_err(|error| Refusal { error, holds: jwt::refusal_holds(&error, index, generation) })?;
         principal.retain_claims(&self.kept_claims);
         Ok((principal, generation))
