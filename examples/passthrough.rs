@@ -41,11 +41,7 @@ async fn main() {
                     Ok::<_, Infallible>(response.expect("the upstream answers"))
                 }
             });
-            // Flat writes, like tokengate's listener.
-            let _ = hyper::server::conn::http1::Builder::new()
-                .writev(false)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
         });
     }
 }

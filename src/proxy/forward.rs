@@ -120,12 +120,10 @@ impl Forwarder {
 
     async fn handshake(&self, tcp: TcpStream) -> Result<Sender, UpstreamError> {
         let _ = tcp.set_nodelay(true);
-        // Flat writes, as on the server side (see `server::serve`).
-        let (sender, connection) = hyper::client::conn::http1::Builder::new()
-            .writev(false)
-            .handshake(TokioIo::new(tcp))
-            .await
-            .map_err(|e| broken(&e))?;
+        // hyper's default vectored writes: flattening head and body into one buffer looked
+        // ~3% cheaper for tiny bodies but cost ~35% more CPU on 1 MiB ones (an extra copy).
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.map_err(|e| broken(&e))?;
         self.connections_opened.inc();
         tokio::spawn(async move {
             if let Err(e) = connection.await {
