@@ -1,7 +1,8 @@
 //! Micro-benchmarks of the per-request work tokengate adds in front of the upstream.
 //!
 //! `cargo bench --bench auth` (add `-- --quick` for a short run). Keys are generated at start
-//! with the dev issuer's `SigningKey`; nothing touches the network.
+//! with the dev issuer's `SigningKey`. Only the introspection benchmark uses the network: the
+//! dev issuer on loopback answers the one call that fills the cache.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -180,11 +181,69 @@ fn bench_metrics(c: &mut Criterion) {
     });
 }
 
+/// An introspection cache hit: SHA-256 of the token, one moka lookup, the verdict's principal
+/// shared (no copy). The dev issuer on loopback answers the one call that fills the cache.
+fn bench_introspection_cached(c: &mut Criterion) {
+    use tokengate::auth::introspect::Introspector;
+    use tokengate::auth::KeptClaims;
+    use tokengate::config::{ClientAuthMethod, Introspection, Secret, TokenMode};
+    use tokengate::dev_issuer::{basic_authorization, DevClient, DevIssuer, TokenFormat};
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (_idp, introspector, token) = rt.block_on(async {
+        let idp = DevIssuer::builder()
+            .keys(vec![Arc::new(SigningKey::rsa("k1", Algorithm::RS256))])
+            .client(DevClient::new("app", "app-secret").with_scopes(&["read"]).with_format(TokenFormat::Opaque))
+            .client(DevClient::new("gateway", "gateway-secret"))
+            .start("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let answer: Value = reqwest::Client::new()
+            .post(idp.token_endpoint())
+            .header("authorization", basic_authorization("app", "app-secret"))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let issuer = Issuer {
+            mode: TokenMode::Introspection,
+            introspection: Some(Introspection {
+                endpoint: Some(idp.introspection_endpoint()),
+                client_id: "gateway".into(),
+                client_secret: Secret(b"gateway-secret".to_vec()),
+                auth_method: ClientAuthMethod::ClientSecretBasic,
+                timeout: std::time::Duration::from_secs(2),
+                cache_max_ttl: std::time::Duration::from_secs(600),
+                negative_ttl: std::time::Duration::from_secs(60),
+                cache_capacity: 10_000,
+                breaker_failures: 5,
+                breaker_open_for: std::time::Duration::from_secs(10),
+            }),
+            ..Issuer::new(idp.issuer(), KeySource::None)
+        };
+        let metrics = tokengate::metrics::Metrics::new();
+        let id: Arc<str> = Arc::from(idp.issuer());
+        let introspector =
+            Introspector::new(&issuer, 0, id, reqwest::Client::new(), 1 << 16, &metrics, KeptClaims::Only(vec![]))
+                .unwrap();
+        let token = answer["access_token"].as_str().unwrap().to_owned();
+        introspector.introspect(&token).await.expect("the opaque token is active");
+        (idp, introspector, token)
+    });
+    c.bench_function("introspection/cached", |b| {
+        b.to_async(&rt).iter(|| async { introspector.introspect(black_box(&token)).await.unwrap() })
+    });
+}
+
 fn benches(c: &mut Criterion) {
     let keys = keys();
     bench_extract(c, &keys);
     bench_verify_cold(c, &keys);
     bench_verify_cached(c, &keys);
+    bench_introspection_cached(c);
     bench_policy(c);
     bench_headers(c, &keys);
     bench_metrics(c);

@@ -21,7 +21,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use moka::future::Cache;
 use moka::Expiry;
-use prometheus::{HistogramVec, IntCounterVec};
+use prometheus::{HistogramVec, IntCounter, IntCounterVec};
 use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{StatusCode, Url};
 use serde::Deserialize;
@@ -96,7 +96,8 @@ pub struct Introspector {
     breaker: Breaker,
     requests: IntCounterVec,
     duration: HistogramVec,
-    lookups: IntCounterVec,
+    /// Cache lookups, label handles resolved once: `(hit, miss)`.
+    lookups: (IntCounter, IntCounter),
 }
 
 impl std::fmt::Debug for Introspector {
@@ -141,19 +142,23 @@ impl Introspector {
             cache,
             requests: metrics.introspection_requests.clone(),
             duration: metrics.introspection_duration.clone(),
-            lookups: metrics.token_cache_lookups.clone(),
+            lookups: (
+                metrics.token_cache_lookups.with_label_values(&[CACHE_INTROSPECTION, "hit"]),
+                metrics.token_cache_lookups.with_label_values(&[CACHE_INTROSPECTION, "miss"]),
+            ),
         })
     }
 
     /// The principal behind `token`, from the cache or from one (coalesced) introspection call.
-    pub async fn introspect(&self, token: &str) -> Result<Principal, AuthError> {
+    /// Shared with the cache entry: a hit copies nothing.
+    pub async fn introspect(&self, token: &str) -> Result<Arc<Principal>, AuthError> {
         let key = token_digest(token);
         let result = self.cache.entry(key).or_try_insert_with(self.call(token, &key)).await;
         // Coalesced waiters read the value the one caller fetched: for them it is a hit.
         let fresh = result.as_ref().map_or(true, |entry| entry.is_fresh());
-        self.lookups.with_label_values(&[CACHE_INTROSPECTION, if fresh { "miss" } else { "hit" }]).inc();
+        if fresh { &self.lookups.1 } else { &self.lookups.0 }.inc();
         match result.map_err(|e| *e)?.into_value() {
-            Verdict::Active(principal) => Ok(Principal::clone(&principal)),
+            Verdict::Active(principal) => Ok(principal),
             Verdict::Inactive(e) => Err(e),
         }
     }

@@ -127,7 +127,7 @@ impl Authenticator {
         // Boxed: the introspection and JWKS futures are kilobytes that the hit above never needs.
         Box::pin(async move {
             if let Some(introspector) = self.introspector_for(token) {
-                return introspector.introspect(token).await.map(Arc::new);
+                return introspector.introspect(token).await;
             }
             match &self.token_cache {
                 Some(cache) => cache.admit(token, last, generation, || self.verify_jwt(token)).await,
