@@ -187,7 +187,7 @@ fn bench_introspection_cached(c: &mut Criterion) {
     use tokengate::auth::introspect::Introspector;
     use tokengate::auth::KeptClaims;
     use tokengate::config::{ClientAuthMethod, Introspection, Secret, TokenMode};
-    use tokengate::dev_issuer::{basic_authorization, DevClient, DevIssuer, TokenFormat};
+    use tokengate::dev_issuer::{DevClient, DevIssuer, TokenFormat};
 
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let (_idp, introspector, token) = rt.block_on(async {
@@ -198,16 +198,7 @@ fn bench_introspection_cached(c: &mut Criterion) {
             .start("127.0.0.1:0".parse().unwrap())
             .await
             .unwrap();
-        let answer: Value = reqwest::Client::new()
-            .post(idp.token_endpoint())
-            .header("authorization", basic_authorization("app", "app-secret"))
-            .form(&[("grant_type", "client_credentials")])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let token = idp.client_credentials("app", "app-secret", &[]).await;
         let issuer = Issuer {
             mode: TokenMode::Introspection,
             introspection: Some(Introspection {
@@ -229,7 +220,6 @@ fn bench_introspection_cached(c: &mut Criterion) {
         let introspector =
             Introspector::new(&issuer, 0, id, reqwest::Client::new(), 1 << 16, &metrics, KeptClaims::Only(vec![]))
                 .unwrap();
-        let token = answer["access_token"].as_str().unwrap().to_owned();
         introspector.introspect(&token).await.expect("the opaque token is active");
         (idp, introspector, token)
     });

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use jsonwebtoken::Algorithm;
 use serde_json::json;
-use tokengate::dev_issuer::{basic_authorization, DevClient, DevIssuer, SigningKey, TokenFormat};
+use tokengate::dev_issuer::{DevClient, DevIssuer, SigningKey, TokenFormat};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
@@ -69,17 +69,8 @@ async fn main() {
         writeln!(file, "{}", token(&forger, n)).unwrap();
     }
     file.flush().unwrap();
-    let opaque: serde_json::Value = reqwest::Client::new()
-        .post(idp.token_endpoint())
-        .header("authorization", basic_authorization("bench-opaque", "bench-secret"))
-        .form(&[("grant_type", "client_credentials"), ("resource", "bench")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    std::fs::write(out.join("opaque.txt"), format!("{}\n", opaque["access_token"].as_str().unwrap())).unwrap();
+    let opaque = idp.client_credentials("bench-opaque", "bench-secret", &[("resource", "bench")]).await;
+    std::fs::write(out.join("opaque.txt"), format!("{opaque}\n")).unwrap();
     println!("ready {issuer}");
     std::future::pending::<()>().await;
 }

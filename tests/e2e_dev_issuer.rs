@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::Algorithm;
-use serde_json::Value;
 use support::*;
 use tokengate::config::{ClientAuthMethod, Introspection, KeySource, TokenMode};
 use tokengate::dev_issuer::{basic_authorization, DevClient, DevIssuer, SigningKey, TokenFormat};
@@ -60,16 +59,7 @@ impl Flow {
 
     /// client_credentials with client_secret_basic, asking for `resource` = the API.
     async fn token(&self, (id, secret): (&str, &str), scope: &str) -> String {
-        let resp = client(false)
-            .post(self.idp.token_endpoint())
-            .header("authorization", basic_authorization(id, secret))
-            .form(&[("grant_type", "client_credentials"), ("scope", scope), ("resource", AUD)])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        let body: Value = resp.json().await.unwrap();
-        body["access_token"].as_str().unwrap().to_owned()
+        self.idp.client_credentials(id, secret, &[("scope", scope), ("resource", AUD)]).await
     }
 
     async fn get(&self, path: &str, token: &str) -> u16 {

@@ -194,6 +194,31 @@ impl DevIssuer {
         format!("{}/revoke", self.state.issuer)
     }
 
+    /// Ask this issuer for a token the way a client does: `client_credentials` over HTTP with
+    /// `client_secret_basic`; `params` adds form parameters (`scope`, `resource`). Returns the
+    /// `access_token` (a JWT or an opaque token, per the client's format).
+    ///
+    /// # Panics
+    /// If the request fails or the issuer answers anything but 200 with an `access_token`:
+    /// this is for tests and benchmarks, which want to stop right there.
+    pub async fn client_credentials(&self, client_id: &str, client_secret: &str, params: &[(&str, &str)]) -> String {
+        let mut form = vec![("grant_type", "client_credentials")];
+        form.extend_from_slice(params);
+        let response = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("an HTTP client")
+            .post(self.token_endpoint())
+            .header(header::AUTHORIZATION, super::basic_authorization(client_id, client_secret))
+            .form(&form)
+            .send()
+            .await
+            .expect("the dev issuer answers");
+        assert_eq!(response.status(), StatusCode::OK, "token request for {client_id} refused");
+        let answer: Value = response.json().await.expect("a JSON token response");
+        answer["access_token"].as_str().expect("an access_token").to_owned()
+    }
+
     /// Mint an access token with the first published key, bypassing client authentication.
     /// Header: `{alg, kid, typ: "at+jwt"}`.
     /// Claims: the defaults `{iss, iat: now, exp: now + 3600, jti: random}` overridden by the
