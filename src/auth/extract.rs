@@ -9,6 +9,7 @@ use std::borrow::Cow;
 use http::header::AUTHORIZATION;
 use http::HeaderMap;
 
+use super::jws::{every_byte, is_base64url_byte};
 use super::AuthError;
 use crate::config::TokenSettings;
 
@@ -98,16 +99,12 @@ fn from_form(raw: &[u8]) -> Result<Option<Cow<'_, str>>, AuthError> {
 /// RFC 6750 §2.1: `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`
 pub fn is_b64token(token: &str) -> bool {
     let body = token.trim_end_matches('=');
-    // Tokens are long and this runs on every request: whole chunks are checked without
-    // branching so the compiler vectorizes them (a lookup table went byte by byte).
-    !body.is_empty() && body.as_bytes().chunks(64).all(|chunk| chunk.iter().fold(true, |ok, &c| ok & is_b64char(c)))
+    !body.is_empty() && every_byte(body.as_bytes(), is_b64char)
 }
 
+/// The base64url alphabet plus `.`, `~`, `+` and `/`.
 fn is_b64char(c: u8) -> bool {
-    // `c | 0x20` folds ASCII upper case onto lower case and maps nothing else into a..z.
-    let letter = (c | 0x20).wrapping_sub(b'a') < 26;
-    let digit = c.wrapping_sub(b'0') < 10;
-    letter | digit | (c == b'-') | (c == b'.') | (c == b'_') | (c == b'~') | (c == b'+') | (c == b'/')
+    is_base64url_byte(c) | (c == b'.') | (c == b'~') | (c == b'+') | (c == b'/')
 }
 
 #[cfg(test)]
