@@ -167,6 +167,29 @@ async fn remembered_token_on_one_connection_follows_the_rules() {
     assert_eq!(env.up.count(), 6, "only the admitted requests reached the upstream");
 }
 
+/// A connection that switches tokens gets each token's own identity headers: the values a
+/// connection reuses for its previous principal never leak onto another token's request, and
+/// a client's spoofed copy is replaced every time.
+#[tokio::test]
+async fn identity_headers_follow_the_token_on_one_connection() {
+    let env = Env::with(|_| {}).await;
+    let key = env.idp.keys()[0].clone();
+    let token_for = |sub: &str, scope: &str| {
+        env.signed(&key, json!({"iss": env.idp.issuer(), "sub": sub, "aud": "api", "scope": scope}))
+    };
+    let (alice, bob) = (token_for("alice", "read"), token_for("bob", "read write"));
+    let url = format!("http://{}/read", env.gw.addr);
+    for (token, sub, scopes) in
+        [(&alice, "alice", "read"), (&alice, "alice", "read"), (&bob, "bob", "read write"), (&alice, "alice", "read")]
+    {
+        let resp = env.kept.get(&url).bearer_auth(token).header("x-auth-subject", "admin").send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let seen = env.up.last();
+        assert_eq!(seen.headers.get_all("x-auth-subject").iter().collect::<Vec<_>>(), [sub]);
+        assert_eq!(seen.headers["x-auth-scopes"], scopes);
+    }
+}
+
 /// A forged token sent again is refused from the refusal cache, with the same answer. When the
 /// issuer's key set changes, it is verified anew: here the issuer replaced its key under the
 /// same `kid`, so the token that failed before now verifies.

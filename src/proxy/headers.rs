@@ -9,6 +9,7 @@ use std::borrow::Cow;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use http::header::Entry;
 use http::header::{
     AUTHORIZATION, CONNECTION, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
 };
@@ -19,7 +20,8 @@ use crate::auth::{AuthError, Principal};
 use crate::config::{Identity, IdentityValue};
 
 /// RFC 9110 §7.6.1 connection-specific fields, plus the de-facto ones proxies also drop.
-const HOP_BY_HOP: [HeaderName; 9] = [
+const HOP_BY_HOP_LEN: usize = 9;
+static HOP_BY_HOP: [HeaderName; HOP_BY_HOP_LEN] = [
     CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -38,22 +40,32 @@ pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-h
 /// Remove the fields named in `Connection` and the fixed hop-by-hop set (RFC 9110 §7.6.1:
 /// a proxy MUST remove them before forwarding).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // One pass over the names: most requests and responses carry none of them, and a field
-    // named in `Connection` can only be present if `Connection` is.
-    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+    // One pass over the names: most requests carry none of them, most responses only
+    // `Connection` (often `keep-alive`), and a field named in `Connection` can only be present
+    // if `Connection` is. Only the names present are removed: each removal hashes the name.
+    let mut present = [false; HOP_BY_HOP_LEN];
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            present[i] = true;
+        }
+    }
+    if !present.contains(&true) {
         return;
     }
+    // Names listed in `Connection` beyond the fixed set; usually none, so nothing is allocated.
     let listed: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .map(str::trim)
+        .filter(|name| !HOP_BY_HOP.iter().any(|h| h.as_str().eq_ignore_ascii_case(name)))
+        .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
         .collect();
     for name in listed {
         headers.remove(name);
     }
-    for name in &HOP_BY_HOP {
+    for (name, _) in HOP_BY_HOP.iter().zip(present).filter(|(_, present)| *present) {
         headers.remove(name);
     }
 }
@@ -105,51 +117,74 @@ pub fn add_forwarded(
 }
 
 fn append_list(headers: &mut HeaderMap, name: &HeaderName, value: &HeaderValue) {
-    if !headers.contains_key(name) {
-        headers.insert(name.clone(), value.clone());
-        return;
-    }
+    // One lookup (one hash of the name) whether the client sent the header or not.
+    let mut entry = match headers.entry(name) {
+        Entry::Vacant(vacant) => {
+            vacant.insert(value.clone());
+            return;
+        }
+        Entry::Occupied(entry) => entry,
+    };
     let mut joined = Vec::new();
-    for existing in headers.get_all(name) {
+    for existing in entry.iter() {
         joined.extend_from_slice(existing.as_bytes());
         joined.extend_from_slice(b", ");
     }
     joined.extend_from_slice(value.as_bytes());
     if let Ok(v) = HeaderValue::from_bytes(&joined) {
-        headers.insert(name.clone(), v);
+        entry.insert(v);
     }
 }
 
-/// Set the identity headers from a verified principal. A claim value that cannot be a header
-/// value (CR, LF, other control characters) rejects the request rather than being copied.
-pub fn set_identity(headers: &mut HeaderMap, principal: &Principal, identity: &Identity) -> Result<(), AuthError> {
-    for h in &identity.headers {
-        // Borrowed where the principal already holds the text: no copy before the header value.
-        let value: Option<Cow<'_, str>> = match &h.value {
-            IdentityValue::Subject => principal.subject.as_deref().map(Cow::Borrowed),
-            IdentityValue::Scopes => Some(match principal.scopes.as_slice() {
-                [one] => Cow::Borrowed(one.as_str()),
-                many => Cow::Owned(many.join(" ")),
-            }),
-            IdentityValue::ClientId => principal.client_id.as_deref().map(Cow::Borrowed),
-            IdentityValue::Issuer => Some(Cow::Borrowed(&principal.issuer_id)),
-            IdentityValue::Claim(name) => principal.claims.get(name).map(claim_text),
-        };
-        if let Some(value) = value {
-            let value = HeaderValue::from_bytes(value.as_bytes())
-                .map_err(|_| AuthError::InvalidToken("a claim cannot be sent as a header value"))?;
-            headers.insert(h.name.clone(), value);
+/// A principal's identity headers, rendered once: a connection that sends the same token
+/// again reuses them (see `proxy::Gateway`), so the hot path only clones shared values.
+#[derive(Debug)]
+pub struct IdentityValues {
+    values: Vec<(HeaderName, HeaderValue)>,
+    drop_authorization: bool,
+}
+
+impl IdentityValues {
+    /// The identity headers for a verified principal. A claim value that cannot be a header
+    /// value (CR, LF, other control characters) rejects the request rather than being copied.
+    pub fn render(principal: &Principal, identity: &Identity) -> Result<IdentityValues, AuthError> {
+        let mut values = Vec::with_capacity(identity.headers.len() + 1);
+        for h in &identity.headers {
+            // Borrowed where the principal already holds the text: no copy before the header value.
+            let value: Option<Cow<'_, str>> = match &h.value {
+                IdentityValue::Subject => principal.subject.as_deref().map(Cow::Borrowed),
+                IdentityValue::Scopes => Some(match principal.scopes.as_slice() {
+                    [one] => Cow::Borrowed(one.as_str()),
+                    many => Cow::Owned(many.join(" ")),
+                }),
+                IdentityValue::ClientId => principal.client_id.as_deref().map(Cow::Borrowed),
+                IdentityValue::Issuer => Some(Cow::Borrowed(&principal.issuer_id)),
+                IdentityValue::Claim(name) => principal.claims.get(name).map(claim_text),
+            };
+            if let Some(value) = value {
+                let value = HeaderValue::from_bytes(value.as_bytes())
+                    .map_err(|_| AuthError::InvalidToken("a claim cannot be sent as a header value"))?;
+                values.push((h.name.clone(), value));
+            }
+        }
+        if let Some(name) = &identity.claims_header {
+            let json = serde_json::to_vec(&principal.claims).unwrap_or_default();
+            let value =
+                HeaderValue::from_str(&URL_SAFE_NO_PAD.encode(json)).expect("base64url is a valid header value");
+            values.push((name.clone(), value));
+        }
+        Ok(IdentityValues { values, drop_authorization: !identity.forward_authorization })
+    }
+
+    /// Set the identity headers (after `strip_identity` removed the client's copies).
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        for (name, value) in &self.values {
+            headers.insert(name.clone(), value.clone());
+        }
+        if self.drop_authorization {
+            headers.remove(AUTHORIZATION);
         }
     }
-    if let Some(name) = &identity.claims_header {
-        let json = serde_json::to_vec(&principal.claims).unwrap_or_default();
-        let value = HeaderValue::from_str(&URL_SAFE_NO_PAD.encode(json)).expect("base64url is a valid header value");
-        headers.insert(name.clone(), value);
-    }
-    if !identity.forward_authorization {
-        headers.remove(AUTHORIZATION);
-    }
-    Ok(())
 }
 
 /// Strings as they are; anything else as JSON text.
@@ -196,6 +231,10 @@ mod tests {
     fn principal(claims: Value) -> Principal {
         let Value::Object(map) = claims else { unreachable!() };
         Principal::from_claims(0, Arc::from("https://idp"), map, None)
+    }
+
+    fn set_identity(headers: &mut HeaderMap, principal: &Principal, identity: &Identity) -> Result<(), AuthError> {
+        IdentityValues::render(principal, identity).map(|values| values.apply(headers))
     }
 
     /// Hop-by-hop fields and the fields named in Connection are removed.

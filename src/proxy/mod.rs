@@ -14,19 +14,20 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
+use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, HOST};
-use http::{HeaderValue, Method, Request, Response};
+use http::{HeaderMap, HeaderValue, Method, Request, Response};
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 
 use crate::auth::token_cache::LastToken;
-use crate::auth::{extract, policy, AuthError, Authenticator};
+use crate::auth::{extract, policy, AuthError, Authenticator, Principal};
 use crate::config::{Config, RouteAuth};
 use crate::metrics::{Metrics, RouteMetrics, NO_ROUTE};
 use crate::respond::{respond, Challenge, Denial};
 use forward::{Forwarder, UpstreamBody};
-use headers::IdentityNames;
+use headers::{IdentityNames, IdentityValues};
 use pool::PooledBody;
 use route::{CompiledRoute, RouteTable};
 
@@ -54,20 +55,53 @@ pub struct State {
     pub resource_metadata: Option<(String, Bytes)>,
 }
 
-/// The per-connection service: cheap to clone, one per accepted connection.
+/// The per-connection service: cheap to clone (two reference counts), one per accepted
+/// connection.
 #[derive(Clone)]
 pub struct Gateway {
     state: Arc<State>,
+    connection: Arc<Connection>,
+}
+
+/// What one client connection keeps between its requests. Clients reuse one token for many
+/// requests, and hyper serves a connection's requests one at a time.
+struct Connection {
     /// The client's address as the `X-Forwarded-For` value, built once per connection.
     client_ip: HeaderValue,
     /// The last JWT this connection presented, admitted again without a cache lookup.
-    last_token: Arc<LastToken>,
+    last_token: LastToken,
+    /// The identity headers rendered for the last principal: the same (cached) principal again
+    /// is forwarded with them, without rendering or copying a value.
+    identity: ArcSwapOption<RenderedIdentity>,
+}
+
+struct RenderedIdentity {
+    /// Held, so the pointer comparison cannot match a new principal at a reused address.
+    principal: Arc<Principal>,
+    values: Result<IdentityValues, AuthError>,
 }
 
 impl Gateway {
     pub fn new(state: Arc<State>, remote: SocketAddr) -> Gateway {
         let client_ip = HeaderValue::from_str(&remote.ip().to_string()).expect("an IP address is a valid header value");
-        Gateway { state, client_ip, last_token: Arc::default() }
+        let connection = Connection { client_ip, last_token: LastToken::default(), identity: ArcSwapOption::empty() };
+        Gateway { state, connection: Arc::new(connection) }
+    }
+
+    /// Set `principal`'s identity headers, rendered for this connection's previous request
+    /// when that was the same principal (an admission from the token caches shares one).
+    fn set_identity(&self, headers: &mut HeaderMap, principal: &Arc<Principal>) -> Result<(), AuthError> {
+        let last = self.connection.identity.load();
+        if let Some(rendered) = last.as_deref().filter(|r| Arc::ptr_eq(&r.principal, principal)) {
+            return rendered.values.as_ref().map(|values| values.apply(headers)).map_err(|e| *e);
+        }
+        let values = IdentityValues::render(principal, &self.state.config.identity);
+        if let Ok(values) = &values {
+            values.apply(headers);
+        }
+        let error = values.as_ref().err().copied();
+        self.connection.identity.store(Some(Arc::new(RenderedIdentity { principal: principal.clone(), values })));
+        error.map_or(Ok(()), Err)
     }
 }
 
@@ -148,15 +182,15 @@ async fn decide_and_forward<'s>(
         let token = extract::bearer(&parts.headers, parts.uri.query(), form.as_deref(), tokens)
             .map_err(|e| deny(Denial::Auth(e)))?
             .ok_or(deny(Denial::Auth(AuthError::MissingToken)))?;
-        let principal = state.auth.authenticate(&token, &conn.last_token).await.map_err(|e| deny(Denial::Auth(e)))?;
+        let principal =
+            state.auth.authenticate(&token, &conn.connection.last_token).await.map_err(|e| deny(Denial::Auth(e)))?;
         drop(token);
         policy::authorize(&principal, policy, state.auth.issuer_audiences(principal.issuer))
             .map_err(|e| deny(Denial::Auth(e)))?;
-        headers::set_identity(&mut parts.headers, &principal, &state.config.identity)
-            .map_err(|e| deny(Denial::Auth(e)))?;
+        conn.set_identity(&mut parts.headers, &principal).map_err(|e| deny(Denial::Auth(e)))?;
     }
 
-    headers::add_forwarded(&mut parts.headers, &conn.client_ip, &PROTO_HTTP, host.as_ref());
+    headers::add_forwarded(&mut parts.headers, &conn.connection.client_ip, &PROTO_HTTP, host.as_ref());
     if !parts.headers.contains_key(HOST) {
         // HTTP/2 carries the host in :authority; the HTTP/1.1 upstream needs a Host header.
         if let Some(v) = host {
