@@ -64,7 +64,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let gateway_state = state.clone();
     let proxy_task = tokio::spawn(server::serve(
         listener,
-        move |remote| Gateway::new(gateway_state.clone(), remote),
+        move |remote| Gateway::new(gateway_state.clone(), remote).into_service(),
         limits,
         stopped.clone(),
     ));

@@ -8,9 +8,7 @@ pub mod pool;
 pub mod route;
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,6 +18,7 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE, HOST};
 use http::{HeaderMap, HeaderValue, Method, Request, Response};
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
+use hyper::service::Service;
 
 use crate::auth::token_cache::LastToken;
 use crate::auth::{extract, policy, AuthError, Authenticator, Principal};
@@ -108,14 +107,17 @@ impl Gateway {
 /// `X-Forwarded-Proto`: the listener speaks cleartext HTTP.
 static PROTO_HTTP: HeaderValue = HeaderValue::from_static("http");
 
-impl hyper::service::Service<Request<Incoming>> for Gateway {
-    type Response = Response<Body>;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
-
-    fn call(&self, req: Request<Incoming>) -> Self::Future {
-        let this = self.clone();
-        Box::pin(async move { Ok(handle(&this, req).await) })
+impl Gateway {
+    /// The connection's hyper service. Its future is not boxed: hyper keeps one allocation per
+    /// connection for the request in flight, and a boxed future would be one more allocation
+    /// per request, of more than a kilobyte, past malloc's per-thread cache.
+    pub fn into_service(
+        self,
+    ) -> impl Service<Request<Incoming>, Response = Response<Body>, Error = Infallible, Future: Send> + Send {
+        hyper::service::service_fn(move |req| {
+            let conn = self.clone();
+            async move { Ok(handle(&conn, req).await) }
+        })
     }
 }
 
