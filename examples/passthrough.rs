@@ -11,6 +11,7 @@ use std::sync::Arc;
 use hyper::body::Incoming;
 use hyper::Request;
 use hyper_util::rt::TokioIo;
+use tokengate::coalesce::Coalesce;
 use tokengate::config::UpstreamSettings;
 use tokengate::proxy::forward::Forwarder;
 
@@ -41,7 +42,7 @@ async fn main() {
                     Ok::<_, Infallible>(response.expect("the upstream answers"))
                 }
             });
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(Coalesce(stream)), service).await;
         });
     }
 }

@@ -13,6 +13,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+
+use crate::coalesce::Coalesce;
 use tokio::sync::watch;
 
 /// Listener limits.
@@ -58,7 +60,8 @@ pub async fn serve<S, B>(
                 let _ = stream.set_nodelay(true);
                 let service = make_service(remote);
                 let service = hyper::service::service_fn(move |req| service.call(req));
-                let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned());
+                let conn =
+                    graceful.watch(builder.serve_connection(TokioIo::new(Coalesce(stream)), service).into_owned());
                 tokio::spawn(async move {
                     if let Err(e) = conn.await {
                         tracing::debug!(error = %e, "connection ended with an error");

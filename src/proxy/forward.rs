@@ -11,6 +11,8 @@ use http::{HeaderValue, Request, Response, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+
+use crate::coalesce::Coalesce;
 use prometheus::IntCounter;
 use tokio::net::TcpStream;
 
@@ -123,7 +125,7 @@ impl Forwarder {
         // hyper's default vectored writes: flattening head and body into one buffer looked
         // ~3% cheaper for tiny bodies but cost ~35% more CPU on 1 MiB ones (an extra copy).
         let (sender, connection) =
-            hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.map_err(|e| broken(&e))?;
+            hyper::client::conn::http1::handshake(TokioIo::new(Coalesce(tcp))).await.map_err(|e| broken(&e))?;
         self.connections_opened.inc();
         tokio::spawn(async move {
             if let Err(e) = connection.await {
