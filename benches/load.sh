@@ -45,6 +45,7 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_http() { for _ in $(seq 1 300); do curl -s -o /dev/null "$1" && return 0; sleep 0.05; done; echo "no answer from $1" >&2; return 1; }
 cpu_ticks() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
+sys_ticks() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $15}' "/proc/$p/stat"))); done; echo "$t"; }
 clk_tck=$(getconf CLK_TCK)
 
 echo "building release binaries…" >&2
@@ -187,9 +188,11 @@ run() {
     shift 5
     local before after out reqs rps p50 p99
     before=$(cpu_ticks "$@")
+    before_sys=$(sys_ticks "$@")
     out=$(taskset -c "$AUX_CPU" wrk -t1 -c"$CONNECTIONS" -d"${duration}s" --latency \
         -s benches/tokens.lua "http://127.0.0.1:$port/bench" -- "$tokens" $mode)
     after=$(cpu_ticks "$@")
+    after_sys=$(sys_ticks "$@")
     reqs=$(echo "$out" | awk '/requests in/ {print $1}')
     rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
     # A run that stops when its tokens are used up still reports the full duration: no rate.
@@ -200,8 +203,12 @@ run() {
     non2xx=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
     local us
     us=$(awk -v t=$((after - before)) -v hz="$clk_tck" -v r="$reqs" 'BEGIN {printf "%.1f", t / hz * 1e6 / r}')
-    echo "$name $workload $rps $p50 $p99 $us ${non2xx:-0}" >>"$work/results"
-    echo "  $name/$workload: $rps req/s, p50 $p50, p99 $p99, $us µs CPU/req, non-2xx ${non2xx:-0}" >&2
+    # The kernel's share (stime): loopback TCP and waking the peers, which grows per request
+    # when the system under test is slower and wrk and the upstream sleep between requests.
+    local sys
+    sys=$(awk -v t=$((after_sys - before_sys)) -v hz="$clk_tck" -v r="$reqs" 'BEGIN {printf "%.1f", t / hz * 1e6 / r}')
+    echo "$name $workload $rps $p50 $p99 $us ${non2xx:-0} $sys" >>"$work/results"
+    echo "  $name/$workload: $rps req/s, p50 $p50, p99 $p99, $us µs CPU/req (kernel $sys), non-2xx ${non2xx:-0}" >&2
 }
 
 # Warm-up: connections, pools and the verified-token cache for the hot token.
@@ -266,7 +273,7 @@ fetches=$(curl -s "http://127.0.0.1:$tg_admin/metrics" | awk '/^tokengate_jwks_f
 echo
 echo "Medians of $ROUNDS interleaved rounds; SUT pinned to CPU $SUT_CPU, wrk -t1 -c$CONNECTIONS + upstream on CPU $AUX_CPU"
 awk -v base_name=nginx-no-auth '
-    { key = $1 " " $2; n[key]++; rps[key, n[key]] = $3; p50[key, n[key]] = $4; p99[key, n[key]] = $5; us[key, n[key]] = $6; bad[key] += $7; order[key] = NR }
+    { key = $1 " " $2; n[key]++; rps[key, n[key]] = $3; p50[key, n[key]] = $4; p99[key, n[key]] = $5; us[key, n[key]] = $6; bad[key] += $7; sys[key, n[key]] = $8; order[key] = NR }
     function median(arr, key, cnt,   i, j, t, v) {
         for (i = 1; i <= cnt; i++) v[i] = arr[key, i]
         for (i = 1; i <= cnt; i++) for (j = i + 1; j <= cnt; j++) if (v[j] + 0 < v[i] + 0) { t = v[i]; v[i] = v[j]; v[j] = t }
@@ -274,12 +281,12 @@ awk -v base_name=nginx-no-auth '
     }
     END {
         base = median(us, base_name " hot", n[base_name " hot"])
-        printf "%-18s %-10s %10s %10s %10s %12s %10s %8s\n", "system", "workload", "req/s", "p50", "p99", "CPU µs/req", "vs nginx", "non-2xx"
+        printf "%-18s %-10s %10s %10s %10s %12s %10s %10s %8s\n", "system", "workload", "req/s", "p50", "p99", "CPU µs/req", "kernel µs", "vs nginx", "non-2xx"
         for (key in n) keys[order[key]] = key
         for (i = 1; i <= NR; i++) if (i in keys) {
             key = keys[i]; split(key, kv, " ")
             m = median(us, key, n[key])
-            printf "%-18s %-10s %10s %10s %10s %12s %9.2fx %8d\n", kv[1], kv[2], median(rps, key, n[key]), median(p50, key, n[key]), median(p99, key, n[key]), m, m / base, bad[key]
+            printf "%-18s %-10s %10s %10s %10s %12s %10s %9.2fx %8d\n", kv[1], kv[2], median(rps, key, n[key]), median(p50, key, n[key]), median(p99, key, n[key]), m, median(sys, key, n[key]), m / base, bad[key]
         }
     }' "$work/results"
 echo
