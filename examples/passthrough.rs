@@ -42,7 +42,9 @@ async fn main() {
                     Ok::<_, Infallible>(response.expect("the upstream answers"))
                 }
             });
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(Coalesce(stream)), service).await;
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(Coalesce(stream)), service)
+                .await;
         });
     }
 }
