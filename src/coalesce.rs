@@ -2,8 +2,8 @@
 //!
 //! hyper queues a message's head and body as separate buffers and flushes them with `writev`,
 //! which sends a large body without copying it. For the small messages that make up most
-//! traffic (a head, or a head and a short body), copying them into one stack buffer and calling
-//! `write` costs less than `writev` does in the kernel. Large writes stay vectored.
+//! traffic (a head, or a head and a short body), copying them into one reused buffer and calling
+//! `write` costs less than `writev` does. Large writes stay vectored.
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;

@@ -13,9 +13,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use crate::coalesce::Coalesce;
-use tokio::sync::watch;
 
 /// Listener limits.
 #[derive(Debug, Clone, Copy)]

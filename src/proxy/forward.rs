@@ -11,12 +11,11 @@ use http::{HeaderValue, Request, Response, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-
-use crate::coalesce::Coalesce;
 use prometheus::IntCounter;
 use tokio::net::TcpStream;
 
 use super::pool::{Pool, PooledBody, Sender};
+use crate::coalesce::Coalesce;
 use crate::config::UpstreamSettings;
 use crate::respond::UpstreamError;
 
@@ -122,8 +121,8 @@ impl Forwarder {
 
     async fn handshake(&self, tcp: TcpStream) -> Result<Sender, UpstreamError> {
         let _ = tcp.set_nodelay(true);
-        // hyper's default vectored writes: flattening head and body into one buffer looked
-        // ~3% cheaper for tiny bodies but cost ~35% more CPU on 1 MiB ones (an extra copy).
+        // Vectored writes, so large bodies go out without a copy (hyper's flat-write strategy
+        // cost ~35% more CPU on 1 MiB bodies); `Coalesce` joins the small ones into one write.
         let (sender, connection) =
             hyper::client::conn::http1::handshake(TokioIo::new(Coalesce(tcp))).await.map_err(|e| broken(&e))?;
         self.connections_opened.inc();

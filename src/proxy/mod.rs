@@ -87,6 +87,18 @@ impl Gateway {
         Gateway { state, connection: Arc::new(connection) }
     }
 
+    /// The connection's hyper service. Its future is not boxed: hyper keeps one allocation per
+    /// connection for the request in flight, and a boxed future would be one more allocation
+    /// per request, of more than a kilobyte, past malloc's per-thread cache.
+    pub fn into_service(
+        self,
+    ) -> impl Service<Request<Incoming>, Response = Response<Body>, Error = Infallible, Future: Send> + Send {
+        hyper::service::service_fn(move |req| {
+            let conn = self.clone();
+            async move { Ok(handle(&conn, req).await) }
+        })
+    }
+
     /// Set `principal`'s identity headers, rendered for this connection's previous request
     /// when that was the same principal (an admission from the token caches shares one).
     fn set_identity(&self, headers: &mut HeaderMap, principal: &Arc<Principal>) -> Result<(), AuthError> {
@@ -106,20 +118,6 @@ impl Gateway {
 
 /// `X-Forwarded-Proto`: the listener speaks cleartext HTTP.
 static PROTO_HTTP: HeaderValue = HeaderValue::from_static("http");
-
-impl Gateway {
-    /// The connection's hyper service. Its future is not boxed: hyper keeps one allocation per
-    /// connection for the request in flight, and a boxed future would be one more allocation
-    /// per request, of more than a kilobyte, past malloc's per-thread cache.
-    pub fn into_service(
-        self,
-    ) -> impl Service<Request<Incoming>, Response = Response<Body>, Error = Infallible, Future: Send> + Send {
-        hyper::service::service_fn(move |req| {
-            let conn = self.clone();
-            async move { Ok(handle(&conn, req).await) }
-        })
-    }
-}
 
 async fn handle(conn: &Gateway, req: Request<Incoming>) -> Response<Body> {
     let state = &*conn.state;
