@@ -9,6 +9,7 @@ use std::borrow::Cow;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use bytes::Bytes;
 use http::header::Entry;
 use http::header::{
     AUTHORIZATION, CONNECTION, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
@@ -148,31 +149,48 @@ impl IdentityValues {
     /// The identity headers for a verified principal. A claim value that cannot be a header
     /// value (CR, LF, other control characters) rejects the request rather than being copied.
     pub fn render(principal: &Principal, identity: &Identity) -> Result<IdentityValues, AuthError> {
-        let mut values = Vec::with_capacity(identity.headers.len() + 1);
+        // Every value goes into one buffer: a few allocations for the whole set, and a request
+        // that reuses it shares that one buffer.
+        let mut text = Vec::with_capacity(256);
+        let mut spans = Vec::with_capacity(identity.headers.len() + 1);
         for h in &identity.headers {
-            // Borrowed where the principal already holds the text: no copy before the header value.
-            let value: Option<Cow<'_, str>> = match &h.value {
-                IdentityValue::Subject => principal.subject.as_deref().map(Cow::Borrowed),
-                IdentityValue::Scopes => Some(match principal.scopes.as_slice() {
-                    [one] => Cow::Borrowed(one.as_str()),
-                    many => Cow::Owned(many.join(" ")),
-                }),
-                IdentityValue::ClientId => principal.client_id.as_deref().map(Cow::Borrowed),
-                IdentityValue::Issuer => Some(Cow::Borrowed(&principal.issuer_id)),
-                IdentityValue::Claim(name) => principal.claims.get(name).map(claim_text),
+            let start = text.len();
+            let mut put = |value: &str| text.extend_from_slice(value.as_bytes());
+            let present = match &h.value {
+                IdentityValue::Subject => principal.subject.as_deref().map(put).is_some(),
+                IdentityValue::Scopes => {
+                    for (i, scope) in principal.scopes.iter().enumerate() {
+                        put(if i == 0 { "" } else { " " });
+                        put(scope);
+                    }
+                    true
+                }
+                IdentityValue::ClientId => principal.client_id.as_deref().map(put).is_some(),
+                IdentityValue::Issuer => {
+                    put(&principal.issuer_id);
+                    true
+                }
+                IdentityValue::Claim(name) => principal.claims.get(name).map(|v| put(&claim_text(v))).is_some(),
             };
-            if let Some(value) = value {
-                let value = HeaderValue::from_bytes(value.as_bytes())
-                    .map_err(|_| AuthError::InvalidToken("a claim cannot be sent as a header value"))?;
-                values.push((h.name.clone(), value));
+            if present {
+                spans.push((h.name.clone(), start..text.len()));
             }
         }
         if let Some(name) = &identity.claims_header {
+            let start = text.len();
             let json = serde_json::to_vec(&principal.claims).unwrap_or_default();
-            let value =
-                HeaderValue::from_str(&URL_SAFE_NO_PAD.encode(json)).expect("base64url is a valid header value");
-            values.push((name.clone(), value));
+            text.extend_from_slice(URL_SAFE_NO_PAD.encode(json).as_bytes());
+            spans.push((name.clone(), start..text.len()));
         }
+        let text = Bytes::from(text);
+        let values = spans
+            .into_iter()
+            .map(|(name, span)| {
+                let value = HeaderValue::from_maybe_shared(text.slice(span))
+                    .map_err(|_| AuthError::InvalidToken("a claim cannot be sent as a header value"))?;
+                Ok((name, value))
+            })
+            .collect::<Result<_, AuthError>>()?;
         Ok(IdentityValues { values, drop_authorization: !identity.forward_authorization })
     }
 
