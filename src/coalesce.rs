@@ -47,20 +47,24 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Coalesce<T> {
                 if total > COALESCE_BYTES {
                     return Pin::new(&mut self.0).poll_write_vectored(cx, bufs);
                 }
-                JOINED.with_borrow_mut(|joined| {
-                    joined.clear();
-                    for b in bufs {
-                        joined.extend_from_slice(b);
+                JOINED.with(|cell| match cell.try_borrow_mut() {
+                    Ok(mut joined) => {
+                        joined.clear();
+                        for b in bufs {
+                            joined.extend_from_slice(b);
+                        }
+                        // A partial write reports the bytes written, as writev would.
+                        Pin::new(&mut self.0).poll_write(cx, &joined)
                     }
-                    // A partial write reports the bytes written, as writev would.
-                    Pin::new(&mut self.0).poll_write(cx, joined)
+                    // Only when a Coalesce sits inside another's write: no copy then.
+                    Err(_) => Pin::new(&mut self.0).poll_write_vectored(cx, bufs),
                 })
             }
         }
     }
 
     fn is_write_vectored(&self) -> bool {
-        true
+        self.0.is_write_vectored()
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -139,6 +143,35 @@ mod tests {
         let n = io.write_vectored(&[IoSlice::new(b"head"), IoSlice::new(&body)]).await.unwrap();
         assert_eq!(n, COALESCE_BYTES + 4);
         assert_eq!(io.0.vectored_calls, 1);
+    }
+
+    /// Splits every plain write into a two-buffer vectored write, as a TLS layer may.
+    struct Vectorize<T>(T);
+
+    impl<T: AsyncWrite + Unpin> AsyncWrite for Vectorize<T> {
+        fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+            let (a, b) = buf.split_at(1);
+            Pin::new(&mut self.0).poll_write_vectored(cx, &[IoSlice::new(a), IoSlice::new(b)])
+        }
+
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.0).poll_flush(cx)
+        }
+
+        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.0).poll_shutdown(cx)
+        }
+    }
+
+    /// A Coalesce inside another's write finds the shared buffer taken and writes vectored
+    /// instead of panicking on the second borrow.
+    #[tokio::test]
+    async fn nested_coalesce_writes_vectored() {
+        let mut io = Coalesce(Vectorize(recorder(usize::MAX)));
+        let n = io.write_vectored(&[IoSlice::new(b"ab"), IoSlice::new(b"cd")]).await.unwrap();
+        assert_eq!(n, 4);
+        let inner = &io.0 .0 .0;
+        assert_eq!((inner.writes.as_slice(), inner.vectored_calls), ([b"abcd".to_vec()].as_slice(), 1));
     }
 
     /// A short write reports what was written, so the caller resends the rest.

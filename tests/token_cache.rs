@@ -190,6 +190,33 @@ async fn identity_headers_follow_the_token_on_one_connection() {
     }
 }
 
+/// The values a connection reuses keep the gateway's rules: with `forward_authorization` off,
+/// the client's Authorization never reaches the upstream on a reused set either; and a claim
+/// that cannot be a header value is refused every time the same token comes back.
+#[tokio::test]
+async fn reused_identity_keeps_authorization_off_and_bad_claims_refused() {
+    let env = Env::with(|cfg| cfg.identity.forward_authorization = false).await;
+    let key = env.idp.keys()[0].clone();
+    let good = env.signed(&key, env.claims("read"));
+    let bad = env.signed(&key, json!({"iss": env.idp.issuer(), "sub": "a\u{1}b", "aud": "api", "scope": "read"}));
+    let url = format!("http://{}/read", env.gw.addr);
+    for token in [&good, &good, &bad, &bad, &good] {
+        let before = env.up.count();
+        let status = env.kept.get(&url).bearer_auth(token).send().await.unwrap().status();
+        if token == &bad {
+            assert_eq!(status, 401, "a claim that cannot be a header value was forwarded");
+            assert_eq!(env.up.count(), before, "the refused request reached the upstream");
+        } else {
+            assert_eq!(status, 200);
+            let seen = env.up.last();
+            assert_eq!(seen.headers["x-auth-subject"], "alice");
+            assert!(seen.headers.get("authorization").is_none(), "Authorization was forwarded");
+        }
+    }
+    // The second `good` and `bad` come from the connection's memory, the last `good` from the cache.
+    assert_eq!(env.lookups("hit").await, 3, "the repeated tokens were verified again");
+}
+
 /// A forged token sent again is refused from the refusal cache, with the same answer. When the
 /// issuer's key set changes, it is verified anew: here the issuer replaced its key under the
 /// same `kid`, so the token that failed before now verifies.

@@ -62,8 +62,8 @@ pub struct Gateway {
     connection: Arc<Connection>,
 }
 
-/// What one client connection keeps between its requests. Clients reuse one token for many
-/// requests, and hyper serves a connection's requests one at a time.
+/// What one client connection keeps between its requests: clients reuse one token for many
+/// requests. HTTP/2 streams share it concurrently, so each field is an atomic swap or immutable.
 struct Connection {
     /// The client's address as the `X-Forwarded-For` value, built once per connection.
     client_ip: HeaderValue,
@@ -87,9 +87,9 @@ impl Gateway {
         Gateway { state, connection: Arc::new(connection) }
     }
 
-    /// The connection's hyper service. Its future is not boxed: hyper keeps one allocation per
-    /// connection for the request in flight, and a boxed future would be one more allocation
-    /// per request, of more than a kilobyte, past malloc's per-thread cache.
+    /// The connection's hyper service. Its future is not boxed: on HTTP/1 hyper keeps one
+    /// allocation per connection for the request in flight, and a boxed future would be one
+    /// more allocation per request, of more than a kilobyte, past malloc's per-thread cache.
     pub fn into_service(
         self,
     ) -> impl Service<Request<Incoming>, Response = Response<Body>, Error = Infallible, Future: Send> + Send {
