@@ -54,14 +54,14 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         return;
     }
     // Names listed in `Connection` beyond the fixed set; usually none, so nothing is allocated.
+    // Read as bytes: a value with one non-ASCII byte still has its valid names honoured.
     let listed: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|name| !HOP_BY_HOP.iter().any(|h| h.as_str().eq_ignore_ascii_case(name)))
-        .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|name| !HOP_BY_HOP.iter().any(|h| h.as_str().as_bytes().eq_ignore_ascii_case(name)))
+        .filter_map(|name| HeaderName::from_bytes(name).ok())
         .collect();
     for name in listed {
         headers.remove(name);
@@ -267,6 +267,15 @@ mod tests {
             ("proxy-authorization", "Basic x"),
             ("x-kept", "1"),
         ]);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-kept"]);
+    }
+
+    /// A `Connection` value with a non-ASCII byte still removes the valid names it lists.
+    #[test]
+    fn connection_with_non_ascii_byte() {
+        let mut h = map(&[("x-secret", "1"), ("x-kept", "1")]);
+        h.append(CONNECTION, HeaderValue::from_bytes(b"x-secret, caf\xe9").unwrap());
         strip_hop_by_hop(&mut h);
         assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-kept"]);
     }
