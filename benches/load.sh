@@ -251,7 +251,9 @@ if command -v oha >/dev/null 2>&1; then
     }
     direct=$(p99 "http://127.0.0.1:$up_port/bench")
     through=$(p99 "http://127.0.0.1:$tg_port/bench")
-    latency_line="p99 at $RATE req/s (oha -q $RATE -c 16): direct to upstream ${direct} µs, through tokengate ${through} µs, added $((through - direct)) µs"
+    # nginx as the same extra hop: how much of the added tail any proxy on this core adds.
+    via_nginx=$(p99 "http://127.0.0.1:$px_port/bench")
+    latency_line="p99 at $RATE req/s (oha -q $RATE -c 16): direct to upstream ${direct} µs, through tokengate ${through} µs (added $((through - direct)) µs), through nginx ${via_nginx} µs (added $((via_nginx - direct)) µs)"
 fi
 
 # Memory: a fresh tokengate, idle, then after 100 000 distinct valid tokens (all cached).
