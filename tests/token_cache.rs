@@ -63,6 +63,14 @@ impl Env {
         key.sign_raw(&json!({"alg": "RS256", "kid": key.kid, "typ": "at+jwt"}), &claims)
     }
 
+    /// A "read" token that expires in two seconds, and its `exp`.
+    fn expiring_soon(&self, key: &SigningKey) -> (String, u64) {
+        let exp = now() + 2;
+        let mut claims = self.claims("read");
+        claims["exp"] = json!(exp);
+        (self.signed(key, claims), exp)
+    }
+
     /// `tokengate_token_cache_lookups_total{cache="jwt",result=…}`, 0 when absent.
     async fn lookups(&self, result: &str) -> u64 {
         self.lookups_of("jwt", result).await
@@ -78,6 +86,14 @@ impl Env {
 
 fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// Until `exp` has passed for the verifier, which refuses at now > exp (from second exp + 1 on).
+/// Only the clock can say so: there is no event to wait for.
+async fn wait_past(exp: u64) {
+    while now() <= exp {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// The first request verifies (a miss), the same token again is a hit, another token a miss.
@@ -154,15 +170,10 @@ async fn remembered_token_on_one_connection_follows_the_rules() {
     let resp = env.get_kept("/read", &token).await;
     assert_eq!(resp.status(), 401, "a remembered token outlived its key");
 
-    let exp = now() + 2;
-    let mut claims = env.claims("read");
-    claims["exp"] = json!(exp);
-    let short = env.signed(&new, claims);
+    let (short, exp) = env.expiring_soon(&new);
     assert_eq!(env.get_kept("/read", &short).await.status(), 200);
     assert_eq!(env.get_kept("/read", &short).await.status(), 200);
-    while now() <= exp {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_past(exp).await;
     assert_eq!(env.get_kept("/read", &short).await.status(), 401, "a remembered token outlived its exp");
     assert_eq!(env.up.count(), 6, "only the admitted requests reached the upstream");
 }
@@ -263,17 +274,11 @@ async fn unknown_kid_refusal_is_decided_again() {
 async fn cached_token_refused_after_exp() {
     let env = Env::with(|cfg| cfg.issuers[0].leeway = Duration::ZERO).await;
     let key = env.idp.keys()[0].clone();
-    let exp = now() + 2;
-    let mut claims = env.claims("read");
-    claims["exp"] = json!(exp);
-    let token = env.signed(&key, claims);
+    let (token, exp) = env.expiring_soon(&key);
     assert_eq!(env.get("/", &token).await.status(), 200);
     assert_eq!(env.get("/", &token).await.status(), 200);
     assert_eq!(env.lookups("hit").await, 1);
-    // The verifier refuses at now > exp, i.e. from second exp + 1 on.
-    while now() <= exp {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_past(exp).await;
     assert_eq!(env.get("/", &token).await.status(), 401);
     assert_eq!(env.lookups("hit").await, 1, "no hit after exp");
 }

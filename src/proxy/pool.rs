@@ -204,13 +204,17 @@ mod tests {
             .unwrap()
     }
 
+    /// The body of `request`, answered with `answer` by a fresh upstream, leased from `pool`.
+    async fn leased(pool: &Arc<Pool>, answer: &'static [u8], request: http::Request<UpstreamBody>) -> PooledBody {
+        let mut sender = connect(upstream(answer).await).await;
+        let resp = sender.send_request(request).await.unwrap();
+        PooledBody::new(resp.into_body(), sender, pool.clone())
+    }
+
     #[tokio::test]
     async fn connection_returns_only_after_the_body_is_read() {
-        let addr = upstream(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
         let pool = Arc::new(Pool::new(4, Duration::from_secs(60)));
-        let mut sender = connect(addr).await;
-        let resp = sender.send_request(get()).await.unwrap();
-        let body = PooledBody::new(resp.into_body(), sender, pool.clone());
+        let body = leased(&pool, b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", get()).await;
         assert_eq!(pool.idle_count(), 0, "busy until the body is read");
         assert_eq!(body.collect().await.unwrap().to_bytes(), "ok");
         assert_eq!(pool.idle_count(), 1);
@@ -220,39 +224,28 @@ mod tests {
 
     #[tokio::test]
     async fn abandoned_body_does_not_return_its_connection() {
-        let addr = upstream(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nok").await;
         let pool = Arc::new(Pool::new(4, Duration::from_secs(60)));
-        let mut sender = connect(addr).await;
-        let resp = sender.send_request(get()).await.unwrap();
-        drop(PooledBody::new(resp.into_body(), sender, pool.clone()));
+        drop(leased(&pool, b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nok", get()).await);
         assert_eq!(pool.idle_count(), 0);
         assert!(pool.checkout().is_none());
     }
 
     #[tokio::test]
     async fn closed_or_stale_connections_are_not_handed_out() {
-        let addr = upstream(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok").await;
         let pool = Arc::new(Pool::new(4, Duration::from_secs(60)));
-        let mut sender = connect(addr).await;
-        let resp = sender.send_request(get()).await.unwrap();
-        let body = PooledBody::new(resp.into_body(), sender, pool.clone());
-        body.collect().await.unwrap();
+        let closing = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok";
+        leased(&pool, closing, get()).await.collect().await.unwrap();
         assert!(pool.checkout().is_none(), "a connection the upstream closed is not reused");
 
-        let addr = upstream(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
         let stale = Arc::new(Pool::new(4, Duration::ZERO));
-        let mut sender = connect(addr).await;
-        let resp = sender.send_request(get()).await.unwrap();
-        PooledBody::new(resp.into_body(), sender, stale.clone()).collect().await.unwrap();
+        leased(&stale, b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", get()).await.collect().await.unwrap();
         assert!(stale.checkout().is_none(), "a connection idle past the timeout is not reused");
     }
 
     /// Read a response through a `PooledBody` the way hyper's server does: frame by frame, and
     /// dropped right after trailers without asking for the end.
     async fn relay(pool: &Arc<Pool>, answer: &'static [u8], request: http::Request<UpstreamBody>) {
-        let mut sender = connect(upstream(answer).await).await;
-        let resp = sender.send_request(request).await.unwrap();
-        let mut body = PooledBody::new(resp.into_body(), sender, pool.clone());
+        let mut body = leased(pool, answer, request).await;
         while let Some(frame) = body.frame().await {
             if frame.unwrap().is_trailers() {
                 break;
@@ -271,10 +264,7 @@ mod tests {
 
         let head =
             http::Request::head("/").header("host", "up").body(http_body_util::Either::Right(Default::default()));
-        let addr = upstream(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n").await;
-        let mut sender = connect(addr).await;
-        let resp = sender.send_request(head.unwrap()).await.unwrap();
-        drop(PooledBody::new(resp.into_body(), sender, pool.clone()));
+        drop(leased(&pool, b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n", head.unwrap()).await);
         assert_eq!(pool.idle_count(), 2, "a HEAD response has no body to read");
     }
 
