@@ -19,7 +19,7 @@ use tokengate::config::{
     ClaimRule, ClaimTest, Identity, Issuer, KeySource, Policy, TokenCacheSettings, TokenSettings, DEFAULT_ALGORITHMS,
 };
 use tokengate::dev_issuer::SigningKey;
-use tokengate::proxy::headers::{self, IdentityNames, IdentityValues};
+use tokengate::proxy::headers::{self, IdentityNames, IdentityValues, Untrusted};
 
 const ISS: &str = "https://idp.example.com";
 
@@ -159,7 +159,7 @@ fn bench_headers(c: &mut Criterion, keys: &Keys) {
             || template.clone(),
             |h| {
                 headers::strip_hop_by_hop(h);
-                headers::strip_identity(h, &names);
+                headers::strip_client(h, &names, Untrusted { forwarding: true, method_override: false });
                 values.apply(h);
             },
             criterion::BatchSize::SmallInput,

@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod app;
 pub mod auth;
+pub mod canon;
 pub mod coalesce;
 pub mod config;
 pub mod demo;

@@ -293,18 +293,16 @@ async fn scope_modes_and_claim_rules() {
         cfg.issuers[0].scope_claim = Some("permissions".into());
         cfg.routes.insert(
             0,
-            tokengate::config::Route {
-                id: "admin".into(),
-                host: None,
-                path_prefix: "/admin".into(),
-                methods: None,
-                auth: RouteAuth::Required(Policy {
+            tokengate::config::Route::new(
+                "admin",
+                "/admin",
+                RouteAuth::Required(Policy {
                     audiences: None,
                     scopes: vec!["admin:read".into(), "admin:all".into()],
                     scope_match: ScopeMatch::Any,
                     claims: vec![ClaimRule { claim: "tenant".into(), test: ClaimTest::Equals(json!("acme")) }],
                 }),
-            },
+            ),
         );
     })
     .await;
@@ -483,16 +481,14 @@ async fn kept_claims_serve_rules_and_headers() {
         });
         cfg.routes.insert(
             0,
-            tokengate::config::Route {
-                id: "ops".into(),
-                host: None,
-                path_prefix: "/ops".into(),
-                methods: None,
-                auth: RouteAuth::Required(Policy {
+            tokengate::config::Route::new(
+                "ops",
+                "/ops",
+                RouteAuth::Required(Policy {
                     claims: vec![ClaimRule { claim: "groups".into(), test: ClaimTest::Contains(json!("ops")) }],
                     ..Policy::default()
                 }),
-            },
+            ),
         );
     })
     .await;

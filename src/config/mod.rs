@@ -5,6 +5,7 @@
 //! (`TOKENGATE_*`) → validation. Errors name the file, line and field, and say what is wrong.
 
 pub mod env;
+mod paths;
 pub mod print;
 pub mod raw;
 mod resource;
@@ -51,11 +52,25 @@ pub struct Config {
     pub token_cache: TokenCacheSettings,
     /// At least one. A token's `iss` selects among them.
     pub issuers: Vec<Issuer>,
+    /// How request paths are canonicalised and matched (`crate::canon`).
+    pub paths: PathSettings,
     /// At least one; first match wins; no match → 404.
     pub routes: Vec<Route>,
     pub identity: Identity,
     /// RFC 9728 protected resource metadata, when configured.
     pub protected_resource: Option<ProtectedResource>,
+    /// Peers whose `X-Forwarded-*` and `Forwarded` headers are kept (default none: the gateway
+    /// is the first trusted hop and writes its own).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+/// `paths:`: what the canonical path keeps and how routes compare it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PathSettings {
+    /// Keep `%2F`/`%5C` in paths (they count as separators for matching); default: refuse them.
+    pub keep_encoded_slashes: bool,
+    /// Default of `routes[].case_insensitive`.
+    pub case_insensitive: bool,
 }
 
 /// RFC 9728: what the gateway tells clients about the resource it protects, served at the
@@ -252,14 +267,35 @@ impl fmt::Display for Secret {
 pub struct Route {
     /// Stable name used as the metrics `route` label.
     pub id: String,
-    /// Lower-case host without port; `None` matches any host.
+    /// Canonical host name (lower-case, no trailing dot, no port); `None` matches any host.
     pub host: Option<String>,
+    /// The port the request must be for, when the route's host names one.
+    pub port: Option<u16>,
     /// Matches the path itself and everything below it at a `/` boundary
-    /// (`/api` matches `/api` and `/api/x`, not `/apix`); a prefix ending in `/` matches as written.
+    /// (`/api` matches `/api`, `/api/x` and `/api;p`, not `/apix`); a prefix ending in `/`
+    /// matches as written. Compared with the decoded canonical path (`crate::canon`).
     pub path_prefix: String,
+    /// Compare the prefix ignoring ASCII case, for upstreams that route that way (ASP.NET, IIS).
+    pub case_insensitive: bool,
     /// `None` matches any method.
     pub methods: Option<Vec<Method>>,
     pub auth: RouteAuth,
+}
+
+impl Route {
+    /// A route on any host and method, compared case-sensitively (what the config file gives
+    /// when only `id`, `path_prefix` and `auth` are written).
+    pub fn new(id: &str, path_prefix: &str, auth: RouteAuth) -> Route {
+        Route {
+            id: id.to_owned(),
+            host: None,
+            port: None,
+            path_prefix: path_prefix.to_owned(),
+            case_insensitive: false,
+            methods: None,
+            auth,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

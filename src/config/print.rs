@@ -2,8 +2,9 @@
 //! Every default is spelled out; secrets are printed as `<redacted>`.
 
 use super::raw::{
-    HeaderMapping, RawAuth, RawClaimRule, RawClientAuthMethod, RawConfig, RawIdentity, RawIntrospection, RawIssuer,
-    RawJwks, RawMode, RawProtectedResource, RawRoute, RawScopeMatch, RawServer, RawTokenCache, RawTokens, RawUpstream,
+    HeaderMapping, RawAuth, RawClaimRule, RawClientAuthMethod, RawConfig, RawEncodedSlashes, RawIdentity,
+    RawIntrospection, RawIssuer, RawJwks, RawMode, RawPaths, RawProtectedResource, RawRoute, RawScopeMatch, RawServer,
+    RawTokenCache, RawTokens, RawUpstream,
 };
 use super::{
     ClaimTest, ClientAuthMethod, Config, IdentityValue, Introspection, Issuer, KeySource, RouteAuth, ScopeMatch,
@@ -60,6 +61,14 @@ fn to_raw(c: &Config) -> RawConfig {
             max_bytes: Some(c.token_cache.max_bytes),
         }),
         issuers: Some(c.issuers.iter().map(issuer).collect()),
+        paths: Some(RawPaths {
+            encoded_slashes: Some(if c.paths.keep_encoded_slashes {
+                RawEncodedSlashes::Keep
+            } else {
+                RawEncodedSlashes::Refuse
+            }),
+            case_insensitive: Some(c.paths.case_insensitive),
+        }),
         routes: Some(c.routes.iter().map(route).collect()),
         identity: Some(RawIdentity {
             headers: Some(HeaderMapping(
@@ -74,6 +83,7 @@ fn to_raw(c: &Config) -> RawConfig {
             scopes_supported: Some(p.scopes_supported.clone()),
             resource_name: p.resource_name.clone(),
         }),
+        trusted_proxies: Some(c.trusted_proxies.iter().map(ToString::to_string).collect()),
     }
 }
 
@@ -125,7 +135,11 @@ fn introspection(x: &Introspection) -> RawIntrospection {
 fn route(r: &super::Route) -> RawRoute {
     let mut raw = RawRoute {
         id: Some(r.id.clone()),
-        host: r.host.clone(),
+        host: r.host.as_ref().map(|h| match r.port {
+            Some(port) => format!("{h}:{port}"),
+            None => h.clone(),
+        }),
+        case_insensitive: Some(r.case_insensitive),
         path_prefix: Some(r.path_prefix.clone()),
         methods: r.methods.as_ref().map(|ms| ms.iter().map(|m| m.as_str().to_string()).collect()),
         ..RawRoute::default()

@@ -33,11 +33,31 @@ pub struct RawConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub issuers: Option<Vec<RawIssuer>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub paths: Option<RawPaths>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub routes: Option<Vec<RawRoute>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identity: Option<RawIdentity>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub protected_resource: Option<RawProtectedResource>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trusted_proxies: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawPaths {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encoded_slashes: Option<RawEncodedSlashes>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub case_insensitive: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawEncodedSlashes {
+    Refuse,
+    Keep,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
@@ -194,6 +214,8 @@ pub struct RawRoute {
     pub host: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path_prefix: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub case_insensitive: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub methods: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use http::uri::Authority;
 use http::{HeaderName, Method, Uri};
 use jsonwebtoken::{Algorithm, AlgorithmFamily};
 
@@ -16,9 +15,9 @@ use super::env::{self, Provenance};
 use super::raw::{self, RawAuth, RawClientAuthMethod, RawConfig, RawMode, RawScopeMatch};
 use super::{
     ClaimRule, ClaimTest, ClientAuthMethod, Config, Identity, IdentityHeader, IdentityValue, Introspection, Issuer,
-    JwksSettings, KeySource, Policy, Route, RouteAuth, ScopeMatch, Secret, ServerSettings, TokenCacheSettings,
-    TokenMode, TokenSettings, UpstreamSettings, DEFAULT_ADMIN_LISTEN, DEFAULT_ALGORITHMS, DEFAULT_LEEWAY,
-    DEFAULT_LISTEN, DEFAULT_REALM,
+    JwksSettings, KeySource, PathSettings, Policy, Route, RouteAuth, ScopeMatch, Secret, ServerSettings,
+    TokenCacheSettings, TokenMode, TokenSettings, UpstreamSettings, DEFAULT_ADMIN_LISTEN, DEFAULT_ALGORITHMS,
+    DEFAULT_LEEWAY, DEFAULT_LISTEN, DEFAULT_REALM,
 };
 
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -212,13 +211,13 @@ fn yaml_error(file: &Path, e: &serde_norway::Error) -> ConfigError {
     ConfigError::Parse { file: file.to_path_buf(), location, field, message }
 }
 
-pub(super) struct Ctx<'a> {
+pub(crate) struct Ctx<'a> {
     file: Option<&'a Path>,
     prov: &'a Provenance,
 }
 
 impl Ctx<'_> {
-    pub(super) fn err(&self, field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    pub(crate) fn err(&self, field: impl Into<String>, message: impl Into<String>) -> ConfigError {
         let field = field.into();
         let origin = match (self.prov.lookup(&field), self.file) {
             (Some(var), _) => Origin::Env(var.to_string()),
@@ -256,7 +255,8 @@ fn validate(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Config, ConfigError> {
     let jwks = jwks(ctx, raw.jwks.unwrap_or_default())?;
     let token_cache = token_cache(ctx, raw.token_cache.unwrap_or_default())?;
     let issuers = issuers(ctx, raw.issuers.unwrap_or_default())?;
-    let routes = routes(ctx, raw.routes)?;
+    let paths = super::paths::paths(raw.paths);
+    let routes = routes(ctx, raw.routes, &paths)?;
     let identity = identity(ctx, raw.identity.unwrap_or_default())?;
     let protected_resource = match raw.protected_resource {
         Some(r) => Some(super::resource::protected_resource(ctx, r, &issuers, &routes)?),
@@ -272,9 +272,11 @@ fn validate(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Config, ConfigError> {
         jwks,
         token_cache,
         issuers,
+        paths,
         routes,
         identity,
         protected_resource,
+        trusted_proxies: super::paths::trusted_proxies(ctx, raw.trusted_proxies)?,
     })
 }
 
@@ -695,7 +697,7 @@ pub(crate) fn check_scope_token(scope: &str) -> Result<(), String> {
     }
 }
 
-fn routes(ctx: &Ctx<'_>, raw: Option<Vec<raw::RawRoute>>) -> Result<Vec<Route>, ConfigError> {
+fn routes(ctx: &Ctx<'_>, raw: Option<Vec<raw::RawRoute>>, paths: &PathSettings) -> Result<Vec<Route>, ConfigError> {
     let raw = match raw {
         None => vec![raw::RawRoute::default_route()],
         Some(list) if list.is_empty() => {
@@ -716,22 +718,18 @@ fn routes(ctx: &Ctx<'_>, raw: Option<Vec<raw::RawRoute>>) -> Result<Vec<Route>, 
         if let Some(j) = seen.insert(id.clone(), i) {
             return Err(ctx.err(f("id"), format!("{id:?} is already used by routes[{j}]")));
         }
-        let host = match &r.host {
-            None => None,
-            Some(h) => Some(route_host(ctx, &f("host"), h)?),
+        let (host, port) = match &r.host {
+            None => (None, None),
+            Some(h) => {
+                let (name, port) = super::paths::route_host(ctx, &f("host"), h)?;
+                (Some(name), port)
+            }
         };
         let Some(path_prefix) = r.path_prefix.clone() else {
             return Err(ctx.err(f("path_prefix"), "is required, e.g. / or /api"));
         };
-        if !path_prefix.starts_with('/')
-            || path_prefix.contains(['?', '#'])
-            || path_prefix.contains(char::is_whitespace)
-        {
-            return Err(ctx.err(
-                f("path_prefix"),
-                format!("{path_prefix:?} must start with '/' and contain no '?', '#' or whitespace"),
-            ));
-        }
+        super::paths::path_prefix(ctx, &f("path_prefix"), &path_prefix)?;
+        let case_insensitive = r.case_insensitive.unwrap_or(paths.case_insensitive);
         let methods = match &r.methods {
             None => None,
             Some(list) => Some(methods(ctx, &f("methods"), list)?),
@@ -751,21 +749,9 @@ fn routes(ctx: &Ctx<'_>, raw: Option<Vec<raw::RawRoute>>) -> Result<Vec<Route>, 
             }
             RawAuth::Required => RouteAuth::Required(policy(ctx, i, r)?),
         };
-        out.push(Route { id, host, path_prefix, methods, auth });
+        out.push(Route { id, host, port, path_prefix, case_insensitive, methods, auth });
     }
     Ok(out)
-}
-
-fn route_host(ctx: &Ctx<'_>, field: &str, host: &str) -> Result<String, ConfigError> {
-    let bad = |what: &str| ctx.err(field, format!("{host:?} {what}; expected a host name such as api.example.com"));
-    let authority: Authority = host.parse().map_err(|_| bad("is not a valid host"))?;
-    if authority.port().is_some() {
-        return Err(bad("must not include a port"));
-    }
-    if host.is_empty() || host.contains('@') {
-        return Err(bad("is not a valid host"));
-    }
-    Ok(host.to_ascii_lowercase())
 }
 
 fn methods(ctx: &Ctx<'_>, field: &str, list: &[String]) -> Result<Vec<Method>, ConfigError> {

@@ -10,13 +10,13 @@ use std::borrow::Cow;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use bytes::Bytes;
-use http::header::Entry;
 use http::header::{
-    AUTHORIZATION, CONNECTION, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+    AUTHORIZATION, CONNECTION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
 };
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
+use super::forwarded;
 use crate::auth::{AuthError, Principal};
 use crate::config::{Identity, IdentityValue};
 
@@ -33,10 +33,6 @@ static HOP_BY_HOP: [HeaderName; HOP_BY_HOP_LEN] = [
     PROXY_AUTHENTICATE,
     PROXY_AUTHORIZATION,
 ];
-
-pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Remove the fields named in `Connection` and the fixed hop-by-hop set (RFC 9110 §7.6.1:
 /// a proxy MUST remove them before forwarding).
@@ -93,47 +89,32 @@ impl IdentityNames {
     }
 }
 
-/// Remove every incoming header that could be mistaken for a gateway identity header.
-pub fn strip_identity(headers: &mut HeaderMap, names: &IdentityNames) {
-    let spoofed: Vec<HeaderName> = headers.keys().filter(|n| names.covers(n)).cloned().collect();
+/// Which client headers, besides copies of the identity headers, never reach the upstream
+/// (see `forwarded`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Untrusted {
+    /// `X-Forwarded-*`, `Forwarded`, `X-Real-IP`: the peer is not a trusted proxy.
+    pub forwarding: bool,
+    /// `X-HTTP-Method-Override` and kin: some route matches by method.
+    pub method_override: bool,
+}
+
+/// Remove every incoming header that could be mistaken for a gateway identity header, every
+/// path-override header, and the forwarding and method-override headers `untrusted` names. One
+/// pass over the names; nothing is allocated when there is nothing to remove.
+pub fn strip_client(headers: &mut HeaderMap, names: &IdentityNames, untrusted: Untrusted) {
+    let spoofed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| {
+            names.covers(n)
+                || forwarded::is_path_override(n)
+                || (untrusted.forwarding && forwarded::is_forwarding(n))
+                || (untrusted.method_override && forwarded::is_method_override(n))
+        })
+        .cloned()
+        .collect();
     for name in spoofed {
         headers.remove(name);
-    }
-}
-
-/// Append this hop to `X-Forwarded-For`, `-Proto` and `-Host` (each kept as one list line).
-/// Values come pre-built (the client address once per connection), so the common case — no
-/// such header from the client — only clones a shared value.
-pub fn add_forwarded(
-    headers: &mut HeaderMap,
-    client_ip: &HeaderValue,
-    proto: &HeaderValue,
-    host: Option<&HeaderValue>,
-) {
-    append_list(headers, &X_FORWARDED_FOR, client_ip);
-    append_list(headers, &X_FORWARDED_PROTO, proto);
-    if let Some(host) = host {
-        append_list(headers, &X_FORWARDED_HOST, host);
-    }
-}
-
-fn append_list(headers: &mut HeaderMap, name: &HeaderName, value: &HeaderValue) {
-    // One lookup (one hash of the name) whether the client sent the header or not.
-    let mut entry = match headers.entry(name) {
-        Entry::Vacant(vacant) => {
-            vacant.insert(value.clone());
-            return;
-        }
-        Entry::Occupied(entry) => entry,
-    };
-    let mut joined = Vec::new();
-    for existing in entry.iter() {
-        joined.extend_from_slice(existing.as_bytes());
-        joined.extend_from_slice(b", ");
-    }
-    joined.extend_from_slice(value.as_bytes());
-    if let Ok(v) = HeaderValue::from_bytes(&joined) {
-        entry.insert(v);
     }
 }
 
@@ -213,16 +194,6 @@ fn claim_text(value: &Value) -> Cow<'_, str> {
     }
 }
 
-/// The host the client asked for: `Host`, else the request target's authority (HTTP/2). A
-/// cheap (reference-counted) clone of `Host` when it is there, so the request path keeps it
-/// without copying the text.
-pub fn requested_host_value(headers: &HeaderMap, uri: &http::Uri) -> Option<HeaderValue> {
-    match headers.get(HOST) {
-        Some(v) if v.to_str().is_ok() => Some(v.clone()),
-        _ => uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,7 +262,7 @@ mod tests {
             ("x-auth-subjects", "kept"),
             ("x-other", "kept"),
         ]);
-        strip_identity(&mut h, &IdentityNames::new(&identity()));
+        strip_client(&mut h, &IdentityNames::new(&identity()), NONE);
         let mut left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
         left.sort();
         assert_eq!(left, ["x-auth-subjects", "x-other"]);
@@ -302,7 +273,7 @@ mod tests {
     fn connection_cannot_remove_gateway_identity() {
         let mut h = map(&[("connection", "x-auth-subject"), ("x-auth-subject", "spoof")]);
         strip_hop_by_hop(&mut h);
-        strip_identity(&mut h, &IdentityNames::new(&identity()));
+        strip_client(&mut h, &IdentityNames::new(&identity()), NONE);
         set_identity(&mut h, &principal(json!({"sub": "alice"})), &identity()).unwrap();
         assert_eq!(h["x-auth-subject"], "alice");
         assert!(h.get(CONNECTION).is_none());
@@ -353,14 +324,37 @@ mod tests {
         assert!(h.get(AUTHORIZATION).is_some());
     }
 
-    /// X-Forwarded-* are appended to what the client sent, as one list.
+    /// Forwarding headers go unless the peer is trusted, method overrides when asked, path
+    /// overrides always.
     #[test]
-    fn forwarded_appended() {
-        let mut h = map(&[("x-forwarded-for", "10.0.0.1"), ("x-forwarded-for", "10.0.0.2")]);
-        let v = HeaderValue::from_static;
-        add_forwarded(&mut h, &v("127.0.0.1"), &v("http"), Some(&v("api.example")));
-        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 10.0.0.2, 127.0.0.1");
-        assert_eq!(h["x-forwarded-proto"], "http");
-        assert_eq!(h["x-forwarded-host"], "api.example");
+    fn untrusted_client_headers() {
+        let sent = || {
+            map(&[
+                ("x-forwarded-for", "10.0.0.1"),
+                ("X-Forwarded-Host", "evil.example"),
+                ("forwarded", "for=1.2.3.4"),
+                ("x-real-ip", "1.2.3.4"),
+                ("x-http-method-override", "DELETE"),
+                ("x-original-url", "/admin"),
+                ("x-kept", "1"),
+            ])
+        };
+        let names = IdentityNames::new(&identity());
+        let left = |h: &HeaderMap| {
+            let mut k: Vec<_> = h.keys().map(|k| k.as_str().to_owned()).collect();
+            k.sort();
+            k
+        };
+        let mut h = sent();
+        strip_client(&mut h, &names, Untrusted { forwarding: true, method_override: true });
+        assert_eq!(left(&h), ["x-kept"]);
+        let mut h = sent();
+        strip_client(&mut h, &names, NONE);
+        assert_eq!(
+            left(&h),
+            ["forwarded", "x-forwarded-for", "x-forwarded-host", "x-http-method-override", "x-kept", "x-real-ip"]
+        );
     }
+
+    const NONE: Untrusted = Untrusted { forwarding: false, method_override: false };
 }

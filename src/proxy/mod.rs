@@ -3,6 +3,7 @@
 //! `crate::respond`; nothing is forwarded unless every step said yes.
 
 pub mod forward;
+pub mod forwarded;
 pub mod headers;
 pub mod pool;
 pub mod route;
@@ -14,19 +15,21 @@ use std::time::Instant;
 
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, HOST};
-use http::{HeaderMap, HeaderValue, Method, Request, Response};
+use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HOST};
+use http::uri::PathAndQuery;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri};
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::Service;
 
 use crate::auth::token_cache::LastToken;
 use crate::auth::{extract, policy, AuthError, Authenticator, Principal};
+use crate::canon::{self, PathOptions};
 use crate::config::{Config, RouteAuth};
 use crate::metrics::{Metrics, RouteMetrics, NO_ROUTE};
 use crate::respond::{respond, Challenge, Denial};
 use forward::{Forwarder, UpstreamBody};
-use headers::{IdentityNames, IdentityValues};
+use headers::{IdentityNames, IdentityValues, Untrusted};
 use pool::PooledBody;
 use route::{CompiledRoute, RouteTable};
 
@@ -43,6 +46,7 @@ pub struct State {
     pub auth: Authenticator,
     pub forwarder: Forwarder,
     pub identity_names: IdentityNames,
+    pub path_options: PathOptions,
     pub metrics: Metrics,
     /// Request metrics per route, in route-table order, label handles resolved at start-up.
     pub route_metrics: Vec<RouteMetrics>,
@@ -67,6 +71,8 @@ pub struct Gateway {
 struct Connection {
     /// The client's address as the `X-Forwarded-For` value, built once per connection.
     client_ip: HeaderValue,
+    /// The peer is in `trusted_proxies`: its forwarding headers are kept.
+    trusted_peer: bool,
     /// The last JWT this connection presented, admitted again without a cache lookup.
     last_token: LastToken,
     /// The identity headers rendered for the last principal: the same (cached) principal again
@@ -83,7 +89,9 @@ struct RenderedIdentity {
 impl Gateway {
     pub fn new(state: Arc<State>, remote: SocketAddr) -> Gateway {
         let client_ip = HeaderValue::from_str(&remote.ip().to_string()).expect("an IP address is a valid header value");
-        let connection = Connection { client_ip, last_token: LastToken::default(), identity: ArcSwapOption::empty() };
+        let trusted_peer = forwarded::is_trusted(remote.ip(), &state.config.trusted_proxies);
+        let connection =
+            Connection { client_ip, trusted_peer, last_token: LastToken::default(), identity: ArcSwapOption::empty() };
         Gateway { state, connection: Arc::new(connection) }
     }
 
@@ -153,16 +161,31 @@ async fn decide_and_forward<'s>(
     req: Request<Incoming>,
 ) -> Result<(&'s CompiledRoute, Response<Body>), Refusal<'s>> {
     let (mut parts, body) = req.into_parts();
-    if route::has_dot_segment(parts.uri.path()) {
-        return Err((None, Denial::BadRequest("path contains dot-segments or encoded separators")));
-    }
-    let host = headers::requested_host_value(&parts.headers, &parts.uri);
-    let host_text = host.as_ref().and_then(|h| h.to_str().ok());
-    let route = state.routes.find(host_text, parts.uri.path(), &parts.method).ok_or((None, Denial::NoRoute))?;
+    let bad = |d: &'static str| (None, Denial::BadRequest(d));
+    // The route is chosen from the canonical path and host, and the upstream gets those same
+    // bytes: what it serves is what was authorized.
+    let (route, host, uri) = {
+        let host = canon::requested_host(parts.version, &parts.headers, &parts.uri).map_err(bad)?;
+        let path = canon::path(parts.uri.path(), &state.path_options).map_err(bad)?;
+        let route =
+            state.routes.find(host.as_ref(), &path, &parts.method).map_err(bad)?.ok_or((None, Denial::NoRoute))?;
+        let host = match host {
+            // The client's own `Host` value, already canonical: shared, not copied.
+            Some(h) if !h.is_rewritten() && parts.uri.authority().is_none() => parts.headers.get(HOST).cloned(),
+            Some(h) => HeaderValue::from_str(h.as_str()).ok(),
+            None => None,
+        };
+        (route, host, path.is_rewritten().then(|| rewritten_uri(path.forwarded(), parts.uri.query())))
+    };
     let deny = |d: Denial| (Some(route), d);
+    if let Some(uri) = uri {
+        parts.uri = uri.map_err(|_| deny(Denial::BadRequest("path cannot be rewritten")))?;
+    }
 
     headers::strip_hop_by_hop(&mut parts.headers);
-    headers::strip_identity(&mut parts.headers, &state.identity_names);
+    let untrusted =
+        Untrusted { forwarding: !conn.connection.trusted_peer, method_override: state.routes.matches_methods };
+    headers::strip_client(&mut parts.headers, &state.identity_names, untrusted);
 
     let mut body: UpstreamBody = Either::Left(body);
     if let RouteAuth::Required(policy) = &route.route.auth {
@@ -188,12 +211,19 @@ async fn decide_and_forward<'s>(
         policy::authorize(&principal, policy, state.auth.issuer_audiences(principal.issuer))
             .map_err(|e| deny(Denial::Auth(e)))?;
         conn.set_identity(&mut parts.headers, &principal).map_err(|e| deny(Denial::Auth(e)))?;
+        if !state.config.identity.forward_authorization {
+            // The upstream sees no token in any place the gateway accepts one.
+            strip_form_token(&mut parts.headers, &mut body, form.as_deref());
+        }
+    }
+    if !state.config.identity.forward_authorization {
+        strip_query_token(&mut parts.uri).map_err(|_| deny(Denial::BadRequest("query cannot be rewritten")))?;
     }
 
-    headers::add_forwarded(&mut parts.headers, &conn.connection.client_ip, &PROTO_HTTP, host.as_ref());
-    if !parts.headers.contains_key(HOST) {
-        // HTTP/2 carries the host in :authority; the HTTP/1.1 upstream needs a Host header.
-        if let Some(v) = host {
+    forwarded::add(&mut parts.headers, &conn.connection.client_ip, &PROTO_HTTP, host.as_ref());
+    if let Some(v) = host {
+        // The canonical host, whatever the client spelled (HTTP/2 carries it in :authority).
+        if parts.headers.get(HOST) != Some(&v) {
             parts.headers.insert(HOST, v);
         }
     }
@@ -202,6 +232,32 @@ async fn decide_and_forward<'s>(
     let (mut parts, body) = response.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
     Ok((route, Response::from_parts(parts, Either::Left(body))))
+}
+
+/// Origin-form target with the canonical path and the original query.
+fn rewritten_uri(path: &str, query: Option<&str>) -> Result<Uri, http::Error> {
+    let target = match query {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_owned(),
+    };
+    Ok(Uri::from(PathAndQuery::try_from(target)?))
+}
+
+/// Drop `access_token` from the query string.
+fn strip_query_token(uri: &mut Uri) -> Result<(), http::Error> {
+    let Some(query) = uri.query() else { return Ok(()) };
+    let Some(rest) = forwarded::without_access_token(query.as_bytes()) else { return Ok(()) };
+    let rest = String::from_utf8(rest).expect("a query split at '&' stays UTF-8");
+    let target = if rest.is_empty() { uri.path().to_owned() } else { format!("{}?{rest}", uri.path()) };
+    *uri = Uri::from(PathAndQuery::try_from(target)?);
+    Ok(())
+}
+
+/// Drop `access_token` from a form body the gateway read, and say its new length.
+fn strip_form_token(headers: &mut HeaderMap, body: &mut UpstreamBody, form: Option<&[u8]>) {
+    let Some(rest) = form.and_then(forwarded::without_access_token) else { return };
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(rest.len()));
+    *body = Either::Right(Full::new(Bytes::from(rest)));
 }
 
 /// RFC 9728 §3.2: the metadata document, JSON, served without authentication.
@@ -252,6 +308,7 @@ pub fn state(config: Config, metrics: Metrics, http: &reqwest::Client) -> State 
         auth: Authenticator::new(&config, http, &metrics),
         forwarder: Forwarder::new(&config.upstream, metrics.upstream_connections.clone()),
         identity_names: IdentityNames::new(&config.identity),
+        path_options: PathOptions { keep_encoded_slashes: config.paths.keep_encoded_slashes },
         realm: crate::respond::quote(&config.realm),
         resource_metadata: resource_metadata(&config),
         metrics,

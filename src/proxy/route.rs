@@ -1,12 +1,17 @@
 //! Route matching: (host, path, method) → the first configured route that matches. Pure.
 //!
-//! Deny by default: no match means no forwarding. Paths with dot-segments (literal or
-//! percent-encoded) are refused before matching, since an upstream that normalises
-//! `/public/../admin` would otherwise serve a route the gateway never authorized.
+//! Deny by default: no match means no forwarding. Routes are matched against the canonical
+//! request (`crate::canon`): the host without case, trailing dot or (unless the route names
+//! one) port, and the path as Tomcat and Spring read it. A path whose `;parameters` would make
+//! Go or nginx choose another route is refused rather than guessed at.
 
 use http::Method;
 
+use crate::canon::{CanonHost, CanonPath};
 use crate::config::{Route, RouteAuth};
+
+/// The port a request that names none is for (the proxy listener speaks cleartext HTTP).
+const DEFAULT_PORT: u16 = 80;
 
 /// A route prepared for matching, plus what the response path needs pre-built.
 #[derive(Debug)]
@@ -21,11 +26,13 @@ pub struct CompiledRoute {
 #[derive(Debug)]
 pub struct RouteTable {
     routes: Vec<CompiledRoute>,
+    /// Some route matches by method: method-override headers must not reach the upstream.
+    pub matches_methods: bool,
 }
 
 impl RouteTable {
     pub fn new(routes: &[Route]) -> RouteTable {
-        let routes = routes
+        let routes: Vec<CompiledRoute> = routes
             .iter()
             .enumerate()
             .map(|(index, route)| {
@@ -36,16 +43,32 @@ impl RouteTable {
                 CompiledRoute { index, route: route.clone(), challenge_scope }
             })
             .collect();
-        RouteTable { routes }
+        let matches_methods = routes.iter().any(|r| r.route.methods.is_some());
+        RouteTable { routes, matches_methods }
     }
 
-    /// First route whose host, path prefix and method all match. `host` may carry a port.
-    pub fn find(&self, host: Option<&str>, path: &str, method: &Method) -> Option<&CompiledRoute> {
-        let host = host.map(strip_port);
+    /// First route whose host, path prefix and method all match, or `Err` when the two readings
+    /// of a path with `;parameters` choose different routes.
+    pub fn find(
+        &self,
+        host: Option<&CanonHost<'_>>,
+        path: &CanonPath<'_>,
+        method: &Method,
+    ) -> Result<Option<&CompiledRoute>, &'static str> {
+        let chosen = self.find_in(host, path.strict(), method);
+        if let Some(literal) = path.literal() {
+            if self.find_in(host, literal, method).map(|r| r.index) != chosen.map(|r| r.index) {
+                return Err("path parameters (;) change which route applies");
+            }
+        }
+        Ok(chosen)
+    }
+
+    fn find_in(&self, host: Option<&CanonHost<'_>>, path: &[u8], method: &Method) -> Option<&CompiledRoute> {
         self.routes.iter().find(|c| {
             let r = &c.route;
-            r.host.as_deref().is_none_or(|want| host.is_some_and(|h| h.eq_ignore_ascii_case(want)))
-                && prefix_matches(&r.path_prefix, path)
+            host_matches(r, host)
+                && prefix_matches(r.path_prefix.as_bytes(), path, r.case_insensitive)
                 && r.methods.as_ref().is_none_or(|m| m.contains(method))
         })
     }
@@ -55,78 +78,50 @@ impl RouteTable {
     }
 }
 
-/// `/api` matches `/api`, `/api/…` but not `/apix`; a prefix ending in `/` matches as written.
-fn prefix_matches(prefix: &str, path: &str) -> bool {
-    match path.strip_prefix(prefix) {
-        None => false,
-        Some(rest) => prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
-    }
+/// Both sides are canonical (lower-case, no trailing dot); the port counts only when the route
+/// names one.
+fn host_matches(route: &Route, host: Option<&CanonHost<'_>>) -> bool {
+    let Some(want) = &route.host else { return true };
+    host.is_some_and(|h| h.name() == want && route.port.is_none_or(|p| h.port.unwrap_or(DEFAULT_PORT) == p))
 }
 
-fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        // IPv6 literal: keep up to the closing bracket.
-        return host.split_inclusive(']').next().unwrap_or(host);
-    }
-    host.rsplit_once(':').map_or(host, |(h, _)| h)
-}
-
-/// True when a path segment is `.` or `..`, literally or percent-encoded (`%2e`), or when the
-/// path hides a separator (`%2f`, `%5c`, `\`) that an upstream might decode into one.
-pub fn has_dot_segment(path: &str) -> bool {
-    let bytes = path.as_bytes();
-    // The common path has neither dots nor escapes nor backslashes: one scan, no allocation.
-    if !bytes.iter().any(|&b| matches!(b, b'.' | b'%' | b'\\')) {
+/// `/api` matches `/api`, `/api/…` and `/api;v=1` but not `/apix`; a prefix ending in `/`
+/// matches as written.
+fn prefix_matches(prefix: &[u8], path: &[u8], case_insensitive: bool) -> bool {
+    if path.len() < prefix.len() {
         return false;
     }
-    if bytes.contains(&b'\\') || has_escape(bytes, b'2', b'f') || has_escape(bytes, b'5', b'c') {
-        return true;
-    }
-    bytes.split(|&b| b == b'/').any(is_dot_segment)
-}
-
-/// `%` followed by `hi` and `lo` (hex digits, any case): `%2f` is an encoded slash, `%5c` a backslash.
-fn has_escape(bytes: &[u8], hi: u8, lo: u8) -> bool {
-    bytes.windows(3).any(|w| w[0] == b'%' && w[1] == hi && w[2].eq_ignore_ascii_case(&lo))
-}
-
-/// A segment made of one or two dots, each written `.` or `%2e` (any case).
-fn is_dot_segment(segment: &[u8]) -> bool {
-    let (mut i, mut dots) = (0, 0);
-    while i < segment.len() {
-        if segment[i] == b'.' {
-            i += 1;
-        } else if segment[i..].len() >= 3
-            && segment[i] == b'%'
-            && segment[i + 1] == b'2'
-            && segment[i + 2].eq_ignore_ascii_case(&b'e')
-        {
-            i += 3;
-        } else {
-            return false;
-        }
-        dots += 1;
-    }
-    dots == 1 || dots == 2
+    let (head, rest) = path.split_at(prefix.len());
+    let same = if case_insensitive { head.eq_ignore_ascii_case(prefix) } else { head == prefix };
+    same && (prefix.ends_with(b"/") || rest.is_empty() || rest[0] == b'/' || rest[0] == b';')
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::canon::{self, PathOptions};
     use crate::config::Policy;
 
     fn route(id: &str, host: Option<&str>, prefix: &str, methods: Option<Vec<Method>>) -> Route {
         Route {
             id: id.into(),
             host: host.map(str::to_owned),
+            port: None,
             path_prefix: prefix.into(),
+            case_insensitive: false,
             methods,
             auth: RouteAuth::Required(Policy::default()),
         }
     }
 
+    fn find<'a>(t: &'a RouteTable, host: Option<&str>, path: &str, m: Method) -> Result<Option<&'a str>, &'static str> {
+        let host = host.map(|h| canon::host(h.as_bytes()).unwrap());
+        let path = canon::path(path, &PathOptions { keep_encoded_slashes: true }).unwrap();
+        t.find(host.as_ref(), &path, &m).map(|r| r.map(|c| c.route.id.as_str()))
+    }
+
     fn id<'a>(t: &'a RouteTable, host: Option<&str>, path: &str, m: Method) -> Option<&'a str> {
-        t.find(host, path, &m).map(|c| c.route.id.as_str())
+        find(t, host, path, m).unwrap()
     }
 
     /// First match wins; host, prefix and method must all match; no match is None.
@@ -137,51 +132,59 @@ mod tests {
             route("api", None, "/api", None),
             route("root", None, "/", None),
         ]);
+        assert!(t.matches_methods);
         assert_eq!(id(&t, Some("A.example:8080"), "/api/x", Method::GET), Some("a-get"));
+        assert_eq!(id(&t, Some("a.example."), "/api/x", Method::GET), Some("a-get"));
         assert_eq!(id(&t, Some("a.example"), "/api/x", Method::POST), Some("api"));
         assert_eq!(id(&t, Some("b.example"), "/api", Method::GET), Some("api"));
         assert_eq!(id(&t, None, "/apix", Method::GET), Some("root"));
         let t = RouteTable::new(&[route("api", None, "/api", None)]);
+        assert!(!t.matches_methods);
         assert_eq!(id(&t, None, "/other", Method::GET), None);
     }
 
-    /// Prefixes match at segment boundaries unless they end with a slash.
-    #[test]
-    fn prefix_boundaries() {
-        assert!(prefix_matches("/api", "/api"));
-        assert!(prefix_matches("/api", "/api/v1"));
-        assert!(!prefix_matches("/api", "/apiv1"));
-        assert!(prefix_matches("/api/", "/api/v1"));
-        assert!(!prefix_matches("/api/", "/api"));
-        assert!(prefix_matches("/", "/anything"));
-    }
-
-    /// Dot segments, encoded or not, and encoded separators are detected.
-    #[test]
-    fn dot_segments() {
-        for bad in [
-            "/public/../admin",
-            "/public/%2e%2e/admin",
-            "/a/.%2E/b",
-            "/./x",
-            "/a%2Fb",
-            "/a\\b",
-            "/..",
-            "/a/%2E%2E",
-            "/x%5C",
-        ] {
-            assert!(has_dot_segment(bad), "{bad}");
-        }
-        for ok in ["/", "/a/b", "/a..b/c", "/.well-known/x", "/a/...", "/a%20b", "/a/.%2e%2e", "/a%2", "/%"] {
-            assert!(!has_dot_segment(ok), "{ok}");
-        }
-    }
-
-    /// Host matching ignores the port and case; IPv6 literals keep their brackets.
+    /// A route that names a port matches only that port; a request without one is for port 80.
     #[test]
     fn host_ports() {
-        assert_eq!(strip_port("a.example:80"), "a.example");
-        assert_eq!(strip_port("[::1]:80"), "[::1]");
-        assert_eq!(strip_port("a.example"), "a.example");
+        let mut admin = route("admin", Some("a.example"), "/", None);
+        admin.port = Some(8443);
+        let mut plain = route("plain", Some("a.example"), "/", None);
+        plain.port = Some(80);
+        let t = RouteTable::new(&[admin, plain]);
+        assert_eq!(id(&t, Some("a.example:8443"), "/", Method::GET), Some("admin"));
+        assert_eq!(id(&t, Some("a.example"), "/", Method::GET), Some("plain"));
+        assert_eq!(id(&t, Some("a.example:8080"), "/", Method::GET), None);
+        assert_eq!(id(&t, None, "/", Method::GET), None);
+    }
+
+    /// Prefixes match at segment boundaries (`/` or `;`) unless they end with a slash.
+    #[test]
+    fn prefix_boundaries() {
+        let m = |p: &str, path: &str| prefix_matches(p.as_bytes(), path.as_bytes(), false);
+        assert!(m("/api", "/api"));
+        assert!(m("/api", "/api/v1"));
+        assert!(m("/api", "/api;v=1"));
+        assert!(!m("/api", "/apiv1"));
+        assert!(m("/api/", "/api/v1"));
+        assert!(!m("/api/", "/api"));
+        assert!(m("/", "/anything"));
+        assert!(!m("/API", "/api"));
+        assert!(prefix_matches(b"/API", b"/api/x", true));
+        assert!(!prefix_matches(b"/API", b"/apix", true));
+    }
+
+    /// Spellings of `/admin` are matched as `/admin`; parameters that split the readings are refused.
+    #[test]
+    fn canonical_spellings() {
+        let t = RouteTable::new(&[route("admin", None, "/admin", None), route("root", None, "/", None)]);
+        for p in ["/%61dmin", "//admin", "/admin;x", "/admin;x/y", "/admin%2Fx", "/adm%69n/"] {
+            assert_eq!(id(&t, None, p, Method::GET), Some("admin"), "{p}");
+        }
+        for p in ["/adminx", "/x/admin", "/admin%20"] {
+            assert_eq!(id(&t, None, p, Method::GET), Some("root"), "{p}");
+        }
+        let t = RouteTable::new(&[route("ab", None, "/a/b", None), route("root", None, "/", None)]);
+        assert_eq!(find(&t, None, "/a;x/b", Method::GET), Err("path parameters (;) change which route applies"));
+        assert_eq!(id(&t, None, "/a/b;x", Method::GET), Some("ab"));
     }
 }

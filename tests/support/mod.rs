@@ -201,24 +201,18 @@ pub fn config(upstream: &str, issuers: Vec<Issuer>, routes: Vec<Route>) -> Confi
             forward_authorization: true,
         },
         protected_resource: None,
+        paths: PathSettings::default(),
+        trusted_proxies: Vec::new(),
     }
 }
 
 pub fn public_route(id: &str, prefix: &str) -> Route {
-    Route { id: id.into(), host: None, path_prefix: prefix.into(), methods: None, auth: RouteAuth::Public }
+    Route::new(id, prefix, RouteAuth::Public)
 }
 
 pub fn required_route(id: &str, prefix: &str, scopes: &[&str]) -> Route {
-    Route {
-        id: id.into(),
-        host: None,
-        path_prefix: prefix.into(),
-        methods: None,
-        auth: RouteAuth::Required(Policy {
-            scopes: scopes.iter().map(|s| s.to_string()).collect(),
-            ..Policy::default()
-        }),
-    }
+    let policy = Policy { scopes: scopes.iter().map(|s| s.to_string()).collect(), ..Policy::default() };
+    Route::new(id, prefix, RouteAuth::Required(policy))
 }
 
 pub fn issuer(issuer: &str, jwks_uri: &str, audiences: &[&str]) -> Issuer {

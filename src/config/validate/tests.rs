@@ -558,12 +558,62 @@ fn path_prefix_rules() {
     assert_invalid("routes: [{ id: a, path_prefix: api }]\n", "routes[0].path_prefix", "must start with '/'");
 }
 
-/// host has no port and is lower-cased.
+/// host is canonical (lower-case, no trailing dot) and may name a port.
 #[test]
 fn route_host_rules() {
-    assert_invalid("routes: [{ id: a, host: 'api.example.com:8080', path_prefix: / }]\n", "routes[0].host", "port");
+    let c = load_ok(&format!("{BASE}routes: [{{ id: a, host: 'API.Example.com.:08443', path_prefix: / }}]\n"));
+    assert_eq!((c.routes[0].host.as_deref(), c.routes[0].port), (Some("api.example.com"), Some(8443)));
     let c = load_ok(&format!("{BASE}routes: [{{ id: a, host: API.Example.com, path_prefix: / }}]\n"));
-    assert_eq!(c.routes[0].host.as_deref(), Some("api.example.com"));
+    assert_eq!((c.routes[0].host.as_deref(), c.routes[0].port), (Some("api.example.com"), None));
+    for bad in ["'a b'", "'u@a'", "'a:0'", "'a..b'", "'a:x'"] {
+        assert_invalid(
+            &format!("routes: [{{ id: a, host: {bad}, path_prefix: / }}]\n"),
+            "routes[0].host",
+            "not a valid host",
+        );
+    }
+}
+
+/// A path prefix is written as the decoded canonical path it matches.
+#[test]
+fn path_prefix_canonical() {
+    for (bad, why) in [
+        ("/a%2Fb", "must not contain '%'"),
+        ("/a;b", "must not contain '%', ';'"),
+        ("'/a\\b'", "must not contain '%', ';', '\\'"),
+        ("//a", "'//'"),
+        ("/a/../b", "'..' segment"),
+        ("/a/.", "'..' segment"),
+    ] {
+        assert_invalid(&format!("routes: [{{ id: a, path_prefix: {bad} }}]\n"), "routes[0].path_prefix", why);
+    }
+    let c = load_ok(&format!("{BASE}routes: [{{ id: a, path_prefix: /café/.well-known, case_insensitive: true }}]\n"));
+    assert!(c.routes[0].case_insensitive);
+}
+
+/// `paths:` sets encoded-slash handling and the routes' default case sensitivity.
+#[test]
+fn paths_section() {
+    let c = load_ok(&format!("{BASE}routes: [{{ id: a, path_prefix: / }}]\n"));
+    assert_eq!(c.paths, PathSettings::default());
+    assert!(!c.routes[0].case_insensitive);
+    let text = format!(
+        "{BASE}paths: {{ encoded_slashes: keep, case_insensitive: true }}\nroutes: [{{ id: a, path_prefix: / }}, {{ id: b, path_prefix: /b, case_insensitive: false }}]\n"
+    );
+    let c = load_ok(&text);
+    assert!(c.paths.keep_encoded_slashes);
+    assert!(c.routes[0].case_insensitive && !c.routes[1].case_insensitive);
+    assert_invalid("paths: { encoded_slashes: decode }\n", "paths.encoded_slashes", "unknown variant");
+}
+
+/// trusted_proxies are CIDRs or addresses.
+#[test]
+fn trusted_proxies_rules() {
+    let c = load_ok(&format!("{BASE}trusted_proxies: [10.0.0.0/8, 192.168.1.7, 'fd00::/8', 10.1.2.3/8]\n"));
+    let nets: Vec<String> = c.trusted_proxies.iter().map(ToString::to_string).collect();
+    assert_eq!(nets, ["10.0.0.0/8", "192.168.1.7/32", "fd00::/8", "10.0.0.0/8"]);
+    assert_invalid("trusted_proxies: [10.0.0.0/33]\n", "trusted_proxies[0]", "not an IP network");
+    assert_invalid("trusted_proxies: [lb.example]\n", "trusted_proxies[0]", "not an IP network");
 }
 
 /// methods are valid, upper-case and non-empty.
