@@ -137,3 +137,21 @@ fn run_logs_warnings_at_start() {
     assert!(before.contains("WARN") && before.contains("did you mean TOKENGATE_JWKS_URI?"), "{before}");
     assert!(before.contains("has audience_check: disabled"), "{before}");
 }
+
+/// Every pod template under deploy/ turns Kubernetes service links off.
+#[test]
+fn manifests_disable_service_links() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/kustomize");
+    let mut pods = 0;
+    for overlay in std::fs::read_dir(dir).unwrap() {
+        for file in std::fs::read_dir(overlay.unwrap().path()).unwrap() {
+            let path = file.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            if text.contains("template:") && text.contains("containers:") {
+                pods += 1;
+                assert!(text.contains("enableServiceLinks: false"), "{}", path.display());
+            }
+        }
+    }
+    assert!(pods >= 2, "found {pods} pod templates");
+}
