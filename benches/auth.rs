@@ -143,8 +143,8 @@ fn bench_policy(c: &mut Criterion) {
         claims: vec![ClaimRule { claim: "tenant".into(), test: ClaimTest::Equals(json!("acme")) }],
         ..Policy::default()
     };
-    let audiences = vec!["api".to_string()];
-    c.bench_function("policy/authorize", |b| b.iter(|| policy::authorize(black_box(&p), &policy, &audiences).unwrap()));
+    let issuer = issuer();
+    c.bench_function("policy/authorize", |b| b.iter(|| policy::authorize(black_box(&p), &policy, &issuer).unwrap()));
 }
 
 fn bench_headers(c: &mut Criterion, keys: &Keys) {

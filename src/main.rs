@@ -54,7 +54,7 @@ fn main() -> ExitCode {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let sources = Sources { file: cli.config.clone(), env: std::env::vars().collect() };
     match cli.command.unwrap_or(Command::Run) {
-        Command::CheckConfig => match config::load(&sources) {
+        Command::CheckConfig => match load(&sources, |w| eprintln!("warning: {w}")) {
             Ok(cfg) => {
                 print!("{}", config::render_effective(&cfg));
                 eprintln!("configuration is valid");
@@ -62,7 +62,7 @@ fn main() -> ExitCode {
             }
             Err(e) => config_error(e),
         },
-        Command::Run => match config::load(&sources) {
+        Command::Run => match load(&sources, |w| tracing::warn!("{w}")) {
             Ok(cfg) => run(runtime(cfg.server.worker_threads), async move {
                 let running = tokengate::app::start(cfg).await?;
                 tokengate::app::shutdown_signal().await;
@@ -93,6 +93,15 @@ fn run<E: std::fmt::Display>(
             ExitCode::FAILURE
         }
     }
+}
+
+/// `config::load`, reporting misspelt `TOKENGATE_*` variables first (they often explain the
+/// error that follows) and, once loaded, every weakened setting.
+fn load(sources: &Sources, warn: impl Fn(&str)) -> Result<config::Config, config::ConfigError> {
+    config::env::warnings(&sources.env).iter().for_each(|w| warn(w));
+    let cfg = config::load(sources)?;
+    config::warnings(&cfg).iter().for_each(|w| warn(w));
+    Ok(cfg)
 }
 
 fn config_error(e: config::ConfigError) -> ExitCode {

@@ -96,6 +96,7 @@ async fn sigterm_drains_and_exits_zero() {
     let mut child = tokengate()
         .env("TOKENGATE_UPSTREAM", up.url())
         .env("TOKENGATE_ISSUER", idp.issuer())
+        .env("TOKENGATE_AUDIENCE", "api")
         .env("TOKENGATE_LISTEN", format!("127.0.0.1:{port}"))
         .env("TOKENGATE_ADMIN_LISTEN", "127.0.0.1:0")
         .stderr(Stdio::piped())
@@ -112,7 +113,7 @@ async fn sigterm_drains_and_exits_zero() {
         }
     });
     rx.recv_timeout(WAIT).expect("the gateway logs that it listens");
-    let token = idp.mint(serde_json::json!({"sub": "a"}));
+    let token = idp.mint(serde_json::json!({"sub": "a", "aud": "api"}));
     let in_flight =
         tokio::spawn(client(false).get(format!("http://127.0.0.1:{port}/slow/700")).bearer_auth(token).send());
     for _ in 0..500 {

@@ -301,6 +301,7 @@ async fn scope_modes_and_claim_rules() {
                     scopes: vec!["admin:read".into(), "admin:all".into()],
                     scope_match: ScopeMatch::Any,
                     claims: vec![ClaimRule { claim: "tenant".into(), test: ClaimTest::Equals(json!("acme")) }],
+                    ..Policy::default()
                 }),
             ),
         );

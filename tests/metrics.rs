@@ -22,12 +22,12 @@ async fn promtool_check_metrics_is_clean() {
     let up = Upstream::start().await;
     let gw = gateway(config(
         &up.url(),
-        vec![issuer(idp.issuer(), &idp.jwks_uri(), &[])],
+        vec![issuer(idp.issuer(), &idp.jwks_uri(), &["api"])],
         vec![public_route("public", "/public"), required_route("api", "/", &["read"])],
     ))
     .await;
     let c = client(false);
-    let token = idp.mint(serde_json::json!({"sub": "a", "scope": "read"}));
+    let token = idp.mint(serde_json::json!({"sub": "a", "aud": "api", "scope": "read"}));
     for _ in 0..50 {
         if c.get(format!("http://{}/x", gw.addr)).bearer_auth(&token).send().await.unwrap().status() == 200 {
             break;

@@ -17,7 +17,7 @@ async fn metadata_served_and_advertised() {
     let up = Upstream::start().await;
     let mut cfg = config(
         &up.url(),
-        vec![issuer(idp.issuer(), &idp.jwks_uri(), &[])],
+        vec![issuer(idp.issuer(), &idp.jwks_uri(), &["api"])],
         vec![required_route("api", "/api", &["read"])],
     );
     cfg.protected_resource = Some(ProtectedResource {
@@ -48,7 +48,7 @@ async fn metadata_served_and_advertised() {
         resp.headers()["www-authenticate"],
         "Bearer realm=\"test\", resource_metadata=\"https://api.example.com/.well-known/oauth-protected-resource/v1\""
     );
-    let token = idp.mint(serde_json::json!({"sub": "a", "scope": "write"}));
+    let token = idp.mint(serde_json::json!({"sub": "a", "aud": "api", "scope": "write"}));
     let resp = c.get(format!("http://{}/api", gw.addr)).bearer_auth(token).send().await.unwrap();
     assert_eq!(resp.status(), 403);
     assert!(resp.headers()["www-authenticate"].to_str().unwrap().contains("resource_metadata=\"https://"));

@@ -13,6 +13,8 @@ use crate::config::{Config, IdentityValue, RouteAuth};
 pub struct Principal {
     /// Index of the issuer in `Config::issuers` that vouched for the token.
     pub issuer: usize,
+    /// How the token was verified: decides whether a missing `aud` is acceptable.
+    pub source: TokenSource,
     /// `iss`
     pub issuer_id: Arc<str>,
     /// `sub`
@@ -30,6 +32,15 @@ pub struct Principal {
     /// Verified claims that something reads later: claim rules, claim-to-header mapping and the
     /// claims header (see `KeptClaims`).
     pub claims: Map<String, Value>,
+}
+
+/// How a principal's claims were verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenSource {
+    /// A JWT whose signature the gateway checked.
+    Jwt,
+    /// An RFC 7662 introspection answer, where every member but `active` is optional.
+    Introspection,
 }
 
 /// Which claims a principal keeps once subject, audiences, scopes and client id are extracted.
@@ -65,7 +76,8 @@ impl KeptClaims {
 }
 
 impl Principal {
-    /// Build a principal from verified claims. `scope_claim` overrides where scopes are read.
+    /// Build a principal from verified claims (`source` Jwt; introspection sets its own).
+    /// `scope_claim` overrides where scopes are read.
     pub fn from_claims(
         issuer: usize,
         issuer_id: Arc<str>,
@@ -88,6 +100,7 @@ impl Principal {
         let expires_at = claims.get("exp").and_then(Value::as_f64).map_or(0, |e| e.max(0.0) as u64);
         Principal {
             issuer,
+            source: TokenSource::Jwt,
             issuer_id,
             subject: string("sub"),
             audiences,

@@ -5,7 +5,8 @@
 //! of earlier answers; on a miss make exactly one call for all concurrent requests carrying the
 //! token (moka's entry API coalesces them), unless the circuit breaker is open. Only an HTTP 200
 //! JSON answer with `"active": true` admits a token, and then only after the same claim checks as
-//! a local JWT (`exp`, `nbf`, `iss`, claim shapes; audience membership is route policy's).
+//! a local JWT (`exp`, `nbf`, `iss`, claim shapes; `aud`, when the answer has one, is checked by
+//! route policy against the same audiences as a JWT's).
 //!
 //! Answers are cached: active ones until the token's `exp` or `cache_max_ttl`, whichever comes
 //! first; inactive (or rejected) ones for `negative_ttl`. Failures (endpoint unreachable, slow,
@@ -29,7 +30,7 @@ use serde_json::{Map, Value};
 use tokio::sync::OnceCell;
 
 use super::jwks::{error_chain, metadata_urls};
-use super::{jws, jwt, AuthError, KeptClaims, Principal};
+use super::{jws, jwt, AuthError, KeptClaims, Principal, TokenSource};
 use crate::config::{ClientAuthMethod, Introspection, Issuer};
 use crate::metrics::{Metrics, CACHE_INTROSPECTION};
 
@@ -342,6 +343,7 @@ impl Introspector {
         claims.remove("active");
         let mut principal =
             Principal::from_claims(self.index, self.id.clone(), claims, self.issuer.scope_claim.as_deref());
+        principal.source = TokenSource::Introspection;
         principal.retain_claims(&self.kept_claims);
         Verdict::Active(Arc::new(principal))
     }

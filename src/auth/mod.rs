@@ -3,7 +3,9 @@
 //! `Authenticator::authenticate` is the whole story. The token picks its path: a JWS whose
 //! (unverified) `iss` names an issuer in mode `jwt` or `auto` is validated locally; any other
 //! token goes to introspection (`introspect`) — at the named issuer when it is introspection-only,
-//! else at the first issuer that has introspection. Without introspection, every token is a JWT.
+//! else at the first issuer *the route accepts* that has introspection (an opaque token names no
+//! issuer, and is never sent to an issuer the route does not trust). Without introspection, every
+//! token is a JWT. A JWS naming an issuer the route does not accept is refused before any work.
 //!
 //! Locally: parse the JWS, let the `iss` select one configured issuer — an unknown issuer is
 //! refused with no network call — check the header against that issuer's rules, find its key
@@ -27,7 +29,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub use claims::{KeptClaims, Principal};
+pub use claims::{KeptClaims, Principal, TokenSource};
 pub use error::AuthError;
 
 use crate::config::{Config, Issuer, TokenMode};
@@ -56,7 +58,8 @@ impl IssuerState {
 pub struct Authenticator {
     issuers: Vec<IssuerState>,
     by_iss: HashMap<String, usize>,
-    /// Where tokens that name no jwt/auto issuer go: the first issuer with introspection.
+    /// Where tokens that name no jwt/auto issuer go on a route accepting every issuer: the first
+    /// issuer with introspection.
     default_introspection: Option<usize>,
     /// JWTs that verified recently; `None` when disabled.
     token_cache: Option<TokenCache>,
@@ -91,12 +94,8 @@ impl Authenticator {
             })
             .collect();
         let by_iss = issuers.iter().enumerate().map(|(i, s)| (s.config.issuer.clone(), i)).collect();
+        // Routes accepting several introspecting issuers are reported by `config::warnings`.
         let default_introspection = issuers.iter().position(|i| i.introspector.is_some());
-        if issuers.iter().filter(|i| i.introspector.is_some()).count() > 1 {
-            // An opaque token names no issuer: only JWS-shaped tokens reach the others.
-            let first = default_introspection.map(|i| issuers[i].config.issuer.as_str());
-            tracing::warn!(issuer = first, "several issuers have introspection; opaque tokens go to the first");
-        }
         let token_cache = TokenCache::new(&config.token_cache, &metrics.token_cache_lookups);
         Authenticator { issuers, by_iss, default_introspection, token_cache, kept_claims }
     }
@@ -105,9 +104,9 @@ impl Authenticator {
         &self.issuers
     }
 
-    /// The audiences a token from this issuer must carry when the route names none.
-    pub fn issuer_audiences(&self, issuer: usize) -> &[String] {
-        &self.issuers[issuer].config.audiences
+    /// The configuration of issuer number `issuer` (a `Principal::issuer`).
+    pub fn issuer_config(&self, issuer: usize) -> &Issuer {
+        &self.issuers[issuer].config
     }
 
     /// Every issuer can decide: a usable key set, or introspection only.
@@ -116,17 +115,24 @@ impl Authenticator {
     }
 
     /// Opaque tokens go to introspection (with its own cache); a JWT seen recently is admitted
-    /// from the verified-token cache. Route policy is the caller's, on every request.
-    /// `last` is the calling connection's memory of its previous token: the same JWT again is
-    /// admitted without hashing, parsing or awaiting anything.
-    pub async fn authenticate(&self, token: &str, last: &LastToken) -> Result<Arc<Principal>, AuthError> {
+    /// from the verified-token cache. Route policy, including whether the route accepts the
+    /// principal's issuer, is the caller's (`policy::authorize`), on every request.
+    /// `accepted` is the route's `issuers` (indices; `None` = all): it picks the introspection
+    /// endpoint for an opaque token. `last` is the calling connection's memory of its previous
+    /// token: the same JWT again is admitted without hashing, parsing or awaiting anything.
+    pub async fn authenticate(
+        &self,
+        token: &str,
+        accepted: Option<&[usize]>,
+        last: &LastToken,
+    ) -> Result<Arc<Principal>, AuthError> {
         let generation = |i: usize| self.issuers[i].jwks.generation();
         if let Some(principal) = self.token_cache.as_ref().and_then(|c| c.remembered(token, last, generation)) {
             return Ok(principal);
         }
         // Boxed: the introspection and JWKS futures are kilobytes that the hit above never needs.
         Box::pin(async move {
-            if let Some(introspector) = self.introspector_for(token) {
+            if let Some(introspector) = self.introspector_for(token, accepted)? {
                 return introspector.introspect(token).await;
             }
             match &self.token_cache {
@@ -138,16 +144,23 @@ impl Authenticator {
     }
 
     /// `None` = validate locally: a JWS naming a jwt/auto issuer, or any token when no issuer
-    /// has introspection (the JWT path then refuses what it cannot read, as it always did).
-    fn introspector_for(&self, token: &str) -> Option<&Introspector> {
-        let default = self.default_introspection?;
+    /// the route accepts has introspection (the JWT path then refuses what it cannot read).
+    /// A JWS naming an issuer the route does not accept is refused here: no key lookup, no
+    /// signature check, no introspection call.
+    fn introspector_for(&self, token: &str, accepted: Option<&[usize]>) -> Result<Option<&Introspector>, AuthError> {
+        if accepted.is_none() && self.default_introspection.is_none() {
+            return Ok(None);
+        }
         let named = introspect::jws_issuer(token).and_then(|iss| self.by_iss.get(&iss).copied());
-        let index = match named {
-            Some(i) if self.issuers[i].config.mode != TokenMode::Introspection => return None,
-            Some(i) => i,
-            None => default,
-        };
-        self.issuers[index].introspector.as_ref()
+        Ok(match (named, accepted) {
+            (Some(i), Some(list)) if !list.contains(&i) => return Err(policy::ISSUER_NOT_ACCEPTED),
+            (Some(i), _) if self.issuers[i].config.mode != TokenMode::Introspection => None,
+            (Some(i), _) => self.issuers[i].introspector.as_ref(),
+            // Only the first accepted issuer that introspects: sending a token to every endpoint
+            // in turn would disclose one tenant's tokens to another's authorization server.
+            (None, Some(list)) => list.iter().find_map(|&i| self.issuers[i].introspector.as_ref()),
+            (None, None) => self.default_introspection.and_then(|i| self.issuers[i].introspector.as_ref()),
+        })
     }
 
     /// Full verification; also returns the issuer's key-set generation, read before its keys so

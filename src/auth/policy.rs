@@ -1,27 +1,29 @@
 //! Authorization: does this verified principal satisfy this route's policy?
 //!
 //! Pure. Evaluated on every request, also for tokens admitted from a cache, so a token that
-//! passed one route never passes another that needs more. This is where the audience is checked
-//! (routes may override the issuer's audiences), then scopes, then claim rules.
+//! passed one route never passes another that needs more. This is where the route's issuers are
+//! checked, then the audience (routes may override the issuer's audiences), then scopes, then
+//! claim rules.
 
 use serde_json::Value;
 
-use super::{AuthError, Principal};
-use crate::config::{ClaimRule, ClaimTest, Policy, ScopeMatch};
+use super::{AuthError, Principal, TokenSource};
+use crate::config::{AudienceCheck, ClaimRule, ClaimTest, Issuer, Policy, ScopeMatch};
 
-/// Check `principal` against `policy`; `issuer_audiences` apply when the route names none.
-pub fn authorize(principal: &Principal, policy: &Policy, issuer_audiences: &[String]) -> Result<(), AuthError> {
-    let audiences = policy.audiences.as_deref().unwrap_or(issuer_audiences);
-    if !audiences.is_empty() {
-        // RFC 7519 §4.1.3: if the principal processing the claim does not identify itself with a
-        // value in "aud", the JWT MUST be rejected. A token without `aud` cannot identify us.
-        if principal.audiences.is_empty() {
-            return Err(AuthError::InvalidToken("token has no audience"));
-        }
-        if !principal.audiences.iter().any(|a| audiences.contains(a)) {
-            return Err(AuthError::InvalidToken("token is not intended for this audience"));
-        }
+/// A valid token from an issuer the route does not list in `issuers:`.
+pub const ISSUER_NOT_ACCEPTED: AuthError = AuthError::InvalidToken("token issuer is not accepted on this route");
+const WRONG_AUDIENCE: AuthError = AuthError::InvalidToken("token is not intended for this audience");
+const NO_AUDIENCE: AuthError = AuthError::InvalidToken("token has no audience");
+
+/// Check `principal` against `policy`; `issuer` is the configuration of the issuer that vouched
+/// for it (`principal.issuer`), whose audiences apply when the route names none.
+pub fn authorize(principal: &Principal, policy: &Policy, issuer: &Issuer) -> Result<(), AuthError> {
+    // Also for cached principals: a token admitted on a route that trusts issuer A is refused
+    // on a route that trusts only B.
+    if !policy.accepts_issuer(principal.issuer) {
+        return Err(ISSUER_NOT_ACCEPTED);
     }
+    check_audience(principal, policy, issuer)?;
     let has = |scope: &String| principal.scopes.contains(scope);
     let scopes_ok = match policy.scope_match {
         ScopeMatch::All => policy.scopes.iter().all(has),
@@ -32,6 +34,33 @@ pub fn authorize(principal: &Principal, policy: &Policy, issuer_audiences: &[Str
     }
     if !policy.claims.iter().all(|rule| holds(rule, principal)) {
         return Err(AuthError::InsufficientScope("token lacks a required claim"));
+    }
+    Ok(())
+}
+
+/// RFC 9068 §4 / RFC 8725 §3.9: the audience is always checked. An empty list is skipped only
+/// on the issuer's explicit `audience_check: disabled`; config validation refuses any other gap,
+/// and a hand-built config that has one fails closed here.
+fn check_audience(principal: &Principal, policy: &Policy, issuer: &Issuer) -> Result<(), AuthError> {
+    let audiences = policy.audiences.as_deref().unwrap_or(&issuer.audiences);
+    if audiences.is_empty() {
+        return match issuer.audience_check {
+            AudienceCheck::Disabled => Ok(()),
+            AudienceCheck::Enabled => Err(WRONG_AUDIENCE),
+        };
+    }
+    if principal.audiences.is_empty() {
+        return match principal.source {
+            // RFC 7519 §4.1.3: if the principal processing the claim does not identify itself with
+            // a value in "aud", the JWT MUST be rejected. A JWT without `aud` cannot identify us.
+            TokenSource::Jwt => Err(NO_AUDIENCE),
+            // RFC 7662 §2.2: `aud` is OPTIONAL in an introspection answer; the endpoint vouched
+            // for the token and named no audience to disagree with.
+            TokenSource::Introspection => Ok(()),
+        };
+    }
+    if !principal.audiences.iter().any(|a| audiences.contains(a)) {
+        return Err(WRONG_AUDIENCE);
     }
     Ok(())
 }
@@ -51,12 +80,17 @@ fn holds(rule: &ClaimRule, principal: &Principal) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::KeySource;
     use serde_json::json;
     use std::sync::Arc;
 
     fn principal(claims: Value) -> Principal {
         let Value::Object(map) = claims else { unreachable!() };
         Principal::from_claims(0, Arc::from("https://idp"), map, None)
+    }
+
+    fn introspected(claims: Value) -> Principal {
+        Principal { source: TokenSource::Introspection, ..principal(claims) }
     }
 
     fn policy(scopes: &[&str], scope_match: ScopeMatch) -> Policy {
@@ -67,23 +101,67 @@ mod tests {
         v.iter().map(|s| s.to_string()).collect()
     }
 
+    /// An issuer whose tokens must carry one of `audiences`.
+    fn issuer(audiences: &[&str]) -> Issuer {
+        Issuer { audiences: strings(audiences), ..Issuer::new("https://idp", KeySource::None) }
+    }
+
+    fn any_audience() -> Issuer {
+        Issuer { audience_check: AudienceCheck::Disabled, ..issuer(&[]) }
+    }
+
     /// With audiences configured, a token without `aud` or with another `aud` is invalid_token.
     #[test]
     fn audience_membership() {
         let p = Policy::default();
-        let api = strings(&["api"]);
+        let api = issuer(&["api"]);
         assert_eq!(authorize(&principal(json!({"aud": "api"})), &p, &api), Ok(()));
         assert_eq!(authorize(&principal(json!({"aud": ["x", "api"]})), &p, &api), Ok(()));
-        assert!(matches!(authorize(&principal(json!({})), &p, &api), Err(AuthError::InvalidToken(_))));
-        assert!(matches!(authorize(&principal(json!({"aud": "other"})), &p, &api), Err(AuthError::InvalidToken(_))));
-        assert_eq!(authorize(&principal(json!({})), &p, &[]), Ok(()));
+        assert_eq!(authorize(&principal(json!({})), &p, &api), Err(NO_AUDIENCE));
+        assert_eq!(authorize(&principal(json!({"aud": "other"})), &p, &api), Err(WRONG_AUDIENCE));
+    }
+
+    /// No audience anywhere is refused unless the issuer explicitly disabled the check.
+    #[test]
+    fn empty_audience_list_fails_closed() {
+        let p = Policy::default();
+        assert_eq!(authorize(&principal(json!({"aud": "api"})), &p, &issuer(&[])), Err(WRONG_AUDIENCE));
+        assert_eq!(authorize(&principal(json!({})), &p, &issuer(&[])), Err(WRONG_AUDIENCE));
+        assert_eq!(authorize(&principal(json!({"aud": "any"})), &p, &any_audience()), Ok(()));
+        assert_eq!(authorize(&principal(json!({})), &p, &any_audience()), Ok(()));
+        // A route's own audiences still bind an issuer that opted out.
+        let route = Policy { audiences: Some(strings(&["billing"])), ..Policy::default() };
+        assert_eq!(authorize(&principal(json!({"aud": "any"})), &route, &any_audience()), Err(WRONG_AUDIENCE));
+    }
+
+    /// An introspection answer's `aud` is checked when present; its absence alone admits.
+    #[test]
+    fn introspected_audience_is_optional_but_binding() {
+        let p = Policy::default();
+        let api = issuer(&["api"]);
+        assert_eq!(authorize(&introspected(json!({})), &p, &api), Ok(()));
+        assert_eq!(authorize(&introspected(json!({"aud": "api"})), &p, &api), Ok(()));
+        assert_eq!(authorize(&introspected(json!({"aud": ["x", "y"]})), &p, &api), Err(WRONG_AUDIENCE));
+        assert_eq!(authorize(&introspected(json!({})), &p, &issuer(&[])), Err(WRONG_AUDIENCE));
+    }
+
+    /// A route that lists issuers refuses a principal from any other, before anything else.
+    #[test]
+    fn route_issuers() {
+        let only_b = Policy { issuers: Some(vec![1]), ..Policy::default() };
+        let from_a = principal(json!({"aud": "api"}));
+        assert_eq!(authorize(&from_a, &only_b, &issuer(&["api"])), Err(ISSUER_NOT_ACCEPTED));
+        let from_b = Principal { issuer: 1, ..from_a.clone() };
+        assert_eq!(authorize(&from_b, &only_b, &issuer(&["api"])), Ok(()));
+        let a_and_b = Policy { issuers: Some(vec![1, 0]), ..Policy::default() };
+        assert_eq!(authorize(&from_a, &a_and_b, &issuer(&["api"])), Ok(()));
     }
 
     /// A route's audiences replace the issuer's.
     #[test]
     fn route_audience_overrides_issuer() {
         let p = Policy { audiences: Some(strings(&["billing"])), ..Policy::default() };
-        let api = strings(&["api"]);
+        let api = issuer(&["api"]);
         assert!(authorize(&principal(json!({"aud": "api"})), &p, &api).is_err());
         assert_eq!(authorize(&principal(json!({"aud": "billing"})), &p, &api), Ok(()));
     }
@@ -92,32 +170,34 @@ mod tests {
     #[test]
     fn scopes_all_and_any() {
         let tok = principal(json!({"scope": "read"}));
+        let any = any_audience();
         assert!(matches!(
-            authorize(&tok, &policy(&["read", "write"], ScopeMatch::All), &[]),
+            authorize(&tok, &policy(&["read", "write"], ScopeMatch::All), &any),
             Err(AuthError::InsufficientScope(_))
         ));
-        assert_eq!(authorize(&tok, &policy(&["read", "write"], ScopeMatch::Any), &[]), Ok(()));
-        assert!(authorize(&tok, &policy(&["admin"], ScopeMatch::Any), &[]).is_err());
-        assert_eq!(authorize(&tok, &policy(&[], ScopeMatch::Any), &[]), Ok(()));
+        assert_eq!(authorize(&tok, &policy(&["read", "write"], ScopeMatch::Any), &any), Ok(()));
+        assert!(authorize(&tok, &policy(&["admin"], ScopeMatch::Any), &any).is_err());
+        assert_eq!(authorize(&tok, &policy(&[], ScopeMatch::Any), &any), Ok(()));
     }
 
     /// Claim rules: equals compares JSON values; contains looks in arrays and space lists.
     #[test]
     fn claim_rules() {
         let tok = principal(json!({"tenant": "acme", "groups": ["admins"], "roles": "a b", "level": 3}));
+        let any = any_audience();
         let rule =
             |claim: &str, test| Policy { claims: vec![ClaimRule { claim: claim.into(), test }], ..Policy::default() };
-        assert_eq!(authorize(&tok, &rule("tenant", ClaimTest::Equals(json!("acme"))), &[]), Ok(()));
-        assert_eq!(authorize(&tok, &rule("level", ClaimTest::Equals(json!(3))), &[]), Ok(()));
-        assert_eq!(authorize(&tok, &rule("groups", ClaimTest::Contains(json!("admins"))), &[]), Ok(()));
-        assert_eq!(authorize(&tok, &rule("roles", ClaimTest::Contains(json!("b"))), &[]), Ok(()));
+        assert_eq!(authorize(&tok, &rule("tenant", ClaimTest::Equals(json!("acme"))), &any), Ok(()));
+        assert_eq!(authorize(&tok, &rule("level", ClaimTest::Equals(json!(3))), &any), Ok(()));
+        assert_eq!(authorize(&tok, &rule("groups", ClaimTest::Contains(json!("admins"))), &any), Ok(()));
+        assert_eq!(authorize(&tok, &rule("roles", ClaimTest::Contains(json!("b"))), &any), Ok(()));
         for bad in [
             rule("tenant", ClaimTest::Equals(json!("evil"))),
             rule("missing", ClaimTest::Equals(json!("x"))),
             rule("groups", ClaimTest::Contains(json!("root"))),
             rule("tenant", ClaimTest::Contains(json!("ac"))),
         ] {
-            assert!(matches!(authorize(&tok, &bad, &[]), Err(AuthError::InsufficientScope(_))));
+            assert!(matches!(authorize(&tok, &bad, &any), Err(AuthError::InsufficientScope(_))));
         }
     }
 }

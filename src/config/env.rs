@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use super::raw::{RawConfig, RawIssuer, RawRoute, RawScopeMatch};
+use super::raw::{RawAudienceCheck, RawConfig, RawIssuer, RawRoute, RawScopeMatch};
 use super::validate::{check_scope_token, ConfigError, Origin};
 
 /// `listen`
@@ -21,15 +21,40 @@ pub const ISSUER: &str = "TOKENGATE_ISSUER";
 pub const JWKS_URI: &str = "TOKENGATE_JWKS_URI";
 /// The single issuer's `audiences`, space- or comma-separated.
 pub const AUDIENCE: &str = "TOKENGATE_AUDIENCE";
+/// The single issuer's `audience_check`: `disabled` (the explicit opt-out) or `enabled`.
+pub const AUDIENCE_CHECK: &str = "TOKENGATE_AUDIENCE_CHECK";
 /// Space-separated scopes added to every `auth: required` route.
 pub const REQUIRED_SCOPES: &str = "TOKENGATE_REQUIRED_SCOPES";
 /// The single issuer's `algorithms` allowlist, space- or comma-separated.
 pub const ALGORITHMS: &str = "TOKENGATE_ALGORITHMS";
 /// Handled by `main` (`--config`), not by `load`; listed so it is not reported as unrecognized.
 pub const CONFIG: &str = "TOKENGATE_CONFIG";
+/// Handled by `main` (`--log-format`), not by `load`.
+pub const LOG_FORMAT: &str = "TOKENGATE_LOG_FORMAT";
 
 /// Every variable `load` reads, in documentation order.
-pub const ALL: &[&str] = &[LISTEN, ADMIN_LISTEN, UPSTREAM, ISSUER, JWKS_URI, AUDIENCE, REQUIRED_SCOPES, ALGORITHMS];
+pub const ALL: &[&str] =
+    &[LISTEN, ADMIN_LISTEN, UPSTREAM, ISSUER, JWKS_URI, AUDIENCE, AUDIENCE_CHECK, REQUIRED_SCOPES, ALGORITHMS];
+
+/// Every `TOKENGATE_*` name the binary knows: those `load` reads and those `main` reads.
+const KNOWN: &[&str] = &[
+    LISTEN,
+    ADMIN_LISTEN,
+    UPSTREAM,
+    ISSUER,
+    JWKS_URI,
+    AUDIENCE,
+    AUDIENCE_CHECK,
+    REQUIRED_SCOPES,
+    ALGORITHMS,
+    CONFIG,
+    LOG_FORMAT,
+];
+
+/// Kubernetes injects `{SVC}_SERVICE_HOST`, `{SVC}_SERVICE_PORT[_NAME]`, `{SVC}_PORT` and
+/// `{SVC}_PORT_{port}_{proto}[_PROTO|_PORT|_ADDR]` for every Service in the namespace; for a
+/// Service named `tokengate` they look like ours but are not meant for us.
+const SERVICE_LINK_PREFIXES: &[&str] = &["TOKENGATE_SERVICE_", "TOKENGATE_PORT"];
 
 /// Which config fields were set from which variable, so validation errors name the variable.
 #[derive(Debug, Default)]
@@ -52,15 +77,59 @@ impl Provenance {
 }
 
 /// `TOKENGATE_*` names that are set but not recognized (typos such as `TOKENGATE_AUDIENCES`), for
-/// `main` to warn about. `TOKENGATE_CONFIG` is recognized.
+/// `main` to warn about. Kubernetes service-link variables are not reported.
 pub fn unrecognized(env: &HashMap<String, String>) -> Vec<&str> {
     let mut out: Vec<&str> = env
         .keys()
         .map(String::as_str)
-        .filter(|k| k.starts_with("TOKENGATE_") && *k != CONFIG && !ALL.contains(k))
+        .filter(|k| k.starts_with("TOKENGATE_") && !KNOWN.contains(k))
+        .filter(|k| !SERVICE_LINK_PREFIXES.iter().any(|p| k.starts_with(p)))
         .collect();
     out.sort_unstable();
     out
+}
+
+/// One start-up warning per unrecognized `TOKENGATE_*` variable, naming the closest known one:
+/// a misspelt variable is otherwise silently ignored.
+pub fn warnings(env: &HashMap<String, String>) -> Vec<String> {
+    unrecognized(env)
+        .into_iter()
+        .map(|name| match closest(name) {
+            Some(known) => format!("{name} is not a tokengate variable and is ignored; did you mean {known}?"),
+            None => format!("{name} is not a tokengate variable and is ignored (see config/sidecar-env.md)"),
+        })
+        .collect()
+}
+
+/// The known variable nearest to `name` by edit distance, if it is near enough to be a typo
+/// (at most a third of the name's length after `TOKENGATE_`, and at most 4 edits).
+pub fn closest(name: &str) -> Option<&'static str> {
+    let suffix = |v: &str| v.strip_prefix("TOKENGATE_").unwrap_or(v).to_ascii_uppercase();
+    let wanted = suffix(name);
+    let limit = (wanted.len() / 3).clamp(1, 4);
+    KNOWN
+        .iter()
+        .map(|known| (edit_distance(&wanted, &suffix(known)), *known))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, known)| known)
+}
+
+/// Levenshtein distance over bytes; names are short ASCII, inputs capped so the cost is bounded.
+fn edit_distance(a: &str, b: &str) -> usize {
+    const CAP: usize = 64;
+    let (a, b) = (&a.as_bytes()[..a.len().min(CAP)], &b.as_bytes()[..b.len().min(CAP)]);
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, &ca) in a.iter().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let substitution = diagonal + usize::from(ca != cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
 }
 
 fn get<'a>(env: &'a HashMap<String, String>, var: &str) -> Option<&'a str> {
@@ -95,8 +164,10 @@ pub fn apply(raw: &mut RawConfig, env: &HashMap<String, String>, prov: &mut Prov
 }
 
 fn apply_issuer(raw: &mut RawConfig, env: &HashMap<String, String>, prov: &mut Provenance) -> Result<(), ConfigError> {
-    let set: Vec<&'static str> =
-        [ISSUER, JWKS_URI, AUDIENCE, ALGORITHMS].into_iter().filter(|v| get(env, v).is_some()).collect();
+    let set: Vec<&'static str> = [ISSUER, JWKS_URI, AUDIENCE, AUDIENCE_CHECK, ALGORITHMS]
+        .into_iter()
+        .filter(|v| get(env, v).is_some())
+        .collect();
     let Some(&first) = set.first() else {
         return Ok(());
     };
@@ -152,6 +223,22 @@ fn apply_issuer(raw: &mut RawConfig, env: &HashMap<String, String>, prov: &mut P
         }
         issuer.audiences = Some(list);
         prov.record("issuers[0].audiences", AUDIENCE);
+    }
+    if let Some(v) = get(env, AUDIENCE_CHECK) {
+        // Only the exact words: an opt-out out of a security check is never guessed from a typo.
+        let check = match v {
+            "disabled" => RawAudienceCheck::Disabled,
+            "enabled" => RawAudienceCheck::Enabled,
+            other => {
+                return Err(env_err(
+                    AUDIENCE_CHECK,
+                    "issuers[0].audience_check",
+                    format!("{other:?} is not accepted; expected `disabled` (accept any audience) or `enabled`"),
+                ))
+            }
+        };
+        issuer.audience_check = Some(check);
+        prov.record("issuers[0].audience_check", AUDIENCE_CHECK);
     }
     if let Some(v) = get(env, ALGORITHMS) {
         let list = split_list(v);
@@ -416,7 +503,60 @@ mod tests {
     /// Unknown `TOKENGATE_*` names are reported for `main` to warn about.
     #[test]
     fn unrecognized_vars() {
-        let e = env(&[("TOKENGATE_AUDIENCES", "x"), ("TOKENGATE_CONFIG", "f"), (LISTEN, "x"), ("HOME", "/")]);
+        let e = env(&[
+            ("TOKENGATE_AUDIENCES", "x"),
+            ("TOKENGATE_CONFIG", "f"),
+            ("TOKENGATE_LOG_FORMAT", "json"),
+            (LISTEN, "x"),
+            ("HOME", "/"),
+        ]);
         assert_eq!(unrecognized(&e), ["TOKENGATE_AUDIENCES"]);
+    }
+
+    /// Service links injected for a Kubernetes Service named `tokengate` are not ours: no warning.
+    #[test]
+    fn kubernetes_service_links_are_ignored() {
+        let e = env(&[
+            ("TOKENGATE_SERVICE_HOST", "10.0.0.1"),
+            ("TOKENGATE_SERVICE_PORT", "8080"),
+            ("TOKENGATE_SERVICE_PORT_HTTP", "8080"),
+            ("TOKENGATE_PORT", "tcp://10.0.0.1:8080"),
+            ("TOKENGATE_PORT_8080_TCP", "tcp://10.0.0.1:8080"),
+            ("TOKENGATE_PORT_8080_TCP_PROTO", "tcp"),
+            ("TOKENGATE_PORT_8080_TCP_ADDR", "10.0.0.1"),
+        ]);
+        assert!(unrecognized(&e).is_empty(), "{:?}", unrecognized(&e));
+    }
+
+    /// A misspelt variable is named with the closest known one; a far-off name gets no guess.
+    #[test]
+    fn warnings_suggest_the_closest_name() {
+        assert_eq!(closest("TOKENGATE_AUDIENCES"), Some(AUDIENCE));
+        assert_eq!(closest("TOKENGATE_JWKS_URL"), Some(JWKS_URI));
+        assert_eq!(closest("TOKENGATE_UPSTREAM_URL"), Some(UPSTREAM));
+        assert_eq!(closest("TOKENGATE_AUDIENCE_CHEK"), Some(AUDIENCE_CHECK));
+        assert_eq!(closest("TOKENGATE_REQUIRED_SCOPE"), Some(REQUIRED_SCOPES));
+        assert_eq!(closest("TOKENGATE_X"), None);
+        assert_eq!(closest("TOKENGATE_SOMETHING_ELSE"), None);
+        let w = warnings(&env(&[("TOKENGATE_AUDIENCES", "orders")]));
+        assert_eq!(
+            w,
+            ["TOKENGATE_AUDIENCES is not a tokengate variable and is ignored; did you mean TOKENGATE_AUDIENCE?"]
+        );
+        assert!(!w[0].contains("orders"), "the value is never echoed");
+    }
+
+    /// TOKENGATE_AUDIENCE_CHECK takes only `disabled` or `enabled`.
+    #[test]
+    fn audience_check_words() {
+        let mut raw = RawConfig::default();
+        let e = env(&[(ISSUER, "https://i/"), (AUDIENCE_CHECK, "disabled")]);
+        apply(&mut raw, &e, &mut Provenance::default()).unwrap();
+        assert_eq!(raw.issuers.unwrap()[0].audience_check, Some(RawAudienceCheck::Disabled));
+        for bad in ["off", "false", "Disabled", "no"] {
+            let e = env(&[(ISSUER, "https://i/"), (AUDIENCE_CHECK, bad)]);
+            let err = apply(&mut RawConfig::default(), &e, &mut Provenance::default()).unwrap_err();
+            assert!(err.to_string().starts_with("TOKENGATE_AUDIENCE_CHECK: issuers[0].audience_check: "), "{err}");
+        }
     }
 }

@@ -10,6 +10,7 @@ pub mod print;
 pub mod raw;
 mod resource;
 pub mod validate;
+mod warnings;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -20,6 +21,7 @@ use jsonwebtoken::Algorithm;
 
 pub use print::render_effective;
 pub use validate::{load, load_text, ConfigError, Origin, Sources};
+pub use warnings::warnings;
 
 /// The algorithms an issuer accepts when its config names none: the asymmetric ones only
 /// (RFC 8725 §3.1: an explicit allowlist; HMAC only when a shared secret is configured).
@@ -153,11 +155,17 @@ pub struct TokenCacheSettings {
 
 #[derive(Debug, Clone)]
 pub struct Issuer {
+    /// The name routes use in `issuers:` (default: the issuer URL). Unique.
+    pub id: String,
     /// Exact `iss` value (RFC 7519 §4.1.1: compared as a case-sensitive string).
     pub issuer: String,
     pub keys: KeySource,
-    /// Tokens must carry one of these in `aud`; empty = audience not checked unless a route asks.
+    /// Tokens must carry one of these in `aud` (a route's `audiences` replace them). Empty only
+    /// when every route accepting this issuer names its own, or `audience_check` is `Disabled`.
     pub audiences: Vec<String>,
+    /// `Disabled` is the operator's explicit opt-out: with no audiences from the route either,
+    /// any `aud` is accepted. Never implied by an empty list.
+    pub audience_check: AudienceCheck,
     /// Algorithm allowlist (RFC 8725 §3.1). Never contains `none`; HMAC only with `KeySource::Secret`.
     pub algorithms: Vec<Algorithm>,
     /// Clock-skew allowance for `exp` and `nbf`.
@@ -173,13 +181,16 @@ pub struct Issuer {
 }
 
 impl Issuer {
-    /// A JWT issuer with every default the config file would give it: no audience, the
-    /// asymmetric algorithms, 30 s leeway, `typ` not required, no introspection.
+    /// A JWT issuer with every default the config file would give it: id = issuer URL, no
+    /// audience (so routes must name theirs, or tokens are refused), the asymmetric algorithms,
+    /// 30 s leeway, `typ` not required, no introspection.
     pub fn new(issuer: &str, keys: KeySource) -> Issuer {
         Issuer {
+            id: issuer.to_owned(),
             issuer: issuer.to_owned(),
             keys,
             audiences: Vec::new(),
+            audience_check: AudienceCheck::Enabled,
             algorithms: DEFAULT_ALGORITHMS.to_vec(),
             leeway: DEFAULT_LEEWAY,
             require_at_jwt: false,
@@ -188,6 +199,16 @@ impl Issuer {
             introspection: None,
         }
     }
+}
+
+/// Whether a token's `aud` must name this API (RFC 9068 §4, RFC 8725 §3.9).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AudienceCheck {
+    /// The default: a route's or the issuer's audiences are always checked.
+    #[default]
+    Enabled,
+    /// `audience_check: disabled`: reported by `check-config` and at start.
+    Disabled,
 }
 
 /// How an issuer's tokens are validated.
@@ -308,11 +329,21 @@ pub enum RouteAuth {
 
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
+    /// Indices into `Config::issuers` of the issuers whose tokens this route accepts (`issuers:`
+    /// ids resolved at load time); `None` = every issuer.
+    pub issuers: Option<Vec<usize>>,
     /// Overrides the issuer's audiences for this route when set.
     pub audiences: Option<Vec<String>>,
     pub scopes: Vec<String>,
     pub scope_match: ScopeMatch,
     pub claims: Vec<ClaimRule>,
+}
+
+impl Policy {
+    /// Does this route take tokens from issuer number `issuer`?
+    pub fn accepts_issuer(&self, issuer: usize) -> bool {
+        self.issuers.as_ref().is_none_or(|list| list.contains(&issuer))
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -2,13 +2,13 @@
 //! Every default is spelled out; secrets are printed as `<redacted>`.
 
 use super::raw::{
-    HeaderMapping, RawAuth, RawClaimRule, RawClientAuthMethod, RawConfig, RawEncodedSlashes, RawIdentity,
-    RawIntrospection, RawIssuer, RawJwks, RawMode, RawPaths, RawProtectedResource, RawRoute, RawScopeMatch, RawServer,
-    RawTokenCache, RawTokens, RawUpstream,
+    HeaderMapping, RawAudienceCheck, RawAuth, RawClaimRule, RawClientAuthMethod, RawConfig, RawEncodedSlashes,
+    RawIdentity, RawIntrospection, RawIssuer, RawJwks, RawMode, RawPaths, RawProtectedResource, RawRoute,
+    RawScopeMatch, RawServer, RawTokenCache, RawTokens, RawUpstream,
 };
 use super::{
-    ClaimTest, ClientAuthMethod, Config, IdentityValue, Introspection, Issuer, KeySource, RouteAuth, ScopeMatch,
-    TokenMode,
+    AudienceCheck, ClaimTest, ClientAuthMethod, Config, IdentityValue, Introspection, Issuer, KeySource, RouteAuth,
+    ScopeMatch, TokenMode,
 };
 
 /// What `render_effective` prints in place of a secret.
@@ -69,7 +69,7 @@ fn to_raw(c: &Config) -> RawConfig {
             }),
             case_insensitive: Some(c.paths.case_insensitive),
         }),
-        routes: Some(c.routes.iter().map(route).collect()),
+        routes: Some(c.routes.iter().map(|r| route(r, &c.issuers)).collect()),
         identity: Some(RawIdentity {
             headers: Some(HeaderMapping(
                 c.identity.headers.iter().map(|h| (h.name.as_str().to_string(), source(&h.value))).collect(),
@@ -91,6 +91,7 @@ fn issuer(i: &Issuer) -> RawIssuer {
     // The key and header settings only exist for issuers that validate JWTs locally.
     let local = i.mode != TokenMode::Introspection;
     RawIssuer {
+        id: Some(i.id.clone()),
         issuer: Some(i.issuer.clone()),
         jwks_uri: match &i.keys {
             KeySource::JwksUri(u) => Some(u.clone()),
@@ -101,6 +102,10 @@ fn issuer(i: &Issuer) -> RawIssuer {
             _ => None,
         },
         audiences: Some(i.audiences.clone()),
+        audience_check: Some(match i.audience_check {
+            AudienceCheck::Enabled => RawAudienceCheck::Enabled,
+            AudienceCheck::Disabled => RawAudienceCheck::Disabled,
+        }),
         algorithms: local.then(|| i.algorithms.iter().map(|a| format!("{a:?}")).collect()),
         leeway: Some(i.leeway),
         require_typ_at_jwt: local.then_some(i.require_at_jwt),
@@ -132,7 +137,7 @@ fn introspection(x: &Introspection) -> RawIntrospection {
     }
 }
 
-fn route(r: &super::Route) -> RawRoute {
+fn route(r: &super::Route, issuers: &[Issuer]) -> RawRoute {
     let mut raw = RawRoute {
         id: Some(r.id.clone()),
         host: r.host.as_ref().map(|h| match r.port {
@@ -148,6 +153,7 @@ fn route(r: &super::Route) -> RawRoute {
         RouteAuth::Public => raw.auth = Some(RawAuth::None),
         RouteAuth::Required(p) => {
             raw.auth = Some(RawAuth::Required);
+            raw.issuers = p.issuers.as_ref().map(|list| list.iter().map(|&i| issuers[i].id.clone()).collect());
             raw.audiences = p.audiences.clone();
             raw.scopes = Some(p.scopes.clone());
             raw.scope_match = Some(match p.scope_match {

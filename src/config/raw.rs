@@ -144,6 +144,8 @@ pub struct RawTokenCache {
 #[serde(default, deny_unknown_fields)]
 pub struct RawIssuer {
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub issuer: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jwks_uri: Option<String>,
@@ -151,6 +153,8 @@ pub struct RawIssuer {
     pub hmac_secret: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub audiences: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audience_check: Option<RawAudienceCheck>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub algorithms: Option<Vec<String>>,
     #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
@@ -163,6 +167,13 @@ pub struct RawIssuer {
     pub mode: Option<RawMode>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub introspection: Option<RawIntrospection>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawAudienceCheck {
+    Enabled,
+    Disabled,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -220,6 +231,8 @@ pub struct RawRoute {
     pub methods: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth: Option<RawAuth>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuers: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub audiences: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]

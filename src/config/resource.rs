@@ -84,7 +84,7 @@ mod tests {
 
     fn load(section: &str) -> Result<Config, ConfigError> {
         let text = format!(
-            "upstream: {{url: http://127.0.0.1:1}}\nissuers: [{{issuer: https://idp.example}}]\n\
+            "upstream: {{url: http://127.0.0.1:1}}\nissuers: [{{issuer: https://idp.example, audiences: [api]}}]\n\
              routes:\n  - {{id: a, path_prefix: /a, scopes: [read, write]}}\n  - {{id: b, path_prefix: /, scopes: [read]}}\n\
              protected_resource:\n{section}"
         );

@@ -12,12 +12,12 @@ use http::{HeaderName, Method, Uri};
 use jsonwebtoken::{Algorithm, AlgorithmFamily};
 
 use super::env::{self, Provenance};
-use super::raw::{self, RawAuth, RawClientAuthMethod, RawConfig, RawMode, RawScopeMatch};
+use super::raw::{self, RawAudienceCheck, RawAuth, RawClientAuthMethod, RawConfig, RawMode, RawScopeMatch};
 use super::{
-    ClaimRule, ClaimTest, ClientAuthMethod, Config, Identity, IdentityHeader, IdentityValue, Introspection, Issuer,
-    JwksSettings, KeySource, PathSettings, Policy, Route, RouteAuth, ScopeMatch, Secret, ServerSettings,
-    TokenCacheSettings, TokenMode, TokenSettings, UpstreamSettings, DEFAULT_ADMIN_LISTEN, DEFAULT_ALGORITHMS,
-    DEFAULT_LEEWAY, DEFAULT_LISTEN, DEFAULT_REALM,
+    AudienceCheck, ClaimRule, ClaimTest, ClientAuthMethod, Config, Identity, IdentityHeader, IdentityValue,
+    Introspection, Issuer, JwksSettings, KeySource, PathSettings, Policy, Route, RouteAuth, ScopeMatch, Secret,
+    ServerSettings, TokenCacheSettings, TokenMode, TokenSettings, UpstreamSettings, DEFAULT_ADMIN_LISTEN,
+    DEFAULT_ALGORITHMS, DEFAULT_LEEWAY, DEFAULT_LISTEN, DEFAULT_REALM,
 };
 
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -256,12 +256,14 @@ fn validate(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Config, ConfigError> {
     let token_cache = token_cache(ctx, raw.token_cache.unwrap_or_default())?;
     let issuers = issuers(ctx, raw.issuers.unwrap_or_default())?;
     let paths = super::paths::paths(raw.paths);
-    let routes = routes(ctx, raw.routes, &paths)?;
+    let routes = routes(ctx, raw.routes, &issuers, &paths)?;
     let identity = identity(ctx, raw.identity.unwrap_or_default())?;
     let protected_resource = match raw.protected_resource {
         Some(r) => Some(super::resource::protected_resource(ctx, r, &issuers, &routes)?),
         None => None,
     };
+    // Cross-section: reported once each section is valid on its own.
+    trust::check_audiences(ctx, &issuers, &routes)?;
     Ok(Config {
         listen,
         admin_listen,
@@ -461,6 +463,7 @@ fn issuers(ctx: &Ctx<'_>, raw: Vec<raw::RawIssuer>) -> Result<Vec<Issuer>, Confi
         ));
     }
     let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut seen_ids: HashMap<String, usize> = HashMap::new();
     let mut out = Vec::with_capacity(raw.len());
     for (i, r) in raw.into_iter().enumerate() {
         let f = |name: &str| format!("issuers[{i}].{name}");
@@ -474,6 +477,7 @@ fn issuers(ctx: &Ctx<'_>, raw: Vec<raw::RawIssuer>) -> Result<Vec<Issuer>, Confi
         if let Some(j) = seen.insert(issuer.clone(), i) {
             return Err(ctx.err(f("issuer"), format!("{issuer:?} is already configured as issuers[{j}].issuer")));
         }
+        let id = trust::issuer_id(ctx, i, r.id, &issuer, &mut seen_ids)?;
         let introspection = match r.introspection {
             Some(raw) => Some(introspection(ctx, &f("introspection"), raw)?),
             None => None,
@@ -522,6 +526,16 @@ fn issuers(ctx: &Ctx<'_>, raw: Vec<raw::RawIssuer>) -> Result<Vec<Issuer>, Confi
         };
         let audiences = r.audiences.unwrap_or_default();
         non_empty_strings(ctx, &f("audiences"), &audiences)?;
+        let audience_check = match r.audience_check {
+            Some(RawAudienceCheck::Disabled) if !audiences.is_empty() => {
+                return Err(ctx.err(
+                    f("audience_check"),
+                    "is disabled but audiences are listed; remove one of them (the audiences would not be checked)",
+                ))
+            }
+            Some(RawAudienceCheck::Disabled) => AudienceCheck::Disabled,
+            Some(RawAudienceCheck::Enabled) | None => AudienceCheck::Enabled,
+        };
         let leeway = r.leeway.unwrap_or(DEFAULT_LEEWAY);
         if leeway > MAX_LEEWAY {
             return Err(ctx.err(f("leeway"), format!("is {}; expected at most 5m", humantime::format_duration(leeway))));
@@ -530,9 +544,11 @@ fn issuers(ctx: &Ctx<'_>, raw: Vec<raw::RawIssuer>) -> Result<Vec<Issuer>, Confi
             return Err(ctx.err(f("scope_claim"), "must not be empty; omit it to read `scope` then `scp`"));
         }
         out.push(Issuer {
+            id,
             issuer,
             keys,
             audiences: dedup(audiences),
+            audience_check,
             algorithms,
             leeway,
             require_at_jwt: r.require_typ_at_jwt.unwrap_or(false),
@@ -697,7 +713,12 @@ pub(crate) fn check_scope_token(scope: &str) -> Result<(), String> {
     }
 }
 
-fn routes(ctx: &Ctx<'_>, raw: Option<Vec<raw::RawRoute>>, paths: &PathSettings) -> Result<Vec<Route>, ConfigError> {
+fn routes(
+    ctx: &Ctx<'_>,
+    raw: Option<Vec<raw::RawRoute>>,
+    issuers: &[Issuer],
+    paths: &PathSettings,
+) -> Result<Vec<Route>, ConfigError> {
     let raw = match raw {
         None => vec![raw::RawRoute::default_route()],
         Some(list) if list.is_empty() => {
@@ -737,6 +758,7 @@ fn routes(ctx: &Ctx<'_>, raw: Option<Vec<raw::RawRoute>>, paths: &PathSettings) 
         let auth = match r.auth.unwrap_or(RawAuth::Required) {
             RawAuth::None => {
                 let stray = [
+                    ("issuers", r.issuers.is_some()),
                     ("audiences", r.audiences.is_some()),
                     ("scopes", r.scopes.is_some()),
                     ("scope_match", r.scope_match.is_some()),
@@ -747,7 +769,7 @@ fn routes(ctx: &Ctx<'_>, raw: Option<Vec<raw::RawRoute>>, paths: &PathSettings) 
                 }
                 RouteAuth::Public
             }
-            RawAuth::Required => RouteAuth::Required(policy(ctx, i, r)?),
+            RawAuth::Required => RouteAuth::Required(policy(ctx, i, r, issuers)?),
         };
         out.push(Route { id, host, port, path_prefix, case_insensitive, methods, auth });
     }
@@ -775,8 +797,12 @@ fn methods(ctx: &Ctx<'_>, field: &str, list: &[String]) -> Result<Vec<Method>, C
     Ok(out)
 }
 
-fn policy(ctx: &Ctx<'_>, i: usize, r: raw::RawRoute) -> Result<Policy, ConfigError> {
+fn policy(ctx: &Ctx<'_>, i: usize, r: raw::RawRoute, issuers: &[Issuer]) -> Result<Policy, ConfigError> {
     let f = |name: &str| format!("routes[{i}].{name}");
+    let accepted = match &r.issuers {
+        Some(ids) => Some(trust::route_issuers(ctx, &f("issuers"), ids, issuers)?),
+        None => None,
+    };
     if let Some(auds) = &r.audiences {
         if auds.is_empty() {
             return Err(ctx.err(f("audiences"), "must not be empty; omit it to use the issuer's audiences"));
@@ -809,6 +835,7 @@ fn policy(ctx: &Ctx<'_>, i: usize, r: raw::RawRoute) -> Result<Policy, ConfigErr
         claims.push(ClaimRule { claim, test });
     }
     Ok(Policy {
+        issuers: accepted,
         audiences: r.audiences.map(dedup),
         scopes: dedup(scopes),
         scope_match: match r.scope_match {
@@ -892,6 +919,8 @@ impl fmt::Display for Origin {
         }
     }
 }
+
+mod trust;
 
 #[cfg(test)]
 mod tests;

@@ -205,10 +205,13 @@ async fn decide_and_forward<'s>(
         let token = extract::bearer(&parts.headers, parts.uri.query(), form.as_deref(), tokens)
             .map_err(|e| deny(Denial::Auth(e)))?
             .ok_or(deny(Denial::Auth(AuthError::MissingToken)))?;
-        let principal =
-            state.auth.authenticate(&token, &conn.connection.last_token).await.map_err(|e| deny(Denial::Auth(e)))?;
+        let principal = state
+            .auth
+            .authenticate(&token, policy.issuers.as_deref(), &conn.connection.last_token)
+            .await
+            .map_err(|e| deny(Denial::Auth(e)))?;
         drop(token);
-        policy::authorize(&principal, policy, state.auth.issuer_audiences(principal.issuer))
+        policy::authorize(&principal, policy, state.auth.issuer_config(principal.issuer))
             .map_err(|e| deny(Denial::Auth(e)))?;
         conn.set_identity(&mut parts.headers, &principal).map_err(|e| deny(Denial::Auth(e)))?;
         if !state.config.identity.forward_authorization {

@@ -456,9 +456,11 @@ pub fn introspection(client_id: &str, client_secret: &str, method: ClientAuthMet
 /// timeout 500 ms, positive and negative TTL 60 s, breaker 5 failures / 10 s.
 pub fn introspection_issuer(issuer: &str, endpoint: &str, audiences: &[&str], method: ClientAuthMethod) -> Issuer {
     Issuer {
+        id: issuer.into(),
         issuer: issuer.into(),
         keys: KeySource::None,
         audiences: audiences.iter().map(|s| s.to_string()).collect(),
+        audience_check: AudienceCheck::Enabled,
         algorithms: vec![],
         leeway: DEFAULT_LEEWAY,
         require_at_jwt: false,

@@ -187,9 +187,11 @@ async fn answer(state: &StdMutex<FakeState>, req: Request<Incoming>) -> Response
 
 fn issuer(iss: &str, settings: Introspection) -> Issuer {
     Issuer {
+        id: iss.to_owned(),
         issuer: iss.to_owned(),
         keys: KeySource::None,
         audiences: vec![],
+        audience_check: Default::default(),
         algorithms: vec![],
         leeway: DEFAULT_LEEWAY,
         require_at_jwt: false,

@@ -4,7 +4,8 @@ use super::*;
 use crate::config::render_effective;
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef-secret";
-const BASE: &str = "upstream: { url: http://127.0.0.1:8081 }\nissuers:\n  - issuer: https://idp.example.com/\n";
+const BASE: &str =
+    "upstream: { url: http://127.0.0.1:8081 }\nissuers:\n  - issuer: https://idp.example.com/\n    audiences: [api]\n";
 
 fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
     pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
@@ -98,6 +99,8 @@ fn example_file_parses_to_expected_config() {
 
     assert_eq!(c.issuers.len(), 4);
     let a = &c.issuers[0];
+    assert_eq!(a.id, "main");
+    assert_eq!(a.audience_check, AudienceCheck::Enabled);
     assert_eq!(a.mode, TokenMode::Jwt);
     assert!(a.introspection.is_none());
     assert_eq!(a.issuer, "https://idp.example.com/");
@@ -108,6 +111,7 @@ fn example_file_parses_to_expected_config() {
     assert!(!a.require_at_jwt);
     assert_eq!(a.scope_claim.as_deref(), Some("permissions"));
     let b = &c.issuers[1];
+    assert_eq!(b.id, b.issuer, "the id defaults to the issuer URL");
     assert!(matches!(b.keys, KeySource::Discovery));
     assert_eq!(b.audiences, ["api", "api://default"]);
     assert_eq!(b.algorithms, DEFAULT_ALGORITHMS);
@@ -115,6 +119,7 @@ fn example_file_parses_to_expected_config() {
     let s = &c.issuers[2];
     assert!(matches!(&s.keys, KeySource::Secret(x) if x.0 == SECRET.as_bytes()));
     assert_eq!(s.algorithms, [Algorithm::HS256]);
+    assert_eq!((s.id.as_str(), &s.audiences[..]), ("internal", &["internal-jobs".to_string()][..]));
     let o = &c.issuers[3];
     assert_eq!(o.issuer, "https://as.example.net/");
     assert_eq!(o.mode, TokenMode::Introspection);
@@ -141,6 +146,7 @@ fn example_file_parses_to_expected_config() {
     assert_eq!(health.methods, Some(vec![Method::GET, Method::HEAD]));
     assert!(matches!(health.auth, RouteAuth::Public));
     let RouteAuth::Required(admin) = &c.routes[1].auth else { panic!("admin-api requires auth") };
+    assert_eq!(admin.issuers, Some(vec![0]));
     assert_eq!(admin.audiences, Some(vec!["api".to_string()]));
     assert_eq!(admin.scopes, ["read", "write"]);
     assert_eq!(admin.scope_match, ScopeMatch::All);
@@ -154,13 +160,14 @@ fn example_file_parses_to_expected_config() {
     let RouteAuth::Required(api) = &c.routes[2].auth else { panic!("api requires auth") };
     assert_eq!(api.scope_match, ScopeMatch::Any);
     assert_eq!(api.audiences, None);
+    assert_eq!(api.issuers, None);
 
     assert_eq!(c.identity.headers, Identity::default_headers());
     assert_eq!(c.identity.claims_header.as_ref().map(HeaderName::as_str), Some("x-auth-claims"));
     assert!(c.identity.forward_authorization);
 }
 
-/// TOKENGATE_UPSTREAM + TOKENGATE_ISSUER alone make a complete config with every default.
+/// TOKENGATE_UPSTREAM + TOKENGATE_ISSUER + TOKENGATE_AUDIENCE alone make a complete config.
 #[test]
 fn env_only_config() {
     let e = env(&[
@@ -198,8 +205,7 @@ fn empty_sources_name_the_missing_variable() {
 /// Env values replace the file's: listeners, upstream and the single issuer's fields.
 #[test]
 fn env_overrides_file() {
-    let text =
-        format!("{BASE}    audiences: [file-aud]\n    jwks_uri: https://idp.example.com/jwks\nlisten: 0.0.0.0:1\n");
+    let text = format!("{BASE}    jwks_uri: https://idp.example.com/jwks\nlisten: 0.0.0.0:1\n");
     let e = env(&[
         (env::LISTEN, "127.0.0.1:7000"),
         (env::ADMIN_LISTEN, "127.0.0.1:7001"),
@@ -290,7 +296,7 @@ fn missing_variable_reports_line() {
     let text = format!("{BASE}    hmac_secret: ${{IDP_SECRET}}\n");
     let file = TempFile::new(&text);
     let err = load(&Sources { file: Some(file.0.clone()), env: HashMap::new() }).unwrap_err();
-    let prefix = format!("{}:4:18: ", file.0.display());
+    let prefix = format!("{}:5:18: ", file.0.display());
     assert!(err.to_string().starts_with(&prefix), "{err}");
     assert!(err.to_string().contains("IDP_SECRET is not set"), "{err}");
 }
@@ -302,10 +308,10 @@ fn unknown_field_names_field_and_position() {
     let file = TempFile::new(&text);
     let err = load(&Sources { file: Some(file.0.clone()), env: HashMap::new() }).unwrap_err();
     let ConfigError::Parse { location, field, .. } = &err else { panic!("{err}") };
-    assert_eq!(*location, Some((7, 5)));
+    assert_eq!(*location, Some((8, 5)));
     assert_eq!(field.as_deref(), Some("routes[0].scope"));
     let msg = err.to_string();
-    assert!(msg.starts_with(&format!("{}:7:5: routes[0].scope: unknown field", file.0.display())), "{msg}");
+    assert!(msg.starts_with(&format!("{}:8:5: routes[0].scope: unknown field", file.0.display())), "{msg}");
     assert!(msg.contains("expected one of") && msg.contains("`scopes`"), "{msg}");
 }
 
@@ -317,7 +323,7 @@ fn type_error_names_field_and_position() {
     let file = TempFile::new(&text);
     let err = load(&Sources { file: Some(file.0.clone()), env: HashMap::new() }).unwrap_err();
     let msg = err.to_string();
-    assert!(msg.starts_with(&format!("{}:9:13: routes[1].scopes: invalid type", file.0.display())), "{msg}");
+    assert!(msg.starts_with(&format!("{}:10:13: routes[1].scopes: invalid type", file.0.display())), "{msg}");
     assert!(msg.contains("expected a sequence"), "{msg}");
 }
 
@@ -386,7 +392,7 @@ fn upstream_must_be_http() {
 /// upstream.url must not have a path or query.
 #[test]
 fn upstream_must_not_have_path() {
-    let issuers = "issuers: [{ issuer: https://i/ }]\n";
+    let issuers = "issuers: [{ issuer: https://i/, audiences: [api] }]\n";
     assert_invalid_full(&format!("upstream: {{ url: http://a:1/api }}\n{issuers}"), "upstream.url", "has a path");
     assert_invalid_full(&format!("upstream: {{ url: 'http://a:1/?x=1' }}\n{issuers}"), "upstream.url", "query");
     let c = load_ok(&format!("upstream: {{ url: http://a:1/ }}\n{issuers}"));
@@ -454,7 +460,7 @@ fn issuer_https_or_loopback() {
     assert_invalid("  - issuer: http://idp.internal/\n", "issuers[1].issuer", "must use https");
     assert_invalid("  - issuer: ftp://idp/\n", "issuers[1].issuer", "https");
     for ok in ["http://127.0.0.2:8080/", "http://[::1]:8080", "http://LOCALHOST/x"] {
-        load_ok(&format!("{BASE}  - issuer: {ok}\n"));
+        load_ok(&format!("{BASE}  - {{ issuer: \"{ok}\", audiences: [api] }}\n"));
     }
 }
 
@@ -848,6 +854,7 @@ fn render_env_only_round_trips() {
     let e = env(&[
         (env::UPSTREAM, "http://127.0.0.1:3000"),
         (env::ISSUER, "https://i.example/"),
+        (env::AUDIENCE, "api"),
         (env::REQUIRED_SCOPES, "read"),
     ]);
     let first = load(&Sources { file: None, env: e }).unwrap();
