@@ -18,10 +18,12 @@
 //!   (`%25` followed by two hex digits, e.g. `%252e`), a malformed escape (`%zz`), a target that is
 //!   not a path (`*`).
 //!
-//! Routes are matched against a decoded reading of this form: Tomcat's and Spring's, where
-//! `;parameters` are removed from every segment (`/admin;x` is `/admin`). When the path carries a
-//! `;`, the reading of Go and nginx (parameters kept, `;` ending a prefix's last segment) must
-//! choose the same route, or the request is refused: `/a;x/b` is `/a/b` to Tomcat but not to Go.
+//! Routes are matched against decoded readings of this form. The first is Tomcat's and Spring's:
+//! `;parameters` removed from every segment (`/admin;x` is `/admin`), kept encoded separators
+//! read as `/`. A path with a `;` or a kept `%2F`/`%5C` has other readings too: parameters kept
+//! (Go, nginx: `/a;x/b` is not `/a/b` to them) and encoded separators as ordinary characters (Go
+//! 1.22's ServeMux, Spring without decoding, and `%5C` everywhere but IIS). The route table
+//! requires a request to satisfy every route any reading chooses (`proxy::route`).
 
 use std::borrow::Cow;
 
@@ -38,8 +40,8 @@ pub struct CanonPath<'a> {
     forwarded: Cow<'a, str>,
     /// Decoded, `;parameters` removed, encoded separators read as `/`, slashes merged.
     strict: Cow<'a, [u8]>,
-    /// Decoded with `;parameters` kept; present only when the path has a `;`.
-    literal: Option<Vec<u8>>,
+    /// The other readings that differ from `strict`: usually none, so nothing is allocated.
+    others: Vec<Vec<u8>>,
 }
 
 impl<'a> CanonPath<'a> {
@@ -53,14 +55,14 @@ impl<'a> CanonPath<'a> {
         matches!(self.forwarded, Cow::Owned(_))
     }
 
-    /// The reading routes are chosen from (Tomcat's and Spring's).
+    /// The reading the route is named after (Tomcat's and Spring's).
     pub fn strict(&self) -> &[u8] {
         &self.strict
     }
 
-    /// The reading with `;parameters` kept (Go's, nginx's), when it differs from `strict`.
-    pub fn literal(&self) -> Option<&[u8]> {
-        self.literal.as_deref()
+    /// Every distinct reading, `strict` first.
+    pub fn readings(&self) -> impl Iterator<Item = &[u8]> {
+        std::iter::once(&*self.strict).chain(self.others.iter().map(Vec::as_slice))
     }
 }
 
@@ -69,7 +71,11 @@ impl<'a> CanonPath<'a> {
 pub fn path<'a>(raw: &'a str, options: &PathOptions) -> Result<CanonPath<'a>, &'static str> {
     if is_plain(raw.as_bytes()) {
         // The common case: nothing to decode, merge or check. No allocation.
-        return Ok(CanonPath { forwarded: Cow::Borrowed(raw), strict: Cow::Borrowed(raw.as_bytes()), literal: None });
+        return Ok(CanonPath {
+            forwarded: Cow::Borrowed(raw),
+            strict: Cow::Borrowed(raw.as_bytes()),
+            others: Vec::new(),
+        });
     }
     let mut canon = rewrite(raw.as_bytes(), options)?;
     if canon.forwarded == raw {
@@ -124,51 +130,65 @@ fn rewrite(raw: &[u8], options: &PathOptions) -> Result<CanonPath<'static>, &'st
     let units = units(raw, options)?;
     check_dot_segments(&units)?;
     let mut forwarded = String::with_capacity(raw.len() + 8);
-    let mut strict = Vec::with_capacity(raw.len());
-    let mut literal = Vec::with_capacity(raw.len());
-    let mut has_parameters = false;
-    let mut in_parameters = false;
     for (i, unit) in units.iter().enumerate() {
         match *unit {
-            Unit::Slash => {
-                // Merge repeated literal slashes in what is forwarded.
-                if i == 0 || units[i - 1] != Unit::Slash {
-                    forwarded.push('/');
-                }
-            }
+            // Merge repeated literal slashes in what is forwarded.
+            Unit::Slash if i > 0 && units[i - 1] == Unit::Slash => {}
+            Unit::Slash => forwarded.push('/'),
             Unit::EncodedSeparator(b) => push_escape(&mut forwarded, b),
-            Unit::Byte { value, encoded } => {
-                if encoded || !is_pchar(value) {
-                    push_escape(&mut forwarded, value);
-                } else {
-                    forwarded.push(value as char);
-                }
-            }
+            Unit::Byte { value, encoded } if encoded || !is_pchar(value) => push_escape(&mut forwarded, value),
+            Unit::Byte { value, .. } => forwarded.push(value as char),
         }
+    }
+    let has_parameters = units.contains(&Unit::Byte { value: b';', encoded: false });
+    let has_separators = units.iter().any(|u| matches!(u, Unit::EncodedSeparator(_)));
+    let strict = reading(&units, true, true);
+    let mut others: Vec<Vec<u8>> = Vec::new();
+    for (strip, separate) in [(false, true), (true, false), (false, false)] {
+        if (!strip && !has_parameters) || (!separate && !has_separators) {
+            continue;
+        }
+        let other = reading(&units, strip, separate);
+        if other != strict && !others.contains(&other) {
+            others.push(other);
+        }
+    }
+    Ok(CanonPath { forwarded: Cow::Owned(forwarded), strict: Cow::Owned(strict), others })
+}
+
+/// A decoded reading: `;parameters` removed from each segment or kept, kept encoded separators
+/// read as `/` or as their escape text (which no route prefix contains), separators merged.
+fn reading(units: &[Unit], strip_parameters: bool, separate: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(units.len());
+    let mut in_parameters = false;
+    for unit in units {
         match *unit {
-            Unit::Slash | Unit::EncodedSeparator(_) => {
+            Unit::Slash => {
                 in_parameters = false;
-                push_separator(&mut strict);
-                push_separator(&mut literal);
+                push_separator(&mut out);
             }
+            Unit::EncodedSeparator(_) if separate => {
+                in_parameters = false;
+                push_separator(&mut out);
+            }
+            Unit::EncodedSeparator(b) if !in_parameters => {
+                let mut escape = String::with_capacity(3);
+                push_escape(&mut escape, b);
+                out.extend_from_slice(escape.as_bytes());
+            }
+            Unit::EncodedSeparator(_) => {}
             Unit::Byte { value, encoded } => {
                 // A `;` parameter runs to the end of its segment (Tomcat, Spring). `%3B` was refused.
-                if value == b';' && !encoded {
+                if value == b';' && !encoded && strip_parameters {
                     in_parameters = true;
-                    has_parameters = true;
                 }
                 if !in_parameters {
-                    strict.push(value);
+                    out.push(value);
                 }
-                literal.push(value);
             }
         }
     }
-    Ok(CanonPath {
-        forwarded: Cow::Owned(forwarded),
-        strict: Cow::Owned(strict),
-        literal: has_parameters.then_some(literal),
-    })
+    out
 }
 
 /// Merged: a separator is written only after something that is not one.
@@ -253,10 +273,12 @@ mod tests {
         canon_with(raw, &PathOptions::default())
     }
 
+    /// Forwarded form, strict reading, and the other readings joined with a space.
     fn canon_with(raw: &str, o: &PathOptions) -> Result<(String, String, Option<String>), &'static str> {
         let c = path(raw, o)?;
         let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-        Ok((c.forwarded().to_owned(), text(c.strict()), c.literal().map(text)))
+        let others: Vec<String> = c.readings().skip(1).map(text).collect();
+        Ok((c.forwarded().to_owned(), text(c.strict()), (!others.is_empty()).then(|| others.join(" "))))
     }
 
     /// Plain paths are borrowed as they are: nothing to rewrite.
@@ -295,10 +317,15 @@ mod tests {
         assert_eq!(canon("/;x/b").unwrap().1, "/b");
         assert_eq!(canon("/caf%C3%A9/%20").unwrap().1, "/café/ ");
         assert_eq!(canon("/a%2Fb").unwrap_err(), "path contains an encoded slash or backslash");
-        let (fwd, strict, _) = canon_with("/admin%2fx%2F%2F/y", &KEEP).unwrap();
+        let (fwd, strict, others) = canon_with("/admin%2fx%2F%2F/y", &KEEP).unwrap();
         assert_eq!(fwd, "/admin%2Fx%2F%2F/y");
         assert_eq!(strict, "/admin/x/y");
+        assert_eq!(others.as_deref(), Some("/admin%2Fx%2F%2F/y"));
         assert_eq!(canon_with("/g%5Cn", &KEEP).unwrap().1, "/g/n");
+        let (_, strict, others) = canon_with("/a;p%2Fq/b;r", &KEEP).unwrap();
+        assert_eq!(strict, "/a/q/b");
+        assert_eq!(others.as_deref(), Some("/a;p/q/b;r /a/b /a;p%2Fq/b;r"));
+        assert_eq!(canon("/a/b").unwrap().2, None);
     }
 
     /// Dot-segments are refused in every spelling, including after an encoded separator.

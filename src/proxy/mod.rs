@@ -164,19 +164,19 @@ async fn decide_and_forward<'s>(
     let bad = |d: &'static str| (None, Denial::BadRequest(d));
     // The route is chosen from the canonical path and host, and the upstream gets those same
     // bytes: what it serves is what was authorized.
-    let (route, host, uri) = {
+    let (routes, host, uri) = {
         let host = canon::requested_host(parts.version, &parts.headers, &parts.uri).map_err(bad)?;
         let path = canon::path(parts.uri.path(), &state.path_options).map_err(bad)?;
-        let route =
-            state.routes.find(host.as_ref(), &path, &parts.method).map_err(bad)?.ok_or((None, Denial::NoRoute))?;
+        let routes = state.routes.find(host.as_ref(), &path, &parts.method).ok_or((None, Denial::NoRoute))?;
         let host = match host {
             // The client's own `Host` value, already canonical: shared, not copied.
             Some(h) if !h.is_rewritten() && parts.uri.authority().is_none() => parts.headers.get(HOST).cloned(),
             Some(h) => HeaderValue::from_str(h.as_str()).ok(),
             None => None,
         };
-        (route, host, path.is_rewritten().then(|| rewritten_uri(path.forwarded(), parts.uri.query())))
+        (routes, host, path.is_rewritten().then(|| rewritten_uri(path.forwarded(), parts.uri.query())))
     };
+    let route = routes.primary();
     let deny = |d: Denial| (Some(route), d);
     if let Some(uri) = uri {
         parts.uri = uri.map_err(|_| deny(Denial::BadRequest("path cannot be rewritten")))?;
@@ -188,7 +188,13 @@ async fn decide_and_forward<'s>(
     headers::strip_client(&mut parts.headers, &state.identity_names, untrusted);
 
     let mut body: UpstreamBody = Either::Left(body);
-    if let RouteAuth::Required(policy) = &route.route.auth {
+    // Every route some reading of the path chooses must admit the request; usually one.
+    let mut required = routes.iter().filter_map(|r| match &r.route.auth {
+        RouteAuth::Required(policy) => Some((r, policy)),
+        RouteAuth::Public => None,
+    });
+    if let Some((first, policy)) = required.next() {
+        let deny = |d: Denial| (Some(first), d);
         let tokens = &state.config.tokens;
         let form = match body {
             Either::Left(incoming) if tokens.allow_form_body && is_form(&parts.headers) => {
@@ -211,8 +217,10 @@ async fn decide_and_forward<'s>(
             .await
             .map_err(|e| deny(Denial::Auth(e)))?;
         drop(token);
-        policy::authorize(&principal, policy, state.auth.issuer_config(principal.issuer))
-            .map_err(|e| deny(Denial::Auth(e)))?;
+        let issuer = state.auth.issuer_config(principal.issuer);
+        for (r, policy) in std::iter::once((first, policy)).chain(required) {
+            policy::authorize(&principal, policy, issuer).map_err(|e| (Some(r), Denial::Auth(e)))?;
+        }
         conn.set_identity(&mut parts.headers, &principal).map_err(|e| deny(Denial::Auth(e)))?;
         if !state.config.identity.forward_authorization {
             // The upstream sees no token in any place the gateway accepts one.

@@ -2,8 +2,9 @@
 //!
 //! Deny by default: no match means no forwarding. Routes are matched against the canonical
 //! request (`crate::canon`): the host without case, trailing dot or (unless the route names
-//! one) port, and the path as Tomcat and Spring read it. A path whose `;parameters` would make
-//! Go or nginx choose another route is refused rather than guessed at.
+//! one) port, and every reading upstream frameworks may take of the path. A path whose
+//! `;parameters` or kept encoded slashes make frameworks disagree (`/a;x/b` is `/a/b` to Tomcat,
+//! not to Go) must satisfy every route they could serve it as.
 
 use http::Method;
 
@@ -21,6 +22,28 @@ pub struct CompiledRoute {
     pub route: Route,
     /// The `scope` attribute of an `insufficient_scope` challenge, pre-quoted.
     pub challenge_scope: Option<String>,
+}
+
+/// `CanonPath` has at most four readings (parameters kept or not × separators or not).
+const MAX_READINGS: usize = 4;
+
+/// The routes some reading of a request's path chooses, distinct; the first is the route the
+/// request is named after (metrics, logs). A request is admitted only if it satisfies all of them.
+#[derive(Debug, Clone, Copy)]
+pub struct Candidates<'s> {
+    routes: [Option<&'s CompiledRoute>; MAX_READINGS],
+}
+
+impl<'s> Candidates<'s> {
+    /// The route of the strict reading (Tomcat's and Spring's).
+    pub fn primary(&self) -> &'s CompiledRoute {
+        self.routes[0].expect("the strict reading always has a route")
+    }
+
+    /// Every candidate, `primary` first.
+    pub fn iter(&self) -> impl Iterator<Item = &'s CompiledRoute> + '_ {
+        self.routes.iter().flatten().copied()
+    }
 }
 
 #[derive(Debug)]
@@ -47,24 +70,23 @@ impl RouteTable {
         RouteTable { routes, matches_methods }
     }
 
-    /// First route whose host, path prefix and method all match, or `Err` when the two readings
-    /// of a path with `;parameters` choose different routes.
-    pub fn find(
-        &self,
-        host: Option<&CanonHost<'_>>,
-        path: &CanonPath<'_>,
-        method: &Method,
-    ) -> Result<Option<&CompiledRoute>, &'static str> {
-        let chosen = self.find_in(host, path.strict(), method);
-        if let Some(literal) = path.literal() {
-            if self.find_in(host, literal, method).map(|r| r.index) != chosen.map(|r| r.index) {
-                return Err("path parameters (;) change which route applies");
+    /// The routes a request may be served as: for each reading of its path (`CanonPath::readings`)
+    /// the first route whose host, path prefix and method match. `None` when some reading
+    /// matches no route: an upstream could serve it as something the table never allowed.
+    pub fn find(&self, host: Option<&CanonHost<'_>>, path: &CanonPath<'_>, method: &Method) -> Option<Candidates<'_>> {
+        let mut candidates = Candidates { routes: [None; MAX_READINGS] };
+        for (i, reading) in path.readings().enumerate().take(MAX_READINGS) {
+            let route = self.find_reading(host, reading, method)?;
+            if !candidates.iter().any(|c| c.index == route.index) {
+                candidates.routes[i] = Some(route);
             }
         }
-        Ok(chosen)
+        Some(candidates)
     }
 
-    fn find_in(&self, host: Option<&CanonHost<'_>>, path: &[u8], method: &Method) -> Option<&CompiledRoute> {
+    /// First route for one decoded reading of a path (`CanonPath::strict` or `literal`, or an
+    /// upstream framework's reading in tests): `;` ends a prefix's last segment.
+    pub fn find_reading(&self, host: Option<&CanonHost<'_>>, path: &[u8], method: &Method) -> Option<&CompiledRoute> {
         self.routes.iter().find(|c| {
             let r = &c.route;
             host_matches(r, host)
@@ -114,14 +136,18 @@ mod tests {
         }
     }
 
-    fn find<'a>(t: &'a RouteTable, host: Option<&str>, path: &str, m: Method) -> Result<Option<&'a str>, &'static str> {
+    /// Every candidate's id, primary first.
+    fn find<'a>(t: &'a RouteTable, host: Option<&str>, path: &str, m: Method) -> Option<Vec<&'a str>> {
         let host = host.map(|h| canon::host(h.as_bytes()).unwrap());
         let path = canon::path(path, &PathOptions { keep_encoded_slashes: true }).unwrap();
-        t.find(host.as_ref(), &path, &m).map(|r| r.map(|c| c.route.id.as_str()))
+        t.find(host.as_ref(), &path, &m).map(|c| c.iter().map(|r| r.route.id.as_str()).collect())
     }
 
+    /// The single route a path with one reading gets.
     fn id<'a>(t: &'a RouteTable, host: Option<&str>, path: &str, m: Method) -> Option<&'a str> {
-        find(t, host, path, m).unwrap()
+        let ids = find(t, host, path, m)?;
+        assert_eq!(ids.len(), 1, "{path}: {ids:?}");
+        Some(ids[0])
     }
 
     /// First match wins; host, prefix and method must all match; no match is None.
@@ -173,18 +199,23 @@ mod tests {
         assert!(!prefix_matches(b"/API", b"/apix", true));
     }
 
-    /// Spellings of `/admin` are matched as `/admin`; parameters that split the readings are refused.
+    /// Spellings of `/admin` are matched as `/admin`; a path that frameworks read as different
+    /// routes gets all of them, and none when one reading has no route.
     #[test]
     fn canonical_spellings() {
         let t = RouteTable::new(&[route("admin", None, "/admin", None), route("root", None, "/", None)]);
-        for p in ["/%61dmin", "//admin", "/admin;x", "/admin;x/y", "/admin%2Fx", "/adm%69n/"] {
+        for p in ["/%61dmin", "//admin", "/admin;x", "/admin;x/y", "/adm%69n/"] {
             assert_eq!(id(&t, None, p, Method::GET), Some("admin"), "{p}");
         }
         for p in ["/adminx", "/x/admin", "/admin%20"] {
             assert_eq!(id(&t, None, p, Method::GET), Some("root"), "{p}");
         }
+        // Go 1.22's ServeMux reads `/admin%2Fx` as one segment, so it is also `/`'s.
+        assert_eq!(find(&t, None, "/admin%2Fx", Method::GET), Some(vec!["admin", "root"]));
         let t = RouteTable::new(&[route("ab", None, "/a/b", None), route("root", None, "/", None)]);
-        assert_eq!(find(&t, None, "/a;x/b", Method::GET), Err("path parameters (;) change which route applies"));
+        assert_eq!(find(&t, None, "/a;x/b", Method::GET), Some(vec!["ab", "root"]));
         assert_eq!(id(&t, None, "/a/b;x", Method::GET), Some("ab"));
+        let t = RouteTable::new(&[route("ab", None, "/a/b", None)]);
+        assert_eq!(find(&t, None, "/a;x/b", Method::GET), None);
     }
 }
