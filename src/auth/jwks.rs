@@ -428,9 +428,11 @@ impl JwksCache {
     }
 }
 
-/// `now + d`, saturating far in the future instead of panicking on overflow.
+/// `now + d`, saturating far in the future instead of panicking on overflow (`d` may come from
+/// a `max-age` with no upper bound when `max_refresh` is configured huge).
 fn after(now: Instant, d: Duration) -> Instant {
-    now.checked_add(d).unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600))
+    const FAR: Duration = Duration::from_secs(365 * 24 * 3600);
+    now.checked_add(d).or_else(|| now.checked_add(FAR)).unwrap_or(now)
 }
 
 /// The two metadata URLs for an issuer: OpenID Connect Discovery 1.0 §4 (`{issuer}` without a
