@@ -11,6 +11,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 
+use super::cache::ttl;
 use super::*;
 use crate::config::{KeySource, Secret, TokenMode, DEFAULT_LEEWAY};
 
@@ -209,6 +210,10 @@ fn settings(endpoint: Option<String>, method: ClientAuthMethod) -> Introspection
         cache_max_ttl: Duration::from_secs(60),
         negative_ttl: Duration::from_secs(60),
         cache_capacity: 1000,
+        cache_max_bytes: 1 << 20,
+        max_concurrent: 64,
+        rate_limit: 1000.0,
+        rate_burst: 1000,
         breaker_failures: 5,
         breaker_open_for: Duration::from_secs(10),
     }
@@ -433,6 +438,22 @@ fn cache_lifetime() {
     assert_eq!(ttl(&Verdict::Inactive(INACTIVE), now, max, neg), neg);
 }
 
+/// `exp` from an answer is untrusted: values past any clock clamp to the cap, never panic.
+#[test]
+fn cache_lifetime_of_out_of_range_exp() {
+    let now = SystemTime::now();
+    let (max, neg) = (Duration::from_secs(60), Duration::from_secs(5));
+    for exp in [json!(1e19), json!(u64::MAX), json!(1e308), json!(i64::MAX), json!(18446744073709551615.0)] {
+        let Value::Object(map) = json!({ "exp": exp }) else { unreachable!() };
+        let verdict = Verdict::Active(Arc::new(Principal::from_claims(0, Arc::from("i"), map, None)));
+        assert_eq!(ttl(&verdict, now, max, neg), max, "{exp}");
+    }
+    // A clock before the epoch (misconfigured host) is not a panic either.
+    let Value::Object(map) = json!({ "exp": 10 }) else { unreachable!() };
+    let verdict = Verdict::Active(Arc::new(Principal::from_claims(0, Arc::from("i"), map, None)));
+    assert_eq!(ttl(&verdict, UNIX_EPOCH - Duration::from_secs(5), max, neg), Duration::from_secs(10));
+}
+
 /// A cached answer expires after its TTL and the token is introspected again.
 #[tokio::test]
 async fn cache_entry_expires() {
@@ -567,3 +588,5 @@ fn digest_and_prefix() {
     assert_eq!(short_hex(&key), "ba7816bf");
     assert_eq!(short_hex(&key).len(), 8);
 }
+
+mod limits;
