@@ -308,3 +308,81 @@ async fn introspection_rate_limit_refuses_excess() {
     assert_eq!(series(&m, &["tokengate_introspection_limited_total{", "limit=\"rate\""]), Some(10), "{m}");
     assert_eq!(series(&m, &["tokengate_introspection_requests_total", "circuit_open"]), None, "{m}");
 }
+
+// === JWTs without kid =========================================================================
+
+mod no_kid {
+    use super::*;
+    use tokengate::dev_issuer::{DevIssuer, SigningKey};
+
+    fn ec(kid: &str) -> Arc<SigningKey> {
+        Arc::new(SigningKey::ec(kid, jsonwebtoken::Algorithm::ES256))
+    }
+
+    /// A token signed by `key` whose header names no key.
+    fn without_kid(idp: &DevIssuer, key: &SigningKey) -> String {
+        let claims = json!({"iss": idp.issuer(), "sub": "alice", "aud": "api", "iat": now(), "exp": now() + 600});
+        key.sign_raw(&json!({"alg": "ES256", "typ": "at+jwt"}), &claims)
+    }
+
+    async fn start(keys: Vec<Arc<SigningKey>>) -> (DevIssuer, Upstream, tokengate::app::Running) {
+        let idp = DevIssuer::start("127.0.0.1:0".parse().unwrap(), keys).await.unwrap();
+        let up = Upstream::start().await;
+        let cfg = config(
+            &up.url(),
+            vec![issuer(idp.issuer(), &idp.jwks_uri(), &["api"])],
+            vec![required_route("any", "/", &[])],
+        );
+        let gw = gateway(cfg).await;
+        wait_ready(&gw).await;
+        (idp, up, gw)
+    }
+
+    /// With more keys of the token's algorithm than may be tried, a token without kid is
+    /// refused — even one genuinely signed by a published key — and causes no JWKS fetch; the
+    /// same key named by its kid is admitted.
+    #[tokio::test]
+    async fn refused_against_a_large_key_set() {
+        let keys: Vec<_> = (0..6).map(|i| ec(&format!("k{i}"))).collect();
+        let (idp, up, gw) = start(keys.clone()).await;
+        let fetches = idp.jwks_requests();
+        let late = &keys[5];
+        let token = without_kid(&idp, late);
+        assert_invalid_token(&gw, &up, &token, "token has no kid and the key set has too many candidate keys").await;
+        assert_eq!(idp.jwks_requests(), fetches, "a refetch cannot make the key set smaller");
+        let named = late.sign_raw(
+            &json!({"alg": "ES256", "kid": "k5", "typ": "at+jwt"}),
+            &json!({"iss": idp.issuer(), "sub": "alice", "aud": "api", "exp": now() + 600}),
+        );
+        assert_eq!(get(&gw, &named).await.status(), 200);
+    }
+
+    /// A token without kid signed by a key published since the last fetch is admitted after
+    /// one refetch (as an unknown kid would be); a flood of forgeries without kid then causes
+    /// no further fetch within the cooldown, concurrent or not.
+    #[tokio::test]
+    async fn unknown_key_refetch_is_rate_limited() {
+        let (k1, k2) = (ec("k1"), ec("k2"));
+        let (idp, up, gw) = start(vec![k1.clone()]).await;
+        let fetches = idp.jwks_requests();
+        idp.set_keys(vec![k1.clone(), k2.clone()]);
+        assert_eq!(get(&gw, &without_kid(&idp, &k2)).await.status(), 200, "the rotated-in key, on first sight");
+        assert_eq!(idp.jwks_requests(), fetches + 1);
+
+        let stranger = ec("never-published");
+        let mut flood = JoinSet::new();
+        for _ in 0..30 {
+            let (url, token) = (format!("http://{}/", gw.addr), without_kid(&idp, &stranger));
+            flood.spawn(async move { client(false).get(url).bearer_auth(token).send().await.unwrap().status() });
+        }
+        while let Some(status) = flood.join_next().await {
+            assert_eq!(status.unwrap(), 401);
+        }
+        for _ in 0..20 {
+            let token = without_kid(&idp, &stranger);
+            assert_invalid_token(&gw, &up, &token, "signature verification failed").await;
+        }
+        assert_eq!(idp.jwks_requests(), fetches + 1, "forgeries without kid within the cooldown fetched");
+        assert_eq!(up.count(), 1);
+    }
+}

@@ -13,6 +13,21 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyOperations, 
 use jsonwebtoken::{crypto, Algorithm, DecodingKey};
 use serde::Deserialize;
 
+/// A token is tried against at most this many keys. Without a `kid` every key bound to the
+/// token's algorithm is a candidate, and each try is a signature verification (17–140 µs): a
+/// large key set must not turn one forged token into dozens. Three covers an issuer that
+/// rotates without kids (previous, current and next key); beyond it the token is refused.
+pub const MAX_CANDIDATE_KEYS: usize = 3;
+
+/// Why a key set offers no key to try for a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoCandidate {
+    /// No key is bound to the token's `kid` and algorithm.
+    Unknown,
+    /// More than `MAX_CANDIDATE_KEYS` are.
+    TooMany,
+}
+
 /// One verification key and the algorithms it may be used with.
 pub struct VerifyKey {
     pub kid: Option<String>,
@@ -93,6 +108,20 @@ impl KeySet {
     /// verified by any key bound to its algorithm.
     pub fn candidates<'a>(&'a self, kid: Option<&'a str>, alg: Algorithm) -> impl Iterator<Item = &'a VerifyKey> + 'a {
         self.keys.iter().filter(move |k| k.algorithms.contains(&alg) && (kid.is_none() || k.kid.as_deref() == kid))
+    }
+
+    /// The keys to try for a token with this `kid` and `alg`: the candidates, unless there are
+    /// none or more than `MAX_CANDIDATE_KEYS`.
+    pub fn keys_to_try<'a>(
+        &'a self,
+        kid: Option<&'a str>,
+        alg: Algorithm,
+    ) -> Result<impl Iterator<Item = &'a VerifyKey> + 'a, NoCandidate> {
+        match self.candidates(kid, alg).take(MAX_CANDIDATE_KEYS + 1).count() {
+            0 => Err(NoCandidate::Unknown),
+            n if n > MAX_CANDIDATE_KEYS => Err(NoCandidate::TooMany),
+            _ => Ok(self.candidates(kid, alg)),
+        }
     }
 
     /// Whether any key carries this `kid` (used to decide whether a refetch could help).
@@ -240,6 +269,27 @@ mod tests {
         assert_eq!(set.len(), 1);
         assert!(set.has_kid("ok"));
         assert!(!set.has_kid("s"));
+    }
+
+    /// A token without `kid` is offered every key of its algorithm up to MAX_CANDIDATE_KEYS, and
+    /// none beyond: the set is refused whole, not tried in order.
+    #[test]
+    fn candidate_keys_are_bounded() {
+        let rsa = |kid: &str| format!(r#"{{"kty":"RSA","kid":"{kid}","alg":"RS256","n":"{RSA_N}","e":"AQAB"}}"#);
+        let set = |kids: &[&str]| {
+            let keys: Vec<String> = kids.iter().map(|k| rsa(k)).collect();
+            KeySet::from_jwks(&jwks(&keys.join(",")), DEFAULT_ALGORITHMS).unwrap()
+        };
+        let three = set(&["a", "b", "c"]);
+        assert_eq!(three.keys_to_try(None, Algorithm::RS256).unwrap().count(), 3);
+        assert_eq!(three.keys_to_try(None, Algorithm::ES256).err(), Some(NoCandidate::Unknown));
+        let four = set(&["a", "b", "c", "d"]);
+        assert_eq!(four.keys_to_try(None, Algorithm::RS256).err(), Some(NoCandidate::TooMany));
+        assert_eq!(four.keys_to_try(Some("d"), Algorithm::RS256).unwrap().count(), 1, "a kid picks one");
+        assert_eq!(four.keys_to_try(Some("x"), Algorithm::RS256).err(), Some(NoCandidate::Unknown));
+        // The same kid on many keys (a broken or hostile JWKS) is bounded too.
+        let same = set(&["k", "k", "k", "k", "k"]);
+        assert_eq!(same.keys_to_try(Some("k"), Algorithm::RS256).err(), Some(NoCandidate::TooMany));
     }
 
     /// A document without a `keys` array is an error (the previous key set is then kept).
