@@ -393,6 +393,18 @@ async fn rejected_answer_cached_with_reason() {
 
 // ---- claims, cache lifetime, coalescing -------------------------------------------------
 
+/// Numbers past what JSON parsers hold are a broken answer (503), not a panic; huge ones that
+/// parse are plain values for the claim checks and the cache.
+#[test]
+fn out_of_range_numbers_in_answers() {
+    for body in [r#"{"active":true,"exp":1e400}"#, r#"{"active":true,"nbf":-1e400}"#] {
+        assert!(matches!(parse_answer(body.as_bytes()), Err(CallError::Invalid(_))), "{body}");
+    }
+    for body in [r#"{"active":true,"exp":1e19}"#, r#"{"active":true,"exp":99999999999999999999999}"#] {
+        assert!(parse_answer(body.as_bytes()).unwrap().is_some(), "{body}");
+    }
+}
+
 /// exp/nbf use the issuer's leeway; iss must match when present; token_type must name an access token.
 #[test]
 fn claim_checks() {
