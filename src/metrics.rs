@@ -18,6 +18,7 @@ pub const JWKS_READY: &str = "tokengate_jwks_ready";
 pub const BUILD_INFO: &str = "tokengate_build_info";
 pub const INTROSPECTION_REQUESTS_TOTAL: &str = "tokengate_introspection_requests_total";
 pub const INTROSPECTION_DURATION: &str = "tokengate_introspection_duration_seconds";
+pub const INTROSPECTION_LIMITED_TOTAL: &str = "tokengate_introspection_limited_total";
 pub const TOKEN_CACHE_LOOKUPS_TOTAL: &str = "tokengate_token_cache_lookups_total";
 pub const UPSTREAM_CONNECTIONS_TOTAL: &str = "tokengate_upstream_connections_opened_total";
 
@@ -45,6 +46,9 @@ pub struct Metrics {
     pub introspection_requests: IntCounterVec,
     /// `issuer`: time of each introspection call that was made.
     pub introspection_duration: HistogramVec,
+    /// `issuer`, `limit` (rate | concurrency): cache misses refused by the gateway's own call
+    /// limits (503, no call made; not in `introspection_requests`).
+    pub introspection_limited: IntCounterVec,
     /// `cache`, `result` (hit | miss).
     pub token_cache_lookups: IntCounterVec,
     /// Upstream connections opened; against request counts, it shows how well the pool reuses them.
@@ -86,6 +90,14 @@ impl Metrics {
             &["issuer"],
         )
         .expect("valid metric");
+        let introspection_limited = IntCounterVec::new(
+            Opts::new(
+                INTROSPECTION_LIMITED_TOTAL,
+                "Token introspection calls not made because a call limit refused them, by issuer and limit.",
+            ),
+            &["issuer", "limit"],
+        )
+        .expect("valid metric");
         let token_cache_lookups = IntCounterVec::new(
             Opts::new(TOKEN_CACHE_LOOKUPS_TOTAL, "Token result cache lookups, by cache and result (hit or miss)."),
             &["cache", "result"],
@@ -105,6 +117,7 @@ impl Metrics {
             Box::new(jwks_ready.clone()),
             Box::new(introspection_requests.clone()),
             Box::new(introspection_duration.clone()),
+            Box::new(introspection_limited.clone()),
             Box::new(token_cache_lookups.clone()),
             Box::new(upstream_connections.clone()),
             Box::new(build_info),
@@ -124,6 +137,7 @@ impl Metrics {
             jwks_ready,
             introspection_requests,
             introspection_duration,
+            introspection_limited,
             token_cache_lookups,
             upstream_connections,
         }

@@ -8,20 +8,24 @@
 //! a local JWT (`exp`, `nbf`, `iss`, claim shapes; `aud`, when the answer has one, is checked by
 //! route policy against the same audiences as a JWT's).
 //!
-//! Answers are cached: active ones until the token's `exp` or `cache_max_ttl`, whichever comes
-//! first; inactive (or rejected) ones for `negative_ttl`. Failures (endpoint unreachable, slow,
-//! not 200, not JSON) are never cached: they become `AuthError::Unavailable` (503, never 401, so
-//! a client keeps a good token) and count towards the breaker. The token is never logged, only
-//! the first bytes of its digest.
+//! Answers are cached (`cache`): active ones until the token's `exp` or `cache_max_ttl`,
+//! whichever comes first; inactive (or rejected) ones for `negative_ttl`; the cache is bounded
+//! in entries and in bytes. Failures (endpoint unreachable, slow, not 200, not JSON) are never
+//! cached: they become `AuthError::Unavailable` (503, never 401, so a client keeps a good token)
+//! and count towards the breaker (`breaker`). A miss beyond the call limits (`limits`) is 503 at
+//! once and counts towards nothing. The token is never logged, only the first bytes of its digest.
 
-use std::sync::{Arc, Mutex};
+mod breaker;
+mod cache;
+mod limits;
+
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::digest;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use moka::future::Cache;
-use moka::Expiry;
 use prometheus::{HistogramVec, IntCounter, IntCounterVec};
 use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{StatusCode, Url};
@@ -29,6 +33,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use tokio::sync::OnceCell;
 
+use self::breaker::Breaker;
+use self::limits::{Limit, Limits};
 use super::jwks::{error_chain, metadata_urls};
 use super::{jws, jwt, AuthError, KeptClaims, Principal, TokenSource};
 use crate::config::{ClientAuthMethod, Introspection, Issuer};
@@ -40,6 +46,7 @@ const WRONG_ISSUER: AuthError = AuthError::InvalidToken("wrong issuer");
 const MALFORMED_CLAIM: AuthError = AuthError::InvalidToken("malformed claim");
 const FAILED: AuthError = AuthError::Unavailable("token introspection failed");
 const CIRCUIT_OPEN: AuthError = AuthError::Unavailable("token introspection is temporarily suspended");
+const BUSY: AuthError = AuthError::Unavailable("introspection is busy");
 
 /// SHA-256 of the token: the cache key. Bounded size, and the token itself is never stored.
 type Key = [u8; 32];
@@ -95,6 +102,9 @@ pub struct Introspector {
     kept_claims: KeptClaims,
     cache: Cache<Key, Verdict>,
     breaker: Breaker,
+    limits: Limits,
+    /// Calls refused by `limits`, label handles resolved once: `(rate, concurrency)`.
+    limited: (IntCounter, IntCounter),
     requests: IntCounterVec,
     duration: HistogramVec,
     /// Cache lookups, label handles resolved once: `(hit, miss)`.
@@ -125,15 +135,16 @@ impl Introspector {
         let settings = issuer.introspection.clone()?;
         let basic_auth = (settings.auth_method == ClientAuthMethod::ClientSecretBasic)
             .then(|| basic_auth(settings.client_id.as_bytes(), &settings.client_secret.0));
-        let cache = Cache::builder()
-            .max_capacity(settings.cache_capacity)
-            .expire_after(VerdictExpiry { max_ttl: settings.cache_max_ttl, negative_ttl: settings.negative_ttl })
-            .build();
+        let cache = cache::answer_cache(&settings);
+        let limited =
+            |limit: Limit| metrics.introspection_limited.with_label_values(&[issuer.issuer.as_str(), limit.label()]);
         Some(Introspector {
             issuer: issuer.clone(),
             index,
             id,
             breaker: Breaker::new(settings.breaker_failures, settings.breaker_open_for),
+            limits: Limits::new(settings.max_concurrent, settings.rate_limit, settings.rate_burst),
+            limited: (limited(Limit::Rate), limited(Limit::Concurrency)),
             settings,
             basic_auth,
             http,
@@ -164,11 +175,26 @@ impl Introspector {
         }
     }
 
-    /// One introspection call (a cache miss), guarded by the breaker, with metrics and logs.
+    /// One introspection call (a cache miss), guarded by the breaker and the limits, with
+    /// metrics and logs.
     async fn call(&self, token: &str, key: &Key) -> Result<Verdict, AuthError> {
         let Some(permit) = self.breaker.admit() else {
             self.count("circuit_open");
             return Err(CIRCUIT_OPEN);
+        };
+        // Refused here, no call is made: the breaker permit is dropped unused (a trial one
+        // frees the trial for the next caller) and nothing counts as the endpoint's failure.
+        let _slot = match self.limits.admit().await {
+            Ok(slot) => slot,
+            Err(limit) => {
+                match limit {
+                    Limit::Rate => &self.limited.0,
+                    Limit::Concurrency => &self.limited.1,
+                }
+                .inc();
+                tracing::debug!(issuer = %self.issuer.issuer, limit = limit.label(), "introspection call refused by its limit");
+                return Err(BUSY);
+            }
         };
         let started = Instant::now();
         let result = self.request(token).await;
@@ -432,112 +458,6 @@ fn short_hex(key: &Key) -> String {
 
 fn unix_seconds(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-/// Per-entry lifetime. RFC 7662 §4 lets a protected resource cache answers, trading freshness
-/// (a revocation is seen late) for load; an answer is never kept past the token's own `exp`.
-struct VerdictExpiry {
-    max_ttl: Duration,
-    negative_ttl: Duration,
-}
-
-impl Expiry<Key, Verdict> for VerdictExpiry {
-    fn expire_after_create(&self, _: &Key, verdict: &Verdict, _: std::time::Instant) -> Option<Duration> {
-        Some(ttl(verdict, SystemTime::now(), self.max_ttl, self.negative_ttl))
-    }
-}
-
-/// Active: until `exp` (if any), at most `max_ttl`; inactive: `negative_ttl`.
-fn ttl(verdict: &Verdict, now: SystemTime, max_ttl: Duration, negative_ttl: Duration) -> Duration {
-    match verdict {
-        Verdict::Inactive(_) => negative_ttl,
-        Verdict::Active(p) if p.expires_at > 0 => {
-            let exp = UNIX_EPOCH + Duration::from_secs(p.expires_at);
-            exp.duration_since(now).unwrap_or(Duration::ZERO).min(max_ttl)
-        }
-        Verdict::Active(_) => max_ttl,
-    }
-}
-
-/// Consecutive-failure circuit breaker: closed → (N failures) → open for `open_for`, failing
-/// fast → half-open: one trial call; its success closes, its failure reopens.
-struct Breaker {
-    threshold: u32,
-    open_for: Duration,
-    state: Mutex<BreakerState>,
-}
-
-#[derive(Default)]
-struct BreakerState {
-    failures: u32,
-    /// `Some` while open or half-open (once the instant has passed).
-    open_until: Option<Instant>,
-    /// Half-open and the trial call is under way.
-    trial: bool,
-}
-
-/// Leave to make one call. Dropped unused (the caller was cancelled), a trial permit lets the
-/// next caller try instead.
-struct Permit<'a> {
-    breaker: &'a Breaker,
-    trial: bool,
-    done: bool,
-}
-
-impl Breaker {
-    fn new(threshold: u32, open_for: Duration) -> Breaker {
-        Breaker { threshold, open_for, state: Mutex::new(BreakerState::default()) }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, BreakerState> {
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// `None` = fail fast: open, or half-open with the trial call already under way.
-    fn admit(&self) -> Option<Permit<'_>> {
-        let mut state = self.lock();
-        let trial = match state.open_until {
-            None => false,
-            Some(until) if Instant::now() < until || state.trial => return None,
-            Some(_) => {
-                state.trial = true;
-                true
-            }
-        };
-        Some(Permit { breaker: self, trial, done: false })
-    }
-}
-
-impl Permit<'_> {
-    fn success(mut self) {
-        self.done = true;
-        let mut state = self.breaker.lock();
-        if state.open_until.is_some() && self.trial {
-            tracing::info!("introspection circuit breaker closed: trial call succeeded");
-        }
-        *state = BreakerState::default();
-    }
-
-    /// Returns whether this failure opened (or reopened) the breaker.
-    fn failure(mut self) -> bool {
-        self.done = true;
-        let mut state = self.breaker.lock();
-        state.failures = state.failures.saturating_add(1);
-        let open = self.trial || (state.open_until.is_none() && state.failures >= self.breaker.threshold);
-        if open {
-            state.open_until = Some(Instant::now() + self.breaker.open_for);
-            state.trial = false;
-        }
-        open
-    }
-}
-
-impl Drop for Permit<'_> {
-    fn drop(&mut self) {
-        if self.trial && !self.done {
-            self.breaker.lock().trial = false;
-        }
-    }
 }
 
 #[cfg(test)]

@@ -6,8 +6,10 @@
 //! - `run`, a background task: fetch now (retrying with exponential backoff), then again before
 //!   the key set goes stale: at the response's `Cache-Control: max-age` clamped to
 //!   `[min_refresh, max_refresh]`, or `default_refresh` without one.
-//! - `refresh_for_unknown_kid`, on the request path when a token names a key we do not have:
-//!   at most one fetch per `unknown_kid_cooldown`, and concurrent callers share one fetch.
+//! - `refresh_for_unknown_kid`, on the request path when a token's key is not in the set (an
+//!   unknown `kid`, or for a token without `kid` no key that verifies it; see
+//!   `refetch_for_unknown_key`): at most one fetch per `unknown_kid_cooldown`, and concurrent
+//!   callers share one fetch.
 //!
 //! A failed fetch never removes keys: the last good set stays installed until a fetch succeeds.
 //! Discovery (`KeySource::Discovery`) reads OpenID Connect Discovery metadata, falling back to
@@ -223,6 +225,20 @@ impl JwksCache {
         self.keys()
     }
 
+    /// For a token whose key was not in `seen` (the set it was checked against): one refetch as
+    /// `refresh_for_unknown_kid`, then the generation and key set now installed, or `None` when
+    /// the set is still `seen` (cooldown, failed fetch, no keys) and checking again is useless.
+    /// The generation is read before the keys, so it is never newer than the keys it tags.
+    pub async fn refetch_for_unknown_key(&self, seen: Option<&Arc<KeySet>>) -> Option<(u64, Arc<KeySet>)> {
+        self.refresh_for_unknown_kid().await;
+        let generation = self.generation();
+        let keys = self.keys()?;
+        match seen {
+            Some(seen) if Arc::ptr_eq(seen, &keys) => None,
+            _ => Some((generation, keys)),
+        }
+    }
+
     /// Background refresh loop; the app spawns it and aborts it at shutdown. Returns at once for
     /// a shared secret or an issuer without keys.
     pub async fn run(self: Arc<Self>) {
@@ -428,9 +444,11 @@ impl JwksCache {
     }
 }
 
-/// `now + d`, saturating far in the future instead of panicking on overflow.
+/// `now + d`, saturating far in the future instead of panicking on overflow (`d` may come from
+/// a `max-age` with no upper bound when `max_refresh` is configured huge).
 fn after(now: Instant, d: Duration) -> Instant {
-    now.checked_add(d).unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600))
+    const FAR: Duration = Duration::from_secs(365 * 24 * 3600);
+    now.checked_add(d).or_else(|| now.checked_add(FAR)).unwrap_or(now)
 }
 
 /// The two metadata URLs for an issuer: OpenID Connect Discovery 1.0 §4 (`{issuer}` without a

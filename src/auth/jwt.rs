@@ -16,7 +16,7 @@ use base64::Engine as _;
 use serde_json::{Map, Value};
 
 use super::jws::{JoseHeader, Jws};
-use super::keyset::KeySet;
+use super::keyset::{KeySet, NoCandidate};
 use super::token_cache::Holds;
 use super::{AuthError, Principal};
 use crate::config::Issuer;
@@ -24,6 +24,10 @@ use crate::config::Issuer;
 const ALG_NOT_ALLOWED: AuthError = AuthError::InvalidToken("algorithm not allowed");
 const NOT_AT_JWT: AuthError = AuthError::InvalidToken("token type is not at+jwt");
 const UNKNOWN_KEY: AuthError = AuthError::InvalidToken("unknown signing key");
+const NO_KEYS: AuthError = AuthError::Unavailable("signing keys are not available");
+const TOO_MANY_KEYS: AuthError =
+    AuthError::InvalidToken("token has no kid and the key set has too many candidate keys");
+const TOO_MANY_KEYS_FOR_KID: AuthError = AuthError::InvalidToken("the key set has too many keys with this kid");
 const BAD_SIGNATURE: AuthError = AuthError::InvalidToken("signature verification failed");
 const NO_EXP: AuthError = AuthError::InvalidToken("token has no exp claim");
 const EXPIRED: AuthError = AuthError::InvalidToken("token expired");
@@ -62,31 +66,59 @@ pub fn verify(
     now: u64,
 ) -> Result<Principal, AuthError> {
     check_header(&jws.header, issuer)?;
-    verify_signature(&jws, keys)?;
+    check_signature(&jws, Some(keys))?;
+    accept(jws, issuer, issuer_index, issuer_id, now)
+}
+
+/// The claim checks and the `Principal` of a token whose header and signature `check_header`
+/// and `check_signature` accepted.
+pub fn accept(
+    jws: Jws<'_>,
+    issuer: &Issuer,
+    issuer_index: usize,
+    issuer_id: Arc<str>,
+    now: u64,
+) -> Result<Principal, AuthError> {
     check_claims(&jws.claims, issuer, now)?;
     Ok(Principal::from_claims(issuer_index, issuer_id, jws.claims, issuer.scope_claim.as_deref()))
 }
 
 /// How long a refusal from `verify` stays true for the same token bytes: a signature that did
-/// not verify stays bad until the issuer's key set changes, and an expired token stays expired.
-/// Anything else (an unknown `kid` the next JWKS may bring, `nbf` not reached) is decided anew.
+/// not verify stays bad, and a key set with too many candidates stays too large, until the
+/// issuer's key set changes; an expired token stays expired. Anything else (an unknown `kid`
+/// the next JWKS may bring, `nbf` not reached) is decided anew.
 pub fn refusal_holds(e: &AuthError, issuer: usize, generation: u64) -> Holds {
     match *e {
-        BAD_SIGNATURE => Holds::WhileKeySet { issuer, generation },
+        BAD_SIGNATURE | TOO_MANY_KEYS | TOO_MANY_KEYS_FOR_KID => Holds::WhileKeySet { issuer, generation },
         EXPIRED => Holds::Always,
         _ => Holds::NotAtAll,
     }
 }
 
+/// Whether refetching the issuer's key set could turn this refusal by `check_signature` of a
+/// token with this header around: its key may be one not fetched yet — no keys yet, an unknown
+/// `kid`, or, for a token without `kid` (whose key cannot be looked up by name), a signature
+/// no current key verifies.
+pub fn refetch_may_help(e: &AuthError, header: &JoseHeader) -> bool {
+    match *e {
+        NO_KEYS | UNKNOWN_KEY => true,
+        BAD_SIGNATURE => header.kid.is_none(),
+        _ => false,
+    }
+}
+
 /// RFC 7515 §5.2 / RFC 7519 §7.2 step 7: the token is valid only if its signature verifies with
 /// a key bound to the header's `alg` (RFC 8725 §3.1: the key, not the token, decides the
-/// algorithm family, so an RSA key is never an HMAC secret).
-fn verify_signature(jws: &Jws, keys: &KeySet) -> Result<(), AuthError> {
+/// algorithm family, so an RSA key is never an HMAC secret). At most `MAX_CANDIDATE_KEYS` keys
+/// are tried. `keys` is `None` before the issuer's first key set arrives.
+pub fn check_signature(jws: &Jws, keys: Option<&KeySet>) -> Result<(), AuthError> {
     let alg = jws.header.alg;
-    let mut candidates = keys.candidates(jws.header.kid.as_deref(), alg).peekable();
-    if candidates.peek().is_none() {
-        return Err(UNKNOWN_KEY);
-    }
+    let kid = jws.header.kid.as_deref();
+    let mut candidates = keys.ok_or(NO_KEYS)?.keys_to_try(kid, alg).map_err(|e| match e {
+        NoCandidate::Unknown => UNKNOWN_KEY,
+        NoCandidate::TooMany if kid.is_none() => TOO_MANY_KEYS,
+        NoCandidate::TooMany => TOO_MANY_KEYS_FOR_KID,
+    })?;
     let message = jws.signing_input.as_bytes();
     let signature = URL_SAFE_NO_PAD.decode(jws.signature).map_err(|_| BAD_SIGNATURE)?;
     if candidates.any(|key| key.verify(alg, message, &signature, jws.signature)) {
@@ -189,6 +221,9 @@ mod tests {
     fn which_refusals_hold() {
         assert_eq!(refusal_holds(&BAD_SIGNATURE, 2, 7), Holds::WhileKeySet { issuer: 2, generation: 7 });
         assert_eq!(refusal_holds(&EXPIRED, 2, 7), Holds::Always);
+        for key_set_bound in [TOO_MANY_KEYS, TOO_MANY_KEYS_FOR_KID] {
+            assert_eq!(refusal_holds(&key_set_bound, 2, 7), Holds::WhileKeySet { issuer: 2, generation: 7 });
+        }
         for passing in [UNKNOWN_KEY, NOT_YET_VALID, AuthError::Unavailable("signing keys are not available")] {
             assert_eq!(refusal_holds(&passing, 2, 7), Holds::NotAtAll);
         }
@@ -367,6 +402,53 @@ mod tests {
         // No key is bound to ES384.
         let t = sign(&json!({"alg": "ES384"}), &claims(), &ec2, Algorithm::ES256);
         assert_eq!(run(&t, &set, &issuer(), NOW).unwrap_err(), UNKNOWN_KEY);
+    }
+
+    /// A token without `kid` is tried against at most MAX_CANDIDATE_KEYS keys: with more
+    /// candidates it is refused before any verification — so a token genuinely signed by one of
+    /// them is refused, which trying them in turn would have admitted. A `kid` still selects.
+    #[test]
+    fn no_kid_tries_a_bounded_number_of_keys() {
+        use crate::auth::keyset::MAX_CANDIDATE_KEYS;
+        let keys: Vec<EncodingKey> = (0..=MAX_CANDIDATE_KEYS + 2).map(|_| ec_encoding_key()).collect();
+        let jwks: Vec<Value> =
+            keys.iter().enumerate().map(|(i, k)| public_jwk(k, Algorithm::ES256, &format!("ec{i}"), true)).collect();
+        let last = keys.last().unwrap();
+        let no_kid = sign(&json!({"alg": "ES256"}), &claims(), last, Algorithm::ES256);
+        let many = keyset(&jwks, DEFAULT_ALGORITHMS);
+        assert_eq!(run(&no_kid, &many, &issuer(), NOW).unwrap_err(), TOO_MANY_KEYS);
+        let kid = format!("ec{}", keys.len() - 1);
+        let with_kid = sign(&json!({"alg": "ES256", "kid": kid}), &claims(), last, Algorithm::ES256);
+        assert!(run(&with_kid, &many, &issuer(), NOW).is_ok(), "the kid selects the late key");
+        // Up to the bound, every candidate is tried: the last one verifies.
+        let bounded = keyset(&jwks[jwks.len() - MAX_CANDIDATE_KEYS..], DEFAULT_ALGORITHMS);
+        assert!(run(&no_kid, &bounded, &issuer(), NOW).is_ok());
+        // Many keys sharing the token's kid are bounded alike.
+        let same_kid: Vec<Value> = keys.iter().map(|k| public_jwk(k, Algorithm::ES256, "dup", true)).collect();
+        let dup = sign(&json!({"alg": "ES256", "kid": "dup"}), &claims(), last, Algorithm::ES256);
+        assert_eq!(
+            run(&dup, &keyset(&same_kid, DEFAULT_ALGORITHMS), &issuer(), NOW).unwrap_err(),
+            TOO_MANY_KEYS_FOR_KID
+        );
+    }
+
+    /// A refetch can help a key not fetched yet: no keys, an unknown kid, or a token without kid
+    /// that no current key verifies; not a bad signature by a named key, nor a too-large set.
+    #[test]
+    fn when_a_refetch_may_help() {
+        let header = |kid: Option<&str>| JoseHeader { alg: Algorithm::RS256, kid: kid.map(str::to_owned), typ: None };
+        let (named, unnamed) = (header(Some("k")), header(None));
+        for e in [NO_KEYS, UNKNOWN_KEY] {
+            assert!(refetch_may_help(&e, &named) && refetch_may_help(&e, &unnamed), "{e}");
+        }
+        assert!(refetch_may_help(&BAD_SIGNATURE, &unnamed));
+        assert!(!refetch_may_help(&BAD_SIGNATURE, &named));
+        for e in [TOO_MANY_KEYS, TOO_MANY_KEYS_FOR_KID, EXPIRED, MALFORMED_CLAIM] {
+            assert!(!refetch_may_help(&e, &unnamed), "{e}");
+        }
+        let (enc, _) = rsa();
+        let t = rs256(&claims(), &enc);
+        assert_eq!(check_signature(&jws::parse(&t).unwrap(), None), Err(NO_KEYS));
     }
 
     /// A `kid` not in the key set is an unknown key.

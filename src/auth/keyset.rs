@@ -13,6 +13,21 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyOperations, 
 use jsonwebtoken::{crypto, Algorithm, DecodingKey};
 use serde::Deserialize;
 
+/// A token is tried against at most this many keys. Without a `kid` every key bound to the
+/// token's algorithm is a candidate, and each try is a signature verification (17–140 µs): a
+/// large key set must not turn one forged token into dozens. Three covers an issuer that
+/// rotates without kids (previous, current and next key); beyond it the token is refused.
+pub const MAX_CANDIDATE_KEYS: usize = 3;
+
+/// Why a key set offers no key to try for a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoCandidate {
+    /// No key is bound to the token's `kid` and algorithm.
+    Unknown,
+    /// More than `MAX_CANDIDATE_KEYS` are.
+    TooMany,
+}
+
 /// One verification key and the algorithms it may be used with.
 pub struct VerifyKey {
     pub kid: Option<String>,
@@ -95,6 +110,20 @@ impl KeySet {
         self.keys.iter().filter(move |k| k.algorithms.contains(&alg) && (kid.is_none() || k.kid.as_deref() == kid))
     }
 
+    /// The keys to try for a token with this `kid` and `alg`: the candidates, unless there are
+    /// none or more than `MAX_CANDIDATE_KEYS`.
+    pub fn keys_to_try<'a>(
+        &'a self,
+        kid: Option<&'a str>,
+        alg: Algorithm,
+    ) -> Result<impl Iterator<Item = &'a VerifyKey> + 'a, NoCandidate> {
+        match self.candidates(kid, alg).take(MAX_CANDIDATE_KEYS + 1).count() {
+            0 => Err(NoCandidate::Unknown),
+            n if n > MAX_CANDIDATE_KEYS => Err(NoCandidate::TooMany),
+            _ => Ok(self.candidates(kid, alg)),
+        }
+    }
+
     /// Whether any key carries this `kid` (used to decide whether a refetch could help).
     pub fn has_kid(&self, kid: &str) -> bool {
         self.keys.iter().any(|k| k.kid.as_deref() == Some(kid))
@@ -160,7 +189,13 @@ fn parse_public(params: &AlgorithmParameters, alg: Algorithm) -> Option<ParsedPu
     let b64 = |s: &str| URL_SAFE_NO_PAD.decode(s).ok();
     match params {
         AlgorithmParameters::RSA(rsa) => {
-            let components = RsaPublicKeyComponents { n: b64(&rsa.n)?, e: b64(&rsa.e)? };
+            // aws-lc checks the size only when verifying: drop such a key now, so it is never a
+            // candidate that cannot verify anything.
+            let n = b64(&rsa.n)?;
+            if !RSA_MODULUS_BITS.contains(&bit_length(&n)) {
+                return None;
+            }
+            let components = RsaPublicKeyComponents { n, e: b64(&rsa.e)? };
             components.to_parsed_public_key(rsa_parameters(alg)?).ok()
         }
         AlgorithmParameters::EllipticCurve(ec) => {
@@ -177,6 +212,18 @@ fn parse_public(params: &AlgorithmParameters, alg: Algorithm) -> Option<ParsedPu
             ParsedPublicKey::new(&sig::ED25519, b64(&okp.x)?).ok()
         }
         _ => None,
+    }
+}
+
+/// RFC 7518 §3.3: "A key of size 2048 bits or larger MUST be used"; larger than 8192 bits is
+/// refused by the verification parameters below (and costs more per token than it is worth).
+const RSA_MODULUS_BITS: std::ops::RangeInclusive<usize> = 2048..=8192;
+
+/// Bits of a big-endian unsigned integer, leading zeros ignored.
+fn bit_length(be: &[u8]) -> usize {
+    match be.iter().position(|&b| b != 0) {
+        Some(i) => (be.len() - i) * 8 - be[i].leading_zeros() as usize,
+        None => 0,
     }
 }
 
@@ -199,6 +246,12 @@ mod tests {
     use crate::config::DEFAULT_ALGORITHMS;
 
     const RSA_N: &str = "sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_7svlJJQ4H9_NxsiIoLwAEk7-Q3UXERGYw_75IDrGA84-lA_-Ct4eTlXHBIY2EaV7t7LjJaynVJCpkv4LKjTTAumiGUIuQhrNhZLuF_RJLqHpM2kgWFLU7-VTdL1VbC2tejvcI2BlMkEpk1BzBZI0KQB0GaDWFLN-aEAw3vRw";
+
+    /// An RSA-1024 public modulus and an RS256 signature by its private key (generated once
+    /// with Python `cryptography`; the private key was not kept).
+    const RSA_1024_N: &str = "Y5e9k857J3Og0sMRowrsGaUSVT30cMJGMmCfBSye617p7bQOzvJkgVocIwGEoXItdUCDVXhJwYDfJmXN-mMPQaGU1AgZzHZ-G3vWFnWjRJQ8Wp7S3AdQFBn-Sa2Wn8-lhVstigFpKr_Z2PvJTHBSS4WllmFNedfCvIBzz44iRnk";
+    const RSA_1024_INPUT: &str = "eyJhbGciOiAiUlMyNTYiLCAia2lkIjogImsifQ.eyJzdWIiOiAieCJ9";
+    const RSA_1024_SIG: &str = "kziC6bUpBuB3ixHUH-eptxIpxZ9EueaNzCPKGwtqXYzyTAbfRFkOpMRoNhUP9v7Nx5AL9ig1ZshFTxhhxAz2MaotrdZYfz8tU4X-rGaVEOdonfYRnfgWoC4IK0KQcNIPAoay1b4N_DEf5p0_vbUNsaoztdaEx6P1NDAdCR4dbJA";
 
     fn jwks(keys: &str) -> Vec<u8> {
         format!(r#"{{"keys":[{keys}]}}"#).into_bytes()
@@ -240,6 +293,61 @@ mod tests {
         assert_eq!(set.len(), 1);
         assert!(set.has_kid("ok"));
         assert!(!set.has_kid("s"));
+    }
+
+    /// A token without `kid` is offered every key of its algorithm up to MAX_CANDIDATE_KEYS, and
+    /// none beyond: the set is refused whole, not tried in order.
+    #[test]
+    fn candidate_keys_are_bounded() {
+        let rsa = |kid: &str| format!(r#"{{"kty":"RSA","kid":"{kid}","alg":"RS256","n":"{RSA_N}","e":"AQAB"}}"#);
+        let set = |kids: &[&str]| {
+            let keys: Vec<String> = kids.iter().map(|k| rsa(k)).collect();
+            KeySet::from_jwks(&jwks(&keys.join(",")), DEFAULT_ALGORITHMS).unwrap()
+        };
+        let three = set(&["a", "b", "c"]);
+        assert_eq!(three.keys_to_try(None, Algorithm::RS256).unwrap().count(), 3);
+        assert_eq!(three.keys_to_try(None, Algorithm::ES256).err(), Some(NoCandidate::Unknown));
+        let four = set(&["a", "b", "c", "d"]);
+        assert_eq!(four.keys_to_try(None, Algorithm::RS256).err(), Some(NoCandidate::TooMany));
+        assert_eq!(four.keys_to_try(Some("d"), Algorithm::RS256).unwrap().count(), 1, "a kid picks one");
+        assert_eq!(four.keys_to_try(Some("x"), Algorithm::RS256).err(), Some(NoCandidate::Unknown));
+        // The same kid on many keys (a broken or hostile JWKS) is bounded too.
+        let same = set(&["k", "k", "k", "k", "k"]);
+        assert_eq!(same.keys_to_try(Some("k"), Algorithm::RS256).err(), Some(NoCandidate::TooMany));
+    }
+
+    /// Key sizes come from the JWKS: an RSA modulus outside 2048–8192 bits drops the key when
+    /// the set is parsed (RFC 7518 §3.3). A huge public exponent parses, but aws-lc refuses it
+    /// at verification (measured ~4 µs, less than a normal RSA-2048 verification).
+    #[test]
+    fn out_of_range_rsa_keys_are_unusable() {
+        let n = URL_SAFE_NO_PAD.decode(RSA_N).unwrap();
+        let rsa = |n: &[u8], e: &[u8]| {
+            let (n, e) = (URL_SAFE_NO_PAD.encode(n), URL_SAFE_NO_PAD.encode(e));
+            jwks(&format!(r#"{{"kty":"RSA","kid":"k","alg":"RS256","n":"{n}","e":"{e}"}}"#))
+        };
+        let parse = |doc: &[u8]| KeySet::from_jwks(doc, DEFAULT_ALGORITHMS).unwrap();
+        assert_eq!(parse(&rsa(&n, &[1, 0, 1])).len(), 1, "the control");
+        let rsa_1024 = URL_SAFE_NO_PAD.decode(RSA_1024_N).unwrap();
+        let wide = [&n[..], &n[..], &n[..], &n[..], &n[..]].concat();
+        for (what, n) in [("1024 bits", rsa_1024.clone()), ("2047 bits", n[1..].to_vec()), ("10240 bits", wide)] {
+            assert!(parse(&rsa(&n, &[1, 0, 1])).is_empty(), "{what}");
+        }
+        // What the size check spares us: aws-lc would parse the 1024-bit key, then refuse even
+        // a genuine signature of its own at every verification.
+        let components = RsaPublicKeyComponents { n: rsa_1024, e: vec![1, 0, 1] };
+        let parsed = components.to_parsed_public_key(&sig::RSA_PKCS1_2048_8192_SHA256).unwrap();
+        let signature = URL_SAFE_NO_PAD.decode(RSA_1024_SIG).unwrap();
+        assert!(parsed.verify_sig(RSA_1024_INPUT.as_bytes(), &signature).is_err());
+        let huge_e = [&[1u8][..], &[0; 255][..], &[1][..]].concat();
+        let set = parse(&rsa(&n, &huge_e));
+        let key = set.candidates(Some("k"), Algorithm::RS256).next().unwrap();
+        assert!(!key.verify(Algorithm::RS256, b"m", &[1; 256], "AA"));
+    }
+
+    #[test]
+    fn bit_lengths() {
+        assert_eq!([bit_length(&[]), bit_length(&[0, 0]), bit_length(&[1]), bit_length(&[0, 0x80, 0])], [0, 0, 1, 16]);
     }
 
     /// A document without a `keys` array is an error (the previous key set is then kept).

@@ -9,7 +9,8 @@
 //!
 //! Locally: parse the JWS, let the `iss` select one configured issuer — an unknown issuer is
 //! refused with no network call — check the header against that issuer's rules, find its key
-//! (one rate-limited JWKS refetch on an unknown `kid`), verify the signature, then the claims.
+//! (one rate-limited JWKS refetch on an unknown `kid`, or when no key verifies a token without
+//! `kid`), verify the signature, then the claims.
 //!
 //! A JWT that verified once is admitted again from the verified-token cache (`token_cache`) until
 //! its `exp` or a change of its issuer's key set.
@@ -176,17 +177,18 @@ impl Authenticator {
         let index = *self.by_iss.get(iss).ok_or(AuthError::InvalidToken("unknown issuer"))?;
         let issuer = &self.issuers[index];
         jwt::check_header(&jws.header, &issuer.config)?;
-        let generation = issuer.jwks.generation();
-        let keys = match issuer.jwks.keys() {
-            Some(keys) if keys.candidates(jws.header.kid.as_deref(), jws.header.alg).next().is_some() => keys,
-            // Unknown kid (or no keys yet): one coalesced, rate-limited refetch may find it.
-            current => match issuer.jwks.refresh_for_unknown_kid().await.or(current) {
-                Some(keys) => keys,
-                None => return Err(AuthError::Unavailable("signing keys are not available").into()),
-            },
-        };
-        let mut principal = jwt::verify(jws, &keys, &issuer.config, index, issuer.id.clone(), unix_now())
-            .map_err(|error| Refusal { error, holds: jwt::refusal_holds(&error, index, generation) })?;
+        let (mut generation, keys) = (issuer.jwks.generation(), issuer.jwks.keys());
+        let mut signature = jwt::check_signature(&jws, keys.as_deref());
+        // A key not fetched yet (unknown kid, no keys yet, or a token without kid that no key
+        // verifies): one coalesced, rate-limited refetch may bring it.
+        if signature.is_err_and(|e| jwt::refetch_may_help(&e, &jws.header)) {
+            if let Some((refetched, keys)) = issuer.jwks.refetch_for_unknown_key(keys.as_ref()).await {
+                (generation, signature) = (refetched, jwt::check_signature(&jws, Some(&keys)));
+            }
+        }
+        let refusal = |error| Refusal { error, holds: jwt::refusal_holds(&error, index, generation) };
+        signature.map_err(refusal)?;
+        let mut principal = jwt::accept(jws, &issuer.config, index, issuer.id.clone(), unix_now()).map_err(refusal)?;
         principal.retain_claims(&self.kept_claims);
         Ok((principal, generation))
     }

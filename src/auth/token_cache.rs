@@ -320,11 +320,14 @@ const CACHE_OVERHEAD: usize = 96;
 
 /// Approximate bytes one entry holds: the principal's own data, not the token (never stored).
 fn approx_bytes(p: &Principal) -> usize {
+    size_of::<Entry>() + size_of::<TokenDigest>() + CACHE_OVERHEAD + principal_bytes(p)
+}
+
+/// Approximate bytes of a shared principal: the struct, its strings and kept claims. Also
+/// weighs the introspection cache's entries.
+pub(super) fn principal_bytes(p: &Principal) -> usize {
     let strings = |v: &[String]| v.iter().map(|s| STRING + s.len()).sum::<usize>();
     size_of::<Principal>()
-        + size_of::<Entry>()
-        + size_of::<TokenDigest>()
-        + CACHE_OVERHEAD
         + p.subject.as_ref().map_or(0, String::len)
         + p.client_id.as_ref().map_or(0, String::len)
         + strings(&p.audiences)

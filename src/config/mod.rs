@@ -240,6 +240,15 @@ pub struct Introspection {
     pub negative_ttl: Duration,
     /// Most cached answers (default 100 000).
     pub cache_capacity: u64,
+    /// … and at most about this many bytes of cached answers (default 32 MiB).
+    pub cache_max_bytes: usize,
+    /// Calls under way at once; a miss beyond it waits briefly for a slot, then gets 503
+    /// (default 64).
+    pub max_concurrent: usize,
+    /// Calls started per second, on average (token bucket; default 200).
+    pub rate_limit: f64,
+    /// … and in a burst (the bucket's size; default two seconds of `rate_limit`).
+    pub rate_burst: u32,
     /// Consecutive failures that open the circuit breaker (default 5).
     pub breaker_failures: u32,
     /// How long an open breaker fails fast before one trial call (default 10 s).

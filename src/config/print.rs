@@ -132,6 +132,10 @@ fn introspection(x: &Introspection) -> RawIntrospection {
         cache_max_ttl: Some(x.cache_max_ttl),
         negative_ttl: Some(x.negative_ttl),
         cache_capacity: Some(x.cache_capacity),
+        cache_max_bytes: Some(x.cache_max_bytes),
+        max_concurrent: Some(x.max_concurrent),
+        rate_limit: Some(x.rate_limit),
+        rate_burst: Some(x.rate_burst),
         breaker_failures: Some(x.breaker_failures),
         breaker_open_for: Some(x.breaker_open_for),
     }

@@ -204,6 +204,14 @@ pub struct RawIntrospection {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache_capacity: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_max_bytes: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_concurrent: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_burst: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub breaker_failures: Option<u32>,
     #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
     pub breaker_open_for: Option<Duration>,

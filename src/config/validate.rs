@@ -45,6 +45,18 @@ pub const DEFAULT_INTROSPECTION_TIMEOUT: Duration = Duration::from_secs(3);
 pub const DEFAULT_INTROSPECTION_CACHE_MAX_TTL: Duration = Duration::from_secs(60);
 pub const DEFAULT_INTROSPECTION_NEGATIVE_TTL: Duration = Duration::from_secs(5);
 pub const DEFAULT_INTROSPECTION_CACHE_CAPACITY: u64 = 100_000;
+/// An entry with a typical answer (sub, scopes, client id, no kept claims) costs about 700
+/// bytes, so this holds about 48 000 of them, while the default rate limit and `cache_max_ttl`
+/// let at most 200 × 60 = 12 000 answers be live at once. Large answers (every claim kept for
+/// the claims header, up to `jwks.max_response_bytes` each) meet this bound first.
+pub const DEFAULT_INTROSPECTION_CACHE_MAX_BYTES: usize = 32 * 1024 * 1024;
+/// Enough calls in flight for a few thousand misses per second at tens of milliseconds each;
+/// only a slow endpoint fills it, and then it bounds the sockets and tasks waiting on it.
+pub const DEFAULT_INTROSPECTION_MAX_CONCURRENT: usize = 64;
+/// Calls per second to one endpoint: far above what cache misses of real clients need (each
+/// active token is asked about once per `cache_max_ttl`), low enough that a flood of made-up
+/// tokens does not get the gateway's client throttled by a typical authorization server.
+pub const DEFAULT_INTROSPECTION_RATE_LIMIT: f64 = 200.0;
 pub const DEFAULT_BREAKER_FAILURES: u32 = 5;
 pub const DEFAULT_BREAKER_OPEN_FOR: Duration = Duration::from_secs(10);
 
@@ -618,6 +630,15 @@ fn introspection(ctx: &Ctx<'_>, field: &str, raw: raw::RawIntrospection) -> Resu
     if cache_capacity == 0 {
         return Err(ctx.err(f("cache_capacity"), "must be greater than zero; set cache_max_ttl: 0s to not cache"));
     }
+    let rate_limit = raw.rate_limit.unwrap_or(DEFAULT_INTROSPECTION_RATE_LIMIT);
+    if !(rate_limit.is_finite() && rate_limit > 0.0) {
+        return Err(ctx.err(f("rate_limit"), format!("is {rate_limit}; expected calls per second greater than zero")));
+    }
+    // Two seconds' worth of calls by default, at least one call.
+    let rate_burst = raw.rate_burst.unwrap_or_else(|| (rate_limit * 2.0).ceil().min(f64::from(u32::MAX)) as u32);
+    if rate_burst == 0 {
+        return Err(ctx.err(f("rate_burst"), "must be at least 1"));
+    }
     Ok(Introspection {
         endpoint,
         client_id,
@@ -630,6 +651,18 @@ fn introspection(ctx: &Ctx<'_>, field: &str, raw: raw::RawIntrospection) -> Resu
         cache_max_ttl: raw.cache_max_ttl.unwrap_or(DEFAULT_INTROSPECTION_CACHE_MAX_TTL),
         negative_ttl: raw.negative_ttl.unwrap_or(DEFAULT_INTROSPECTION_NEGATIVE_TTL),
         cache_capacity,
+        cache_max_bytes: nonzero(
+            ctx,
+            &f("cache_max_bytes"),
+            raw.cache_max_bytes.unwrap_or(DEFAULT_INTROSPECTION_CACHE_MAX_BYTES),
+        )?,
+        max_concurrent: nonzero(
+            ctx,
+            &f("max_concurrent"),
+            raw.max_concurrent.unwrap_or(DEFAULT_INTROSPECTION_MAX_CONCURRENT),
+        )?,
+        rate_limit,
+        rate_burst,
         breaker_failures,
         breaker_open_for: positive(
             ctx,

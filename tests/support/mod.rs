@@ -447,6 +447,10 @@ pub fn introspection(client_id: &str, client_secret: &str, method: ClientAuthMet
         cache_max_ttl: Duration::from_secs(60),
         negative_ttl: Duration::from_secs(60),
         cache_capacity: 10_000,
+        cache_max_bytes: 16 << 20,
+        max_concurrent: 64,
+        rate_limit: 1000.0,
+        rate_burst: 1000,
         breaker_failures: 5,
         breaker_open_for: Duration::from_secs(10),
     }

@@ -11,6 +11,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 
+use super::cache::ttl;
 use super::*;
 use crate::config::{KeySource, Secret, TokenMode, DEFAULT_LEEWAY};
 
@@ -211,6 +212,10 @@ fn settings(endpoint: Option<String>, method: ClientAuthMethod) -> Introspection
         cache_max_ttl: Duration::from_secs(60),
         negative_ttl: Duration::from_secs(60),
         cache_capacity: 1000,
+        cache_max_bytes: 1 << 20,
+        max_concurrent: 64,
+        rate_limit: 1000.0,
+        rate_burst: 1000,
         breaker_failures: 5,
         breaker_open_for: Duration::from_secs(10),
     }
@@ -390,6 +395,18 @@ async fn rejected_answer_cached_with_reason() {
 
 // ---- claims, cache lifetime, coalescing -------------------------------------------------
 
+/// Numbers past what JSON parsers hold are a broken answer (503), not a panic; huge ones that
+/// parse are plain values for the claim checks and the cache.
+#[test]
+fn out_of_range_numbers_in_answers() {
+    for body in [r#"{"active":true,"exp":1e400}"#, r#"{"active":true,"nbf":-1e400}"#] {
+        assert!(matches!(parse_answer(body.as_bytes()), Err(CallError::Invalid(_))), "{body}");
+    }
+    for body in [r#"{"active":true,"exp":1e19}"#, r#"{"active":true,"exp":99999999999999999999999}"#] {
+        assert!(parse_answer(body.as_bytes()).unwrap().is_some(), "{body}");
+    }
+}
+
 /// exp/nbf use the issuer's leeway; iss must match when present; token_type must name an access token.
 #[test]
 fn claim_checks() {
@@ -433,6 +450,22 @@ fn cache_lifetime() {
     assert!(soon <= Duration::from_secs(10) && soon > Duration::from_secs(9), "{soon:?}");
     assert_eq!(ttl(&active(json!({"exp": secs - 10})), now, max, neg), Duration::ZERO, "expired (in leeway)");
     assert_eq!(ttl(&Verdict::Inactive(INACTIVE), now, max, neg), neg);
+}
+
+/// `exp` from an answer is untrusted: values past any clock clamp to the cap, never panic.
+#[test]
+fn cache_lifetime_of_out_of_range_exp() {
+    let now = SystemTime::now();
+    let (max, neg) = (Duration::from_secs(60), Duration::from_secs(5));
+    for exp in [json!(1e19), json!(u64::MAX), json!(1e308), json!(i64::MAX), json!(18446744073709551615.0)] {
+        let Value::Object(map) = json!({ "exp": exp }) else { unreachable!() };
+        let verdict = Verdict::Active(Arc::new(Principal::from_claims(0, Arc::from("i"), map, None)));
+        assert_eq!(ttl(&verdict, now, max, neg), max, "{exp}");
+    }
+    // A clock before the epoch (misconfigured host) is not a panic either.
+    let Value::Object(map) = json!({ "exp": 10 }) else { unreachable!() };
+    let verdict = Verdict::Active(Arc::new(Principal::from_claims(0, Arc::from("i"), map, None)));
+    assert_eq!(ttl(&verdict, UNIX_EPOCH - Duration::from_secs(5), max, neg), Duration::from_secs(10));
 }
 
 /// A cached answer expires after its TTL and the token is introspected again.
@@ -569,3 +602,5 @@ fn digest_and_prefix() {
     assert_eq!(short_hex(&key), "ba7816bf");
     assert_eq!(short_hex(&key).len(), 8);
 }
+
+mod limits;

@@ -457,6 +457,22 @@ fn refresh_interval_parsing() {
     assert_eq!(interval(&[("cache-control", "max-age=99999999999999999999999")]), 3600);
     assert_eq!(interval(&[("cache-control", "max-age=-1")]), 300);
     assert_eq!(interval(&[("cache-control", "private"), ("cache-control", "max-age=120")]), 120);
+    // Untrusted numbers past u64: "infinity" (RFC 9111 §1.2.2), then the bounds; never a panic.
+    assert_eq!(interval(&[("cache-control", "max-age=99999999999999999999")]), 3600);
+    assert_eq!(interval(&[("cache-control", "max-age=600"), ("age", "99999999999999999999")]), 60);
+    assert_eq!(interval(&[("cache-control", "max-age=1e9")]), 300, "not delta-seconds");
+}
+
+/// A refresh scheduled past the end of time (huge max-age, unbounded max_refresh) saturates.
+#[test]
+fn refresh_far_in_the_future_saturates() {
+    let s = JwksSettings { max_refresh: Duration::MAX, ..settings() };
+    let mut h = HeaderMap::new();
+    h.append("cache-control", "max-age=99999999999999999999".parse().unwrap());
+    let now = Instant::now();
+    let due = after(now, refresh_interval(&h, &s));
+    assert!(due > now + Duration::from_secs(3600), "{:?}", due - now);
+    assert!(after(now, Duration::MAX) >= now);
 }
 
 /// Metadata URLs follow OIDC Discovery §4 and RFC 8414 §3 (path after the well-known part).

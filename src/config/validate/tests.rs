@@ -135,6 +135,9 @@ fn example_file_parses_to_expected_config() {
     assert_eq!(x.cache_max_ttl, DEFAULT_INTROSPECTION_CACHE_MAX_TTL);
     assert_eq!(x.negative_ttl, DEFAULT_INTROSPECTION_NEGATIVE_TTL);
     assert_eq!(x.cache_capacity, DEFAULT_INTROSPECTION_CACHE_CAPACITY);
+    assert_eq!(x.cache_max_bytes, DEFAULT_INTROSPECTION_CACHE_MAX_BYTES);
+    assert_eq!(x.max_concurrent, DEFAULT_INTROSPECTION_MAX_CONCURRENT);
+    assert_eq!((x.rate_limit, x.rate_burst), (DEFAULT_INTROSPECTION_RATE_LIMIT, 400));
     assert_eq!(x.breaker_failures, DEFAULT_BREAKER_FAILURES);
     assert_eq!(x.breaker_open_for, DEFAULT_BREAKER_OPEN_FOR);
 
@@ -772,6 +775,7 @@ fn mode_defaults_follow_introspection() {
         (Duration::from_secs(3), Duration::from_secs(60), Duration::from_secs(5), Duration::from_secs(10))
     );
     assert_eq!((x.cache_capacity, x.breaker_failures), (100_000, 5));
+    assert_eq!((x.cache_max_bytes, x.max_concurrent, x.rate_limit, x.rate_burst), (32 << 20, 64, 200.0, 400));
 }
 
 /// Every introspection key parses; mode: introspection leaves the issuer without keys.
@@ -781,7 +785,8 @@ fn introspection_section_parses() {
         "{BASE}    mode: introspection\n    introspection:\n      endpoint: https://idp.example.com/introspect\n      \
          client_id: gw\n      client_secret: s3cret\n      auth_method: client_secret_post\n      \
          timeout: 500ms\n      cache_max_ttl: 0s\n      negative_ttl: 1s\n      cache_capacity: 10\n      \
-         breaker_failures: 2\n      breaker_open_for: 1m\n"
+         breaker_failures: 2\n      breaker_open_for: 1m\n      cache_max_bytes: 4096\n      \
+         max_concurrent: 3\n      rate_limit: 0.5\n      rate_burst: 7\n"
     ));
     let i = &c.issuers[0];
     assert_eq!(i.mode, TokenMode::Introspection);
@@ -794,6 +799,7 @@ fn introspection_section_parses() {
         (Duration::from_millis(500), Duration::ZERO, Duration::from_secs(1))
     );
     assert_eq!((x.cache_capacity, x.breaker_failures, x.breaker_open_for), (10, 2, Duration::from_secs(60)));
+    assert_eq!((x.cache_max_bytes, x.max_concurrent, x.rate_limit, x.rate_burst), (4096, 3, 0.5, 7));
 }
 
 /// mode and the introspection section must agree.
@@ -843,6 +849,18 @@ fn introspection_value_rules() {
     assert_invalid(&i("breaker_open_for: 0s"), &f("breaker_open_for"), "greater than zero");
     assert_invalid(&i("breaker_failures: 0"), &f("breaker_failures"), "at least 1");
     assert_invalid(&i("cache_capacity: 0"), &f("cache_capacity"), "greater than zero");
+    assert_invalid(&i("cache_max_bytes: 0"), &f("cache_max_bytes"), "greater than zero");
+    assert_invalid(&i("max_concurrent: 0"), &f("max_concurrent"), "greater than zero");
+    for bad in ["0", "-1", ".nan", ".inf"] {
+        assert_invalid(&i(&format!("rate_limit: {bad}")), &f("rate_limit"), "greater than zero");
+    }
+    assert_invalid(&i("rate_burst: 0"), &f("rate_burst"), "at least 1");
+    // The burst defaults to two seconds of the rate, at least one call.
+    let burst = |extra: &str| {
+        let c = load_ok(&format!("{BASE}{}", i(extra)));
+        c.issuers[0].introspection.as_ref().unwrap().rate_burst
+    };
+    assert_eq!((burst("rate_limit: 10"), burst("rate_limit: 0.1"), burst("rate_limit: 1e12")), (20, 1, u32::MAX));
     let err = load_text(&format!("{BASE}{}", i("auth_method: private_key_jwt")), HashMap::new()).unwrap_err();
     assert_eq!(err.field(), Some("issuers[0].introspection.auth_method"), "{err}");
     assert!(err.to_string().contains("client_secret_basic"), "{err}");
