@@ -27,14 +27,26 @@ pub const AUDIENCE_CHECK: &str = "TOKENGATE_AUDIENCE_CHECK";
 pub const REQUIRED_SCOPES: &str = "TOKENGATE_REQUIRED_SCOPES";
 /// The single issuer's `algorithms` allowlist, space- or comma-separated.
 pub const ALGORITHMS: &str = "TOKENGATE_ALGORITHMS";
+/// `trusted_proxies`, comma- or space-separated CIDRs.
+pub const TRUSTED_PROXIES: &str = "TOKENGATE_TRUSTED_PROXIES";
 /// Handled by `main` (`--config`), not by `load`; listed so it is not reported as unrecognized.
 pub const CONFIG: &str = "TOKENGATE_CONFIG";
 /// Handled by `main` (`--log-format`), not by `load`.
 pub const LOG_FORMAT: &str = "TOKENGATE_LOG_FORMAT";
 
 /// Every variable `load` reads, in documentation order.
-pub const ALL: &[&str] =
-    &[LISTEN, ADMIN_LISTEN, UPSTREAM, ISSUER, JWKS_URI, AUDIENCE, AUDIENCE_CHECK, REQUIRED_SCOPES, ALGORITHMS];
+pub const ALL: &[&str] = &[
+    LISTEN,
+    ADMIN_LISTEN,
+    UPSTREAM,
+    ISSUER,
+    JWKS_URI,
+    AUDIENCE,
+    AUDIENCE_CHECK,
+    REQUIRED_SCOPES,
+    ALGORITHMS,
+    TRUSTED_PROXIES,
+];
 
 /// Every `TOKENGATE_*` name the binary knows: those `load` reads and those `main` reads.
 const KNOWN: &[&str] = &[
@@ -47,6 +59,7 @@ const KNOWN: &[&str] = &[
     AUDIENCE_CHECK,
     REQUIRED_SCOPES,
     ALGORITHMS,
+    TRUSTED_PROXIES,
     CONFIG,
     LOG_FORMAT,
 ];
@@ -158,6 +171,19 @@ pub fn apply(raw: &mut RawConfig, env: &HashMap<String, String>, prov: &mut Prov
     if let Some(v) = get(env, UPSTREAM) {
         raw.upstream.get_or_insert_with(Default::default).url = Some(v.to_string());
         prov.record("upstream.url", UPSTREAM);
+    }
+    if let Some(v) = get(env, TRUSTED_PROXIES) {
+        // Set but listing nothing would silently trust nobody where the operator meant someone.
+        let list = split_list(v);
+        if list.is_empty() {
+            return Err(env_err(
+                TRUSTED_PROXIES,
+                "trusted_proxies",
+                "holds no network; expected e.g. 10.0.0.0/8,192.168.0.0/16",
+            ));
+        }
+        raw.trusted_proxies = Some(list);
+        prov.record("trusted_proxies", TRUSTED_PROXIES);
     }
     apply_issuer(raw, env, prov)?;
     apply_required_scopes(raw, env)

@@ -615,6 +615,17 @@ fn paths_section() {
     assert_invalid("paths: { encoded_slashes: decode }\n", "paths.encoded_slashes", "unknown variant");
 }
 
+/// TOKENGATE_TRUSTED_PROXIES lists CIDRs; a bad entry names the variable.
+#[test]
+fn trusted_proxies_from_env() {
+    let c = load_text(BASE, env(&[(env::TRUSTED_PROXIES, "10.0.0.0/8, 192.168.1.7")])).unwrap();
+    assert_eq!(c.trusted_proxies.len(), 2);
+    let err = load_text(BASE, env(&[(env::TRUSTED_PROXIES, "10.0.0.0/8,lb")])).unwrap_err();
+    assert!(err.to_string().starts_with("TOKENGATE_TRUSTED_PROXIES: trusted_proxies[1]: "), "{err}");
+    let err = load_text(BASE, env(&[(env::TRUSTED_PROXIES, " , ")])).unwrap_err();
+    assert!(err.to_string().contains("holds no network"), "{err}");
+}
+
 /// trusted_proxies are CIDRs or addresses.
 #[test]
 fn trusted_proxies_rules() {
