@@ -143,6 +143,29 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 3000, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Any string: no panic; an accepted path is canonical (canonicalising it again changes
+    /// nothing) and reads the same as the raw path; a host either refuses or is canonical.
+    #[test]
+    fn canon_is_total_and_idempotent(raw in "/[a-zA-Z0-9/%.;\\\\:@~_éA-F-]{0,24}", any in any::<Vec<u8>>()) {
+        for options in [PathOptions::default(), PathOptions { keep_encoded_slashes: true }] {
+            if let Ok(path) = canon::path(&raw, &options) {
+                let again = canon::path(path.forwarded(), &options).expect("a canonical path is accepted");
+                prop_assert_eq!(again.forwarded(), path.forwarded());
+                prop_assert!(!again.is_rewritten());
+                prop_assert_eq!(again.readings().collect::<Vec<_>>(), path.readings().collect::<Vec<_>>());
+            }
+        }
+        let _ = canon::path(&String::from_utf8_lossy(&any), &PathOptions::default());
+        if let Ok(host) = canon::host(&any) {
+            let again = canon::host(host.as_str().as_bytes()).expect("a canonical host is accepted");
+            prop_assert!(!again.is_rewritten());
+        }
+    }
+}
+
 /// The review's bypasses, checked by name: each is refused or decided under `/admin`.
 #[test]
 fn review_spellings() {
