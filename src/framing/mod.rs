@@ -1,0 +1,93 @@
+//! Request framing checks before hyper parses anything (RFC 9112): an I/O adapter around each
+//! accepted connection that follows the HTTP/1.1 request heads through a keep-alive or
+//! pipelined stream and refuses the framing that request smuggling is made of: bare LF or CR,
+//! Content-Length with Transfer-Encoding, differing Content-Lengths, a Transfer-Encoding other
+//! than `chunked`, obs-fold, whitespace before a colon, NUL. hyper itself accepts bare LF and
+//! forwards CL+TE requests as chunked, and has no switch to refuse either.
+//!
+//! The bytes are checked in place, in hyper's own read buffer, as they arrive: nothing is copied
+//! except the start of a line split across two reads. An HTTP/2 connection (the prior-knowledge
+//! preface) is passed through untouched after its first 24 bytes.
+//!
+//! A refusal cuts the stream: the byte that completes the bad line is replaced by NUL and
+//! nothing after it is handed on (the connection reads as closed from there). No HTTP/1 parser
+//! accepts NUL anywhere in a head, so hyper answers its own `400 Bad Request` and closes the
+//! connection after answering the requests before it; the bad request never reaches the
+//! service. (A bad chunk line or trailer cuts a body already being forwarded: hyper then fails
+//! that body and closes.)
+
+mod scan;
+
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+pub use scan::{Reason, Refusal, Scanner, H2_PREFACE};
+
+/// Told about each refusal (metrics); never sees the request's bytes.
+pub type OnRefusal = Arc<dyn Fn(Reason) + Send + Sync>;
+
+/// An accepted connection whose request framing is checked before hyper reads it.
+pub struct Framing<T> {
+    io: T,
+    scanner: Scanner,
+    on_refusal: Option<OnRefusal>,
+}
+
+impl<T> Framing<T> {
+    /// `max_line` bounds the part of a line kept across reads (the head limit).
+    pub fn new(io: T, max_line: usize, on_refusal: Option<OnRefusal>) -> Framing<T> {
+        Framing { io, scanner: Scanner::new(max_line), on_refusal }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Framing<T> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.scanner.is_refused() {
+            // Nothing past the cut: end of stream.
+            return Poll::Ready(Ok(()));
+        }
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
+        if let Err(refusal) = this.scanner.scan(&buf.filled()[before..]) {
+            let at = before + refusal.at;
+            buf.filled_mut()[at] = 0;
+            buf.set_filled(at + 1);
+            tracing::debug!(reason = refusal.reason.as_str(), "request refused: malformed framing");
+            if let Some(on_refusal) = &this.on_refusal {
+                on_refusal(refusal.reason);
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Framing<T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
