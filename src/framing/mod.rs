@@ -9,12 +9,13 @@
 //! except the start of a line split across two reads. An HTTP/2 connection (the prior-knowledge
 //! preface) is passed through untouched after its first 24 bytes.
 //!
-//! A refusal cuts the stream: the byte that completes the bad line is replaced by NUL and
-//! nothing after it is handed on (the connection reads as closed from there). No HTTP/1 parser
-//! accepts NUL anywhere in a head, so hyper answers its own `400 Bad Request` and closes the
-//! connection after answering the requests before it; the bad request never reaches the
-//! service. (A bad chunk line or trailer cuts a body already being forwarded: hyper then fails
-//! that body and closes.)
+//! A refusal cuts the stream: the byte that completes the bad line is replaced by NUL, followed
+//! by an empty line and then the end of the stream; nothing the client sent after the cut is
+//! handed on. No HTTP/1 parser accepts NUL anywhere in a head, so hyper answers its own
+//! `400 Bad Request` and closes the connection, after answering the requests before it; the bad
+//! request never reaches the service. (The empty line is there because hyper re-parses a
+//! partly read head only once it sees one end.) A bad chunk line or trailer cuts a body already
+//! being forwarded: hyper then fails that body and closes.
 
 mod scan;
 
@@ -35,20 +36,33 @@ pub struct Framing<T> {
     io: T,
     scanner: Scanner,
     on_refusal: Option<OnRefusal>,
+    /// After a refusal: what is still to be read before the end of the stream.
+    after_cut: &'static [u8],
 }
+
+/// Follows the NUL at a cut, so hyper parses the head now instead of waiting for more.
+const AFTER_CUT: &[u8] = b"\r\n\r\n";
 
 impl<T> Framing<T> {
     /// `max_line` bounds the part of a line kept across reads (the head limit).
     pub fn new(io: T, max_line: usize, on_refusal: Option<OnRefusal>) -> Framing<T> {
-        Framing { io, scanner: Scanner::new(max_line), on_refusal }
+        Framing { io, scanner: Scanner::new(max_line), on_refusal, after_cut: AFTER_CUT }
     }
+}
+
+/// Append as much of `bytes` as fits; returns the rest.
+fn put<'a>(buf: &mut ReadBuf<'_>, bytes: &'a [u8]) -> &'a [u8] {
+    let (now, later) = bytes.split_at(bytes.len().min(buf.remaining()));
+    buf.put_slice(now);
+    later
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Framing<T> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if this.scanner.is_refused() {
-            // Nothing past the cut: end of stream.
+            // Nothing the client sent past the cut: the rest of `AFTER_CUT`, then the end.
+            this.after_cut = put(buf, this.after_cut);
             return Poll::Ready(Ok(()));
         }
         let before = buf.filled().len();
@@ -57,6 +71,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Framing<T> {
             let at = before + refusal.at;
             buf.filled_mut()[at] = 0;
             buf.set_filled(at + 1);
+            this.after_cut = put(buf, this.after_cut);
             tracing::debug!(reason = refusal.reason.as_str(), "request refused: malformed framing");
             if let Some(on_refusal) = &this.on_refusal {
                 on_refusal(refusal.reason);
