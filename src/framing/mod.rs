@@ -106,3 +106,67 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Framing<T> {
         Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod adapter_tests {
+    use std::collections::VecDeque;
+
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+
+    /// Hands out its chunks one read at a time, as a socket might.
+    struct Chunks(VecDeque<&'static [u8]>);
+
+    impl AsyncRead for Chunks {
+        fn poll_read(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+            if let Some(chunk) = self.0.pop_front() {
+                let rest = put(buf, chunk);
+                if !rest.is_empty() {
+                    self.0.push_front(rest);
+                }
+            }
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    async fn read_all(chunks: &[&'static [u8]], read_size: usize) -> (Vec<u8>, Vec<Reason>) {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = seen.clone();
+        let on_refusal: OnRefusal = Arc::new(move |reason| record.lock().unwrap().push(reason));
+        let mut framing = Framing::new(Chunks(chunks.iter().copied().collect()), 1024, Some(on_refusal));
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; read_size];
+        loop {
+            let n = framing.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        let reasons = seen.lock().unwrap().clone();
+        (out, reasons)
+    }
+
+    /// A refused head reaches the reader cut at the bad byte, NUL in its place, then an empty
+    /// line and the end: nothing the client sent after the cut.
+    #[tokio::test]
+    async fn cut_then_empty_line_then_end() {
+        for read_size in [1, 2, 5, 64] {
+            let (out, reasons) =
+                read_all(&[b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\nX: y\nGET /c HTTP/1.1\r\n\r\n"], read_size)
+                    .await;
+            assert_eq!(out, b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\nX: y\0\r\n\r\n", "reads of {read_size}");
+            assert_eq!(reasons, [Reason::BareLf]);
+        }
+    }
+
+    /// Good streams pass unchanged, HTTP/2 included.
+    #[tokio::test]
+    async fn good_streams_unchanged() {
+        let h1: &[&'static [u8]] = &[b"POST / HTTP/1.1\r\nContent-Le", b"ngth: 3\r\n\r\na\nbGET / HTTP/1.1\r\n\r\n"];
+        assert_eq!(read_all(h1, 7).await, (h1.concat(), vec![]));
+        let h2: &[&'static [u8]] = &[&H2_PREFACE[..10], &H2_PREFACE[10..], b"\0\0\0\x04\0\0\0\0\0\n\n"];
+        assert_eq!(read_all(h2, 3).await, (h2.concat(), vec![]));
+    }
+}
