@@ -11,7 +11,8 @@
 mod conn;
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::io::Write;
+use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +22,7 @@ use hyper::body::{Body, Incoming};
 use hyper::service::Service;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
 
@@ -148,14 +149,17 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
 
 /// Answer a connection over the limit with 503 and close it, without ever waiting on it here.
 fn refuse(stream: TcpStream, lingering: &Arc<Semaphore>) {
-    // A fresh socket's send buffer takes the whole answer; if not, the client gets a close.
-    let _ = stream.try_write(TOO_MANY_CONNECTIONS);
+    // Written straight to the socket: a new connection's send buffer takes the whole answer at
+    // once, and tokio's `try_write` would first wait for the reactor to see it writable.
+    let Ok(mut socket) = stream.into_std() else { return };
+    let _ = socket.write(TOO_MANY_CONNECTIONS);
+    let _ = socket.shutdown(Shutdown::Write);
     let Ok(permit) = lingering.clone().try_acquire_owned() else { return };
+    let Ok(mut stream) = TcpStream::from_std(socket) else { return };
     tokio::spawn(async move {
         let _permit = permit;
-        let mut stream = stream;
-        let _ = stream.shutdown().await;
-        // Read what the client sent until it closes, so the close is a FIN, not a reset.
+        // Read what the client sent until it closes, so the close is a FIN, not a reset that
+        // could discard the 503 before the client reads it.
         let mut discard = [0u8; 1024];
         let _ = tokio::time::timeout(LINGER, async {
             while let Ok(n) = stream.read(&mut discard).await {
