@@ -26,9 +26,9 @@ async fn main() {
         response_timeout: std::time::Duration::from_secs(30),
         pool_idle_timeout: std::time::Duration::from_secs(90),
         pool_max_idle_per_host: 64,
+        max_in_flight: 1 << 20,
     };
-    let opened = prometheus::IntCounter::new("opened", "upstream connections opened").unwrap();
-    let forwarder = Arc::new(Forwarder::new(&settings, opened));
+    let forwarder = Arc::new(Forwarder::new(&settings, &tokengate::metrics::Metrics::new()));
     let listener = tokio::net::TcpListener::bind(&listen).await.unwrap();
     loop {
         let (stream, _) = listener.accept().await.unwrap();

@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 
 use crate::admin::Admin;
 use crate::config::Config;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, LISTENER_ADMIN, LISTENER_PROXY};
 use crate::proxy::{self, Gateway, State};
 use crate::server::{self, Limits};
 
@@ -51,11 +51,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
     let admin_addr =
         admin_listener.local_addr().map_err(|source| StartError::Bind { addr: config.admin_listen, source })?;
-    let limits = Limits {
-        header_read_timeout: config.server.header_read_timeout,
-        max_header_bytes: config.server.max_header_bytes,
-        shutdown_grace: config.server.shutdown_grace,
-    };
+    let limits = Limits::new(&config.server);
     let state = Arc::new(proxy::state(config, Metrics::new(), &http));
     let refreshers = state.auth.issuers().iter().map(|i| tokio::spawn(i.jwks.clone().run())).collect();
     let draining = Arc::new(AtomicBool::new(false));
@@ -66,6 +62,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         listener,
         move |remote| Gateway::new(gateway_state.clone(), remote).into_service(),
         limits,
+        state.metrics.listener(LISTENER_PROXY),
         stopped.clone(),
     ));
     let admin = Admin { state: state.clone(), draining: draining.clone() };
@@ -79,6 +76,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             })
         },
         limits,
+        state.metrics.listener(LISTENER_ADMIN),
         stopped,
     ));
     tracing::info!(%addr, %admin_addr, "tokengate listening");

@@ -14,6 +14,7 @@ pub mod coalesce;
 pub mod config;
 pub mod demo;
 pub mod dev_issuer;
+pub mod framing;
 pub mod metrics;
 pub mod proxy;
 pub mod respond;

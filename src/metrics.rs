@@ -21,6 +21,16 @@ pub const INTROSPECTION_DURATION: &str = "tokengate_introspection_duration_secon
 pub const INTROSPECTION_LIMITED_TOTAL: &str = "tokengate_introspection_limited_total";
 pub const TOKEN_CACHE_LOOKUPS_TOTAL: &str = "tokengate_token_cache_lookups_total";
 pub const UPSTREAM_CONNECTIONS_TOTAL: &str = "tokengate_upstream_connections_opened_total";
+pub const UPSTREAM_IN_FLIGHT: &str = "tokengate_upstream_in_flight_requests";
+pub const UPSTREAM_REFUSED_TOTAL: &str = "tokengate_upstream_refused_requests_total";
+pub const OPEN_CONNECTIONS: &str = "tokengate_open_connections";
+pub const REFUSED_CONNECTIONS_TOTAL: &str = "tokengate_refused_connections_total";
+pub const FRAMING_REFUSALS_TOTAL: &str = "tokengate_framing_refusals_total";
+
+/// `listener` label of the proxy listener's connection metrics.
+pub const LISTENER_PROXY: &str = "proxy";
+/// `listener` label of the admin listener's connection metrics.
+pub const LISTENER_ADMIN: &str = "admin";
 
 /// `cache` label of `TOKEN_CACHE_LOOKUPS_TOTAL` for the introspection result cache.
 pub const CACHE_INTROSPECTION: &str = "introspection";
@@ -53,6 +63,16 @@ pub struct Metrics {
     pub token_cache_lookups: IntCounterVec,
     /// Upstream connections opened; against request counts, it shows how well the pool reuses them.
     pub upstream_connections: IntCounter,
+    /// Requests sent upstream whose response has not ended; `upstream.max_in_flight` caps it.
+    pub upstream_in_flight: IntGauge,
+    /// Requests answered 503 because `upstream.max_in_flight` were in flight.
+    pub upstream_refused: IntCounter,
+    /// `listener`: client connections being served; `server.max_connections` caps it.
+    pub open_connections: IntGaugeVec,
+    /// `listener`: connections answered 503 and closed because `server.max_connections` were open.
+    pub refused_connections: IntCounterVec,
+    /// `listener`, `reason` (`framing::Reason`): requests refused for their framing, before hyper.
+    pub framing_refusals: IntCounterVec,
 }
 
 impl Metrics {
@@ -105,6 +125,31 @@ impl Metrics {
         .expect("valid metric");
         let upstream_connections =
             IntCounter::new(UPSTREAM_CONNECTIONS_TOTAL, "Upstream connections opened.").expect("valid metric");
+        let upstream_in_flight =
+            IntGauge::new(UPSTREAM_IN_FLIGHT, "Upstream requests whose response has not ended.").expect("valid metric");
+        let upstream_refused = IntCounter::new(
+            UPSTREAM_REFUSED_TOTAL,
+            "Requests answered 503 because upstream.max_in_flight requests were in flight.",
+        )
+        .expect("valid metric");
+        let open_connections = IntGaugeVec::new(
+            Opts::new(OPEN_CONNECTIONS, "Client connections being served, by listener."),
+            &["listener"],
+        )
+        .expect("valid metric");
+        let refused_connections = IntCounterVec::new(
+            Opts::new(
+                REFUSED_CONNECTIONS_TOTAL,
+                "Client connections answered 503 and closed because server.max_connections were open, by listener.",
+            ),
+            &["listener"],
+        )
+        .expect("valid metric");
+        let framing_refusals = IntCounterVec::new(
+            Opts::new(FRAMING_REFUSALS_TOTAL, "Requests refused for their HTTP/1.1 framing, by listener and reason."),
+            &["listener", "reason"],
+        )
+        .expect("valid metric");
         let build_info = IntGauge::with_opts(
             Opts::new(BUILD_INFO, "Build information; always 1.").const_label("version", env!("CARGO_PKG_VERSION")),
         )
@@ -120,6 +165,11 @@ impl Metrics {
             Box::new(introspection_limited.clone()),
             Box::new(token_cache_lookups.clone()),
             Box::new(upstream_connections.clone()),
+            Box::new(upstream_in_flight.clone()),
+            Box::new(upstream_refused.clone()),
+            Box::new(open_connections.clone()),
+            Box::new(refused_connections.clone()),
+            Box::new(framing_refusals.clone()),
             Box::new(build_info),
         ] {
             registry.register(m).expect("metric names are unique");
@@ -140,6 +190,21 @@ impl Metrics {
             introspection_limited,
             token_cache_lookups,
             upstream_connections,
+            upstream_in_flight,
+            upstream_refused,
+            open_connections,
+            refused_connections,
+            framing_refusals,
+        }
+    }
+
+    /// The connection metrics of one listener, resolved once.
+    pub fn listener(&self, listener: &'static str) -> ListenerMetrics {
+        ListenerMetrics {
+            open: self.open_connections.with_label_values(&[listener]),
+            refused: self.refused_connections.with_label_values(&[listener]),
+            framing_refusals: self.framing_refusals.clone(),
+            listener,
         }
     }
 
@@ -168,9 +233,25 @@ impl Default for Metrics {
     }
 }
 
+/// Connection metrics of one listener.
+#[derive(Clone)]
+pub struct ListenerMetrics {
+    pub open: IntGauge,
+    pub refused: IntCounter,
+    framing_refusals: IntCounterVec,
+    listener: &'static str,
+}
+
+impl ListenerMetrics {
+    /// Count a request refused for its framing (rare: the label lookup is fine).
+    pub fn framing_refused(&self, reason: &str) {
+        self.framing_refusals.with_label_values(&[self.listener, reason]).inc();
+    }
+}
+
 /// Decisions with a pre-resolved counter slot: `allowed` and every `Denial::reason`. Any other
 /// decision still counts, through the label lookup.
-const DECISIONS: [&str; 10] = [
+const DECISIONS: [&str; 12] = [
     "allowed",
     "no_route",
     "bad_request",
@@ -181,13 +262,15 @@ const DECISIONS: [&str; 10] = [
     "auth_unavailable",
     "upstream_timeout",
     "upstream_error",
+    "upstream_overloaded",
+    "body_timeout",
 ];
 
 /// Status codes with a slot: the gateway's own and the common upstream ones. Others still count,
 /// through the label lookup.
-const STATUSES: [u16; 24] = [
-    200, 201, 202, 204, 206, 301, 302, 303, 304, 307, 308, 400, 401, 403, 404, 405, 409, 413, 422, 429, 500, 502, 503,
-    504,
+const STATUSES: [u16; 25] = [
+    200, 201, 202, 204, 206, 301, 302, 303, 304, 307, 308, 400, 401, 403, 404, 405, 408, 409, 413, 422, 429, 500, 502,
+    503, 504,
 ];
 
 /// The request metrics of one route with their label handles resolved: recording a request is
@@ -261,6 +344,8 @@ mod tests {
             Denial::Auth(AuthError::Unavailable("x")),
             Denial::Upstream(UpstreamError::Timeout),
             Denial::Upstream(UpstreamError::Connect),
+            Denial::Upstream(UpstreamError::Overloaded),
+            Denial::BodyTimeout,
         ];
         for d in denials {
             assert!(DECISIONS.contains(&d.reason()), "{}", d.reason());

@@ -3,7 +3,7 @@
 //! request the gateway did not forward.
 
 use bytes::Bytes;
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{CACHE_CONTROL, CONNECTION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 
@@ -16,6 +16,9 @@ pub enum Denial {
     NoRoute,
     /// The request itself is unacceptable before any auth (e.g. a dot-segment path).
     BadRequest(&'static str),
+    /// A body the gateway reads (a form body's token) did not arrive within
+    /// `server.body_read_timeout`.
+    BodyTimeout,
     Auth(AuthError),
     Upstream(UpstreamError),
 }
@@ -29,6 +32,9 @@ pub enum UpstreamError {
     Timeout,
     #[error("upstream connection broke")]
     Broken,
+    /// `upstream.max_in_flight` requests are already in flight: refused at once, not queued.
+    #[error("too many requests in flight to the upstream")]
+    Overloaded,
 }
 
 impl Denial {
@@ -37,8 +43,10 @@ impl Denial {
         match self {
             Denial::NoRoute => "no_route",
             Denial::BadRequest(_) => "bad_request",
+            Denial::BodyTimeout => "body_timeout",
             Denial::Auth(e) => e.reason(),
             Denial::Upstream(UpstreamError::Timeout) => "upstream_timeout",
+            Denial::Upstream(UpstreamError::Overloaded) => "upstream_overloaded",
             Denial::Upstream(_) => "upstream_error",
         }
     }
@@ -60,6 +68,10 @@ pub fn respond(denial: Denial, challenge: &Challenge<'_>) -> Response<Full<Bytes
     let (status, error, description) = match denial {
         Denial::NoRoute => (StatusCode::NOT_FOUND, "not_found", "no route matches this request"),
         Denial::BadRequest(d) => (StatusCode::BAD_REQUEST, "invalid_request", d),
+        Denial::BodyTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout", "request body not received in time"),
+        Denial::Upstream(UpstreamError::Overloaded) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "upstream_overloaded", "too many requests in flight to the upstream")
+        }
         Denial::Upstream(UpstreamError::Timeout) => {
             (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", "upstream did not answer in time")
         }
@@ -73,6 +85,17 @@ pub fn respond(denial: Denial, challenge: &Challenge<'_>) -> Response<Full<Bytes
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    match denial {
+        // RFC 9110 §15.5.9: a server sending 408 SHOULD close the connection (the rest of the
+        // body is still on it).
+        Denial::BodyTimeout => {
+            headers.insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        Denial::Upstream(UpstreamError::Overloaded) => {
+            headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        _ => {}
+    }
     if let Denial::Auth(e) = denial {
         if matches!(e, AuthError::Unavailable(_)) {
             headers.insert(RETRY_AFTER, HeaderValue::from_static("5"));
@@ -88,6 +111,7 @@ fn upstream_description(e: UpstreamError) -> &'static str {
         UpstreamError::Connect => "upstream connection failed",
         UpstreamError::Timeout => "upstream did not answer in time",
         UpstreamError::Broken => "upstream connection broke",
+        UpstreamError::Overloaded => "too many requests in flight to the upstream",
     }
 }
 
@@ -116,6 +140,17 @@ fn www_authenticate(e: &AuthError, challenge: &Challenge<'_>) -> String {
     }
     value
 }
+
+/// The one answer written without hyper: to a connection accepted beyond
+/// `server.max_connections`, which is closed right after it.
+pub const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+content-type: application/json\r\n\
+cache-control: no-store\r\n\
+retry-after: 1\r\n\
+connection: close\r\n\
+content-length: 80\r\n\
+\r\n\
+{\"error\":\"overloaded\",\"error_description\":\"too many connections to the gateway\"}";
 
 fn json_body(error: &str, description: &str) -> Bytes {
     let body = serde_json::json!({ "error": error, "error_description": description });
@@ -212,6 +247,28 @@ mod tests {
         assert!(header(&r)
             .unwrap()
             .ends_with("resource_metadata=\"https://api/.well-known/oauth-protected-resource\""));
+    }
+
+    /// The gateway's own limits: 408 that closes the connection, 503 with Retry-After.
+    #[test]
+    fn limit_statuses() {
+        let r = respond(Denial::BodyTimeout, &challenge());
+        assert_eq!((r.status().as_u16(), &r.headers()[CONNECTION]), (408, &HeaderValue::from_static("close")));
+        let r = respond(Denial::Upstream(UpstreamError::Overloaded), &challenge());
+        assert_eq!((r.status().as_u16(), &r.headers()[RETRY_AFTER]), (503, &HeaderValue::from_static("1")));
+    }
+
+    /// The raw 503 for a connection over the limit is a well-formed HTTP/1.1 response.
+    #[test]
+    fn too_many_connections_is_well_formed() {
+        let mut headers = [httparse::EMPTY_HEADER; 8];
+        let mut response = httparse::Response::new(&mut headers);
+        let httparse::Status::Complete(head) = response.parse(TOO_MANY_CONNECTIONS).unwrap() else { panic!() };
+        assert_eq!(response.code, Some(503));
+        let length = response.headers.iter().find(|h| h.name == "content-length").unwrap().value;
+        assert_eq!(std::str::from_utf8(length).unwrap().parse::<usize>().unwrap(), TOO_MANY_CONNECTIONS.len() - head);
+        let body: serde_json::Value = serde_json::from_slice(&TOO_MANY_CONNECTIONS[head..]).unwrap();
+        assert_eq!(body["error"], "overloaded");
     }
 
     /// Configured strings cannot break out of the quoted-string.

@@ -102,6 +102,21 @@ pub struct ServerSettings {
     pub max_header_bytes: usize,
     /// Tokio worker threads; `None` = one per core.
     pub worker_threads: Option<usize>,
+    /// Client connections served at once, per listener (default 10 000); one more is answered
+    /// 503 and closed.
+    pub max_connections: usize,
+    /// A connection with no request in flight for this long is closed (default 60 s). HTTP/2 gets
+    /// a GOAWAY; an idle HTTP/1.1 keep-alive connection is already closed by the header-read
+    /// timer, which is never longer.
+    pub idle_timeout: Duration,
+    /// Reading a form body for its `access_token` must finish within this (default 10 s).
+    pub body_read_timeout: Duration,
+    /// SETTINGS_MAX_CONCURRENT_STREAMS of each HTTP/2 connection (default 100).
+    pub http2_max_concurrent_streams: u32,
+    /// HTTP/2 PING sent after this long without a frame from the client (default 30 s) …
+    pub http2_keep_alive_interval: Duration,
+    /// … and the connection closed when it is not answered within this (default 10 s).
+    pub http2_keep_alive_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -113,6 +128,9 @@ pub struct UpstreamSettings {
     pub response_timeout: Duration,
     pub pool_idle_timeout: Duration,
     pub pool_max_idle_per_host: usize,
+    /// Requests to the upstream in flight at once (default 1024); one more is answered 503 at
+    /// once, never queued.
+    pub max_in_flight: usize,
 }
 
 /// Where a bearer token may come from (RFC 6750 §2). Only the header by default.

@@ -31,6 +31,12 @@ fn to_raw(c: &Config) -> RawConfig {
             shutdown_grace: Some(c.server.shutdown_grace),
             max_header_bytes: Some(c.server.max_header_bytes),
             worker_threads: c.server.worker_threads,
+            max_connections: Some(c.server.max_connections),
+            idle_timeout: Some(c.server.idle_timeout),
+            body_read_timeout: Some(c.server.body_read_timeout),
+            http2_max_concurrent_streams: Some(c.server.http2_max_concurrent_streams),
+            http2_keep_alive_interval: Some(c.server.http2_keep_alive_interval),
+            http2_keep_alive_timeout: Some(c.server.http2_keep_alive_timeout),
         }),
         upstream: Some(RawUpstream {
             url: Some(match c.upstream.uri.authority() {
@@ -41,6 +47,7 @@ fn to_raw(c: &Config) -> RawConfig {
             response_timeout: Some(c.upstream.response_timeout),
             pool_idle_timeout: Some(c.upstream.pool_idle_timeout),
             pool_max_idle_per_host: Some(c.upstream.pool_max_idle_per_host),
+            max_in_flight: Some(c.upstream.max_in_flight),
         }),
         tokens: Some(RawTokens {
             query: Some(c.tokens.allow_query),

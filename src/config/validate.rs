@@ -25,6 +25,15 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
 /// hyper refuses (panics on) a smaller HTTP/1 read buffer.
 pub const MIN_MAX_HEADER_BYTES: usize = 8192;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// hyper's own default is 200; RFC 9113 §6.5.2 suggests no fewer than 100.
+pub const DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS: u32 = 100;
+pub const DEFAULT_HTTP2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
+pub const DEFAULT_HTTP2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Envoy's default for a cluster's max_requests circuit breaker.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -325,15 +334,51 @@ fn server(ctx: &Ctx<'_>, raw: raw::RawServer) -> Result<ServerSettings, ConfigEr
     if raw.worker_threads == Some(0) {
         return Err(ctx.err("server.worker_threads", "must be at least 1, or null for one per core"));
     }
+    let header_read_timeout =
+        positive(ctx, "server.header_read_timeout", raw.header_read_timeout.unwrap_or(DEFAULT_HEADER_READ_TIMEOUT))?;
+    let idle_timeout = positive(ctx, "server.idle_timeout", raw.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT))?;
+    if idle_timeout < header_read_timeout {
+        return Err(ctx.err(
+            "server.idle_timeout",
+            format!(
+                "is {}; expected at least server.header_read_timeout ({}), which is what closes an idle \
+                 HTTP/1.1 connection",
+                humantime::format_duration(idle_timeout),
+                humantime::format_duration(header_read_timeout)
+            ),
+        ));
+    }
+    let streams = raw.http2_max_concurrent_streams.unwrap_or(DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS);
+    if streams == 0 {
+        return Err(ctx.err("server.http2_max_concurrent_streams", "must be at least 1"));
+    }
     Ok(ServerSettings {
-        header_read_timeout: positive(
-            ctx,
-            "server.header_read_timeout",
-            raw.header_read_timeout.unwrap_or(DEFAULT_HEADER_READ_TIMEOUT),
-        )?,
+        header_read_timeout,
         shutdown_grace: raw.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE),
         max_header_bytes,
         worker_threads: raw.worker_threads,
+        max_connections: nonzero(
+            ctx,
+            "server.max_connections",
+            raw.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+        )?,
+        idle_timeout,
+        body_read_timeout: positive(
+            ctx,
+            "server.body_read_timeout",
+            raw.body_read_timeout.unwrap_or(DEFAULT_BODY_READ_TIMEOUT),
+        )?,
+        http2_max_concurrent_streams: streams,
+        http2_keep_alive_interval: positive(
+            ctx,
+            "server.http2_keep_alive_interval",
+            raw.http2_keep_alive_interval.unwrap_or(DEFAULT_HTTP2_KEEP_ALIVE_INTERVAL),
+        )?,
+        http2_keep_alive_timeout: positive(
+            ctx,
+            "server.http2_keep_alive_timeout",
+            raw.http2_keep_alive_timeout.unwrap_or(DEFAULT_HTTP2_KEEP_ALIVE_TIMEOUT),
+        )?,
     })
 }
 
@@ -383,6 +428,7 @@ fn upstream(ctx: &Ctx<'_>, raw: raw::RawUpstream) -> Result<UpstreamSettings, Co
         )?,
         pool_idle_timeout: raw.pool_idle_timeout.unwrap_or(DEFAULT_POOL_IDLE_TIMEOUT),
         pool_max_idle_per_host: raw.pool_max_idle_per_host.unwrap_or(DEFAULT_POOL_MAX_IDLE_PER_HOST),
+        max_in_flight: nonzero(ctx, "upstream.max_in_flight", raw.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT))?,
     })
 }
 

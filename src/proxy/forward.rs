@@ -1,5 +1,6 @@
 //! The upstream edge: HTTP/1.1 over pooled keep-alive connections, bodies streamed both ways, a
-//! connect timeout and a response-head timeout, and a classification of failures into 502 / 504.
+//! connect timeout and a response-head timeout, a cap on requests in flight (503 beyond it, at
+//! once), and a classification of failures into 502 / 503 / 504.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,12 +12,13 @@ use http::{HeaderValue, Request, Response, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use prometheus::IntCounter;
+use prometheus::{IntCounter, IntGauge};
 use tokio::net::TcpStream;
 
 use super::pool::{Pool, PooledBody, Sender};
 use crate::coalesce::Coalesce;
 use crate::config::UpstreamSettings;
+use crate::metrics::Metrics;
 use crate::respond::UpstreamError;
 
 /// Body sent upstream: the client's stream as-is, or a body the gateway had to read (form tokens).
@@ -31,10 +33,42 @@ pub struct Forwarder {
     connect_timeout: Duration,
     response_timeout: Duration,
     connections_opened: IntCounter,
+    in_flight: InFlightCap,
+}
+
+/// `upstream.max_in_flight`. The gauge is the count itself: one atomic add when a request is
+/// admitted, one subtract when its response body is dropped, no lock and no queue.
+struct InFlightCap {
+    count: IntGauge,
+    max: i64,
+    refused: IntCounter,
+}
+
+impl InFlightCap {
+    fn admit(&self) -> Result<InFlight, UpstreamError> {
+        self.count.inc();
+        let admitted = InFlight(self.count.clone());
+        // Concurrent admissions may both see the other and both refuse: never more than `max`
+        // pass, and the cap is only ever reached under load anyway.
+        if self.count.get() > self.max {
+            self.refused.inc();
+            return Err(UpstreamError::Overloaded);
+        }
+        Ok(admitted)
+    }
+}
+
+/// One request counted in flight until dropped.
+pub struct InFlight(IntGauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl Forwarder {
-    pub fn new(settings: &UpstreamSettings, connections_opened: IntCounter) -> Forwarder {
+    pub fn new(settings: &UpstreamSettings, metrics: &Metrics) -> Forwarder {
         let authority = settings.uri.authority().expect("validated upstream URL has an authority");
         let port = authority.port_u16().unwrap_or(80);
         // `host()` keeps the brackets of an IPv6 literal; the socket address wants them off.
@@ -47,13 +81,20 @@ impl Forwarder {
             host: HeaderValue::from_str(authority.as_str()).expect("an authority is a valid header value"),
             connect_timeout: settings.connect_timeout,
             response_timeout: settings.response_timeout,
-            connections_opened,
+            connections_opened: metrics.upstream_connections.clone(),
+            in_flight: InFlightCap {
+                count: metrics.upstream_in_flight.clone(),
+                max: i64::try_from(settings.max_in_flight).unwrap_or(i64::MAX),
+                refused: metrics.upstream_refused.clone(),
+            },
         }
     }
 
     /// Send the request upstream; the path and query go byte-for-byte in origin form. Returns
-    /// once the response head has arrived; its body streams through afterwards.
+    /// once the response head has arrived; its body streams through afterwards. Refused at once
+    /// when `upstream.max_in_flight` requests are in flight.
     pub async fn send(&self, mut req: Request<UpstreamBody>) -> Result<Response<PooledBody>, UpstreamError> {
+        let in_flight = self.in_flight.admit()?;
         let path = req.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
         *req.uri_mut() = Uri::from(path);
         *req.version_mut() = Version::HTTP_11;
@@ -64,7 +105,7 @@ impl Forwarder {
             Err(_) => Err(UpstreamError::Timeout),
             Ok(Ok((response, sender))) => {
                 let pool = self.pool.clone();
-                Ok(response.map(|body| PooledBody::new(body, sender, pool)))
+                Ok(response.map(|body| PooledBody::new(body, sender, pool).holding(in_flight)))
             }
             Ok(Err(e)) => Err(e),
         }

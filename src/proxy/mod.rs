@@ -198,9 +198,10 @@ async fn decide_and_forward<'s>(
         let tokens = &state.config.tokens;
         let form = match body {
             Either::Left(incoming) if tokens.allow_form_body && is_form(&parts.headers) => {
-                let bytes = Limited::new(incoming, MAX_FORM_BODY)
-                    .collect()
+                let read = Limited::new(incoming, MAX_FORM_BODY).collect();
+                let bytes = tokio::time::timeout(state.config.server.body_read_timeout, read)
                     .await
+                    .map_err(|_| deny(Denial::BodyTimeout))?
                     .map_err(|_| deny(Denial::BadRequest("form body too large or unreadable")))?
                     .to_bytes();
                 body = Either::Right(Full::new(bytes.clone()));
@@ -317,7 +318,7 @@ pub fn state(config: Config, metrics: Metrics, http: &reqwest::Client) -> State 
         no_route_metrics: metrics.route(NO_ROUTE),
         routes,
         auth: Authenticator::new(&config, http, &metrics),
-        forwarder: Forwarder::new(&config.upstream, metrics.upstream_connections.clone()),
+        forwarder: Forwarder::new(&config.upstream, &metrics),
         identity_names: IdentityNames::new(&config.identity),
         path_options: PathOptions { keep_encoded_slashes: config.paths.keep_encoded_slashes },
         realm: crate::respond::quote(&config.realm),

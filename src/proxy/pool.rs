@@ -21,7 +21,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 
-use super::forward::UpstreamBody;
+use super::forward::{InFlight, UpstreamBody};
 
 pub type Sender = SendRequest<UpstreamBody>;
 
@@ -119,11 +119,19 @@ pub struct PooledBody {
     inner: Incoming,
     lease: Option<(Sender, Arc<Pool>)>,
     ended: bool,
+    /// The request counts as in flight until its response body is dropped.
+    in_flight: Option<InFlight>,
 }
 
 impl PooledBody {
     pub fn new(inner: Incoming, sender: Sender, pool: Arc<Pool>) -> PooledBody {
-        PooledBody { inner, lease: Some((sender, pool)), ended: false }
+        PooledBody { inner, lease: Some((sender, pool)), ended: false, in_flight: None }
+    }
+
+    /// Keep the request counted as in flight for as long as this body lives.
+    pub fn holding(mut self, in_flight: InFlight) -> PooledBody {
+        self.in_flight = Some(in_flight);
+        self
     }
 }
 

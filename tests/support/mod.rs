@@ -175,6 +175,12 @@ pub fn config(upstream: &str, issuers: Vec<Issuer>, routes: Vec<Route>) -> Confi
             shutdown_grace: Duration::from_secs(5),
             max_header_bytes: 64 * 1024,
             worker_threads: None,
+            max_connections: 10_000,
+            idle_timeout: Duration::from_secs(60),
+            body_read_timeout: Duration::from_secs(5),
+            http2_max_concurrent_streams: 100,
+            http2_keep_alive_interval: Duration::from_secs(30),
+            http2_keep_alive_timeout: Duration::from_secs(10),
         },
         upstream: UpstreamSettings {
             uri: upstream.parse().unwrap(),
@@ -182,6 +188,7 @@ pub fn config(upstream: &str, issuers: Vec<Issuer>, routes: Vec<Route>) -> Confi
             response_timeout: Duration::from_secs(2),
             pool_idle_timeout: Duration::from_secs(30),
             pool_max_idle_per_host: 16,
+            max_in_flight: 1024,
         },
         tokens: TokenSettings { allow_query: false, allow_form_body: false, max_token_bytes: 16 * 1024 },
         jwks: JwksSettings {

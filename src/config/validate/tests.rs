@@ -81,6 +81,13 @@ fn example_file_parses_to_expected_config() {
     assert_eq!(c.server.shutdown_grace, Duration::from_secs(25));
     assert_eq!(c.server.max_header_bytes, 65536);
     assert_eq!(c.server.worker_threads, None);
+    assert_eq!(c.server.max_connections, 10_000);
+    assert_eq!(c.server.idle_timeout, Duration::from_secs(60));
+    assert_eq!(c.server.body_read_timeout, Duration::from_secs(10));
+    assert_eq!(c.server.http2_max_concurrent_streams, 100);
+    assert_eq!(c.server.http2_keep_alive_interval, Duration::from_secs(30));
+    assert_eq!(c.server.http2_keep_alive_timeout, Duration::from_secs(10));
+    assert_eq!(c.upstream.max_in_flight, 1024);
     assert_eq!(c.upstream.uri.authority().unwrap().as_str(), "127.0.0.1:8081");
     assert_eq!(c.upstream.uri.path(), "/");
     assert_eq!(c.upstream.connect_timeout, Duration::from_secs(2));
@@ -418,6 +425,25 @@ fn zero_timeouts() {
 fn server_limits() {
     assert_invalid("server: { max_header_bytes: 100 }\n", "server.max_header_bytes", "at least 8192");
     assert_invalid("server: { worker_threads: 0 }\n", "server.worker_threads", "at least 1");
+    assert_invalid("server: { max_connections: 0 }\n", "server.max_connections", "greater than zero");
+    assert_invalid(
+        "server: { http2_max_concurrent_streams: 0 }\n",
+        "server.http2_max_concurrent_streams",
+        "at least 1",
+    );
+    for key in ["idle_timeout", "body_read_timeout", "http2_keep_alive_interval", "http2_keep_alive_timeout"] {
+        assert_invalid(&format!("server: {{ {key}: 0s }}\n"), &format!("server.{key}"), "greater than zero");
+    }
+    assert_invalid(
+        "server: { header_read_timeout: 20s, idle_timeout: 10s }\n",
+        "server.idle_timeout",
+        "at least server.header_read_timeout (20s)",
+    );
+    assert_invalid_full(
+        "upstream: { url: http://a:1, max_in_flight: 0 }\nissuers: [{ issuer: https://i/ }]\n",
+        "upstream.max_in_flight",
+        "greater than zero",
+    );
 }
 
 /// tokens.max_bytes must be positive.
