@@ -373,6 +373,17 @@ impl Introspector {
         principal.retain_claims(&self.kept_claims);
         Verdict::Active(Arc::new(principal))
     }
+
+    /// The body of a 200 answer, judged as `call` judges it but with no network, cache or
+    /// breaker: an entry point for the fuzzers and property tests only.
+    #[doc(hidden)]
+    pub fn judge_answer(&self, body: &[u8], now: SystemTime) -> Result<Arc<Principal>, AuthError> {
+        match parse_answer(body).map(|answer| self.verdict(answer, now)) {
+            Ok(Verdict::Active(principal)) => Ok(principal),
+            Ok(Verdict::Inactive(e)) => Err(e),
+            Err(_) => Err(FAILED),
+        }
+    }
 }
 
 /// RFC 7662 §2.2: a JSON object whose `active` member is REQUIRED and boolean, and an inactive
