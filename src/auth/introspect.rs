@@ -389,9 +389,11 @@ impl Introspector {
 /// RFC 7662 §2.2: a JSON object whose `active` member is REQUIRED and boolean, and an inactive
 /// token MUST be answered with `active: false`. Only the boolean `true` admits a token; an
 /// answer without a boolean `active` is a broken endpoint (503), not an inactive token (401).
+/// Duplicate member names are refused as in a JWT (`{"active":false,"active":true}` has no one
+/// meaning: serde_json would take the last, another reader the first).
 fn parse_answer(body: &[u8]) -> Result<Option<Map<String, Value>>, CallError> {
-    let answer: Map<String, Value> =
-        serde_json::from_slice(body).map_err(|e| CallError::Invalid(format!("answer is not a JSON object: {e}")))?;
+    let answer = super::jws::strict_object(body)
+        .ok_or_else(|| CallError::Invalid("answer is not a JSON object with unique member names".into()))?;
     match answer.get("active") {
         Some(Value::Bool(true)) => Ok(Some(answer)),
         Some(Value::Bool(false)) => Ok(None),

@@ -127,10 +127,7 @@ pub(super) fn is_base64url_byte(b: u8) -> bool {
 /// refuses padding and non-zero trailing bits, so each byte string has one encoding.
 fn decode_object(segment: &str) -> Result<Map<String, Value>, AuthError> {
     let bytes = URL_SAFE_NO_PAD.decode(segment).map_err(|_| MALFORMED)?;
-    match serde_json::from_slice::<StrictValue>(&bytes) {
-        Ok(StrictValue(Value::Object(map))) => Ok(map),
-        _ => Err(MALFORMED),
-    }
+    strict_object(&bytes).ok_or(MALFORMED)
 }
 
 fn header_from(json: &Map<String, Value>) -> Result<JoseHeader, AuthError> {
@@ -162,6 +159,16 @@ fn optional_string(json: &Map<String, Value>, name: &str) -> Result<Option<Strin
         None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(_) => Err(MALFORMED),
+    }
+}
+
+/// A JSON object whose members, at every depth, have unique names; `None` for anything else.
+/// Also the reading of introspection answers (`introspect`): one body, one meaning.
+#[doc(hidden)]
+pub fn strict_object(bytes: &[u8]) -> Option<Map<String, Value>> {
+    match serde_json::from_slice::<StrictValue>(bytes) {
+        Ok(StrictValue(Value::Object(map))) => Some(map),
+        _ => None,
     }
 }
 

@@ -407,6 +407,21 @@ fn out_of_range_numbers_in_answers() {
     }
 }
 
+/// An answer with a member named twice has no one meaning: a broken answer (503), not the
+/// last member's (serde_json's) nor the first's reading.
+#[test]
+fn duplicate_members_in_answers() {
+    for body in [
+        r#"{"active":false,"active":true}"#,
+        r#"{"active":true,"active":false}"#,
+        r#"{"active":true,"scope":"read","scope":"admin"}"#,
+        r#"{"active":true,"ext":{"a":1,"a":2}}"#,
+    ] {
+        assert!(matches!(parse_answer(body.as_bytes()), Err(CallError::Invalid(_))), "{body}");
+    }
+    assert!(parse_answer(br#"{"active":true,"ext":[{"a":1},{"a":2}]}"#).unwrap().is_some());
+}
+
 /// exp/nbf use the issuer's leeway; iss must match when present; token_type must name an access token.
 #[test]
 fn claim_checks() {
