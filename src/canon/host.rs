@@ -36,65 +36,116 @@ impl<'a> CanonHost<'a> {
     }
 }
 
+const BAD: &str = "Host is not a valid host name";
+
+/// Byte classes of a host name: one table lookup per byte on the hot path.
+const INVALID: u8 = 0;
+const NAME: u8 = 1;
+const UPPER: u8 = 2;
+const DOT: u8 = 3;
+const COLON: u8 = 4;
+
+static CLASS: [u8; 256] = {
+    let mut t = [INVALID; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = match c {
+            b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => NAME,
+            b'A'..=b'Z' => UPPER,
+            b'.' => DOT,
+            b':' => COLON,
+            _ => INVALID,
+        };
+        b += 1;
+    }
+    t
+};
+
 /// Canonicalise a `Host` value or URI authority. `Err` is the fixed reason for the 400.
 pub fn host(raw: &[u8]) -> Result<CanonHost<'_>, &'static str> {
-    const BAD: &str = "Host is not a valid host name";
-    let (name, port) = split_port(raw)?;
-    let ip_literal = name.first() == Some(&b'[');
-    let valid = if ip_literal {
-        name.len() > 2
-            && name.ends_with(b"]")
-            && name[1..name.len() - 1].iter().all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
-    } else {
-        // Letters, digits, `-`, `_` and `.`; no empty label except one final dot.
-        let trimmed = name.strip_suffix(b".").unwrap_or(name);
-        !trimmed.is_empty()
-            && trimmed.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-            && !trimmed.split(|&b| b == b'.').any(<[u8]>::is_empty)
-    };
-    if !valid {
+    if raw.first() == Some(&b'[') {
+        return ip_literal(raw);
+    }
+    // One pass over the name: letters, digits, `-`, `_` and `.`; no empty label except one
+    // final dot (a fully qualified name).
+    let (mut upper, mut label_empty, mut name_len) = (false, true, raw.len());
+    for (i, &b) in raw.iter().enumerate() {
+        match CLASS[b as usize] {
+            NAME => label_empty = false,
+            UPPER => (upper, label_empty) = (true, false),
+            DOT if !label_empty => label_empty = true,
+            COLON => {
+                name_len = i;
+                break;
+            }
+            _ => return Err(BAD),
+        }
+    }
+    let name = &raw[..name_len];
+    let fqdn = name.ends_with(b".");
+    if name.is_empty() || (label_empty && !fqdn) {
         return Err(BAD);
     }
-    let canonical_name = !name.ends_with(b".") && !name.iter().any(u8::is_ascii_uppercase);
-    // Borrowed only when the raw port text is already plain decimal (no `:0443`, no empty port).
+    let port = port(&raw[name_len..])?;
+    // Borrowed only when the raw port text is already plain decimal (no `:0443`, no `host:`).
     let canonical_port = match port {
-        None => raw.len() == name.len(),
-        Some(p) => raw.len() - name.len() - 1 == decimal_len(p),
+        None => raw.len() == name_len,
+        Some(p) => raw.len() - name_len - 1 == decimal_len(p),
     };
-    let raw = std::str::from_utf8(raw).map_err(|_| BAD)?;
-    if canonical_name && canonical_port {
-        return Ok(CanonHost { text: Cow::Borrowed(raw), name_len: name.len(), port });
+    // Every byte is ASCII by now.
+    let text = std::str::from_utf8(raw).map_err(|_| BAD)?;
+    if !upper && !fqdn && canonical_port {
+        return Ok(CanonHost { text: Cow::Borrowed(text), name_len, port });
     }
-    let mut text = String::with_capacity(raw.len());
-    let name = name.strip_suffix(b".").unwrap_or(name);
+    Ok(owned(name.strip_suffix(b".").unwrap_or(name), port))
+}
+
+/// `[v6]` or `[v6]:port`: hex digits, `:` and `.` inside the brackets (no zone id).
+fn ip_literal(raw: &[u8]) -> Result<CanonHost<'_>, &'static str> {
+    let name_len = raw.iter().position(|&b| b == b']').ok_or(BAD)? + 1;
+    let inner = &raw[1..name_len - 1];
+    if inner.is_empty() || !inner.iter().all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.') {
+        return Err(BAD);
+    }
+    let port = port(&raw[name_len..])?;
+    let canonical_port = match port {
+        None => raw.len() == name_len,
+        Some(p) => raw.len() - name_len - 1 == decimal_len(p),
+    };
+    let text = std::str::from_utf8(raw).map_err(|_| BAD)?;
+    if !inner.iter().any(u8::is_ascii_uppercase) && canonical_port {
+        return Ok(CanonHost { text: Cow::Borrowed(text), name_len, port });
+    }
+    Ok(owned(&raw[..name_len], port))
+}
+
+fn owned(name: &[u8], port: Option<u16>) -> CanonHost<'static> {
+    let mut text = String::with_capacity(name.len() + 6);
     text.extend(name.iter().map(|b| b.to_ascii_lowercase() as char));
     let name_len = text.len();
     if let Some(p) = port {
         text.push(':');
         text.push_str(&p.to_string());
     }
-    Ok(CanonHost { text: Cow::Owned(text), name_len, port })
+    CanonHost { text: Cow::Owned(text), name_len, port }
 }
 
-/// `name` and the port after the last `:` outside an IP literal. An empty port (`host:`) is no
-/// port (RFC 3986 §3.2.3).
-fn split_port(raw: &[u8]) -> Result<(&[u8], Option<u16>), &'static str> {
-    let name_end = if raw.first() == Some(&b'[') {
-        raw.iter().position(|&b| b == b']').map_or(raw.len(), |i| i + 1)
-    } else {
-        raw.iter().position(|&b| b == b':').unwrap_or(raw.len())
-    };
-    let (name, rest) = raw.split_at(name_end);
-    let port = match rest {
-        [] | [b':'] => None,
-        [b':', digits @ ..] => {
-            let ok = digits.len() <= 5 && digits.iter().all(u8::is_ascii_digit);
-            let port = ok.then(|| std::str::from_utf8(digits).ok()?.parse::<u16>().ok()).flatten();
-            Some(port.filter(|&p| p != 0).ok_or("Host has an invalid port")?)
+/// What follows the name: nothing, `:` (an empty port is no port, RFC 3986 §3.2.3), or `:`
+/// and up to five digits of a port from 1 to 65535.
+fn port(rest: &[u8]) -> Result<Option<u16>, &'static str> {
+    match rest {
+        [] | [b':'] => Ok(None),
+        [b':', digits @ ..] if digits.len() <= 5 && digits.iter().all(u8::is_ascii_digit) => {
+            let port = digits.iter().fold(0u32, |n, &d| n * 10 + u32::from(d - b'0'));
+            match u16::try_from(port) {
+                Ok(p) if p != 0 => Ok(Some(p)),
+                _ => Err("Host has an invalid port"),
+            }
         }
-        _ => return Err("Host is not a valid host name"),
-    };
-    Ok((name, port))
+        [b':', ..] => Err("Host has an invalid port"),
+        _ => Err(BAD),
+    }
 }
 
 fn decimal_len(p: u16) -> usize {

@@ -24,7 +24,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Buf;
 use http::{Request, Response, Version};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -58,6 +57,9 @@ impl Drop for Slot {
 pub(super) struct Activity {
     /// Some request arrived.
     served: AtomicBool,
+    /// Told once, at the first request: the first-request timer is then no longer needed
+    /// (and polling it on every wake-up of a busy connection costs more than the wake-up).
+    first: tokio::sync::Notify,
     /// HTTP/2 streams: started (high 32 bits, wrapping) and in flight (low 32 bits), one atomic
     /// add to begin and one to end.
     streams: AtomicU64,
@@ -71,6 +73,7 @@ impl Activity {
         // A load first: after the first request the flag is only ever read.
         if !self.served.load(Ordering::Relaxed) {
             self.served.store(true, Ordering::Relaxed);
+            self.first.notify_one();
         }
     }
 
@@ -125,24 +128,54 @@ impl<B: Body + Unpin> Body for Tracked<B> {
 }
 
 /// `service` reporting each request to `activity`: HTTP/1 requests cost one relaxed load.
-pub(super) fn tracked<S, B>(
+pub(super) fn tracked<S>(service: S, activity: Arc<Activity>) -> TrackedService<S> {
+    TrackedService { service, activity }
+}
+
+pub(super) struct TrackedService<S> {
     service: S,
     activity: Arc<Activity>,
-) -> impl Service<Request<Incoming>, Response = Response<Tracked<B>>, Error = Infallible, Future: Send>
+}
+
+impl<S, B> Service<Request<Incoming>> for TrackedService<S>
 where
     S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>,
-    S::Future: Send,
-    B: Body<Data: Buf> + Unpin,
 {
-    hyper::service::service_fn(move |req: Request<Incoming>| {
-        activity.saw_request();
-        let stream = (req.version() == Version::HTTP_2).then(|| Stream::begin(&activity));
-        let response = service.call(req);
-        async move {
-            let Ok(response) = response.await;
-            Ok(response.map(|body| Tracked { body, _stream: stream }))
-        }
-    })
+    type Response = Response<Tracked<B>>;
+    type Error = Infallible;
+    type Future = TrackedFuture<S::Future>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        // The stream is counted before the first request is announced, so `supervise` sees an
+        // HTTP/2 connection as one.
+        let stream = (req.version() == Version::HTTP_2).then(|| Stream::begin(&self.activity));
+        self.activity.saw_request();
+        TrackedFuture { inner: self.service.call(req), stream }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The service's future, unchanged in place: an `async` wrapper would copy the (kilobytes
+    /// of) request future into its own state on every request.
+    pub(super) struct TrackedFuture<F> {
+        #[pin]
+        inner: F,
+        stream: Option<Stream>,
+    }
+}
+
+impl<F, B> Future for TrackedFuture<F>
+where
+    F: Future<Output = Result<Response<B>, Infallible>>,
+{
+    type Output = Result<Response<Tracked<B>>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Ok(response) = std::task::ready!(this.inner.poll(cx));
+        let stream = this.stream.take();
+        Poll::Ready(Ok(response.map(|body| Tracked { body, _stream: stream })))
+    }
 }
 
 /// The timers of one connection.
@@ -196,6 +229,15 @@ pub(super) async fn supervise<C, E>(
                 }
                 phase = Phase::Closing;
                 timer.as_mut().reset(Instant::now() + timers.shutdown_grace);
+            }
+            _ = activity.first.notified(), if matches!(phase, Phase::FirstRequest) => {
+                // HTTP/1 hands idleness to hyper's header-read timer; HTTP/2 starts its idle watch.
+                if activity.streams().0 == 0 {
+                    phase = Phase::Http1;
+                } else {
+                    phase = Phase::Busy;
+                    timer.as_mut().reset(Instant::now() + timers.idle_timeout / 4);
+                }
             }
             _ = timer.as_mut(), if !matches!(phase, Phase::Http1) => {
                 let (next, wake) = match phase {
