@@ -13,6 +13,7 @@
 //!   (`paths.encoded_slashes: keep`), in which case they are forwarded as they are and count as
 //!   separators for matching and dot-segment detection, the way an upstream that decodes them reads
 //!   them;
+//! - a raw control character;
 //! - an encoded `;` (`%3B`: Tomcat keeps it literal, nginx and Go decode it into a parameter
 //!   delimiter), an encoded control character (`%00`–`%1F`, `%7F`), a double-encoded escape
 //!   (`%25` followed by two hex digits, e.g. `%252e`), a malformed escape (`%zz`), a target that is
@@ -223,6 +224,9 @@ fn units(raw: &[u8], options: &PathOptions) -> Result<Vec<Unit>, &'static str> {
         match b {
             b'/' => out.push(Unit::Slash),
             b'\\' => return Err("path contains a backslash"),
+            // http::Uri refuses these already; canon does too rather than encode them into the
+            // `%00` it refuses.
+            0..=0x1f | 0x7f => return Err("path contains a control character"),
             b'%' => {
                 let value =
                     raw.get(i + 1..i + 3).and_then(hex_pair).ok_or("path contains a malformed percent-escape")?;
@@ -365,6 +369,8 @@ mod tests {
             ("/admin%3Bx", "path contains an encoded semicolon"),
             ("/a%00", "path contains an encoded control character"),
             ("/a%0d%0a", "path contains an encoded control character"),
+            ("/admin\0/admin", "path contains a control character"),
+            ("/a\tb", "path contains a control character"),
             ("/a%7F", "path contains an encoded control character"),
             ("/%252e%252e/admin", "path contains a double-encoded percent-escape"),
             ("/a%zz", "path contains a malformed percent-escape"),
