@@ -117,6 +117,7 @@ async fn ambiguous_paths_are_refused() {
         "/public\\..\\admin",
         "/admin%3Bx",
         "/%252e%252e/admin",
+        "/%252%65%252%65/admin",
         "/public/%00/admin",
         "/public/%zz",
     ];
