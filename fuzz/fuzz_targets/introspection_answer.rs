@@ -3,8 +3,8 @@
 //!
 //! Input: the answer body.
 //!
-//! Checked: only a JSON `true` in `active` (the last `active` member, as serde_json reads
-//! duplicates) admits; `false` is inactive; anything else is a failed call, never an admission;
+//! Checked: only a JSON `true` in `active` admits, and only in an object without duplicate
+//! member names; `false` is inactive; anything else is a failed call, never an admission;
 //! an admitted answer is within its `exp`/`nbf` and names this issuer or none; `active` is not
 //! kept as a claim.
 #![no_main]
@@ -35,6 +35,10 @@ fn introspector() -> &'static Introspector {
             cache_max_ttl: Duration::from_secs(60),
             negative_ttl: Duration::from_secs(5),
             cache_capacity: 10,
+            cache_max_bytes: 1 << 20,
+            max_concurrent: 4,
+            rate_limit: 100.0,
+            rate_burst: 100,
             breaker_failures: 5,
             breaker_open_for: Duration::from_secs(10),
         };
@@ -54,7 +58,7 @@ fn introspector() -> &'static Introspector {
 fuzz_target!(|body: &[u8]| {
     let now = UNIX_EPOCH + Duration::from_secs(NOW);
     let judged = introspector().judge_answer(body, now);
-    let model = serde_json::from_slice::<Map<String, Value>>(body).ok();
+    let model: Option<Map<String, Value>> = tokengate::auth::jws::strict_object(body);
     let active = model.as_ref().and_then(|m| m.get("active"));
     match (&judged, active) {
         (Ok(principal), Some(Value::Bool(true))) => {
