@@ -186,17 +186,19 @@ async fn kept_encoded_slashes() {
     assert_eq!(env.up.last().target, "/admin%2Fx");
 }
 
+/// `admin.example.com` needs scope `admin` on every path; other hosts need nothing.
+fn admin_host(c: &mut Config) {
+    let mut admin = required_route("admin-host", "/", &["admin"]);
+    admin.host = Some("admin.example.com".into());
+    c.routes.insert(0, admin);
+    c.routes.insert(1, public_route("everything", "/"));
+}
+
 /// Hosts are compared without case, trailing dot or port; the upstream gets the canonical
 /// `Host`; missing, duplicate and contradicting hosts are 400.
 #[tokio::test]
 async fn host_spellings() {
-    let env = Env::with(|c| {
-        let mut admin = required_route("admin-host", "/", &["admin"]);
-        admin.host = Some("admin.example.com".into());
-        c.routes.insert(0, admin);
-        c.routes.insert(1, public_route("everything", "/"));
-    })
-    .await;
+    let env = Env::with(admin_host).await;
     for host in ["admin.example.com.", "ADMIN.Example.com", "admin.example.com:8080", "Admin.Example.Com.:80"] {
         let (status, resp) = env.send(&format!("GET /x HTTP/1.1\r\nHost: {host}\r\n")).await;
         assert_eq!(status, 401, "Host: {host}: {resp}");
@@ -236,13 +238,7 @@ async fn host_spellings() {
 /// HTTP/2: `:authority` decides the host; a `Host` header naming another host is 400.
 #[tokio::test]
 async fn http2_authority() {
-    let env = Env::with(|c| {
-        let mut admin = required_route("admin-host", "/", &["admin"]);
-        admin.host = Some("admin.example.com".into());
-        c.routes.insert(0, admin);
-        c.routes.insert(1, public_route("everything", "/"));
-    })
-    .await;
+    let env = Env::with(admin_host).await;
     let url = format!("http://admin.example.com.:{}/x", env.gw.addr.port());
     let resolve = reqwest::Client::builder()
         .no_proxy()

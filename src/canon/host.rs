@@ -87,18 +87,7 @@ pub fn host(raw: &[u8]) -> Result<CanonHost<'_>, &'static str> {
     if name.is_empty() || (label_empty && !fqdn) {
         return Err(BAD);
     }
-    let port = port(&raw[name_len..])?;
-    // Borrowed only when the raw port text is already plain decimal (no `:0443`, no `host:`).
-    let canonical_port = match port {
-        None => raw.len() == name_len,
-        Some(p) => raw.len() - name_len - 1 == decimal_len(p),
-    };
-    // Every byte is ASCII by now.
-    let text = std::str::from_utf8(raw).map_err(|_| BAD)?;
-    if !upper && !fqdn && canonical_port {
-        return Ok(CanonHost { text: Cow::Borrowed(text), name_len, port });
-    }
-    Ok(owned(name.strip_suffix(b".").unwrap_or(name), port))
+    finish(raw, name_len, !upper && !fqdn, name.strip_suffix(b".").unwrap_or(name))
 }
 
 /// `[v6]` or `[v6]:port`: hex digits, `:` and `.` inside the brackets (no zone id).
@@ -108,19 +97,28 @@ fn ip_literal(raw: &[u8]) -> Result<CanonHost<'_>, &'static str> {
     if inner.is_empty() || !inner.iter().all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.') {
         return Err(BAD);
     }
+    finish(raw, name_len, !inner.iter().any(u8::is_ascii_uppercase), &raw[..name_len])
+}
+
+/// The port after the name, and the host borrowed as sent when the name is `canonical_name`
+/// and the port text is plain decimal (no `:0443`, no `host:`); else `name` (without a
+/// trailing dot) lower-cased with the port.
+fn finish<'a>(
+    raw: &'a [u8],
+    name_len: usize,
+    canonical_name: bool,
+    name: &[u8],
+) -> Result<CanonHost<'a>, &'static str> {
     let port = port(&raw[name_len..])?;
     let canonical_port = match port {
         None => raw.len() == name_len,
         Some(p) => raw.len() - name_len - 1 == decimal_len(p),
     };
-    let text = std::str::from_utf8(raw).map_err(|_| BAD)?;
-    if !inner.iter().any(u8::is_ascii_uppercase) && canonical_port {
+    if canonical_name && canonical_port {
+        // Every byte is ASCII by now.
+        let text = std::str::from_utf8(raw).map_err(|_| BAD)?;
         return Ok(CanonHost { text: Cow::Borrowed(text), name_len, port });
     }
-    Ok(owned(&raw[..name_len], port))
-}
-
-fn owned(name: &[u8], port: Option<u16>) -> CanonHost<'static> {
     let mut text = String::with_capacity(name.len() + 6);
     text.extend(name.iter().map(|b| b.to_ascii_lowercase() as char));
     let name_len = text.len();
@@ -128,7 +126,7 @@ fn owned(name: &[u8], port: Option<u16>) -> CanonHost<'static> {
         text.push(':');
         text.push_str(&p.to_string());
     }
-    CanonHost { text: Cow::Owned(text), name_len, port }
+    Ok(CanonHost { text: Cow::Owned(text), name_len, port })
 }
 
 /// What follows the name: nothing, `:` (an empty port is no port, RFC 3986 §3.2.3), or `:`

@@ -172,18 +172,9 @@ pub fn apply(raw: &mut RawConfig, env: &HashMap<String, String>, prov: &mut Prov
         raw.upstream.get_or_insert_with(Default::default).url = Some(v.to_string());
         prov.record("upstream.url", UPSTREAM);
     }
-    if let Some(v) = get(env, TRUSTED_PROXIES) {
-        // Set but listing nothing would silently trust nobody where the operator meant someone.
-        let list = split_list(v);
-        if list.is_empty() {
-            return Err(env_err(
-                TRUSTED_PROXIES,
-                "trusted_proxies",
-                "holds no network; expected e.g. 10.0.0.0/8,192.168.0.0/16",
-            ));
-        }
+    // Set but listing nothing would silently trust nobody where the operator meant someone.
+    if let Some(list) = list(env, prov, TRUSTED_PROXIES, "trusted_proxies", "network", "10.0.0.0/8,192.168.0.0/16")? {
         raw.trusted_proxies = Some(list);
-        prov.record("trusted_proxies", TRUSTED_PROXIES);
     }
     apply_issuer(raw, env, prov)?;
     apply_required_scopes(raw, env)
@@ -238,17 +229,8 @@ fn apply_issuer(raw: &mut RawConfig, env: &HashMap<String, String>, prov: &mut P
         issuer.jwks_uri = Some(v.to_string());
         prov.record("issuers[0].jwks_uri", JWKS_URI);
     }
-    if let Some(v) = get(env, AUDIENCE) {
-        let list = split_list(v);
-        if list.is_empty() {
-            return Err(env_err(
-                AUDIENCE,
-                "issuers[0].audiences",
-                "holds no audience; expected a space- or comma-separated list such as \"api other-api\"",
-            ));
-        }
+    if let Some(list) = list(env, prov, AUDIENCE, "issuers[0].audiences", "audience", "api other-api")? {
         issuer.audiences = Some(list);
-        prov.record("issuers[0].audiences", AUDIENCE);
     }
     if let Some(v) = get(env, AUDIENCE_CHECK) {
         // Only the exact words: an opt-out out of a security check is never guessed from a typo.
@@ -266,19 +248,32 @@ fn apply_issuer(raw: &mut RawConfig, env: &HashMap<String, String>, prov: &mut P
         issuer.audience_check = Some(check);
         prov.record("issuers[0].audience_check", AUDIENCE_CHECK);
     }
-    if let Some(v) = get(env, ALGORITHMS) {
-        let list = split_list(v);
-        if list.is_empty() {
-            return Err(env_err(
-                ALGORITHMS,
-                "issuers[0].algorithms",
-                "holds no algorithm; expected a space- or comma-separated list such as \"RS256,ES256\"",
-            ));
-        }
+    if let Some(list) = list(env, prov, ALGORITHMS, "issuers[0].algorithms", "algorithm", "RS256,ES256")? {
         issuer.algorithms = Some(list);
-        prov.record("issuers[0].algorithms", ALGORITHMS);
     }
     Ok(())
+}
+
+/// `var` as a space- and/or comma-separated list for `field`; set but empty is an error.
+fn list(
+    env: &HashMap<String, String>,
+    prov: &mut Provenance,
+    var: &'static str,
+    field: &str,
+    item: &str,
+    example: &str,
+) -> Result<Option<Vec<String>>, ConfigError> {
+    let Some(v) = get(env, var) else { return Ok(None) };
+    let list = split_list(v);
+    if list.is_empty() {
+        return Err(env_err(
+            var,
+            field,
+            format!("holds no {item}; expected a space- or comma-separated list such as \"{example}\""),
+        ));
+    }
+    prov.record(field, var);
+    Ok(Some(list))
 }
 
 fn apply_required_scopes(raw: &mut RawConfig, env: &HashMap<String, String>) -> Result<(), ConfigError> {

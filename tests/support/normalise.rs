@@ -56,24 +56,7 @@ fn go_clean(decoded: &[u8]) -> Option<Vec<u8>> {
 /// Go 1.22+ ServeMux: patterns match the path segment by segment, where an escaped `/` (or
 /// `\`) belongs to its segment rather than separating it; kept here as its escape text.
 pub fn go_mux(path: &str) -> Option<Vec<u8>> {
-    let b = path.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            match u8::from_str_radix(hex, 16).ok()? {
-                b'/' => out.extend_from_slice(b"%2F"),
-                b'\\' => out.extend_from_slice(b"%5C"),
-                v => out.push(v),
-            }
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    go_clean(&out)
+    go_clean(&decode_except(path, b"/\\")?)
 }
 
 /// nginx (ngx_http_parse_complex_uri): escapes decoded, then slashes merged and dot-segments
@@ -94,13 +77,23 @@ fn contains_escape(path: &str, byte: u8) -> bool {
 
 /// Every `%XX` decoded; a malformed escape is a 400 in all four frameworks.
 pub fn decode(path: &str) -> Option<Vec<u8>> {
+    decode_except(path, b"")
+}
+
+/// `decode`, except that escapes of the bytes in `kept` stay as (upper-case) escape text.
+fn decode_except(path: &str, kept: &[u8]) -> Option<Vec<u8>> {
     let b = path.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' {
             let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
+            let v = u8::from_str_radix(hex, 16).ok()?;
+            if kept.contains(&v) {
+                out.extend_from_slice(format!("%{v:02X}").as_bytes());
+            } else {
+                out.push(v);
+            }
             i += 3;
         } else {
             out.push(b[i]);
