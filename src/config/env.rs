@@ -48,21 +48,12 @@ pub const ALL: &[&str] = &[
     TRUSTED_PROXIES,
 ];
 
-/// Every `TOKENGATE_*` name the binary knows: those `load` reads and those `main` reads.
-const KNOWN: &[&str] = &[
-    LISTEN,
-    ADMIN_LISTEN,
-    UPSTREAM,
-    ISSUER,
-    JWKS_URI,
-    AUDIENCE,
-    AUDIENCE_CHECK,
-    REQUIRED_SCOPES,
-    ALGORITHMS,
-    TRUSTED_PROXIES,
-    CONFIG,
-    LOG_FORMAT,
-];
+/// The `TOKENGATE_*` names `main` reads; with `ALL`, every name the binary knows.
+const READ_BY_MAIN: &[&str] = &[CONFIG, LOG_FORMAT];
+
+fn known() -> impl Iterator<Item = &'static str> {
+    ALL.iter().chain(READ_BY_MAIN).copied()
+}
 
 /// Kubernetes injects `{SVC}_SERVICE_HOST`, `{SVC}_SERVICE_PORT[_NAME]`, `{SVC}_PORT` and
 /// `{SVC}_PORT_{port}_{proto}[_PROTO|_PORT|_ADDR]` for every Service in the namespace; for a
@@ -95,7 +86,7 @@ pub fn unrecognized(env: &HashMap<String, String>) -> Vec<&str> {
     let mut out: Vec<&str> = env
         .keys()
         .map(String::as_str)
-        .filter(|k| k.starts_with("TOKENGATE_") && !KNOWN.contains(k))
+        .filter(|k| k.starts_with("TOKENGATE_") && !known().any(|n| n == *k))
         .filter(|k| !SERVICE_LINK_PREFIXES.iter().any(|p| k.starts_with(p)))
         .collect();
     out.sort_unstable();
@@ -120,9 +111,8 @@ pub fn closest(name: &str) -> Option<&'static str> {
     let suffix = |v: &str| v.strip_prefix("TOKENGATE_").unwrap_or(v).to_ascii_uppercase();
     let wanted = suffix(name);
     let limit = (wanted.len() / 3).clamp(1, 4);
-    KNOWN
-        .iter()
-        .map(|known| (edit_distance(&wanted, &suffix(known)), *known))
+    known()
+        .map(|known| (edit_distance(&wanted, &suffix(known)), known))
         .filter(|(d, _)| *d <= limit)
         .min_by_key(|(d, _)| *d)
         .map(|(_, known)| known)
