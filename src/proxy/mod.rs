@@ -256,12 +256,15 @@ fn rewritten_uri(path: &str, query: Option<&str>) -> Result<Uri, http::Error> {
 }
 
 /// Drop `access_token` from the query string.
-fn strip_query_token(uri: &mut Uri) -> Result<(), http::Error> {
+fn strip_query_token(uri: &mut Uri) -> Result<(), ()> {
     let Some(query) = uri.query() else { return Ok(()) };
     let Some(rest) = forwarded::without_access_token(query.as_bytes()) else { return Ok(()) };
-    let rest = String::from_utf8(rest).expect("a query split at '&' stays UTF-8");
-    let target = if rest.is_empty() { uri.path().to_owned() } else { format!("{}?{rest}", uri.path()) };
-    *uri = Uri::from(PathAndQuery::try_from(target)?);
+    let mut target = uri.path().as_bytes().to_vec();
+    if !rest.is_empty() {
+        target.push(b'?');
+        target.extend_from_slice(&rest);
+    }
+    *uri = Uri::from(PathAndQuery::from_maybe_shared(Bytes::from(target)).map_err(|_| ())?);
     Ok(())
 }
 

@@ -27,22 +27,23 @@ pub struct CompiledRoute {
 /// `CanonPath` has at most four readings (parameters kept or not × separators or not).
 const MAX_READINGS: usize = 4;
 
-/// The routes some reading of a request's path chooses, distinct; the first is the route the
+/// The routes some reading of a request's path chooses, distinct; `primary` is the route the
 /// request is named after (metrics, logs). A request is admitted only if it satisfies all of them.
 #[derive(Debug, Clone, Copy)]
 pub struct Candidates<'s> {
-    routes: [Option<&'s CompiledRoute>; MAX_READINGS],
+    primary: &'s CompiledRoute,
+    others: [Option<&'s CompiledRoute>; MAX_READINGS - 1],
 }
 
 impl<'s> Candidates<'s> {
     /// The route of the strict reading (Tomcat's and Spring's).
     pub fn primary(&self) -> &'s CompiledRoute {
-        self.routes[0].expect("the strict reading always has a route")
+        self.primary
     }
 
     /// Every candidate, `primary` first.
     pub fn iter(&self) -> impl Iterator<Item = &'s CompiledRoute> + '_ {
-        self.routes.iter().flatten().copied()
+        std::iter::once(self.primary).chain(self.others.iter().flatten().copied())
     }
 }
 
@@ -74,11 +75,12 @@ impl RouteTable {
     /// the first route whose host, path prefix and method match. `None` when some reading
     /// matches no route: an upstream could serve it as something the table never allowed.
     pub fn find(&self, host: Option<&CanonHost<'_>>, path: &CanonPath<'_>, method: &Method) -> Option<Candidates<'_>> {
-        let mut candidates = Candidates { routes: [None; MAX_READINGS] };
-        for (i, reading) in path.readings().enumerate().take(MAX_READINGS) {
+        let primary = self.find_reading(host, path.strict(), method)?;
+        let mut candidates = Candidates { primary, others: [None; MAX_READINGS - 1] };
+        for (i, reading) in path.readings().skip(1).take(MAX_READINGS - 1).enumerate() {
             let route = self.find_reading(host, reading, method)?;
             if !candidates.iter().any(|c| c.index == route.index) {
-                candidates.routes[i] = Some(route);
+                candidates.others[i] = Some(route);
             }
         }
         Some(candidates)
