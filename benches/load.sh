@@ -248,14 +248,8 @@ for r in $(seq 1 "$ROUNDS"); do
     run tokengate reject "$tg_port" "$work/tokens/reject.txt" "$DURATION" "$tg_pid"
     run tokengate reject-new "$tg_port" "$slice:forge" "$COLD_DURATION" "$tg_pid"
     run tokengate introspect "$tg_port" "$work/tokens/opaque.txt" "$DURATION" "$tg_pid"
-    for e in "${base_systems[@]}"; do
-        IFS=: read -r name port pid <<<"$e"
-        run "$name" hot "$port" "$work/tokens/hot.txt" "$DURATION" "$pid"
-        run "$name" cold "$port" "$slice:once" "$COLD_DURATION" "$pid"
-        run "$name" reject "$port" "$work/tokens/reject.txt" "$DURATION" "$pid"
-        run "$name" reject-new "$port" "$slice:forge" "$COLD_DURATION" "$pid"
-    done
-    for e in "${envoy_systems[@]}"; do
+    # The earlier build and Envoy run the same four JWT workloads.
+    for e in "${base_systems[@]}" "${envoy_systems[@]}"; do
         IFS=: read -r name port pid <<<"$e"
         run "$name" hot "$port" "$work/tokens/hot.txt" "$DURATION" "$pid"
         run "$name" cold "$port" "$slice:once" "$COLD_DURATION" "$pid"
