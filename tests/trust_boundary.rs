@@ -354,3 +354,23 @@ async fn tokens_not_forwarded_anywhere() {
     assert_eq!(seen.body_len, 3, "only `a=1` is forwarded");
     assert!(seen.headers.get("authorization").is_none());
 }
+
+/// The gateway reads a body only to look for a form token, when form tokens are on: any other
+/// body, a form body among them when they are off, streams through whole, past the 64 KiB a
+/// form read is capped at.
+#[tokio::test]
+async fn bodies_are_not_read_unless_form_tokens_are_on() {
+    let env = Env::start().await;
+    let read = token("read");
+    let body = "a=".to_owned() + &"x".repeat(100 * 1024);
+    for content_type in ["application/x-www-form-urlencoded", "application/octet-stream"] {
+        let head = format!(
+            "POST /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\nAuthorization: Bearer {read}\r\n\
+             Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let resp = raw(env.gw.addr, head.as_bytes()).await;
+        assert!(resp.starts_with("HTTP/1.1 200"), "{content_type}: {resp}");
+        assert_eq!(env.up.last().body_len, body.len());
+    }
+}
