@@ -82,11 +82,13 @@ pub fn host(raw: &[u8]) -> Result<CanonHost<'_>, &'static str> {
             _ => return Err(BAD),
         }
     }
+    // A dot never follows an empty label, so a label can only be empty at the end when the
+    // name is empty or ends with its one final dot.
     let name = &raw[..name_len];
-    let fqdn = name.ends_with(b".");
-    if name.is_empty() || (label_empty && !fqdn) {
+    if name.is_empty() {
         return Err(BAD);
     }
+    let fqdn = name.ends_with(b".");
     finish(raw, name_len, !upper && !fqdn, name.strip_suffix(b".").unwrap_or(name))
 }
 
