@@ -206,18 +206,27 @@ mod tests {
             "a b",
             "a/b",
             "a%2eb",
-            "a:b",
-            "a:1:2",
-            "a:65536",
-            "a:0",
-            "a:123456",
             "[::1",
             "[::1]x",
             "[::1%25eth0]",
             "[]",
             "évil",
         ] {
-            assert!(canon(bad).is_err(), "{bad:?}");
+            assert_eq!(canon(bad), Err(BAD), "{bad:?}");
+        }
+        for bad in ["a:b", "a:1:2", "a:65536", "a:0", "a:123456", "[::1]:x"] {
+            assert_eq!(canon(bad), Err("Host has an invalid port"), "{bad:?}");
+        }
+    }
+
+    /// A canonical port of any length is borrowed; a padded one is rewritten.
+    #[test]
+    fn port_lengths() {
+        for ok in ["a:8", "a:80", "a:443", "a:8080", "a:65535", "[::1]:9"] {
+            assert!(!canon(ok).unwrap().3, "{ok}");
+        }
+        for padded in ["a:08", "a:0443", "a:00080"] {
+            assert!(canon(padded).unwrap().3, "{padded}");
         }
     }
 }
