@@ -297,6 +297,17 @@ mod tests {
         }
     }
 
+    /// The fast path takes exactly the paths with nothing to decode, encode, merge or check.
+    #[test]
+    fn fast_path_classification() {
+        for plain in ["/", "/api/v1/users", "/a..b", "/x.y/z", "/x:y@z!$&'()*+,=~-_"] {
+            assert!(is_plain(plain.as_bytes()), "{plain}");
+        }
+        for slow in ["", "a", "*", "//a", "/a//b", "/.well-known", "/a/.", "/a;b", "/%41", "/é", "/a\\b", "/a\"b"] {
+            assert!(!is_plain(slow.as_bytes()), "{slow}");
+        }
+    }
+
     /// Unreserved escapes are decoded, the others upper-cased, and slashes merged.
     #[test]
     fn rewrites() {
