@@ -18,4 +18,5 @@ pub mod framing;
 pub mod metrics;
 pub mod proxy;
 pub mod respond;
+pub mod secret;
 pub mod server;

@@ -22,7 +22,6 @@ mod limits;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use aws_lc_rs::digest;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use moka::future::Cache;
@@ -49,7 +48,7 @@ const CIRCUIT_OPEN: AuthError = AuthError::Unavailable("token introspection is t
 const BUSY: AuthError = AuthError::Unavailable("introspection is busy");
 
 /// SHA-256 of the token: the cache key. Bounded size, and the token itself is never stored.
-type Key = [u8; 32];
+type Key = crate::secret::Digest;
 
 /// A cached answer about one token.
 #[derive(Clone, Debug)]
@@ -164,7 +163,7 @@ impl Introspector {
     /// The principal behind `token`, from the cache or from one (coalesced) introspection call.
     /// Shared with the cache entry: a hit copies nothing.
     pub async fn introspect(&self, token: &str) -> Result<Arc<Principal>, AuthError> {
-        let key = token_digest(token);
+        let key = Key::of(token);
         let result = self.cache.entry(key).or_try_insert_with(self.call(token, &key)).await;
         // Coalesced waiters read the value the one caller fetched: for them it is a hit.
         let fresh = result.as_ref().map_or(true, |entry| entry.is_fresh());
@@ -215,7 +214,7 @@ impl Introspector {
                 let opened = permit.failure();
                 self.count(outcome);
                 tracing::warn!(
-                    issuer = %self.issuer.issuer, token_sha256 = %short_hex(key), outcome, error = %e,
+                    issuer = %self.issuer.issuer, token_sha256 = %key.short_hex(), outcome, error = %e,
                     "token introspection failed"
                 );
                 if opened {
@@ -457,16 +456,6 @@ fn basic_auth(client_id: &[u8], secret: &[u8]) -> HeaderValue {
         .expect("base64 is a valid header value");
     value.set_sensitive(true);
     value
-}
-
-fn token_digest(token: &str) -> Key {
-    let d = digest::digest(&digest::SHA256, token.as_bytes());
-    d.as_ref().try_into().expect("SHA-256 is 32 bytes")
-}
-
-/// The first 4 bytes of the digest in hex: enough to correlate log lines, useless for replay.
-fn short_hex(key: &Key) -> String {
-    key[..4].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn unix_seconds(t: SystemTime) -> u64 {

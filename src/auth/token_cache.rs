@@ -36,34 +36,18 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwapOption;
-use aws_lc_rs::{constant_time, digest};
 use prometheus::{IntCounter, IntCounterVec};
 use serde_json::{Map, Value};
 
 use super::{AuthError, Principal};
 use crate::config::TokenCacheSettings;
+use crate::secret::KeptToken;
 
 /// No entry outlives this, whatever the token's `exp` says.
 pub const MAX_TTL: Duration = Duration::from_secs(3600);
 
 /// The cache key: SHA-256 of the complete token.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct TokenDigest([u8; 32]);
-
-impl TokenDigest {
-    pub fn of(token: &str) -> TokenDigest {
-        let d = digest::digest(&digest::SHA256, token.as_bytes());
-        let mut out = [0u8; 32];
-        out.copy_from_slice(d.as_ref());
-        TokenDigest(out)
-    }
-}
-
-impl std::fmt::Debug for TokenDigest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TokenDigest(..)")
-    }
-}
+pub type TokenDigest = crate::secret::Digest;
 
 /// A failed verification and how long its verdict holds for the same token bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,7 +99,7 @@ impl Entry {
 pub struct LastToken(ArcSwapOption<Remembered>);
 
 struct Remembered {
-    token: Box<str>,
+    token: KeptToken,
     entry: Entry,
 }
 
@@ -125,13 +109,12 @@ impl LastToken {
         let remembered = guard.as_ref()?;
         // Constant time: behind a front proxy, one connection carries many clients' tokens, and
         // how far a guess matches must not show in the response time.
-        let same = constant_time::verify_slices_are_equal(remembered.token.as_bytes(), token.as_bytes()).is_ok();
-        let live = same && remembered.entry.is_live(now, generation);
+        let live = remembered.token.matches(token) && remembered.entry.is_live(now, generation);
         live.then(|| remembered.entry.principal.clone())
     }
 
     fn remember(&self, token: &str, entry: &Entry) {
-        self.0.store(Some(Arc::new(Remembered { token: token.into(), entry: entry.clone() })));
+        self.0.store(Some(Arc::new(Remembered { token: KeptToken::new(token), entry: entry.clone() })));
     }
 }
 
@@ -529,7 +512,7 @@ mod tests {
         let (c, _) = cache_with(&settings(10, 1 << 30));
         for i in 0..200 {
             let p = Arc::new(principal(json!({"sub": format!("user-{i}"), "exp": NOW + 60})));
-            c.insert(TokenDigest::of(&format!("token-{i}")), p, 1, at(NOW));
+            c.insert(TokenDigest::of(format!("token-{i}")), p, 1, at(NOW));
         }
         assert!(c.entry_count() <= 10, "{}", c.entry_count());
         assert!(c.entry_count() > 0);
@@ -544,7 +527,7 @@ mod tests {
         for i in 0..100 {
             let p = Arc::new(principal(json!({"sub": format!("user-{i}"), "blob": big, "exp": NOW + 60})));
             assert!(approx_bytes(&p) > 8 * 1024);
-            c.insert(TokenDigest::of(&format!("token-{i}")), p, 1, at(NOW));
+            c.insert(TokenDigest::of(format!("token-{i}")), p, 1, at(NOW));
         }
         assert!(c.weighted_size() <= max_bytes as u64, "{}", c.weighted_size());
         assert!(c.entry_count() < 8, "{}", c.entry_count());
@@ -558,12 +541,11 @@ mod tests {
         admit_counting(&c, TOKEN, &calls, live_claims()).await;
         let entries: Vec<_> = c.cache.iter().collect();
         assert_eq!(entries.len(), 1);
-        let expected = digest::digest(&digest::SHA256, TOKEN.as_bytes());
-        assert_eq!(entries[0].0 .0, expected.as_ref());
+        assert_eq!(entries[0].0, TokenDigest::of(TOKEN));
         let signature = TOKEN.rsplit('.').next().unwrap();
         let dump = format!("{:?}", entries[0].1);
         assert!(!dump.contains(signature) && !dump.contains(TOKEN), "{dump}");
-        assert_eq!(format!("{:?}", entries[0].0), "TokenDigest(..)");
+        assert_eq!(format!("{:?}", entries[0].0), "Digest(..)");
     }
 
     /// The connection's last token is admitted again without a cache lookup, and only that exact

@@ -15,6 +15,7 @@ use serde_json::{json, Map, Value};
 
 use super::clients::{parse_basic, DevClient, TokenFormat};
 use super::server::{json_response, State};
+use crate::secret::Digest;
 
 /// `realm` of the `WWW-Authenticate: Basic` challenge sent with `invalid_client`.
 pub const REALM: &str = "tokengate-dev-issuer";
@@ -26,7 +27,7 @@ type Claims = Map<String, Value>;
 #[derive(Default)]
 pub(crate) struct TokenStore {
     /// SHA-256(token) → claims (including `exp` and `client_id`).
-    opaque: HashMap<[u8; 32], Claims>,
+    opaque: HashMap<Digest, Claims>,
     /// Revoked JWT `jti` → its `exp`, kept until then.
     revoked_jtis: HashMap<String, u64>,
 }
@@ -42,10 +43,8 @@ fn exp_of(claims: &Claims) -> Option<u64> {
     claims.get("exp").and_then(Value::as_u64)
 }
 
-fn digest(token: &str) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    out.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes()).as_ref());
-    out
+fn digest(token: &str) -> Digest {
+    Digest::of(token)
 }
 
 /// An RFC 6749 §5.2 error response.
