@@ -510,6 +510,51 @@ async fn jwks_down_keeps_cached_keys() {
     assert_eq!(env.get("/", &env.idp.mint(env.claims())).await.status(), 200);
 }
 
+/// No key set ever loaded, the JWKS unreachable from the start: the gateway cannot decide, so a
+/// JWT gets 503 with Retry-After and no challenge (a 401 would make the client throw away a good
+/// token), nothing is forwarded, and `/readyz` is 503 naming the issuer.
+#[tokio::test]
+async fn jwks_unreachable_from_start_is_503_not_401() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let signer = DevIssuer::start("127.0.0.1:0".parse().unwrap(), vec![rsa("k1")]).await.unwrap();
+    let up = Upstream::start().await;
+    let jwks = format!("http://{closed}/jwks");
+    let gw = gateway(config(
+        &up.url(),
+        vec![issuer(signer.issuer(), &jwks, &["api"])],
+        vec![required_route("any", "/", &[])],
+    ))
+    .await;
+    let token = signer.mint(json!({"sub": "alice", "aud": "api"}));
+    for _ in 0..2 {
+        let request = client(false).get(format!("http://{}/", gw.addr)).bearer_auth(&token);
+        assert_refused(&up, request, 503, None, "signing keys are not available").await;
+    }
+    let ready = client(false).get(format!("http://{}/readyz", gw.admin_addr)).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    assert_eq!(ready.text().await.unwrap(), format!("no usable key set yet for: {}\n", signer.issuer()));
+}
+
+/// The JWKS failing (503) from the start: 503 as above, and once it answers the gateway turns
+/// ready and admits the very same token (the 503 was not remembered against it).
+#[tokio::test]
+async fn jwks_failing_from_start_is_503_until_it_answers() {
+    let idp = DevIssuer::start("127.0.0.1:0".parse().unwrap(), vec![rsa("k1")]).await.unwrap();
+    idp.set_jwks_available(false);
+    let up = Upstream::start().await;
+    let routes = vec![required_route("any", "/", &[])];
+    let gw = gateway(config(&up.url(), vec![issuer(idp.issuer(), &idp.jwks_uri(), &["api"])], routes)).await;
+    let token = idp.mint(json!({"sub": "alice", "aud": "api"}));
+    let request = client(false).get(format!("http://{}/", gw.addr)).bearer_auth(&token);
+    assert_refused(&up, request, 503, None, "signing keys are not available").await;
+    let readyz = format!("http://{}/readyz", gw.admin_addr);
+    assert_eq!(client(false).get(&readyz).send().await.unwrap().status(), 503);
+    idp.set_jwks_available(true);
+    wait_ready(&gw).await;
+    let resp = client(false).get(format!("http://{}/", gw.addr)).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+}
+
 /// A flood of random kids causes at most one JWKS fetch per cooldown, and concurrent requests
 /// with the same new kid share one fetch.
 #[tokio::test]
