@@ -89,6 +89,11 @@ async fn no_route_is_404() {
         let resp = client(false).get(format!("http://{}{path}", gw.addr)).send().await.unwrap();
         assert_eq!(resp.status(), 404);
         assert_eq!(resp.headers()["content-type"], "application/json");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"error": "not_found", "error_description": "no route matches this request"})
+        );
     }
     assert_eq!(upstream.count(), 0);
 }
@@ -97,10 +102,16 @@ async fn no_route_is_404() {
 #[tokio::test]
 async fn dot_segments_refused() {
     let (up, gw) = setup().await;
-    for path in ["/public/../admin", "/public/%2e%2e/admin", "/public%2f..%2fadmin"] {
+    for (path, why) in [
+        ("/public/../admin", "path contains a dot-segment"),
+        ("/public/%2e%2e/admin", "path contains a dot-segment"),
+        ("/public%2f..%2fadmin", "path contains an encoded slash or backslash"),
+    ] {
         let resp =
             raw(gw.addr, format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await;
         assert!(resp.starts_with("HTTP/1.1 400"), "{path}: {resp}");
+        let body = format!(r#"{{"error":"invalid_request","error_description":"{why}"}}"#);
+        assert!(resp.ends_with(&body), "{path}: {resp}");
     }
     assert_eq!(up.count(), 0);
 }
