@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::future::Future as _;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -288,4 +289,39 @@ async fn graceful_shutdown_finishes_in_flight() {
     assert_eq!(resp.status(), 200);
     tokio::time::timeout(WAIT, shutdown).await.unwrap().unwrap();
     assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "still accepting after shutdown");
+}
+
+/// The README's lifecycle promise: once shutdown begins, `/readyz` answers 503 so
+/// load balancers stop sending traffic, while the request in flight finishes; `/livez` stays
+/// 200, since restarting a draining process would cut the drain short. The admin port closes
+/// only after the proxy has drained.
+#[tokio::test]
+async fn readyz_503_and_livez_200_while_draining() {
+    let (up, gw) = setup().await;
+    let (addr, admin) = (gw.addr, gw.admin_addr);
+    let probe = |path: &'static str| async move {
+        let resp = client(false).get(format!("http://{admin}{path}")).send().await.expect("the admin port answers");
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    };
+    assert_eq!(probe("/readyz").await, (200, "ready\n".to_owned()));
+    // Readiness signal: the first chunk of a response the upstream holds open until released.
+    let mut in_flight = client(false).get(format!("http://{addr}/stream-out")).send().await.unwrap();
+    let first = tokio::time::timeout(WAIT, in_flight.chunk()).await.expect("first chunk").unwrap();
+    assert_eq!(first.as_deref(), Some(&b"first;"[..]));
+
+    // One poll starts the shutdown (draining, listeners told to stop); it then waits for the
+    // request in flight.
+    let mut shutdown = Box::pin(gw.shutdown());
+    let started = std::future::poll_fn(|cx| std::task::Poll::Ready(shutdown.as_mut().poll(cx).is_pending())).await;
+    assert!(started, "the shutdown waits for the request in flight");
+    let shutdown = tokio::spawn(shutdown);
+    assert_eq!(probe("/readyz").await, (503, "draining\n".to_owned()));
+    assert_eq!(probe("/livez").await, (200, "ok\n".to_owned()));
+    assert_eq!(probe("/readyz").await.0, 503, "draining is not undone");
+
+    up.release_out();
+    let rest = tokio::time::timeout(WAIT, in_flight.chunk()).await.expect("the rest").unwrap();
+    assert_eq!(rest.as_deref(), Some(&b"second"[..]), "the request in flight finished");
+    tokio::time::timeout(WAIT, shutdown).await.expect("the drain ends").unwrap();
+    assert!(tokio::net::TcpStream::connect(admin).await.is_err(), "the admin port outlived the drain");
 }
