@@ -263,7 +263,10 @@ async fn introspection_flood_is_bounded_by_max_concurrent() {
 
     idp.hold(false);
     while let Some(resp) = flood.join_next().await {
-        assert_eq!(resp.unwrap().status(), 401, "a held call answered inactive");
+        let resp = resp.unwrap();
+        assert_eq!(resp.status(), 401, "a held call answered inactive");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error_description"], "token is not active");
     }
     assert_eq!(idp.max_in_flight.load(Ordering::SeqCst), MAX, "the endpoint saw more than max_concurrent");
     assert_eq!(idp.calls(), 1 + MAX);
@@ -376,10 +379,13 @@ mod no_kid {
         let mut flood = JoinSet::new();
         for _ in 0..30 {
             let (url, token) = (format!("http://{}/", gw.addr), without_kid(&idp, &stranger));
-            flood.spawn(async move { client(false).get(url).bearer_auth(token).send().await.unwrap().status() });
+            flood.spawn(async move {
+                let resp = client(false).get(url).bearer_auth(token).send().await.unwrap();
+                (resp.status().as_u16(), resp.json::<Value>().await.unwrap()["error_description"].clone())
+            });
         }
-        while let Some(status) = flood.join_next().await {
-            assert_eq!(status.unwrap(), 401);
+        while let Some(refused) = flood.join_next().await {
+            assert_eq!(refused.unwrap(), (401, json!("signature verification failed")));
         }
         for _ in 0..20 {
             let token = without_kid(&idp, &stranger);

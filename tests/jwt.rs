@@ -353,16 +353,8 @@ async fn malformed_credentials() {
     let two = client(false)
         .get(env.url("/"))
         .header("authorization", format!("Bearer {token}"))
-        .header("authorization", format!("Bearer {token}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(two.status(), 400);
-    let challenge = two.headers()["www-authenticate"].to_str().unwrap();
-    assert_eq!(
-        challenge,
-        "Bearer realm=\"test\", error=\"invalid_request\", error_description=\"more than one Authorization header\""
-    );
+        .header("authorization", format!("Bearer {token}"));
+    assert_refused(&env.up, two, 400, Some("invalid_request"), "more than one Authorization header").await;
     let empty = client(false).get(env.url("/")).header("authorization", "Bearer ");
     assert_refused(&env.up, empty, 400, Some("invalid_request"), "empty bearer token").await;
     let spaced = client(false).get(env.url("/")).header("authorization", "Bearer a b");
