@@ -1,5 +1,6 @@
 //! Wiring only: build the shared state, bind both listeners, start the JWKS refreshers, and
-//! own the shutdown sequence (mark draining → stop accepting → drain in-flight, bounded).
+//! own the shutdown sequence (mark draining → stop accepting → drain in-flight, bounded → close
+//! the admin port).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,8 +34,10 @@ pub struct Running {
     pub admin_addr: SocketAddr,
     pub state: Arc<State>,
     draining: Arc<AtomicBool>,
-    stop: watch::Sender<bool>,
-    listeners: Vec<JoinHandle<()>>,
+    stop_proxy: watch::Sender<bool>,
+    stop_admin: watch::Sender<bool>,
+    proxy: JoinHandle<()>,
+    admin: JoinHandle<()>,
     refreshers: Vec<JoinHandle<()>>,
 }
 
@@ -55,7 +58,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let state = Arc::new(proxy::state(config, Metrics::new(), &http));
     let refreshers = state.auth.issuers().iter().map(|i| tokio::spawn(i.jwks.clone().run())).collect();
     let draining = Arc::new(AtomicBool::new(false));
-    let (stop, stopped) = watch::channel(false);
+    let (stop_proxy, proxy_stopped) = watch::channel(false);
+    let (stop_admin, admin_stopped) = watch::channel(false);
 
     let gateway_state = state.clone();
     let proxy_task = tokio::spawn(server::serve(
@@ -63,7 +67,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         move |remote| Gateway::new(gateway_state.clone(), remote).into_service(),
         limits,
         state.metrics.listener(LISTENER_PROXY),
-        stopped.clone(),
+        proxy_stopped,
     ));
     let admin = Admin { state: state.clone(), draining: draining.clone() };
     let admin_task = tokio::spawn(server::serve(
@@ -77,10 +81,20 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         },
         limits,
         state.metrics.listener(LISTENER_ADMIN),
-        stopped,
+        admin_stopped,
     ));
     tracing::info!(%addr, %admin_addr, "tokengate listening");
-    Ok(Running { addr, admin_addr, state, draining, stop, listeners: vec![proxy_task, admin_task], refreshers })
+    Ok(Running {
+        addr,
+        admin_addr,
+        state,
+        draining,
+        stop_proxy,
+        stop_admin,
+        proxy: proxy_task,
+        admin: admin_task,
+        refreshers,
+    })
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
@@ -89,13 +103,14 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
 
 impl Running {
     /// Stop accepting, let in-flight requests finish (bounded by the configured grace), stop
-    /// the refreshers.
+    /// the refreshers. The admin port stays open until the proxy has drained: probes must see
+    /// `/readyz` 503 (and `/livez` 200) while it drains, not a refused connection.
     pub async fn shutdown(self) {
         self.draining.store(true, Ordering::Relaxed);
-        let _ = self.stop.send(true);
-        for task in self.listeners {
-            let _ = task.await;
-        }
+        let _ = self.stop_proxy.send(true);
+        let _ = self.proxy.await;
+        let _ = self.stop_admin.send(true);
+        let _ = self.admin.await;
         for task in self.refreshers {
             task.abort();
         }

@@ -52,11 +52,14 @@ async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// A 503 with Retry-After and no challenge (the client keeps its token), not forwarded.
-fn assert_busy(resp: &reqwest::Response, what: &str) {
+/// A 503 with Retry-After and no challenge (the client keeps its token), refused by the
+/// introspection call limits (not by the breaker, not as the endpoint's failure).
+async fn assert_busy(resp: reqwest::Response, what: &str) {
     assert_eq!(resp.status(), 503, "{what}");
     assert!(resp.headers().contains_key("retry-after"), "{what}: {:?}", resp.headers());
     assert!(!resp.headers().contains_key("www-authenticate"), "{what}: a 503 must not challenge");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error_description"], "introspection is busy", "{what}");
 }
 
 // === out-of-range numbers =====================================================================
@@ -81,11 +84,11 @@ async fn introspection_exp_out_of_range_does_not_panic() {
     }
     // Far in the past, and nbf far in the future: refused, not a panic.
     idp.active("exp-neg", members(json!(-1e308)));
-    assert_invalid_token(&gw, &up, "exp-neg", "token expired").await;
+    assert_token_refused(&gw, &up, "exp-neg", "token expired").await;
     let mut nbf = members(json!(now() + 600));
     nbf["nbf"] = json!(1e308);
     idp.active("nbf-huge", nbf);
-    assert_invalid_token(&gw, &up, "nbf-huge", "not yet valid").await;
+    assert_token_refused(&gw, &up, "nbf-huge", "token not yet valid").await;
     assert_eq!(up.count(), 6);
 }
 
@@ -114,10 +117,10 @@ async fn jwt_numbers_out_of_range_do_not_panic() {
     for (claims, why) in [
         (json!({"exp": -1e308}), "token expired"),
         (json!({"exp": i64::MIN}), "token expired"),
-        (json!({"nbf": 1e308}), "not yet valid"),
-        (json!({"nbf": u64::MAX}), "not yet valid"),
+        (json!({"nbf": 1e308}), "token not yet valid"),
+        (json!({"nbf": u64::MAX}), "token not yet valid"),
     ] {
-        assert_invalid_token(&gw, &up, &mint(claims), why).await;
+        assert_token_refused(&gw, &up, &mint(claims), why).await;
     }
 }
 
@@ -252,7 +255,7 @@ async fn introspection_flood_is_bounded_by_max_concurrent() {
     let started = Instant::now();
     for n in 0..FLOOD - MAX {
         let resp = tokio::time::timeout(WAIT, flood.join_next()).await.expect("refused at once").unwrap().unwrap();
-        assert_busy(&resp, &format!("flood response {n}"));
+        assert_busy(resp, &format!("flood response {n}")).await;
     }
     assert!(started.elapsed() < Duration::from_secs(3), "the excess waited {:?}", started.elapsed());
     assert_eq!(get(&gw, "cached-before-the-flood").await.status(), 200, "a cached token works during the flood");
@@ -260,7 +263,10 @@ async fn introspection_flood_is_bounded_by_max_concurrent() {
 
     idp.hold(false);
     while let Some(resp) = flood.join_next().await {
-        assert_eq!(resp.unwrap().status(), 401, "a held call answered inactive");
+        let resp = resp.unwrap();
+        assert_eq!(resp.status(), 401, "a held call answered inactive");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error_description"], "token is not active");
     }
     assert_eq!(idp.max_in_flight.load(Ordering::SeqCst), MAX, "the endpoint saw more than max_concurrent");
     assert_eq!(idp.calls(), 1 + MAX);
@@ -293,17 +299,17 @@ async fn introspection_rate_limit_refuses_excess() {
     .await;
     idp.activate("good");
     assert_eq!(get(&gw, "good").await.status(), 200);
-    assert_invalid_token(&gw, &up, "revoked", "not active").await;
+    assert_token_refused(&gw, &up, "revoked", "token is not active").await;
     let started = Instant::now();
     for n in 0..10 {
         let before = up.count();
-        assert_busy(&get(&gw, &format!("random-{n}")).await, &format!("random-{n}"));
+        assert_busy(get(&gw, &format!("random-{n}")).await, &format!("random-{n}")).await;
         assert_eq!(up.count(), before, "a refused request reached the upstream");
     }
     assert!(started.elapsed() < Duration::from_secs(2), "refusals waited: {:?}", started.elapsed());
     assert_eq!(idp.calls(), 2, "refused misses made no call");
     assert_eq!(get(&gw, "good").await.status(), 200, "a cached active answer still admits");
-    assert_invalid_token(&gw, &up, "revoked", "not active").await;
+    assert_token_refused(&gw, &up, "revoked", "token is not active").await;
     let m = metrics(&gw).await;
     assert_eq!(series(&m, &["tokengate_introspection_limited_total{", "limit=\"rate\""]), Some(10), "{m}");
     assert_eq!(series(&m, &["tokengate_introspection_requests_total", "circuit_open"]), None, "{m}");
@@ -348,7 +354,7 @@ mod no_kid {
         let fetches = idp.jwks_requests();
         let late = &keys[5];
         let token = without_kid(&idp, late);
-        assert_invalid_token(&gw, &up, &token, "token has no kid and the key set has too many candidate keys").await;
+        assert_token_refused(&gw, &up, &token, "token has no kid and the key set has too many candidate keys").await;
         assert_eq!(idp.jwks_requests(), fetches, "a refetch cannot make the key set smaller");
         let named = late.sign_raw(
             &json!({"alg": "ES256", "kid": "k5", "typ": "at+jwt"}),
@@ -373,14 +379,17 @@ mod no_kid {
         let mut flood = JoinSet::new();
         for _ in 0..30 {
             let (url, token) = (format!("http://{}/", gw.addr), without_kid(&idp, &stranger));
-            flood.spawn(async move { client(false).get(url).bearer_auth(token).send().await.unwrap().status() });
+            flood.spawn(async move {
+                let resp = client(false).get(url).bearer_auth(token).send().await.unwrap();
+                (resp.status().as_u16(), resp.json::<Value>().await.unwrap()["error_description"].clone())
+            });
         }
-        while let Some(status) = flood.join_next().await {
-            assert_eq!(status.unwrap(), 401);
+        while let Some(refused) = flood.join_next().await {
+            assert_eq!(refused.unwrap(), (401, json!("signature verification failed")));
         }
         for _ in 0..20 {
             let token = without_kid(&idp, &stranger);
-            assert_invalid_token(&gw, &up, &token, "signature verification failed").await;
+            assert_token_refused(&gw, &up, &token, "signature verification failed").await;
         }
         assert_eq!(idp.jwks_requests(), fetches + 1, "forgeries without kid within the cooldown fetched");
         assert_eq!(up.count(), 1);

@@ -56,19 +56,20 @@ impl Env {
         })
     }
 
-    /// A 401 invalid_token whose description contains `why`, not forwarded.
+    /// A 401 invalid_token whose description is exactly `why`, not forwarded.
     async fn assert_invalid(&self, token: &str, why: &str) {
-        assert_invalid_token(&self.gw, &self.up, token, why).await;
+        assert_token_refused(&self.gw, &self.up, token, why).await;
     }
 
-    /// A 503 with Retry-After and no challenge (the client keeps its token), not forwarded.
-    async fn assert_unavailable(&self, token: &str) {
-        let before = self.up.count();
-        let resp = self.get("/", token).await;
-        assert_eq!(resp.status(), 503);
-        assert!(resp.headers().contains_key("retry-after"), "{:?}", resp.headers());
-        assert!(!resp.headers().contains_key("www-authenticate"), "a 503 must not challenge");
-        assert_eq!(self.up.count(), before, "a refused request reached the upstream");
+    /// A 503 with Retry-After, no challenge (the client keeps its token) and `why` as the
+    /// description, not forwarded.
+    async fn assert_unavailable(&self, token: &str, why: &str) {
+        assert_refused(&self.up, self.request("/", token), 503, None, why).await;
+    }
+
+    /// GET `path` with `token`, ready for `assert_refused`.
+    fn request(&self, path: &str, token: &str) -> reqwest::RequestBuilder {
+        client(false).get(self.url(path)).bearer_auth(token)
     }
 
     async fn metrics(&self) -> String {
@@ -76,6 +77,9 @@ impl Env {
         client(false).get(url).send().await.unwrap().text().await.unwrap()
     }
 }
+
+/// The endpoint could not give an answer (down, slow, 5xx, garbage, refused our credentials).
+const FAILED: &str = "token introspection failed";
 
 fn settings(cfg: &mut Config) -> &mut Introspection {
     cfg.issuers[0].introspection.as_mut().unwrap()
@@ -112,6 +116,36 @@ async fn active_token_forwarded_with_identity() {
     assert_eq!((env.idp.calls(), env.idp.auth_failures()), (1, 0));
 }
 
+/// An answer's scopes are matched as a JWT's (RFC 7662 §2.2: space-separated, RFC 6749 §3.3):
+/// every near miss of `read`, in `scope` or as an `scp` array, is 403 insufficient_scope with
+/// `scope="read"` (RFC 6750 §3.1) and never forwarded; `read` among others is admitted.
+#[tokio::test]
+async fn near_miss_scopes_refused() {
+    let env = Env::start().await;
+    let answer = |token: &str, member: &str, value: Value| {
+        let mut members = env.members();
+        members.as_object_mut().unwrap().remove("scope");
+        members[member] = value;
+        env.idp.active(token, members);
+    };
+    for (n, near) in NEAR_MISS_SCOPES.iter().enumerate() {
+        answer(&format!("near-miss-{n}"), "scope", json!(near));
+    }
+    answer("scp-readonly", "scp", json!(["readonly"]));
+    answer("scp-near", "scp", json!(["read:all", "READ", "read "]));
+    let tokens =
+        (0..NEAR_MISS_SCOPES.len()).map(|n| format!("near-miss-{n}")).chain(["scp-readonly".into(), "scp-near".into()]);
+    for token in tokens {
+        assert_insufficient(&env.up, env.request("/read", &token), LACKS_SCOPE, "read").await;
+    }
+    assert_eq!(env.up.count(), 0);
+    answer("among-others", "scope", json!("write read"));
+    answer("scp-among-others", "scp", json!(["write", "read"]));
+    for token in ["among-others", "scp-among-others"] {
+        assert_eq!(env.get("/read", token).await.status(), 200, "{token}");
+    }
+}
+
 /// An inactive token is 401 invalid_token.
 #[tokio::test]
 async fn inactive_token_is_401() {
@@ -126,7 +160,7 @@ async fn wrong_audience_is_401() {
     let mut members = env.members();
     members["aud"] = json!(["other-api"]);
     env.idp.active("t", members);
-    env.assert_invalid("t", "audience").await;
+    env.assert_invalid("t", "token is not intended for this audience").await;
 }
 
 /// An active answer whose exp has passed (beyond the leeway) is 401 token expired.
@@ -150,7 +184,7 @@ async fn foreign_issuer_or_refresh_token_is_401() {
     let mut members = env.members();
     members["token_type"] = json!("refresh_token");
     env.idp.active("refresh", members);
-    env.assert_invalid("refresh", "not an access token").await;
+    env.assert_invalid("refresh", "token is not an access token").await;
 }
 
 /// The endpoint refusing the gateway's client credentials is 503, not 401.
@@ -161,7 +195,7 @@ async fn client_auth_rejected_is_503() {
     })
     .await;
     env.active("t");
-    env.assert_unavailable("t").await;
+    env.assert_unavailable("t", FAILED).await;
     assert_eq!(env.idp.auth_failures(), 1);
 }
 
@@ -173,7 +207,7 @@ async fn endpoint_down_is_503() {
         settings(cfg).endpoint = Some(format!("http://{closed}/introspect"));
     })
     .await;
-    env.assert_unavailable("t").await;
+    env.assert_unavailable("t", FAILED).await;
 }
 
 /// A 200 answer that is not JSON (or has no boolean active) is 503.
@@ -181,9 +215,9 @@ async fn endpoint_down_is_503() {
 async fn malformed_answer_is_503() {
     let env = Env::start().await;
     env.idp.script(|s| s.raw = Some("{\"active\": tru".into()));
-    env.assert_unavailable("t").await;
+    env.assert_unavailable("t", FAILED).await;
     env.idp.script(|s| s.raw = Some("{\"sub\": \"alice\"}".into()));
-    env.assert_unavailable("t").await;
+    env.assert_unavailable("t", FAILED).await;
     assert_eq!(env.idp.calls(), 2, "failures are not cached");
 }
 
@@ -192,7 +226,7 @@ async fn malformed_answer_is_503() {
 async fn server_error_is_503() {
     let env = Env::start().await;
     env.idp.script(|s| s.status = Some(500));
-    env.assert_unavailable("t").await;
+    env.assert_unavailable("t", FAILED).await;
 }
 
 /// An endpoint slower than the timeout is 503, within about the timeout.
@@ -205,7 +239,7 @@ async fn slow_endpoint_is_503() {
     env.active("t");
     env.idp.script(|s| s.delay = Duration::from_secs(5));
     let started = Instant::now();
-    env.assert_unavailable("t").await;
+    env.assert_unavailable("t", FAILED).await;
     assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
 }
 
@@ -232,8 +266,8 @@ async fn negative_cache_and_its_expiry() {
     })
     .await;
     let started = Instant::now();
-    env.assert_invalid("t", "not active").await;
-    env.assert_invalid("t", "not active").await;
+    env.assert_invalid("t", "token is not active").await;
+    env.assert_invalid("t", "token is not active").await;
     assert_eq!(env.idp.calls(), 1, "the inactive answer was not cached");
     // Activated at the IdP: admitted once the negative entry expires.
     env.active("t");
@@ -257,6 +291,7 @@ async fn positive_cache_expires_after_ttl() {
     eventually("the cached answer expires", async || env.get("/", "t").await.status() == 401).await;
     assert!(started.elapsed() >= Duration::from_millis(250), "expired after {:?}", started.elapsed());
     assert_eq!(env.idp.calls(), 2);
+    env.assert_invalid("t", "token is not active").await;
 }
 
 /// 50 concurrent requests with one uncached token make exactly one introspection call.
@@ -288,19 +323,19 @@ async fn circuit_breaker_opens_and_half_opens() {
     .await;
     env.idp.script(|s| s.status = Some(502));
     for token in ["a", "b", "c"] {
-        env.assert_unavailable(token).await;
+        env.assert_unavailable(token, FAILED).await;
     }
     assert_eq!(env.idp.calls(), 3);
     // Open: the endpoint has recovered, but the gateway does not call it yet.
     env.idp.script(|s| s.status = None);
     env.active("d");
-    env.assert_unavailable("d").await;
-    env.assert_unavailable("d").await;
+    env.assert_unavailable("d", "token introspection is temporarily suspended").await;
+    env.assert_unavailable("d", "token introspection is temporarily suspended").await;
     assert_eq!(env.idp.calls(), 3, "an open breaker must not call the endpoint");
     // Half-open: one trial call; it succeeds and closes the breaker.
     eventually("the trial call", async || env.get("/", "d").await.status() == 200).await;
     assert_eq!(env.idp.calls(), 4);
-    env.assert_invalid("e", "not active").await;
+    env.assert_invalid("e", "token is not active").await;
     assert_eq!(env.idp.calls(), 5, "closed: calls flow again");
     let metrics = env.metrics().await;
     let fast_fails: u64 = metrics
@@ -350,7 +385,7 @@ async fn jwt_issuer_alongside_introspection() {
     assert_eq!(env.idp.calls(), 1);
     // A JWS naming the introspection-only issuer is introspected, never verified locally.
     let named = dev.mint(json!({"iss": env.idp.issuer(), "sub": "x", "aud": "api"}));
-    env.assert_invalid(&named, "not active").await;
+    env.assert_invalid(&named, "token is not active").await;
     assert_eq!(env.idp.calls(), 2);
 }
 

@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::future::Future as _;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -89,6 +90,11 @@ async fn no_route_is_404() {
         let resp = client(false).get(format!("http://{}{path}", gw.addr)).send().await.unwrap();
         assert_eq!(resp.status(), 404);
         assert_eq!(resp.headers()["content-type"], "application/json");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"error": "not_found", "error_description": "no route matches this request"})
+        );
     }
     assert_eq!(upstream.count(), 0);
 }
@@ -97,10 +103,16 @@ async fn no_route_is_404() {
 #[tokio::test]
 async fn dot_segments_refused() {
     let (up, gw) = setup().await;
-    for path in ["/public/../admin", "/public/%2e%2e/admin", "/public%2f..%2fadmin"] {
+    for (path, why) in [
+        ("/public/../admin", "path contains a dot-segment"),
+        ("/public/%2e%2e/admin", "path contains a dot-segment"),
+        ("/public%2f..%2fadmin", "path contains an encoded slash or backslash"),
+    ] {
         let resp =
             raw(gw.addr, format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await;
         assert!(resp.starts_with("HTTP/1.1 400"), "{path}: {resp}");
+        let body = format!(r#"{{"error":"invalid_request","error_description":"{why}"}}"#);
+        assert!(resp.ends_with(&body), "{path}: {resp}");
     }
     assert_eq!(up.count(), 0);
 }
@@ -277,4 +289,39 @@ async fn graceful_shutdown_finishes_in_flight() {
     assert_eq!(resp.status(), 200);
     tokio::time::timeout(WAIT, shutdown).await.unwrap().unwrap();
     assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "still accepting after shutdown");
+}
+
+/// The README's lifecycle promise: once shutdown begins, `/readyz` answers 503 so
+/// load balancers stop sending traffic, while the request in flight finishes; `/livez` stays
+/// 200, since restarting a draining process would cut the drain short. The admin port closes
+/// only after the proxy has drained.
+#[tokio::test]
+async fn readyz_503_and_livez_200_while_draining() {
+    let (up, gw) = setup().await;
+    let (addr, admin) = (gw.addr, gw.admin_addr);
+    let probe = |path: &'static str| async move {
+        let resp = client(false).get(format!("http://{admin}{path}")).send().await.expect("the admin port answers");
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    };
+    assert_eq!(probe("/readyz").await, (200, "ready\n".to_owned()));
+    // Readiness signal: the first chunk of a response the upstream holds open until released.
+    let mut in_flight = client(false).get(format!("http://{addr}/stream-out")).send().await.unwrap();
+    let first = tokio::time::timeout(WAIT, in_flight.chunk()).await.expect("first chunk").unwrap();
+    assert_eq!(first.as_deref(), Some(&b"first;"[..]));
+
+    // One poll starts the shutdown (draining, listeners told to stop); it then waits for the
+    // request in flight.
+    let mut shutdown = Box::pin(gw.shutdown());
+    let started = std::future::poll_fn(|cx| std::task::Poll::Ready(shutdown.as_mut().poll(cx).is_pending())).await;
+    assert!(started, "the shutdown waits for the request in flight");
+    let shutdown = tokio::spawn(shutdown);
+    assert_eq!(probe("/readyz").await, (503, "draining\n".to_owned()));
+    assert_eq!(probe("/livez").await, (200, "ok\n".to_owned()));
+    assert_eq!(probe("/readyz").await.0, 503, "draining is not undone");
+
+    up.release_out();
+    let rest = tokio::time::timeout(WAIT, in_flight.chunk()).await.expect("the rest").unwrap();
+    assert_eq!(rest.as_deref(), Some(&b"second"[..]), "the request in flight finished");
+    tokio::time::timeout(WAIT, shutdown).await.expect("the drain ends").unwrap();
+    assert!(tokio::net::TcpStream::connect(admin).await.is_err(), "the admin port outlived the drain");
 }

@@ -484,3 +484,102 @@ pub fn introspection_issuer(issuer: &str, endpoint: &str, audiences: &[&str], me
         }),
     }
 }
+
+// === refusals, exactly ===
+
+/// The `error_description` of a 403 for a missing scope (`insufficient_scope`).
+pub const LACKS_SCOPE: &str = "token lacks a required scope";
+
+/// Send `request` and assert the gateway refused it, exactly: `status`; the RFC 6750 §3.1
+/// `error` code (`None`: no credentials, or a 503 where the gateway could not decide); the exact
+/// `error_description` naming the rule that refused, in the challenge and in the JSON body; no
+/// echo of the token (16+ characters); and nothing forwarded to `up`. A vague "some 401" would
+/// still pass when the rule under test is gone and another one happens to refuse the request.
+///
+/// The challenge is `Bearer realm="test"` plus, with an error code, `error` and
+/// `error_description` and nothing else — except after `insufficient_scope`, whose trailing
+/// attributes (`, scope="…"`) are returned for the caller to check. A 503 carries `Retry-After`
+/// and no challenge, so the client keeps its token (RFC 6750 §3.1 has no code for it).
+pub async fn assert_refused(
+    up: &Upstream,
+    request: reqwest::RequestBuilder,
+    status: u16,
+    error: Option<&str>,
+    reason: &str,
+) -> String {
+    let before = up.count();
+    let (http, request) = request.build_split();
+    let request = request.expect("a well-formed request");
+    let token = request
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .to_owned();
+    let resp = http.execute(request).await.expect("the gateway answers");
+    assert_eq!(resp.status(), status, "{reason}");
+    let headers = resp.headers().clone();
+    let body = resp.text().await.unwrap();
+    assert_eq!(up.count(), before, "{reason}: a refused request reached the upstream");
+    // Test tokens of a few letters ("t") occur in any English text; real ones cannot.
+    assert!(token.len() < 16 || !body.contains(&token), "the token is echoed in the body");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert_eq!(json["error_description"], reason, "{body}");
+    if let Some(code) = error {
+        assert_eq!(json["error"], code, "{body}");
+    }
+    let challenge = headers.get("www-authenticate").map(|v| v.to_str().unwrap().to_owned());
+    if status == 503 {
+        assert!(headers.contains_key("retry-after"), "{reason}: a 503 without Retry-After: {headers:?}");
+        assert_eq!(challenge, None, "{reason}: a 503 must not challenge (the client would drop its token)");
+        return String::new();
+    }
+    let challenge = challenge.unwrap_or_else(|| panic!("{reason}: a {status} without WWW-Authenticate"));
+    assert!(token.len() < 16 || !challenge.contains(&token), "the token is echoed in the challenge");
+    let Some(code) = error else {
+        assert_eq!(challenge, "Bearer realm=\"test\"", "no credentials: no error attribute (RFC 6750 §3.1)");
+        return String::new();
+    };
+    let expected = format!("Bearer realm=\"test\", error=\"{code}\", error_description=\"{reason}\"");
+    let rest = challenge.strip_prefix(&expected).unwrap_or_else(|| panic!("expected {expected:?}, got {challenge:?}"));
+    if code != "insufficient_scope" {
+        assert_eq!(rest, "", "unexpected attributes in {challenge:?}");
+    }
+    rest.to_owned()
+}
+
+/// GET `/` with `token`: 401 `invalid_token` whose description is exactly `reason` (see
+/// `assert_refused`).
+pub async fn assert_token_refused(gw: &tokengate::app::Running, up: &Upstream, token: &str, reason: &str) {
+    let request = client(false).get(format!("http://{}/", gw.addr)).bearer_auth(token);
+    assert_refused(up, request, 401, Some("invalid_token"), reason).await;
+}
+
+/// `request` is 403 `insufficient_scope` for `reason`, and the challenge names the route's
+/// required scopes, `scope="<scopes>"` (RFC 6750 §3.1), nothing after it.
+pub async fn assert_insufficient(up: &Upstream, request: reqwest::RequestBuilder, reason: &str, scopes: &str) {
+    let rest = assert_refused(up, request, 403, Some("insufficient_scope"), reason).await;
+    assert_eq!(rest, format!(", scope=\"{scopes}\""), "RFC 6750 §3.1: the challenge names the scope the route needs");
+}
+
+/// Near misses for a route requiring `read`: scopes are whole, case-sensitive tokens separated
+/// by spaces (RFC 6749 §3.3), and none of these strings holds the token `read` — a prefix or
+/// extension of it, another case, other separators, `read` inside another scope, nothing.
+pub const NEAR_MISS_SCOPES: &[&str] = &[
+    "read:all",
+    "reader",
+    "READ",
+    "Read",
+    "rea",
+    "read\twrite",
+    "read,write",
+    "read\u{a0}",
+    "readwrite",
+    "read-only",
+    "unread",
+    "thread",
+    "write:read",
+    "write reader",
+    "",
+];
