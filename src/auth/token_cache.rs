@@ -33,7 +33,7 @@
 use std::future::Future;
 use std::mem::size_of;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use aws_lc_rs::{constant_time, digest};
@@ -41,6 +41,7 @@ use prometheus::{IntCounter, IntCounterVec};
 use serde_json::{Map, Value};
 
 use super::{AuthError, Principal};
+use crate::clock::Clock;
 use crate::config::TokenCacheSettings;
 
 /// No entry outlives this, whatever the token's `exp` says.
@@ -160,11 +161,14 @@ pub struct TokenCache {
     misses: IntCounter,
     refusal_hits: IntCounter,
     refusal_misses: IntCounter,
+    /// Read on every hit: an entry is never served past its `exp`.
+    clock: Clock,
 }
 
 impl TokenCache {
-    /// `None` when the cache is disabled. `lookups` is `tokengate_token_cache_lookups_total`.
-    pub fn new(settings: &TokenCacheSettings, lookups: &IntCounterVec) -> Option<TokenCache> {
+    /// `None` when the cache is disabled. `lookups` is `tokengate_token_cache_lookups_total`;
+    /// `clock` the wall clock entries expire by.
+    pub fn new(settings: &TokenCacheSettings, lookups: &IntCounterVec, clock: Clock) -> Option<TokenCache> {
         if !settings.enabled {
             return None;
         }
@@ -179,6 +183,7 @@ impl TokenCache {
             misses: lookups.with_label_values(&["jwt", "miss"]),
             refusal_hits: lookups.with_label_values(&["jwt_refusal", "hit"]),
             refusal_misses: lookups.with_label_values(&["jwt_refusal", "miss"]),
+            clock,
         })
     }
 
@@ -189,7 +194,7 @@ impl TokenCache {
         last: &LastToken,
         generation: impl Fn(usize) -> u64,
     ) -> Option<Arc<Principal>> {
-        let principal = last.get(token, since_epoch(), generation)?;
+        let principal = last.get(token, self.clock.now(), generation)?;
         self.hits.inc();
         Some(principal)
     }
@@ -210,7 +215,7 @@ impl TokenCache {
         Fut: Future<Output = Result<(Principal, u64), Refusal>>,
     {
         let key = TokenDigest::of(token);
-        if let Some(entry) = self.live(&key, since_epoch(), &generation) {
+        if let Some(entry) = self.live(&key, self.clock.now(), &generation) {
             last.remember(token, &entry);
             return Ok(entry.principal);
         }
@@ -228,7 +233,7 @@ impl TokenCache {
         };
         let principal = Arc::new(principal);
         // The clock is read again: verification may have waited for a JWKS fetch.
-        if let Some(entry) = self.insert(key, principal.clone(), verified_under, since_epoch()) {
+        if let Some(entry) = self.insert(key, principal.clone(), verified_under, self.clock.now()) {
             last.remember(token, &entry);
         }
         Ok(principal)
@@ -302,11 +307,6 @@ impl TokenCache {
     }
 }
 
-/// Wall-clock time since the Unix epoch.
-pub fn since_epoch() -> Duration {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
-}
-
 /// `nbf` still in the future (the verifier may have admitted it within its leeway).
 fn not_yet_valid(not_before: Option<f64>, now: Duration) -> bool {
     not_before.is_some_and(|nbf| nbf > now.as_secs_f64())
@@ -365,7 +365,7 @@ mod tests {
 
     fn cache_with(s: &TokenCacheSettings) -> (TokenCache, IntCounterVec) {
         let lookups = IntCounterVec::new(prometheus::Opts::new("lookups", "test"), &["cache", "result"]).unwrap();
-        (TokenCache::new(s, &lookups).unwrap(), lookups)
+        (TokenCache::new(s, &lookups, Clock::system()).unwrap(), lookups)
     }
 
     fn cache() -> TokenCache {
@@ -396,7 +396,7 @@ mod tests {
     }
 
     fn live_claims() -> Value {
-        json!({"sub": "alice", "scope": "read", "exp": since_epoch().as_secs() + 3600})
+        json!({"sub": "alice", "scope": "read", "exp": Clock::system().unix_secs() + 3600})
     }
 
     /// A token that verified once is admitted again without verification, and counted as a hit.
