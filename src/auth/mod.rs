@@ -91,7 +91,8 @@ impl Authenticator {
                         max_bytes,
                         metrics,
                         kept_claims.clone(),
-                    ),
+                    )
+                    .map(|i| i.with_clock(clock.clone())),
                     id,
                 }
             })
