@@ -1,6 +1,7 @@
 //! Test harness: a real upstream that records what reached it, the real gateway on an
 //! ephemeral loopback port, and typed config builders. No fixed ports, no sleeps where a
-//! readiness signal exists, every wait bounded.
+//! readiness signal exists, every wait bounded. Time that must pass for a token or a cached
+//! answer to expire is moved on a `ManualClock` (`gateway_with_clock`), not waited for.
 #![allow(dead_code)]
 
 use std::convert::Infallible;
@@ -13,6 +14,7 @@ use http::{HeaderMap, HeaderName, Request, Response};
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::TokioIo;
+pub use tokengate::clock::ManualClock;
 use tokengate::config::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -231,6 +233,12 @@ pub fn issuer(issuer: &str, jwks_uri: &str, audiences: &[&str]) -> Issuer {
 
 pub async fn gateway(config: Config) -> tokengate::app::Running {
     tokengate::app::start(config).await.expect("the gateway starts")
+}
+
+/// The gateway judging token times and cache lifetimes by `clock`: a test moves it forward
+/// (`ManualClock::advance`/`set`) instead of waiting for a token or a cached answer to expire.
+pub async fn gateway_with_clock(config: Config, clock: &ManualClock) -> tokengate::app::Running {
+    tokengate::app::start_with_clock(config, clock.clock()).await.expect("the gateway starts")
 }
 
 /// GET `/` through the gateway with `token`: a 401 `invalid_token` challenge whose description
