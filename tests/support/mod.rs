@@ -18,7 +18,7 @@ pub use tokengate::clock::ManualClock;
 use tokengate::config::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// Upper bound for any single wait in a test.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -41,6 +41,8 @@ pub struct Seen {
 pub struct Upstream {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
+    /// How many requests `seen` holds, for `wait_for_requests`.
+    arrivals: Arc<watch::Sender<usize>>,
     connections: Arc<std::sync::atomic::AtomicUsize>,
     pub chunks: mpsc::UnboundedReceiver<usize>,
     release_out: mpsc::UnboundedSender<()>,
@@ -51,10 +53,12 @@ impl Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
+        let arrivals = Arc::new(watch::Sender::new(0));
         let (chunk_tx, chunks) = mpsc::unbounded_channel();
         let (release_out, release_rx) = mpsc::unbounded_channel::<()>();
         let release_rx = Arc::new(tokio::sync::Mutex::new(release_rx));
         let seen2 = seen.clone();
+        let arrivals2 = arrivals.clone();
         let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let accepted = connections.clone();
         tokio::spawn(async move {
@@ -62,13 +66,17 @@ impl Upstream {
                 let Ok((stream, _)) = listener.accept().await else { return };
                 accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let seen = seen2.clone();
+                let arrivals = arrivals2.clone();
                 let chunk_tx = chunk_tx.clone();
                 let release_rx = release_rx.clone();
                 let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                     let seen = seen.clone();
+                    let arrivals = arrivals.clone();
                     let chunk_tx = chunk_tx.clone();
                     let release_rx = release_rx.clone();
-                    async move { Ok::<_, Infallible>(upstream_answer(req, seen, chunk_tx, release_rx).await) }
+                    async move {
+                        Ok::<_, Infallible>(upstream_answer(req, seen, arrivals, chunk_tx, release_rx).await)
+                    }
                 });
                 tokio::spawn(async move {
                     let _ = hyper::server::conn::http1::Builder::new()
@@ -77,7 +85,7 @@ impl Upstream {
                 });
             }
         });
-        Upstream { addr, seen, connections, chunks, release_out }
+        Upstream { addr, seen, arrivals, connections, chunks, release_out }
     }
 
     pub fn url(&self) -> String {
@@ -95,6 +103,18 @@ impl Upstream {
 
     pub fn count(&self) -> usize {
         self.seen.lock().unwrap().len()
+    }
+
+    /// Until at least `n` requests have reached the upstream (their bodies read, before any
+    /// `/slow/` delay): the readiness signal for "the request is in flight". Bounded by WAIT.
+    pub async fn wait_for_requests(&self, n: usize) {
+        let mut arrivals = self.arrivals.subscribe();
+        let reached = tokio::time::timeout(WAIT, arrivals.wait_for(|&count| count >= n)).await;
+        assert!(
+            matches!(reached, Ok(Ok(_))),
+            "the upstream received {} request(s) within {WAIT:?}, expected {n}",
+            self.count()
+        );
     }
 
     /// Connections accepted so far.
@@ -116,6 +136,7 @@ type UpBody = http_body_util::Either<
 async fn upstream_answer(
     req: Request<Incoming>,
     seen: Arc<Mutex<Vec<Seen>>>,
+    arrivals: Arc<watch::Sender<usize>>,
     chunk_tx: mpsc::UnboundedSender<usize>,
     release_rx: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<()>>>,
 ) -> Response<UpBody> {
@@ -132,12 +153,19 @@ async fn upstream_answer(
             }
         }
     }
-    seen.lock().unwrap().push(Seen {
-        method: parts.method.to_string(),
-        target: target.clone(),
-        headers: parts.headers.clone(),
-        body_len,
-    });
+    let count = {
+        let mut seen = seen.lock().unwrap();
+        seen.push(Seen {
+            method: parts.method.to_string(),
+            target: target.clone(),
+            headers: parts.headers.clone(),
+            body_len,
+        });
+        seen.len()
+    };
+    arrivals.send_replace(count);
+    // A slow upstream is the behaviour under test here (response timeouts, draining on
+    // shutdown), not a stand-in for readiness.
     if let Some(ms) = target.strip_prefix("/slow/") {
         let ms: u64 = ms.split(['/', '?']).next().unwrap_or("0").parse().unwrap_or(0);
         tokio::time::sleep(Duration::from_millis(ms)).await;
