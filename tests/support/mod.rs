@@ -2,10 +2,15 @@
 //! ephemeral loopback port, and typed config builders. No fixed ports, no sleeps where a
 //! readiness signal exists, every wait bounded. Time that must pass for a token or a cached
 //! answer to expire is moved on a `ManualClock` (`gateway_with_clock`), not waited for.
+//!
+//! A test that needs an external program (promtool, node, npm) fails when it is missing
+//! (`require_tool`), unless `TOKENGATE_TEST_ALLOW_MISSING_TOOLS=1` is set: then it prints why
+//! and returns without running. `.ci/run` never sets it.
 #![allow(dead_code)]
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -74,9 +79,7 @@ impl Upstream {
                     let arrivals = arrivals.clone();
                     let chunk_tx = chunk_tx.clone();
                     let release_rx = release_rx.clone();
-                    async move {
-                        Ok::<_, Infallible>(upstream_answer(req, seen, arrivals, chunk_tx, release_rx).await)
-                    }
+                    async move { Ok::<_, Infallible>(upstream_answer(req, seen, arrivals, chunk_tx, release_rx).await) }
                 });
                 tokio::spawn(async move {
                     let _ = hyper::server::conn::http1::Builder::new()
@@ -519,4 +522,38 @@ pub fn introspection_issuer(issuer: &str, endpoint: &str, audiences: &[&str], me
             ..introspection(INTROSPECTION_CLIENT_ID, INTROSPECTION_CLIENT_SECRET, method)
         }),
     }
+}
+
+// === external tools ===
+
+/// Set to `1` to let a test whose external tool is missing pass without running (it prints
+/// why). Unset, such a test fails: a test that cannot run is never counted as passed.
+pub const ALLOW_MISSING_TOOLS: &str = "TOKENGATE_TEST_ALLOW_MISSING_TOOLS";
+
+/// The path of `tool`, found on PATH. When it is missing the test fails with a message naming
+/// the tool and `install` (how to get it), or, under `TOKENGATE_TEST_ALLOW_MISSING_TOOLS=1`,
+/// this returns `None` and the test is expected to return at once.
+pub fn require_tool(tool: &str, install: &str) -> Option<PathBuf> {
+    let found = find_tool(tool);
+    if found.is_none() {
+        missing_tool(tool, install);
+    }
+    found
+}
+
+/// `tool` on PATH, if it is there.
+pub fn find_tool(tool: &str) -> Option<PathBuf> {
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths).map(|dir| dir.join(tool)).find(|p| p.is_file())
+}
+
+/// The one rule for a missing tool: fail, unless the opt-out is set to exactly `1`, in which
+/// case print a skip notice and return.
+pub fn missing_tool(tool: &str, install: &str) {
+    let why = format!("`{tool}` is not installed; install {install}");
+    if std::env::var_os(ALLOW_MISSING_TOOLS).is_some_and(|v| v == "1") {
+        eprintln!("NOT RUN: {why}; passing only because {ALLOW_MISSING_TOOLS}=1");
+        return;
+    }
+    panic!("{why}. This test cannot run without it; set {ALLOW_MISSING_TOOLS}=1 to let it pass without running.");
 }
