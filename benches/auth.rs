@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use tokengate::auth::keyset::KeySet;
 use tokengate::auth::token_cache::{LastToken, TokenCache};
 use tokengate::auth::{extract, jws, jwt, policy, Principal};
+use tokengate::clock::Clock;
 use tokengate::config::{
     ClaimRule, ClaimTest, Identity, Issuer, KeySource, Policy, TokenCacheSettings, TokenSettings, DEFAULT_ALGORITHMS,
 };
@@ -112,7 +113,7 @@ fn bench_verify_cached(c: &mut Criterion, keys: &Keys) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let settings = TokenCacheSettings { enabled: true, max_entries: 100_000, max_bytes: 64 << 20 };
     let metrics = tokengate::metrics::Metrics::new();
-    let cache = TokenCache::new(&settings, &metrics.token_cache_lookups).unwrap();
+    let cache = TokenCache::new(&settings, &metrics.token_cache_lookups, Clock::system()).unwrap();
     let issuer = issuer();
     let id: Arc<str> = Arc::from(ISS);
     for key in &keys.keys {

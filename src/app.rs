@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin::Admin;
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::metrics::{Metrics, LISTENER_ADMIN, LISTENER_PROXY};
 use crate::proxy::{self, Gateway, State};
@@ -43,6 +44,13 @@ pub struct Running {
 
 /// Bind the listeners and start serving. Returns once both ports accept connections.
 pub async fn start(config: Config) -> Result<Running, StartError> {
+    start_with_clock(config, Clock::system()).await
+}
+
+/// `start`, with the wall clock that authentication reads (token `exp`/`nbf`, cache lifetimes)
+/// given in code: tests pass a `ManualClock`'s clock to move time instead of waiting for it.
+/// Not reachable from the config file or the environment.
+pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Running, StartError> {
     let http = reqwest::Client::builder()
         .user_agent(concat!("tokengate/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(IDP_CONNECT_TIMEOUT)
@@ -55,7 +63,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let admin_addr =
         admin_listener.local_addr().map_err(|source| StartError::Bind { addr: config.admin_listen, source })?;
     let limits = Limits::new(&config.server);
-    let state = Arc::new(proxy::state(config, Metrics::new(), &http));
+    let state = Arc::new(proxy::state(config, Metrics::new(), &http, clock));
     let refreshers = state.auth.issuers().iter().map(|i| tokio::spawn(i.jwks.clone().run())).collect();
     let draining = Arc::new(AtomicBool::new(false));
     let (stop_proxy, proxy_stopped) = watch::channel(false);

@@ -10,6 +10,7 @@ pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod canon;
+pub mod clock;
 pub mod coalesce;
 pub mod config;
 pub mod demo;

@@ -5,7 +5,6 @@ mod support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use support::*;
 use tokengate::dev_issuer::{DevIssuer, SigningKey};
@@ -116,12 +115,7 @@ async fn sigterm_drains_and_exits_zero() {
     let token = idp.mint(serde_json::json!({"sub": "a", "aud": "api"}));
     let in_flight =
         tokio::spawn(client(false).get(format!("http://127.0.0.1:{port}/slow/700")).bearer_auth(token).send());
-    for _ in 0..500 {
-        if up.count() > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    up.wait_for_requests(1).await;
     assert_eq!(up.count(), 1, "the request reached the upstream");
     let pid = child.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());

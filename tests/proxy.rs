@@ -277,12 +277,7 @@ async fn graceful_shutdown_finishes_in_flight() {
     let addr = gw.addr;
     let in_flight = tokio::spawn(client(false).get(format!("http://{addr}/slow/500")).send());
     // Readiness signal: the upstream has received the request.
-    for _ in 0..200 {
-        if up.count() > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    up.wait_for_requests(1).await;
     assert_eq!(up.count(), 1);
     let shutdown = tokio::spawn(gw.shutdown());
     let resp = in_flight.await.unwrap().unwrap();

@@ -1,10 +1,12 @@
 //! The verified-token cache end to end: the real gateway, a real upstream and the dev issuer.
 //! A cached token must never be admitted where a full verification would refuse it.
+//! The gateway reads a `ManualClock`: a token expires when a test moves the clock past its
+//! `exp`, not after a wait.
 
 mod support;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
 use serde_json::{json, Value};
@@ -16,6 +18,8 @@ struct Env {
     idp: DevIssuer,
     up: Upstream,
     gw: tokengate::app::Running,
+    /// The gateway's clock, stopped at the start of the second the gateway started in.
+    clock: ManualClock,
     /// One client whose keep-alive connection is reused: its requests meet the connection's
     /// remembered last token rather than the shared cache.
     kept: reqwest::Client,
@@ -37,9 +41,10 @@ impl Env {
         );
         cfg.jwks.unknown_kid_cooldown = Duration::from_millis(1);
         tweak(&mut cfg);
-        let gw = gateway(cfg).await;
+        let clock = ManualClock::starting_now();
+        let gw = gateway_with_clock(cfg, &clock).await;
         wait_ready(&gw).await;
-        Env { idp, up, gw, kept: client(false) }
+        Env { idp, up, gw, clock, kept: client(false) }
     }
 
     async fn get(&self, path: &str, token: &str) -> reqwest::Response {
@@ -57,15 +62,15 @@ impl Env {
     }
 
     fn signed(&self, key: &SigningKey, claims: Value) -> String {
-        let now = now();
+        let now = self.clock.unix_secs();
         let mut claims = claims;
         claims.as_object_mut().unwrap().entry("exp").or_insert(json!(now + 600));
         key.sign_raw(&json!({"alg": "RS256", "kid": key.kid, "typ": "at+jwt"}), &claims)
     }
 
-    /// A "read" token that expires in two seconds, and its `exp`.
+    /// A "read" token that expires two seconds after the gateway's current time, and its `exp`.
     fn expiring_soon(&self, key: &SigningKey) -> (String, u64) {
-        let exp = now() + 2;
+        let exp = self.clock.unix_secs() + 2;
         let mut claims = self.claims("read");
         claims["exp"] = json!(exp);
         (self.signed(key, claims), exp)
@@ -82,17 +87,17 @@ impl Env {
         let prefix = format!("tokengate_token_cache_lookups_total{{cache=\"{cache}\",result=\"{result}\"}} ");
         text.lines().find_map(|l| l.strip_prefix(&prefix)).map_or(0, |n| n.trim().parse().unwrap())
     }
-}
 
-fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
-}
+    /// The gateway's clock one millisecond before second `exp` begins: the last moment a cache
+    /// may still serve a token that expires at `exp`.
+    fn just_before(&self, exp: u64) {
+        self.clock.set(Duration::from_secs(exp) - Duration::from_millis(1));
+    }
 
-/// Until `exp` has passed for the verifier, which refuses at now > exp (from second exp + 1 on).
-/// Only the clock can say so: there is no event to wait for.
-async fn wait_past(exp: u64) {
-    while now() <= exp {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    /// The gateway's clock at second `exp + 1`: `exp` has passed for the verifier, which
+    /// refuses at now > exp (whole seconds, no leeway here).
+    fn past(&self, exp: u64) {
+        self.clock.set(Duration::from_secs(exp + 1));
     }
 }
 
@@ -152,7 +157,8 @@ async fn removed_key_stops_cached_token_at_once() {
 
 /// The same rules hold for the token a connection remembers: on one kept-alive connection, the
 /// remembered token is still checked against each route, refused once its key leaves the JWKS
-/// (the refetch triggered from another connection), and refused after `exp`.
+/// (the refetch triggered from another connection), and served up to `exp` but refused once it
+/// has passed.
 #[tokio::test]
 async fn remembered_token_on_one_connection_follows_the_rules() {
     let env = Env::with(|cfg| cfg.issuers[0].leeway = Duration::ZERO).await;
@@ -172,10 +178,15 @@ async fn remembered_token_on_one_connection_follows_the_rules() {
 
     let (short, exp) = env.expiring_soon(&new);
     assert_eq!(env.get_kept("/read", &short).await.status(), 200);
+    let hits = env.lookups("hit").await;
     assert_eq!(env.get_kept("/read", &short).await.status(), 200);
-    wait_past(exp).await;
+    env.just_before(exp);
+    assert_eq!(env.get_kept("/read", &short).await.status(), 200, "refused before its exp");
+    assert_eq!(env.lookups("hit").await, hits + 2, "the connection did not remember the token");
+    env.past(exp);
     assert_eq!(env.get_kept("/read", &short).await.status(), 401, "a remembered token outlived its exp");
-    assert_eq!(env.up.count(), 6, "only the admitted requests reached the upstream");
+    assert_eq!(env.lookups("hit").await, hits + 2, "a hit after exp");
+    assert_eq!(env.up.count(), 7, "only the admitted requests reached the upstream");
 }
 
 /// A connection that switches tokens gets each token's own identity headers: the values a
@@ -269,7 +280,8 @@ async fn unknown_kid_refusal_is_decided_again() {
     assert_eq!(env.lookups_of("jwt_refusal", "hit").await, 0);
 }
 
-/// A cached entry ends at `exp`: with no leeway, the token is refused once `exp` has passed.
+/// A cached entry ends at `exp`: served from the cache until then, and with no leeway the token
+/// is refused once `exp` has passed, without a hit and without reaching the upstream.
 #[tokio::test]
 async fn cached_token_refused_after_exp() {
     let env = Env::with(|cfg| cfg.issuers[0].leeway = Duration::ZERO).await;
@@ -278,9 +290,17 @@ async fn cached_token_refused_after_exp() {
     assert_eq!(env.get("/", &token).await.status(), 200);
     assert_eq!(env.get("/", &token).await.status(), 200);
     assert_eq!(env.lookups("hit").await, 1);
-    wait_past(exp).await;
-    assert_eq!(env.get("/", &token).await.status(), 401);
-    assert_eq!(env.lookups("hit").await, 1, "no hit after exp");
+    env.just_before(exp);
+    assert_eq!(env.get("/", &token).await.status(), 200, "refused before its exp");
+    assert_eq!(env.lookups("hit").await, 2, "not served from the cache before its exp");
+    env.past(exp);
+    let before = env.up.count();
+    let resp = env.get("/", &token).await;
+    assert_eq!(resp.status(), 401, "a cached token outlived its exp");
+    let challenge = resp.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    assert!(challenge.contains("expired"), "{challenge}");
+    assert_eq!(env.lookups("hit").await, 2, "no hit after exp");
+    assert_eq!(env.up.count(), before, "the refused request reached the upstream");
 }
 
 /// With the cache disabled every request is verified and no lookup is counted.

@@ -10,7 +10,8 @@
 //!
 //! Answers are cached (`cache`): active ones until the token's `exp` or `cache_max_ttl`,
 //! whichever comes first; inactive (or rejected) ones for `negative_ttl`; the cache is bounded
-//! in entries and in bytes. Failures (endpoint unreachable, slow, not 200, not JSON) are never
+//! in entries and in bytes. Claim times and cache lifetimes are read from the injected wall
+//! clock (`Clock`, the system clock outside tests). Failures (endpoint unreachable, slow, not 200, not JSON) are never
 //! cached: they become `AuthError::Unavailable` (503, never 401, so a client keeps a good token)
 //! and count towards the breaker (`breaker`). A miss beyond the call limits (`limits`) is 503 at
 //! once and counts towards nothing. The token is never logged, only the first bytes of its digest.
@@ -33,9 +34,11 @@ use serde_json::{Map, Value};
 use tokio::sync::OnceCell;
 
 use self::breaker::Breaker;
+use self::cache::Cached;
 use self::limits::{Limit, Limits};
 use super::jwks::{error_chain, metadata_urls};
 use super::{jws, jwt, AuthError, KeptClaims, Principal, TokenSource};
+use crate::clock::Clock;
 use crate::config::{ClientAuthMethod, Introspection, Issuer};
 use crate::metrics::{Metrics, CACHE_INTROSPECTION};
 
@@ -99,7 +102,9 @@ pub struct Introspector {
     discovered: OnceCell<String>,
     /// What cached principals keep of the answer's members.
     kept_claims: KeptClaims,
-    cache: Cache<Key, Verdict>,
+    cache: Cache<Key, Cached>,
+    /// The wall clock for claim times and answer lifetimes.
+    clock: Clock,
     breaker: Breaker,
     limits: Limits,
     /// Calls refused by `limits`, label handles resolved once: `(rate, concurrency)`.
@@ -151,6 +156,7 @@ impl Introspector {
             discovered: OnceCell::new(),
             kept_claims,
             cache,
+            clock: Clock::system(),
             requests: metrics.introspection_requests.clone(),
             duration: metrics.introspection_duration.clone(),
             lookups: (
@@ -160,15 +166,28 @@ impl Introspector {
         })
     }
 
+    /// Judge claim times and answer lifetimes by `clock` instead of the system clock (tests).
+    pub fn with_clock(mut self, clock: Clock) -> Introspector {
+        self.clock = clock;
+        self
+    }
+
     /// The principal behind `token`, from the cache or from one (coalesced) introspection call.
     /// Shared with the cache entry: a hit copies nothing.
     pub async fn introspect(&self, token: &str) -> Result<Arc<Principal>, AuthError> {
         let key = Key::of(token);
-        let result = self.cache.entry(key).or_try_insert_with(self.call(token, &key)).await;
+        let mut result = self.cache.entry(key).or_try_insert_with(self.call(token, &key)).await;
+        // Past its end on the gateway's clock though moka's monotonic clock has not dropped it
+        // yet (the wall clock stepped forward, or a test moved it): drop it and ask once more.
+        // The second answer is served as it comes: it was judged just now.
+        if result.as_ref().is_ok_and(|entry| !entry.is_fresh() && !entry.value().is_live(self.clock.now())) {
+            self.cache.invalidate(&key).await;
+            result = self.cache.entry(key).or_try_insert_with(self.call(token, &key)).await;
+        }
         // Coalesced waiters read the value the one caller fetched: for them it is a hit.
         let fresh = result.as_ref().map_or(true, |entry| entry.is_fresh());
         if fresh { &self.lookups.1 } else { &self.lookups.0 }.inc();
-        match result.map_err(|e| *e)?.into_value() {
+        match result.map_err(|e| *e)?.into_value().verdict {
             Verdict::Active(principal) => Ok(principal),
             Verdict::Inactive(e) => Err(e),
         }
@@ -176,7 +195,7 @@ impl Introspector {
 
     /// One introspection call (a cache miss), guarded by the breaker and the limits, with
     /// metrics and logs.
-    async fn call(&self, token: &str, key: &Key) -> Result<Verdict, AuthError> {
+    async fn call(&self, token: &str, key: &Key) -> Result<Cached, AuthError> {
         let Some(permit) = self.breaker.admit() else {
             self.count("circuit_open");
             return Err(CIRCUIT_OPEN);
@@ -201,13 +220,14 @@ impl Introspector {
         match result {
             Ok(answer) => {
                 permit.success();
-                let verdict = self.verdict(answer, SystemTime::now());
+                let now = self.clock.now();
+                let verdict = self.verdict(answer, UNIX_EPOCH + now);
                 self.count(match &verdict {
                     Verdict::Active(_) => "active",
                     Verdict::Inactive(INACTIVE) => "inactive",
                     Verdict::Inactive(_) => "rejected",
                 });
-                Ok(verdict)
+                Ok(Cached::new(verdict, now, self.settings.cache_max_ttl, self.settings.negative_ttl))
             }
             Err(e) => {
                 let outcome = e.outcome();

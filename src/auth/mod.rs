@@ -28,11 +28,11 @@ pub mod token_cache;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use claims::{KeptClaims, Principal, TokenSource};
 pub use error::AuthError;
 
+use crate::clock::Clock;
 use crate::config::{Config, Issuer, TokenMode};
 use crate::metrics::Metrics;
 use introspect::Introspector;
@@ -66,10 +66,12 @@ pub struct Authenticator {
     token_cache: Option<TokenCache>,
     /// What principals keep of their claims.
     kept_claims: KeptClaims,
+    /// The wall clock for `exp`/`nbf` (the system clock outside tests).
+    clock: Clock,
 }
 
 impl Authenticator {
-    pub fn new(config: &Config, http: &reqwest::Client, metrics: &Metrics) -> Authenticator {
+    pub fn new(config: &Config, http: &reqwest::Client, metrics: &Metrics, clock: Clock) -> Authenticator {
         let kept_claims = KeptClaims::for_config(config);
         let issuers: Vec<IssuerState> = config
             .issuers
@@ -89,7 +91,8 @@ impl Authenticator {
                         max_bytes,
                         metrics,
                         kept_claims.clone(),
-                    ),
+                    )
+                    .map(|i| i.with_clock(clock.clone())),
                     id,
                 }
             })
@@ -97,8 +100,8 @@ impl Authenticator {
         let by_iss = issuers.iter().enumerate().map(|(i, s)| (s.config.issuer.clone(), i)).collect();
         // Routes accepting several introspecting issuers are reported by `config::warnings`.
         let default_introspection = issuers.iter().position(|i| i.introspector.is_some());
-        let token_cache = TokenCache::new(&config.token_cache, &metrics.token_cache_lookups);
-        Authenticator { issuers, by_iss, default_introspection, token_cache, kept_claims }
+        let token_cache = TokenCache::new(&config.token_cache, &metrics.token_cache_lookups, clock.clone());
+        Authenticator { issuers, by_iss, default_introspection, token_cache, kept_claims, clock }
     }
 
     pub fn issuers(&self) -> &[IssuerState] {
@@ -188,12 +191,9 @@ impl Authenticator {
         }
         let refusal = |error| Refusal { error, holds: jwt::refusal_holds(&error, index, generation) };
         signature.map_err(refusal)?;
-        let mut principal = jwt::accept(jws, &issuer.config, index, issuer.id.clone(), unix_now()).map_err(refusal)?;
+        let mut principal =
+            jwt::accept(jws, &issuer.config, index, issuer.id.clone(), self.clock.unix_secs()).map_err(refusal)?;
         principal.retain_claims(&self.kept_claims);
         Ok((principal, generation))
     }
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }

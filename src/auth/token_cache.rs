@@ -33,13 +33,14 @@
 use std::future::Future;
 use std::mem::size_of;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use prometheus::{IntCounter, IntCounterVec};
 use serde_json::{Map, Value};
 
 use super::{AuthError, Principal};
+use crate::clock::Clock;
 use crate::config::TokenCacheSettings;
 use crate::secret::KeptToken;
 
@@ -143,11 +144,14 @@ pub struct TokenCache {
     misses: IntCounter,
     refusal_hits: IntCounter,
     refusal_misses: IntCounter,
+    /// Read on every hit: an entry is never served past its `exp`.
+    clock: Clock,
 }
 
 impl TokenCache {
-    /// `None` when the cache is disabled. `lookups` is `tokengate_token_cache_lookups_total`.
-    pub fn new(settings: &TokenCacheSettings, lookups: &IntCounterVec) -> Option<TokenCache> {
+    /// `None` when the cache is disabled. `lookups` is `tokengate_token_cache_lookups_total`;
+    /// `clock` the wall clock entries expire by.
+    pub fn new(settings: &TokenCacheSettings, lookups: &IntCounterVec, clock: Clock) -> Option<TokenCache> {
         if !settings.enabled {
             return None;
         }
@@ -162,6 +166,7 @@ impl TokenCache {
             misses: lookups.with_label_values(&["jwt", "miss"]),
             refusal_hits: lookups.with_label_values(&["jwt_refusal", "hit"]),
             refusal_misses: lookups.with_label_values(&["jwt_refusal", "miss"]),
+            clock,
         })
     }
 
@@ -172,7 +177,7 @@ impl TokenCache {
         last: &LastToken,
         generation: impl Fn(usize) -> u64,
     ) -> Option<Arc<Principal>> {
-        let principal = last.get(token, since_epoch(), generation)?;
+        let principal = last.get(token, self.clock.now(), generation)?;
         self.hits.inc();
         Some(principal)
     }
@@ -193,7 +198,7 @@ impl TokenCache {
         Fut: Future<Output = Result<(Principal, u64), Refusal>>,
     {
         let key = TokenDigest::of(token);
-        if let Some(entry) = self.live(&key, since_epoch(), &generation) {
+        if let Some(entry) = self.live(&key, self.clock.now(), &generation) {
             last.remember(token, &entry);
             return Ok(entry.principal);
         }
@@ -211,7 +216,7 @@ impl TokenCache {
         };
         let principal = Arc::new(principal);
         // The clock is read again: verification may have waited for a JWKS fetch.
-        if let Some(entry) = self.insert(key, principal.clone(), verified_under, since_epoch()) {
+        if let Some(entry) = self.insert(key, principal.clone(), verified_under, self.clock.now()) {
             last.remember(token, &entry);
         }
         Ok(principal)
@@ -285,11 +290,6 @@ impl TokenCache {
     }
 }
 
-/// Wall-clock time since the Unix epoch.
-pub fn since_epoch() -> Duration {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
-}
-
 /// `nbf` still in the future (the verifier may have admitted it within its leeway).
 fn not_yet_valid(not_before: Option<f64>, now: Duration) -> bool {
     not_before.is_some_and(|nbf| nbf > now.as_secs_f64())
@@ -348,7 +348,7 @@ mod tests {
 
     fn cache_with(s: &TokenCacheSettings) -> (TokenCache, IntCounterVec) {
         let lookups = IntCounterVec::new(prometheus::Opts::new("lookups", "test"), &["cache", "result"]).unwrap();
-        (TokenCache::new(s, &lookups).unwrap(), lookups)
+        (TokenCache::new(s, &lookups, Clock::system()).unwrap(), lookups)
     }
 
     fn cache() -> TokenCache {
@@ -379,7 +379,7 @@ mod tests {
     }
 
     fn live_claims() -> Value {
-        json!({"sub": "alice", "scope": "read", "exp": since_epoch().as_secs() + 3600})
+        json!({"sub": "alice", "scope": "read", "exp": Clock::system().unix_secs() + 3600})
     }
 
     /// A token that verified once is admitted again without verification, and counted as a hit.

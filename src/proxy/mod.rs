@@ -25,6 +25,7 @@ use hyper::service::Service;
 use crate::auth::token_cache::LastToken;
 use crate::auth::{extract, policy, AuthError, Authenticator, Principal};
 use crate::canon::{self, PathOptions};
+use crate::clock::Clock;
 use crate::config::{Config, RouteAuth};
 use crate::metrics::{Metrics, RouteMetrics, NO_ROUTE};
 use crate::respond::{respond, Challenge, Denial};
@@ -313,14 +314,14 @@ fn is_form(headers: &http::HeaderMap) -> bool {
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
 }
 
-/// Build the shared state from a validated config.
-pub fn state(config: Config, metrics: Metrics, http: &reqwest::Client) -> State {
+/// Build the shared state from a validated config; `clock` is what authentication reads.
+pub fn state(config: Config, metrics: Metrics, http: &reqwest::Client, clock: Clock) -> State {
     let routes = RouteTable::new(&config.routes);
     State {
         route_metrics: routes.routes().map(|r| metrics.route(&r.route.id)).collect(),
         no_route_metrics: metrics.route(NO_ROUTE),
         routes,
-        auth: Authenticator::new(&config, http, &metrics),
+        auth: Authenticator::new(&config, http, &metrics, clock),
         forwarder: Forwarder::new(&config.upstream, &metrics),
         identity_names: IdentityNames::new(&config.identity),
         path_options: PathOptions { keep_encoded_slashes: config.paths.keep_encoded_slashes },

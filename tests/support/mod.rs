@@ -1,10 +1,16 @@
 //! Test harness: a real upstream that records what reached it, the real gateway on an
 //! ephemeral loopback port, and typed config builders. No fixed ports, no sleeps where a
-//! readiness signal exists, every wait bounded.
+//! readiness signal exists, every wait bounded. Time that must pass for a token or a cached
+//! answer to expire is moved on a `ManualClock` (`gateway_with_clock`), not waited for.
+//!
+//! A test that needs an external program (promtool, node, npm) fails when it is missing
+//! (`require_tool`), unless `TOKENGATE_TEST_ALLOW_MISSING_TOOLS=1` is set: then it prints why
+//! and returns without running. `.ci/run` never sets it.
 #![allow(dead_code)]
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,10 +19,11 @@ use http::{HeaderMap, HeaderName, Request, Response};
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::TokioIo;
+pub use tokengate::clock::ManualClock;
 use tokengate::config::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// Upper bound for any single wait in a test.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -39,6 +46,8 @@ pub struct Seen {
 pub struct Upstream {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
+    /// How many requests `seen` holds, for `wait_for_requests`.
+    arrivals: Arc<watch::Sender<usize>>,
     connections: Arc<std::sync::atomic::AtomicUsize>,
     pub chunks: mpsc::UnboundedReceiver<usize>,
     release_out: mpsc::UnboundedSender<()>,
@@ -49,10 +58,12 @@ impl Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
+        let arrivals = Arc::new(watch::Sender::new(0));
         let (chunk_tx, chunks) = mpsc::unbounded_channel();
         let (release_out, release_rx) = mpsc::unbounded_channel::<()>();
         let release_rx = Arc::new(tokio::sync::Mutex::new(release_rx));
         let seen2 = seen.clone();
+        let arrivals2 = arrivals.clone();
         let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let accepted = connections.clone();
         tokio::spawn(async move {
@@ -60,13 +71,15 @@ impl Upstream {
                 let Ok((stream, _)) = listener.accept().await else { return };
                 accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let seen = seen2.clone();
+                let arrivals = arrivals2.clone();
                 let chunk_tx = chunk_tx.clone();
                 let release_rx = release_rx.clone();
                 let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                     let seen = seen.clone();
+                    let arrivals = arrivals.clone();
                     let chunk_tx = chunk_tx.clone();
                     let release_rx = release_rx.clone();
-                    async move { Ok::<_, Infallible>(upstream_answer(req, seen, chunk_tx, release_rx).await) }
+                    async move { Ok::<_, Infallible>(upstream_answer(req, seen, arrivals, chunk_tx, release_rx).await) }
                 });
                 tokio::spawn(async move {
                     let _ = hyper::server::conn::http1::Builder::new()
@@ -75,7 +88,7 @@ impl Upstream {
                 });
             }
         });
-        Upstream { addr, seen, connections, chunks, release_out }
+        Upstream { addr, seen, arrivals, connections, chunks, release_out }
     }
 
     pub fn url(&self) -> String {
@@ -93,6 +106,18 @@ impl Upstream {
 
     pub fn count(&self) -> usize {
         self.seen.lock().unwrap().len()
+    }
+
+    /// Until at least `n` requests have reached the upstream (their bodies read, before any
+    /// `/slow/` delay): the readiness signal for "the request is in flight". Bounded by WAIT.
+    pub async fn wait_for_requests(&self, n: usize) {
+        let mut arrivals = self.arrivals.subscribe();
+        let reached = tokio::time::timeout(WAIT, arrivals.wait_for(|&count| count >= n)).await;
+        assert!(
+            matches!(reached, Ok(Ok(_))),
+            "the upstream received {} request(s) within {WAIT:?}, expected {n}",
+            self.count()
+        );
     }
 
     /// Connections accepted so far.
@@ -114,6 +139,7 @@ type UpBody = http_body_util::Either<
 async fn upstream_answer(
     req: Request<Incoming>,
     seen: Arc<Mutex<Vec<Seen>>>,
+    arrivals: Arc<watch::Sender<usize>>,
     chunk_tx: mpsc::UnboundedSender<usize>,
     release_rx: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<()>>>,
 ) -> Response<UpBody> {
@@ -130,12 +156,19 @@ async fn upstream_answer(
             }
         }
     }
-    seen.lock().unwrap().push(Seen {
-        method: parts.method.to_string(),
-        target: target.clone(),
-        headers: parts.headers.clone(),
-        body_len,
-    });
+    let count = {
+        let mut seen = seen.lock().unwrap();
+        seen.push(Seen {
+            method: parts.method.to_string(),
+            target: target.clone(),
+            headers: parts.headers.clone(),
+            body_len,
+        });
+        seen.len()
+    };
+    arrivals.send_replace(count);
+    // A slow upstream is the behaviour under test here (response timeouts, draining on
+    // shutdown), not a stand-in for readiness.
     if let Some(ms) = target.strip_prefix("/slow/") {
         let ms: u64 = ms.split(['/', '?']).next().unwrap_or("0").parse().unwrap_or(0);
         tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -231,6 +264,12 @@ pub fn issuer(issuer: &str, jwks_uri: &str, audiences: &[&str]) -> Issuer {
 
 pub async fn gateway(config: Config) -> tokengate::app::Running {
     tokengate::app::start(config).await.expect("the gateway starts")
+}
+
+/// The gateway judging token times and cache lifetimes by `clock`: a test moves it forward
+/// (`ManualClock::advance`/`set`) instead of waiting for a token or a cached answer to expire.
+pub async fn gateway_with_clock(config: Config, clock: &ManualClock) -> tokengate::app::Running {
+    tokengate::app::start_with_clock(config, clock.clock()).await.expect("the gateway starts")
 }
 
 /// GET `/` through the gateway with `token`: a 401 `invalid_token` challenge whose description
@@ -583,3 +622,37 @@ pub const NEAR_MISS_SCOPES: &[&str] = &[
     "write reader",
     "",
 ];
+
+// === external tools ===
+
+/// Set to `1` to let a test whose external tool is missing pass without running (it prints
+/// why). Unset, such a test fails: a test that cannot run is never counted as passed.
+pub const ALLOW_MISSING_TOOLS: &str = "TOKENGATE_TEST_ALLOW_MISSING_TOOLS";
+
+/// The path of `tool`, found on PATH. When it is missing the test fails with a message naming
+/// the tool and `install` (how to get it), or, under `TOKENGATE_TEST_ALLOW_MISSING_TOOLS=1`,
+/// this returns `None` and the test is expected to return at once.
+pub fn require_tool(tool: &str, install: &str) -> Option<PathBuf> {
+    let found = find_tool(tool);
+    if found.is_none() {
+        missing_tool(tool, install);
+    }
+    found
+}
+
+/// `tool` on PATH, if it is there.
+pub fn find_tool(tool: &str) -> Option<PathBuf> {
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths).map(|dir| dir.join(tool)).find(|p| p.is_file())
+}
+
+/// The one rule for a missing tool: fail, unless the opt-out is set to exactly `1`, in which
+/// case print a skip notice and return.
+pub fn missing_tool(tool: &str, install: &str) {
+    let why = format!("`{tool}` is not installed; install {install}");
+    if std::env::var_os(ALLOW_MISSING_TOOLS).is_some_and(|v| v == "1") {
+        eprintln!("NOT RUN: {why}; passing only because {ALLOW_MISSING_TOOLS}=1");
+        return;
+    }
+    panic!("{why}. This test cannot run without it; set {ALLOW_MISSING_TOOLS}=1 to let it pass without running.");
+}

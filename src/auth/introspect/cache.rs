@@ -3,7 +3,10 @@
 //!
 //! Lifetime: RFC 7662 §4 lets a protected resource cache answers, trading freshness (a
 //! revocation is seen late) for load. An active answer is kept until the token's `exp`, at most
-//! `cache_max_ttl`; an inactive one for `negative_ttl`.
+//! `cache_max_ttl`; an inactive one for `negative_ttl`. The lifetime is decided once, on the
+//! gateway's clock, when the answer arrives; moka drops the entry after it on its monotonic
+//! clock (which frees the memory), and every hit also checks the gateway's clock (`is_live`),
+//! so an answer is never served past its end on either clock.
 //!
 //! Size: bounded by entries and by bytes with one weight, as the verified-token cache is: each
 //! entry weighs its approximate size, but at least `cache_max_bytes / cache_capacity`, and the
@@ -26,16 +29,39 @@ use crate::config::Introspection;
 /// rounded up.
 const ENTRY_OVERHEAD: usize = 320;
 
-pub(super) fn answer_cache(settings: &Introspection) -> Cache<Key, Verdict> {
+/// A verdict as the cache holds it, with the lifetime it was given when it arrived.
+#[derive(Clone, Debug)]
+pub(super) struct Cached {
+    pub verdict: Verdict,
+    /// How long moka keeps the entry, on its own monotonic clock.
+    lifetime: Duration,
+    /// Time since the epoch, on the gateway's clock, from which the entry is not served.
+    until: Duration,
+}
+
+impl Cached {
+    /// `verdict`, arrived at `now` (the gateway's clock, since the epoch).
+    pub(super) fn new(verdict: Verdict, now: Duration, max_ttl: Duration, negative_ttl: Duration) -> Cached {
+        let lifetime = ttl(&verdict, UNIX_EPOCH + now, max_ttl, negative_ttl);
+        Cached { verdict, lifetime, until: now.saturating_add(lifetime) }
+    }
+
+    /// Servable at `now` (the gateway's clock): before the end of its lifetime.
+    pub(super) fn is_live(&self, now: Duration) -> bool {
+        now < self.until
+    }
+}
+
+pub(super) fn answer_cache(settings: &Introspection) -> Cache<Key, Cached> {
     let max_bytes = settings.cache_max_bytes.max(1) as u64;
     // Every entry weighs at least this much, so `max_bytes` of weight is also `cache_capacity`.
     let min_weight = u32::try_from(max_bytes.div_ceil(settings.cache_capacity.max(1))).unwrap_or(u32::MAX);
     Cache::builder()
         .max_capacity(max_bytes)
-        .weigher(move |_: &Key, verdict: &Verdict| {
-            u32::try_from(approx_bytes(verdict)).unwrap_or(u32::MAX).max(min_weight)
+        .weigher(move |_: &Key, cached: &Cached| {
+            u32::try_from(approx_bytes(&cached.verdict)).unwrap_or(u32::MAX).max(min_weight)
         })
-        .expire_after(VerdictExpiry { max_ttl: settings.cache_max_ttl, negative_ttl: settings.negative_ttl })
+        .expire_after(LifetimeExpiry)
         .build()
 }
 
@@ -46,17 +72,15 @@ pub(super) fn approx_bytes(verdict: &Verdict) -> usize {
         Verdict::Active(p) => principal_bytes(p),
         Verdict::Inactive(_) => 0,
     };
-    ENTRY_OVERHEAD + size_of::<Key>() + size_of::<Verdict>() + own
+    ENTRY_OVERHEAD + size_of::<Key>() + size_of::<Cached>() + own
 }
 
-struct VerdictExpiry {
-    max_ttl: Duration,
-    negative_ttl: Duration,
-}
+/// Each entry's own lifetime, decided when its answer arrived (`Cached::new`).
+struct LifetimeExpiry;
 
-impl Expiry<Key, Verdict> for VerdictExpiry {
-    fn expire_after_create(&self, _: &Key, verdict: &Verdict, _: std::time::Instant) -> Option<Duration> {
-        Some(ttl(verdict, SystemTime::now(), self.max_ttl, self.negative_ttl))
+impl Expiry<Key, Cached> for LifetimeExpiry {
+    fn expire_after_create(&self, _: &Key, cached: &Cached, _: std::time::Instant) -> Option<Duration> {
+        Some(cached.lifetime)
     }
 }
 

@@ -13,6 +13,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use super::cache::ttl;
 use super::*;
+use crate::clock::ManualClock;
 use crate::config::{KeySource, Secret, TokenMode, DEFAULT_LEEWAY};
 
 /// Credentials with characters RFC 6749 §2.3.1 form-encodes before Basic.
@@ -499,6 +500,41 @@ async fn cache_entry_expires() {
     })
     .await;
     assert!(started.elapsed() >= Duration::from_millis(150), "expired after {:?}", started.elapsed());
+}
+
+/// The gateway's clock ends an entry as well as moka's: once it reaches the end of the answer's
+/// lifetime (`cache_max_ttl` for an active answer, `negative_ttl` for an inactive one), the
+/// token is introspected again, though moka's own timer is a minute away.
+#[tokio::test]
+async fn cache_entry_ends_on_the_gateways_clock() {
+    let fake = Fake::start(ClientAuthMethod::ClientSecretBasic).await;
+    fake.active("t", json!({"sub": "a"}));
+    let (i, m) = introspector(&fake, |s| {
+        s.cache_max_ttl = Duration::from_secs(60);
+        s.negative_ttl = Duration::from_secs(30);
+    });
+    let start = Duration::from_secs(1_700_000_000);
+    let clock = ManualClock::at(start);
+    let i = i.with_clock(clock.clock());
+    let just_before = |ttl: Duration| clock.set(start + ttl - Duration::from_millis(1));
+    i.introspect("t").await.unwrap();
+    just_before(Duration::from_secs(60));
+    i.introspect("t").await.unwrap();
+    assert_eq!(fake.calls(), 1, "ended before cache_max_ttl");
+    clock.set(start + Duration::from_secs(60));
+    i.introspect("t").await.unwrap();
+    assert_eq!(fake.calls(), 2, "served past cache_max_ttl");
+    assert_eq!((lookups(&m, "miss"), lookups(&m, "hit")), (2, 1));
+
+    clock.set(start);
+    assert_eq!(i.introspect("u").await, Err(INACTIVE));
+    just_before(Duration::from_secs(30));
+    assert_eq!(i.introspect("u").await, Err(INACTIVE));
+    assert_eq!(fake.calls(), 3, "ended before negative_ttl");
+    fake.active("u", json!({"sub": "b"}));
+    clock.set(start + Duration::from_secs(30));
+    assert_eq!(i.introspect("u").await.unwrap().subject.as_deref(), Some("b"), "served past negative_ttl");
+    assert_eq!(fake.calls(), 4);
 }
 
 /// 50 concurrent requests for one uncached token make exactly one call.
