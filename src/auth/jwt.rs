@@ -150,12 +150,13 @@ pub(super) fn check_time_window(
 ) -> Result<(), AuthError> {
     let now = i128::from(now);
     let leeway = i128::from(issuer.leeway.as_secs());
-    // RFC 7519 §4.1.4: the token MUST NOT be accepted after `exp`, with "some small leeway" for
-    // clock skew. Expired means `now > exp + leeway` (so `now == exp + leeway` still passes).
-    // `now` is whole seconds, so `now > exp` ⇔ `now > floor(exp)` for a fractional NumericDate.
+    // RFC 7519 §4.1.4: the token MUST NOT be accepted "on or after" `exp`, with "some small
+    // leeway" for clock skew: expired means `now >= exp + leeway`. `now` is whole seconds (the
+    // second that has begun), so comparing with `floor(exp)` refuses a fractional `exp` up to a
+    // second early, never late.
     match claims.get("exp") {
         None if exp_required => return Err(NO_EXP),
-        Some(v) if now > (numeric_date(v)?.floor() as i128).saturating_add(leeway) => return Err(EXPIRED),
+        Some(v) if now >= (numeric_date(v)?.floor() as i128).saturating_add(leeway) => return Err(EXPIRED),
         _ => {}
     }
     // RFC 7519 §4.1.5: the token MUST NOT be accepted before `nbf` (minus the leeway);
@@ -575,21 +576,22 @@ mod tests {
         assert_eq!(run(&format!("{input}.{sig}"), &set, &issuer(), NOW).unwrap_err(), BAD_SIGNATURE);
     }
 
-    /// RFC 7519 §4.1.4: a token past `exp` + leeway is expired; within the leeway it is accepted.
+    /// RFC 7519 §4.1.4: a token is expired "on or after" `exp` + leeway; before, it is accepted.
     #[test]
     fn exp_and_leeway() {
         let (enc, set) = rsa();
+        let leeway = issuer().leeway.as_secs();
         let mut c = claims();
-        c["exp"] = json!(NOW - 30);
+        c["exp"] = json!(NOW - leeway + 1);
         let t = rs256(&c, &enc);
         assert!(run(&t, &set, &issuer(), NOW).is_ok());
         assert_eq!(run(&t, &set, &issuer(), NOW + 1).unwrap_err(), EXPIRED);
         let mut strict = issuer();
         strict.leeway = Duration::ZERO;
-        c["exp"] = json!(NOW);
+        c["exp"] = json!(NOW + 1);
         let t = rs256(&c, &enc);
         assert!(run(&t, &set, &strict, NOW).is_ok());
-        assert_eq!(run(&t, &set, &strict, NOW + 1).unwrap_err(), EXPIRED);
+        assert_eq!(run(&t, &set, &strict, NOW + 1).unwrap_err(), EXPIRED, "accepted at exp");
         // Long expired.
         c["exp"] = json!(NOW - 3600);
         assert_eq!(run(&rs256(&c, &enc), &set, &issuer(), NOW).unwrap_err(), EXPIRED);
@@ -602,10 +604,13 @@ mod tests {
         let mut strict = issuer();
         strict.leeway = Duration::ZERO;
         let mut c = claims();
-        c["exp"] = json!(NOW as f64 + 0.5);
+        c["exp"] = json!(NOW as f64 + 1.5);
         let t = rs256(&c, &enc);
         assert!(run(&t, &set, &strict, NOW).is_ok());
         assert_eq!(run(&t, &set, &strict, NOW + 1).unwrap_err(), EXPIRED);
+        // Within the second of a fractional `exp`: refused (early rather than late).
+        c["exp"] = json!(NOW as f64 + 0.5);
+        assert_eq!(run(&rs256(&c, &enc), &set, &strict, NOW).unwrap_err(), EXPIRED);
         for past in [json!(-1), json!(0), json!(-1e300)] {
             c["exp"] = past;
             assert_eq!(run(&rs256(&c, &enc), &set, &issuer(), NOW).unwrap_err(), EXPIRED);

@@ -430,8 +430,9 @@ fn claim_checks() {
     let iss = issuer("https://as.test", settings(None, ClientAuthMethod::ClientSecretBasic));
     let check = |v: Value| check_claims(v.as_object().unwrap(), &iss, NOW);
     assert_eq!(check(json!({})), Ok(()), "exp and iss are optional in an answer");
-    assert_eq!(check(json!({"exp": NOW - 30})), Ok(()), "within the 30 s leeway");
-    assert_eq!(check(json!({"exp": NOW - 31})), Err(AuthError::InvalidToken("token expired")));
+    assert_eq!(check(json!({"exp": NOW - 29})), Ok(()), "within the 30 s leeway");
+    // RFC 7519 §4.1.4: "on or after" exp (+ leeway) it is refused.
+    assert_eq!(check(json!({"exp": NOW - 30})), Err(AuthError::InvalidToken("token expired")));
     assert_eq!(check(json!({"nbf": NOW + 30})), Ok(()));
     assert_eq!(check(json!({"nbf": NOW + 31})), Err(AuthError::InvalidToken("token not yet valid")));
     assert_eq!(check(json!({"exp": "soon"})), Err(MALFORMED_CLAIM));
