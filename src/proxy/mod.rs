@@ -169,12 +169,7 @@ async fn decide_and_forward<'s>(
         let host = canon::requested_host(parts.version, &parts.headers, &parts.uri).map_err(bad)?;
         let path = canon::path(parts.uri.path(), &state.path_options).map_err(bad)?;
         let routes = state.routes.find(host.as_ref(), &path, &parts.method).ok_or((None, Denial::NoRoute))?;
-        let host = match host {
-            // The client's own `Host` value, already canonical: shared, not copied.
-            Some(h) if !h.is_rewritten() && parts.uri.authority().is_none() => parts.headers.get(HOST).cloned(),
-            Some(h) => HeaderValue::from_str(h.as_str()).ok(),
-            None => None,
-        };
+        let host = forwarded_host(host, &parts.uri, &parts.headers);
         (routes, host, path.is_rewritten().then(|| rewritten_uri(path.forwarded(), parts.uri.query())))
     };
     let route = routes.primary();
@@ -245,6 +240,16 @@ async fn decide_and_forward<'s>(
     let (mut parts, body) = response.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
     Ok((route, Response::from_parts(parts, Either::Left(body))))
+}
+
+/// The `Host` the upstream gets: the canonical host. When that is the client's own `Host` value
+/// as sent, the value is shared rather than copied (one allocation fewer per request).
+fn forwarded_host(host: Option<canon::CanonHost<'_>>, uri: &Uri, headers: &HeaderMap) -> Option<HeaderValue> {
+    match host {
+        Some(h) if !h.is_rewritten() && uri.authority().is_none() => headers.get(HOST).cloned(),
+        Some(h) => HeaderValue::from_str(h.as_str()).ok(),
+        None => None,
+    }
 }
 
 /// Origin-form target with the canonical path and the original query.
@@ -329,5 +334,48 @@ pub fn state(config: Config, metrics: Metrics, http: &reqwest::Client, clock: Cl
         resource_metadata: resource_metadata(&config),
         metrics,
         config,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::Version;
+
+    use super::*;
+
+    /// Host and target of a request as hyper hands them over, and the `Host` forwarded for it.
+    fn forwarded(version: Version, host: Option<&str>, target: &str) -> Option<HeaderValue> {
+        let mut headers = HeaderMap::new();
+        if let Some(h) = host {
+            headers.insert(HOST, HeaderValue::from_str(h).unwrap());
+        }
+        let uri: Uri = target.parse().unwrap();
+        let canonical = canon::requested_host(version, &headers, &uri).unwrap();
+        forwarded_host(canonical, &uri, &headers)
+    }
+
+    #[test]
+    fn canonical_host_is_forwarded() {
+        let out = forwarded(Version::HTTP_11, Some("API.Example.COM."), "/");
+        assert_eq!(out.unwrap(), "api.example.com");
+        // HTTP/2: `:authority` only, no `Host` header.
+        let out = forwarded(Version::HTTP_2, None, "https://API.example.com/x");
+        assert_eq!(out.unwrap(), "api.example.com");
+        let out = forwarded(Version::HTTP_2, None, "https://api.example.com:8443/x");
+        assert_eq!(out.unwrap(), "api.example.com:8443");
+        let out = forwarded(Version::HTTP_10, None, "/");
+        assert_eq!(out, None);
+    }
+
+    /// An already canonical `Host` is the client's own value, shared: not copied per request.
+    #[test]
+    fn canonical_client_host_is_shared() {
+        let mut headers = HeaderMap::new();
+        headers.insert(HOST, HeaderValue::from_str("api.example.com").unwrap());
+        let uri: Uri = "/".parse().unwrap();
+        let canonical = canon::requested_host(Version::HTTP_11, &headers, &uri).unwrap();
+        let out = forwarded_host(canonical, &uri, &headers).unwrap();
+        assert_eq!(out, "api.example.com");
+        assert_eq!(out.as_bytes().as_ptr(), headers[HOST].as_bytes().as_ptr(), "copied");
     }
 }
