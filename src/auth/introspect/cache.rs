@@ -97,3 +97,28 @@ pub(super) fn ttl(verdict: &Verdict, now: SystemTime, max_ttl: Duration, negativ
         Verdict::Active(_) => max_ttl,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::auth::{AuthError, Principal};
+
+    /// The weight covers at least the moka entry, the key and the cached value, and an active
+    /// answer adds its principal with every kept claim: the byte bound is never undercounted.
+    #[test]
+    fn weight_covers_entry_key_value_and_principal() {
+        let inactive = approx_bytes(&Verdict::Inactive(AuthError::InvalidToken("token is not active")));
+        assert!(inactive >= ENTRY_OVERHEAD + size_of::<Key>() + size_of::<Cached>(), "{inactive}");
+        let serde_json::Value::Object(claims) = json!({"sub": "alice", "extra": "x".repeat(1000)}) else {
+            unreachable!()
+        };
+        let principal = Arc::new(Principal::from_claims(0, Arc::from("i"), claims, None));
+        let active = approx_bytes(&Verdict::Active(principal.clone()));
+        assert_eq!(active, inactive + principal_bytes(&principal));
+        assert!(active > inactive + 1000);
+    }
+}
