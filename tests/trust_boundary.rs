@@ -57,6 +57,15 @@ impl Env {
     }
 }
 
+/// `resp` is 403 `insufficient_scope` from the route that needs `scope` (RFC 6750 §3.1): which
+/// route decided shows in the challenge.
+fn assert_needs(resp: &str, scope: &str) {
+    let challenge = format!(
+        "error=\"insufficient_scope\", error_description=\"token lacks a required scope\", scope=\"{scope}\"\r\n"
+    );
+    assert!(resp.starts_with("HTTP/1.1 403 ") && resp.contains(&challenge), "expected {challenge:?}: {resp}");
+}
+
 /// A token from the test issuer with these scopes.
 fn token(scope: &str) -> String {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
@@ -88,6 +97,7 @@ async fn admin_spellings_are_decided_as_admin() {
             continue;
         }
         assert_eq!(status, 403, "{path} passed with a read token: {resp}");
+        assert_needs(&resp, "admin");
         let before = env.up.count();
         let (status, resp) = env.get(path, Some(&admin)).await;
         assert_eq!(status, 200, "{path}: {resp}");
@@ -102,30 +112,35 @@ async fn admin_spellings_are_decided_as_admin() {
 async fn ambiguous_paths_are_refused() {
     let env = Env::start().await;
     let read = token("read");
+    const DOTS: &str = "path contains a dot-segment";
+    const SLASH: &str = "path contains an encoded slash or backslash";
+    const TWICE: &str = "path contains a double-encoded percent-escape";
     let paths = [
-        "/public/../admin",
-        "/public/..;/admin",
-        "/public/..;x=1/admin",
-        "/public/%2e%2e/admin",
-        "/public/.%2E/admin",
-        "/public/%2E./admin",
-        "/public/./../admin",
-        "/public%2F..%2Fadmin",
-        "/public%2fadmin",
-        "/public%5C..%5Cadmin",
-        "/public/..%5cadmin",
-        "/public\\..\\admin",
-        "/admin%3Bx",
-        "/%252e%252e/admin",
-        "/%252%65%252%65/admin",
-        "/public/%00/admin",
-        "/public/%zz",
+        ("/public/../admin", DOTS),
+        ("/public/..;/admin", DOTS),
+        ("/public/..;x=1/admin", DOTS),
+        ("/public/%2e%2e/admin", DOTS),
+        ("/public/.%2E/admin", DOTS),
+        ("/public/%2E./admin", DOTS),
+        ("/public/./../admin", DOTS),
+        ("/public%2F..%2Fadmin", SLASH),
+        ("/public%2fadmin", SLASH),
+        ("/public%5C..%5Cadmin", SLASH),
+        ("/public/..%5cadmin", SLASH),
+        ("/public\\..\\admin", "path contains a backslash"),
+        ("/admin%3Bx", "path contains an encoded semicolon"),
+        ("/%252e%252e/admin", TWICE),
+        ("/%252%65%252%65/admin", TWICE),
+        ("/public/%00/admin", "path contains an encoded control character"),
+        ("/public/%zz", "path contains a malformed percent-escape"),
     ];
-    for path in paths {
+    for (path, reason) in paths {
         for t in [None, Some(read.as_str())] {
             let (status, resp) = env.get(path, t).await;
             assert_eq!(status, 400, "{path}: {resp}");
-            assert!(resp.contains("invalid_request"), "{resp}");
+            // RFC 6750 §3.1 invalid_request, naming the rule that refused.
+            let body = format!("\r\n\r\n{{\"error\":\"invalid_request\",\"error_description\":\"{reason}\"}}");
+            assert!(resp.ends_with(&body), "{path}: expected {body:?}: {resp}");
         }
     }
     assert_eq!(env.up.count(), 0, "a refused path reached the upstream");
@@ -158,6 +173,7 @@ async fn case_insensitive_routes() {
     for path in ["/ADMIN", "/Admin/x", "/%41DMIN"] {
         let (status, resp) = env.get(path, Some(&token("read"))).await;
         assert_eq!(status, 403, "{path}: {resp}");
+        assert_needs(&resp, "admin");
     }
     assert_eq!(env.up.count(), 0);
 }
@@ -169,10 +185,12 @@ async fn case_insensitive_routes() {
 async fn kept_encoded_slashes() {
     let env = Env::with(|c| c.paths.keep_encoded_slashes = true).await;
     let read = token("read");
-    let (status, _) = env.get("/admin%2Fx", Some(&read)).await;
+    let (status, resp) = env.get("/admin%2Fx", Some(&read)).await;
     assert_eq!(status, 403, "/admin%2Fx is under /admin");
-    let (status, _) = env.get("/admin%2Fx", Some(&token("admin"))).await;
+    assert_needs(&resp, "admin");
+    let (status, resp) = env.get("/admin%2Fx", Some(&token("admin"))).await;
     assert_eq!(status, 403, "/admin%2Fx is also `/` to Go 1.22, which needs read");
+    assert_needs(&resp, "read");
     let (status, _) = env.get("/public%2Fx", None).await;
     assert_eq!(status, 401, "/public%2Fx is `/` to Go 1.22");
     let (status, _) = env.get("/public%2F..%2Fadmin", None).await;
