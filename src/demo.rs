@@ -40,7 +40,7 @@ pub async fn run(listen: SocketAddr) -> Result<(), DemoError> {
     let cfg = config::load_text(Path::new("config/demo.yaml"), DEMO_CONFIG, &env)?;
     let running = crate::app::start(cfg).await?;
     for _ in 0..500 {
-        if running.state.auth.is_ready() {
+        if running.state.auth.issuers().iter().all(|i| i.is_ready()) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;

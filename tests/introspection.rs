@@ -369,7 +369,7 @@ async fn jwt_issuer_alongside_introspection() {
     })
     .await;
     assert_eq!(env.gw.state.config.issuers[0].mode, TokenMode::Jwt);
-    eventually("ready", async || env.gw.state.auth.is_ready()).await;
+    wait_ready(&env.gw).await;
 
     let jwt = dev.mint(json!({"sub": "jwt-user", "aud": "api", "scope": "read"}));
     assert_eq!(env.get("/read", &jwt).await.status(), 200);

@@ -113,11 +113,6 @@ impl Authenticator {
         &self.issuers[issuer].config
     }
 
-    /// Every issuer can decide: a usable key set, or introspection only.
-    pub fn is_ready(&self) -> bool {
-        self.issuers.iter().all(IssuerState::is_ready)
-    }
-
     /// Opaque tokens go to introspection (with its own cache); a JWT seen recently is admitted
     /// from the verified-token cache. Route policy, including whether the route accepts the
     /// principal's issuer, is the caller's (`policy::authorize`), on every request.
