@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::*;
-use tokengate::config::{ClientAuthMethod, Config, Introspection, Secret, TokenMode};
+use tokengate::config::{ClientAuthMethod, Config, Introspection, KeySource, Secret, TokenMode, DEFAULT_ALGORITHMS};
 use tokengate::dev_issuer::{DevIssuer, SigningKey};
 
 struct Env {
@@ -387,6 +387,37 @@ async fn jwt_issuer_alongside_introspection() {
     let named = dev.mint(json!({"iss": env.idp.issuer(), "sub": "x", "aud": "api"}));
     env.assert_invalid(&named, "token is not active").await;
     assert_eq!(env.idp.calls(), 2);
+}
+
+/// An auto-mode issuer (RFC 7662 and a key set): a JWS naming it is validated locally — admitted
+/// or refused without an introspection call — and an opaque token is introspected.
+#[tokio::test]
+async fn auto_issuer_validates_its_jws_locally() {
+    let dev = DevIssuer::start(
+        "127.0.0.1:0".parse().unwrap(),
+        vec![std::sync::Arc::new(SigningKey::rsa("k1", jsonwebtoken::Algorithm::RS256))],
+    )
+    .await
+    .unwrap();
+    let env = Env::with(ClientAuthMethod::ClientSecretBasic, |cfg| {
+        cfg.issuers[0].mode = TokenMode::Auto;
+        cfg.issuers[0].keys = KeySource::JwksUri(dev.jwks_uri());
+        cfg.issuers[0].algorithms = DEFAULT_ALGORITHMS.to_vec();
+    })
+    .await;
+    wait_ready(&env.gw).await;
+
+    let jws = dev.mint(json!({"iss": env.idp.issuer(), "sub": "local", "aud": "api", "scope": "read"}));
+    assert_eq!(env.get("/read", &jws).await.status(), 200);
+    assert_eq!(env.up.last().headers["x-auth-subject"], "local");
+    let expired = dev.mint(json!({"iss": env.idp.issuer(), "sub": "x", "aud": "api", "exp": now() - 3600}));
+    env.assert_invalid(&expired, "token expired").await;
+    assert_eq!(env.idp.calls(), 0, "a JWS naming an auto issuer was introspected");
+
+    env.active("opaque");
+    assert_eq!(env.get("/read", "opaque").await.status(), 200);
+    assert_eq!(env.up.last().headers["x-auth-subject"], "alice");
+    assert_eq!(env.idp.calls(), 1);
 }
 
 /// Await every future (no extra dependency for join_all).
