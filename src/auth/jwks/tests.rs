@@ -617,4 +617,11 @@ async fn secret_source_ready_without_network() {
     tokio::time::timeout(Duration::from_secs(1), cache.clone().run()).await.expect("run returns at once for a secret");
     assert_eq!(cache.generation(), 1);
     assert_eq!(count(&fetches, "https://hmac.test", "success"), 0);
+    // Debug names the issuer and its key set, never the secret (in any spelling).
+    let dump = format!("{cache:?}");
+    assert!(
+        dump.starts_with("JwksCache {") && dump.contains("https://hmac.test") && dump.contains("generation: 1"),
+        "{dump}"
+    );
+    assert!(!dump.contains("0123456789abcdef") && !dump.contains("48, 49, 50"), "the secret shows in Debug: {dump}");
 }
