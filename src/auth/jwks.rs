@@ -140,8 +140,9 @@ struct AttemptMark<'a>(&'a JwksCache);
 
 impl Drop for AttemptMark<'_> {
     fn drop(&mut self) {
+        // Nanoseconds since `epoch`, plus one so that 0 means "never"; saturating after 584 years.
         let since = self.0.epoch.elapsed().as_nanos();
-        let stamp = u64::try_from(since).unwrap_or(u64::MAX - 1).saturating_add(1);
+        let stamp = u64::try_from(since).map_or(u64::MAX, |n| n.saturating_add(1));
         self.0.last_attempt.store(stamp, Ordering::Release);
     }
 }
@@ -192,11 +193,6 @@ impl JwksCache {
     /// Incremented every time a different key set is installed.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
-    }
-
-    /// The issuer this cache serves.
-    pub fn issuer(&self) -> &str {
-        &self.issuer
     }
 
     /// For a token whose `kid` (or `alg`) matches no current key: refetch, unless such a
@@ -252,20 +248,20 @@ impl JwksCache {
             let wake_at = {
                 let mut state = self.guard.lock().await;
                 let now = Instant::now();
-                match state.next_refresh {
+                match scheduled_later(state.next_refresh, now) {
                     // Another fetch (an unknown kid) succeeded meanwhile: its schedule stands.
-                    Some(due) if due > now => {
+                    Some(due) => {
                         backoff = initial_backoff;
                         due
                     }
-                    _ => match self.fetch_locked(&mut state).await {
+                    None => match self.fetch_locked(&mut state).await {
                         Ok(due) => {
                             backoff = initial_backoff;
                             due
                         }
                         Err(()) => {
                             let due = after(Instant::now(), backoff);
-                            backoff = (backoff * 2).min(max_backoff);
+                            backoff = next_backoff(backoff, max_backoff);
                             due
                         }
                     },
@@ -442,6 +438,17 @@ impl JwksCache {
         }
         Ok((body, std::mem::take(response.headers_mut())))
     }
+}
+
+/// The refresh already scheduled for after `now` (by a fetch that succeeded meanwhile), if any:
+/// a refresh due at `now` or before is due.
+fn scheduled_later(next_refresh: Option<Instant>, now: Instant) -> Option<Instant> {
+    next_refresh.filter(|&due| due > now)
+}
+
+/// The delay before the retry after this one: doubled, at most `max`.
+fn next_backoff(backoff: Duration, max: Duration) -> Duration {
+    (backoff * 2).min(max)
 }
 
 /// `now + d`, saturating far in the future instead of panicking on overflow (`d` may come from

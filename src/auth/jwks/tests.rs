@@ -290,6 +290,48 @@ async fn concurrent_unknown_kid_refreshes_coalesce() {
     assert!(results.iter().all(|r| r.as_ref().is_some_and(|k| Arc::ptr_eq(k, &first))));
 }
 
+/// The same when the fetch brings nothing new: the callers that waited for it share it (the
+/// cooldown it started), although the key set did not change. The set was loaded by the
+/// background refresh, which starts no cooldown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_unknown_kid_refreshes_coalesce_when_nothing_changes() {
+    let server = TestServer::start().await;
+    let mut reply = Reply::ok(jwks(&["k1"]));
+    reply.delay = Duration::from_millis(100);
+    server.set("/jwks", reply);
+    let (cache, _) = jwks_cache(&server, &settings());
+    let task = tokio::spawn(cache.clone().run());
+    eventually(Duration::from_secs(3), "ready", || cache.is_ready()).await;
+    let loaded = cache.keys().unwrap();
+
+    let mut callers = JoinSet::new();
+    for _ in 0..20 {
+        let cache = cache.clone();
+        callers.spawn(async move { cache.refresh_for_unknown_kid().await });
+    }
+    let results = callers.join_all().await;
+    task.abort();
+    assert_eq!(server.hits("/jwks"), 2, "the waiting callers fetched again");
+    assert_eq!(cache.generation(), 1);
+    assert!(results.iter().all(|r| r.as_ref().is_some_and(|k| Arc::ptr_eq(k, &loaded))));
+}
+
+/// `refetch_for_unknown_key` answers `None` when the set it was given is still the current one
+/// (checking the token again would be useless), and the new set with its generation otherwise.
+#[tokio::test]
+async fn refetch_for_unknown_key_reports_only_a_new_set() {
+    let server = TestServer::start().await;
+    server.set("/jwks", Reply::ok(jwks(&["k1"])));
+    let (cache, _) = jwks_cache(&server, &JwksSettings { unknown_kid_cooldown: Duration::ZERO, ..settings() });
+    let (generation, first) = cache.refetch_for_unknown_key(None).await.expect("the first set");
+    assert_eq!(generation, 1);
+    assert!(cache.refetch_for_unknown_key(Some(&first)).await.is_none(), "the same document again");
+    server.set("/jwks", Reply::ok(jwks(&["k1", "k2"])));
+    let (generation, second) = cache.refetch_for_unknown_key(Some(&first)).await.expect("a new set");
+    assert_eq!(generation, 2);
+    assert!(second.has_kid("k2"));
+}
+
 /// Within the cooldown an unknown kid causes no fetch; after it, exactly one more.
 #[tokio::test]
 async fn unknown_kid_refetch_is_rate_limited_by_cooldown() {
@@ -473,6 +515,27 @@ fn refresh_far_in_the_future_saturates() {
     let due = after(now, refresh_interval(&h, &s));
     assert!(due > now + Duration::from_secs(3600), "{:?}", due - now);
     assert!(after(now, Duration::MAX) >= now);
+}
+
+/// A failed refresh is retried after a delay that doubles up to the cap.
+#[test]
+fn backoff_doubles_up_to_the_cap() {
+    let max = Duration::from_secs(60);
+    assert_eq!(next_backoff(Duration::from_millis(250), max), Duration::from_millis(500));
+    assert_eq!(next_backoff(Duration::from_secs(40), max), max);
+    assert_eq!(next_backoff(max, max), max);
+}
+
+/// The background loop keeps a schedule that a fetch made meanwhile set for later, and fetches
+/// when the refresh is due (at `now` or before) or none is scheduled.
+#[test]
+fn a_later_schedule_stands() {
+    let now = Instant::now();
+    let later = now + Duration::from_secs(1);
+    assert_eq!(scheduled_later(Some(later), now), Some(later));
+    assert_eq!(scheduled_later(Some(now), now), None);
+    assert_eq!(scheduled_later(Some(now - Duration::from_millis(1)), now), None);
+    assert_eq!(scheduled_later(None, now), None);
 }
 
 /// Metadata URLs follow OIDC Discovery §4 and RFC 8414 §3 (path after the well-known part).
