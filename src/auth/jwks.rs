@@ -275,7 +275,9 @@ impl JwksCache {
         match self.last_attempt.load(Ordering::Acquire) {
             0 => false,
             stamp => {
-                let ended = self.epoch + Duration::from_nanos(stamp - 1);
+                // A stamp is one more than the nanoseconds it records (0 is "never"); reading it
+                // back as is puts the end 1 ns late, which no cooldown can notice.
+                let ended = self.epoch + Duration::from_nanos(stamp);
                 ended.elapsed() < self.settings.unknown_kid_cooldown
             }
         }
