@@ -625,6 +625,30 @@ async fn discovery_issuer_mismatch_is_not_ready() {
     assert_eq!(count(&fetches, &iss, "invalid"), 1);
 }
 
+/// When both metadata documents fail, the failure reported (log and `outcome`) is the telling
+/// one: an OIDC document that was there but unusable rather than a missing RFC 8414 one;
+/// otherwise the last attempt's.
+#[tokio::test]
+async fn discovery_reports_the_telling_failure() {
+    let server = TestServer::start().await;
+    let iss = server.base.clone();
+    server.set("/.well-known/openid-configuration", Reply::ok(metadata("https://evil.test", &server.url("/keys"))));
+    let (cache, fetches) = discovery_cache(&iss);
+    let error = cache.discover().await.unwrap_err();
+    assert!(matches!(error, FetchError::Invalid { .. }) && error.to_string().contains("evil.test"), "{error}");
+    assert!(cache.refresh_for_unknown_kid().await.is_none());
+    assert_eq!(count(&fetches, &iss, "invalid"), 1);
+    assert_eq!(count(&fetches, &iss, "http_error"), 0);
+
+    let server = TestServer::start().await;
+    let (cache, _) = discovery_cache(&server.base);
+    let error = cache.discover().await.unwrap_err();
+    assert!(
+        matches!(error, FetchError::Status { .. }) && error.to_string().contains("oauth-authorization-server"),
+        "{error}"
+    );
+}
+
 /// JWKS larger than `max_response_bytes` are refused, with or without Content-Length.
 #[tokio::test]
 async fn oversize_jwks_rejected() {
