@@ -399,10 +399,7 @@ impl JwksCache {
         };
         let parsed =
             Url::parse(&jwks_uri).map_err(|e| FetchError::invalid(url, format!("jwks_uri {jwks_uri:?}: {e}")))?;
-        // OpenID Connect Discovery 1.0 §3: jwks_uri MUST use the https scheme. Metadata that was
-        // itself fetched over plain http (a local development issuer) may point to http.
-        let metadata_is_https = url.starts_with("https://");
-        if parsed.scheme() != "https" && (metadata_is_https || parsed.scheme() != "http") {
+        if !jwks_uri_scheme_allowed(url, &parsed) {
             return Err(FetchError::invalid(url, format!("jwks_uri {jwks_uri:?} is not https")));
         }
         Ok(jwks_uri)
@@ -451,6 +448,16 @@ fn scheduled_later(next_refresh: Option<Instant>, now: Instant) -> Option<Instan
 /// The delay before the retry after this one: doubled, at most `max`.
 fn next_backoff(backoff: Duration, max: Duration) -> Duration {
     (backoff * 2).min(max)
+}
+
+/// OpenID Connect Discovery 1.0 §3: jwks_uri MUST use the https scheme. Metadata that was
+/// itself fetched over plain http (a local development issuer) may point to http.
+fn jwks_uri_scheme_allowed(metadata_url: &str, jwks_uri: &Url) -> bool {
+    match jwks_uri.scheme() {
+        "https" => true,
+        "http" => !metadata_url.starts_with("https://"),
+        _ => false,
+    }
 }
 
 /// `now + d`, saturating far in the future instead of panicking on overflow (`d` may come from

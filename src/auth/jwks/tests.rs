@@ -513,8 +513,24 @@ fn refresh_far_in_the_future_saturates() {
     h.append("cache-control", "max-age=99999999999999999999".parse().unwrap());
     let now = Instant::now();
     let due = after(now, refresh_interval(&h, &s));
-    assert!(due > now + Duration::from_secs(3600), "{:?}", due - now);
+    assert!(due - now >= Duration::from_secs(364 * 24 * 3600), "{:?}", due - now);
     assert!(after(now, Duration::MAX) >= now);
+}
+
+/// OpenID Connect Discovery 1.0 §3: jwks_uri is https; http only when the metadata itself came
+/// over http (a local development issuer); no other scheme ever.
+#[test]
+fn jwks_uri_must_be_https() {
+    let allowed = |metadata: &str, jwks: &str| jwks_uri_scheme_allowed(metadata, &Url::parse(jwks).unwrap());
+    let https_meta = "https://idp.test/.well-known/openid-configuration";
+    let http_meta = "http://127.0.0.1:9000/.well-known/openid-configuration";
+    assert!(allowed(https_meta, "https://idp.test/keys"));
+    assert!(!allowed(https_meta, "http://idp.test/keys"), "an https issuer downgraded to http");
+    assert!(allowed(http_meta, "http://127.0.0.1:9000/keys"));
+    assert!(allowed(http_meta, "https://idp.test/keys"));
+    for other in ["file:///etc/keys", "ftp://idp.test/keys", "ws://idp.test/keys", "data:,{}"] {
+        assert!(!allowed(https_meta, other) && !allowed(http_meta, other), "{other}");
+    }
 }
 
 /// A failed refresh is retried after a delay that doubles up to the cap.
@@ -665,8 +681,11 @@ async fn oversize_jwks_rejected() {
     assert!(!cache.is_ready());
     assert_eq!(count(&fetches, "https://issuer.test", "too_large"), 2);
 
-    // Exactly at the limit is fine, also when streamed.
+    // Exactly at the limit is fine, streamed and with Content-Length.
     let exact = JwksSettings { max_response_bytes: doc.len(), ..settings };
+    let (cache, _) = jwks_cache(&server, &exact);
+    assert!(cache.refresh_for_unknown_kid().await.unwrap().has_kid("k3"));
+    server.set("/jwks", Reply::ok(doc.clone()));
     let (cache, _) = jwks_cache(&server, &exact);
     assert!(cache.refresh_for_unknown_kid().await.unwrap().has_kid("k3"));
 }
