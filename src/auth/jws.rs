@@ -284,6 +284,18 @@ mod tests {
 
     const MALFORMED_TEXT: &str = "malformed token";
 
+    /// Debug shows the header only: claims and signature are token content and stay out of logs.
+    #[test]
+    fn debug_shows_the_header_only() {
+        let t = ok_token();
+        let dump = format!("{:?}", parse(&t).unwrap());
+        assert!(dump.starts_with("Jws {") && dump.contains("RS256") && dump.contains("k1"), "{dump}");
+        let (input, sig) = t.rsplit_once('.').unwrap();
+        for secret in ["alice", sig, input] {
+            assert!(!dump.contains(secret), "{secret} shows in {dump}");
+        }
+    }
+
     /// A well-formed token yields its header, claims, signing input and signature segment.
     #[test]
     fn parses_well_formed_token() {

@@ -533,6 +533,27 @@ fn jwks_uri_must_be_https() {
     }
 }
 
+/// A fetch error is logged with every cause in its chain (reqwest's top-level message alone
+/// rarely says what went wrong).
+#[test]
+fn error_chain_joins_every_cause() {
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+    impl std::fmt::Display for Layer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|l| l as _)
+        }
+    }
+    let e = Layer("error sending request", Some(Box::new(Layer("connect", Some(Box::new(Layer("refused", None)))))));
+    assert_eq!(error_chain(&e), "error sending request: connect: refused");
+    assert_eq!(error_chain(&Layer("alone", None)), "alone");
+}
+
 /// A failed refresh is retried after a delay that doubles up to the cap.
 #[test]
 fn backoff_doubles_up_to_the_cap() {
