@@ -286,13 +286,20 @@ mod tests {
             r#"{{"kty":"oct","kid":"s","k":"c2VjcmV0"}},
                {{"kty":"RSA","kid":"enc","use":"enc","n":"{RSA_N}","e":"AQAB"}},
                {{"kty":"weird","kid":"w"}},
-               {{"kty":"RSA","kid":"ok","n":"{RSA_N}","e":"AQAB"}}"#
+               {{"kty":"RSA","kid":"sign-only","key_ops":["sign"],"n":"{RSA_N}","e":"AQAB"}},
+               {{"kty":"RSA","kid":"ok","n":"{RSA_N}","e":"AQAB"}},
+               {{"kty":"RSA","kid":"verify","key_ops":["sign","verify"],"n":"{RSA_N}","e":"AQAB"}}"#
         ));
         let all = [DEFAULT_ALGORITHMS, &[Algorithm::HS256]].concat();
         let set = KeySet::from_jwks(&doc, &all).unwrap();
-        assert_eq!(set.len(), 1);
-        assert!(set.has_kid("ok"));
-        assert!(!set.has_kid("s"));
+        // RFC 7517 §4.3: `key_ops` without "verify" is not a verification key.
+        assert_eq!(set.len(), 2);
+        assert!(set.has_kid("ok") && set.has_kid("verify"));
+        assert!(!set.has_kid("s") && !set.has_kid("enc") && !set.has_kid("sign-only"));
+        // Debug lists kids and algorithms, never key material.
+        let dump = format!("{set:?}");
+        assert!(dump.starts_with("KeySet {") && dump.contains("\"verify\"") && dump.contains("RS256"), "{dump}");
+        assert!(!dump.contains(&RSA_N[..20]), "key material in {dump}");
     }
 
     /// A token without `kid` is offered every key of its algorithm up to MAX_CANDIDATE_KEYS, and
