@@ -302,6 +302,20 @@ mod tests {
         assert!(!dump.contains(&RSA_N[..20]), "key material in {dump}");
     }
 
+    /// A key parses only for an algorithm of its own type, even if asked for another: an Ed25519
+    /// key is never an ECDSA or RSA verifier, an EC key never Ed25519 (the JWK's family already
+    /// decides this in `verify_key`; this is the second lock).
+    #[test]
+    fn keys_parse_only_for_their_own_algorithms() {
+        let okp: Jwk =
+            serde_json::from_str(r#"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#)
+                .unwrap();
+        assert!(parse_public(&okp.algorithm, Algorithm::EdDSA).is_some());
+        for alg in [Algorithm::ES256, Algorithm::RS256, Algorithm::PS256, Algorithm::HS256] {
+            assert!(parse_public(&okp.algorithm, alg).is_none(), "{alg:?}");
+        }
+    }
+
     /// A token without `kid` is offered every key of its algorithm up to MAX_CANDIDATE_KEYS, and
     /// none beyond: the set is refused whole, not tried in order.
     #[test]
