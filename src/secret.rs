@@ -92,6 +92,16 @@ mod tests {
         assert_eq!(set.len(), 2);
     }
 
+    /// Different digests hash apart: a hash that ignored them would put every cached token in
+    /// one bucket, and a flood of tokens would make each lookup a scan.
+    #[test]
+    fn digests_spread_over_buckets() {
+        use std::hash::BuildHasher;
+        let state = std::collections::hash_map::RandomState::new();
+        let hashes: HashSet<u64> = (0..64).map(|i| state.hash_one(Digest::of(format!("token-{i}")))).collect();
+        assert_eq!(hashes.len(), 64);
+    }
+
     #[test]
     fn short_hex_is_the_digest_prefix() {
         // SHA-256("abc") = ba7816bf 8f01cfea …
