@@ -710,6 +710,28 @@ async fn form_and_query_tokens_when_enabled() {
     assert_eq!(client(false).get(env.url(&format!("/q?access_token={token}"))).send().await.unwrap().status(), 200);
     let both = env.request(&format!("/q?access_token={token}"), &token);
     assert_refused(&env.up, both, 400, Some("invalid_request"), "token sent in more than one place").await;
+
+    // RFC 6750 §2.2: only an application/x-www-form-urlencoded body carries a token.
+    let json = client(false).post(env.url("/form")).header("content-type", "application/json").body(body.clone());
+    assert_refused(&env.up, json, 401, None, "a bearer token is required").await;
+
+    // Form bodies are read up to 64 KiB, the cap included; one byte more is refused.
+    let post = |body: String| {
+        client(false).post(env.url("/form")).header("content-type", "application/x-www-form-urlencoded").body(body)
+    };
+    let padded = |len: usize| {
+        let head = format!("access_token={token}&note=");
+        let pad = "x".repeat(len - head.len());
+        head + &pad
+    };
+    assert_eq!(post(padded(64 * 1024)).send().await.unwrap().status(), 200);
+    assert_eq!(env.up.last().body_len, 64 * 1024);
+    let before = env.up.count();
+    let too_large = post(padded(64 * 1024 + 1)).send().await.unwrap();
+    assert_eq!(too_large.status(), 400);
+    let body: serde_json::Value = too_large.json().await.unwrap();
+    assert_eq!(body["error_description"], "form body too large or unreadable");
+    assert_eq!(env.up.count(), before, "nothing forwarded");
 }
 
 /// Query tokens stay ignored unless enabled: such a request has no credentials.

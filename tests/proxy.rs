@@ -129,6 +129,7 @@ async fn upstream_refused_is_502() {
     assert_eq!(resp.status(), 502);
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["error"], "bad_gateway");
+    assert_eq!(body["error_description"], "upstream connection failed");
 }
 
 /// An upstream slower than the response timeout gives 504.
@@ -140,6 +141,8 @@ async fn upstream_timeout_is_504() {
     let gw = gateway(cfg).await;
     let resp = client(false).get(format!("http://{}/slow/3000", gw.addr)).send().await.unwrap();
     assert_eq!(resp.status(), 504);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error_description"], "upstream did not answer in time");
 }
 
 /// HTTP/2 with prior knowledge (h2c) is served and forwarded as HTTP/1.1 with a Host header.

@@ -41,6 +41,12 @@ async fn metadata_served_and_advertised() {
     assert_eq!(doc["bearer_methods_supported"], serde_json::json!(["header"]));
     assert_eq!(doc["resource_name"], "Orders API");
     assert_eq!(up.count(), 0, "the metadata is served by the gateway, not the upstream");
+    let head = c.head(format!("http://{}/.well-known/oauth-protected-resource/v1", gw.addr)).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    // Only GET and HEAD read it: any other method is an ordinary request (here: no route).
+    let post = c.post(format!("http://{}/.well-known/oauth-protected-resource/v1", gw.addr)).send().await.unwrap();
+    assert_eq!(post.status(), 404);
+    assert!(!post.text().await.unwrap().contains("authorization_servers"));
 
     let resp = c.get(format!("http://{}/api", gw.addr)).send().await.unwrap();
     assert_eq!(resp.status(), 401);

@@ -112,17 +112,18 @@ impl Forwarder {
     }
 
     async fn exchange(&self, req: Request<UpstreamBody>) -> Result<(Response<Incoming>, Sender), UpstreamError> {
-        let (mut sender, reused) = match self.pool.checkout() {
-            Some(sender) => (sender, true),
+        let mut sender = match self.pool.checkout() {
+            Some(sender) => sender,
             // Boxed: the connect and handshake futures are large and rarely needed.
-            None => (Box::pin(self.connect()).await?, false),
+            None => Box::pin(self.connect()).await?,
         };
         match sender.try_send_request(req).await {
             Ok(response) => Ok((response, sender)),
             Err(mut e) => match e.take_message() {
-                // A pooled connection the upstream closed just as we picked it: the request was
-                // never written, so it is safe to send it once more on a fresh connection.
-                Some(req) if reused => {
+                // The connection closed before the request was written (typically a pooled one
+                // the upstream closed just as we picked it): nothing reached the upstream, so it
+                // is safe to send the request once more, on a fresh connection.
+                Some(req) => {
                     let mut fresh = Box::pin(self.connect()).await?;
                     let response = fresh.send_request(req).await.map_err(|e| broken(&e))?;
                     Ok((response, fresh))
@@ -179,4 +180,78 @@ impl Forwarder {
 fn broken(e: &hyper::Error) -> UpstreamError {
     tracing::warn!(error = %e, "upstream request failed");
     UpstreamError::Broken
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A forwarder to `address` with a pool of its own and throwaway metrics.
+    fn forwarder(address: String) -> Forwarder {
+        let counter = || IntCounter::new("c", "c").unwrap();
+        Forwarder {
+            pool: Arc::new(Pool::new(4, Duration::from_secs(60))),
+            address,
+            host: HeaderValue::from_static("up"),
+            connect_timeout: Duration::from_secs(5),
+            response_timeout: Duration::from_secs(5),
+            connections_opened: counter(),
+            in_flight: InFlightCap { count: IntGauge::new("g", "g").unwrap(), max: 8, refused: counter() },
+        }
+    }
+
+    /// An upstream answering every request with 200 `ok`.
+    async fn upstream() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = s.read(&mut buf).await {
+                        if n == 0 || s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        address
+    }
+
+    fn get() -> Request<UpstreamBody> {
+        Request::builder().uri("/").header(HOST, "up").body(Either::Right(Full::new(Bytes::new()))).unwrap()
+    }
+
+    /// A pooled connection whose peer has gone although its sender does not know yet (the
+    /// close is seen only when the connection task next runs): the request is never written
+    /// there and goes out once more on a fresh connection.
+    #[tokio::test]
+    async fn request_unsent_on_a_dead_pooled_connection_is_resent_on_a_fresh_one() {
+        let forwarder = forwarder(upstream().await);
+        let (ours, theirs) = tokio::io::duplex(1024);
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(ours)).await.unwrap();
+        let mut connection = Box::pin(connection);
+        // Polled once, the connection asks for a request (the sender becomes ready) ...
+        assert!(poll_once(&mut connection).await.is_none());
+        drop(theirs);
+        // ... and learns of the close only when polled again, after the request was queued.
+        forwarder.pool.put(sender);
+        tokio::spawn(connection);
+        let (response, _) = forwarder.exchange(get()).await.expect("resent on a fresh connection");
+        assert_eq!(response.status(), 200);
+        assert_eq!(forwarder.connections_opened.get(), 1, "one fresh connection, no more");
+    }
+
+    /// Poll a future once: `Some` if it finished.
+    async fn poll_once<F: std::future::Future + Unpin>(f: &mut F) -> Option<F::Output> {
+        std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(match std::pin::Pin::new(&mut *f).poll(cx) {
+                std::task::Poll::Ready(v) => Some(v),
+                std::task::Poll::Pending => None,
+            })
+        })
+        .await
+    }
 }

@@ -88,7 +88,7 @@ impl Pool {
     }
 
     /// Give a connection back; when the pool is full, it is closed instead.
-    fn put(&self, sender: Sender) {
+    pub(super) fn put(&self, sender: Sender) {
         if sender.is_closed() {
             return;
         }
@@ -274,6 +274,48 @@ mod tests {
             http::Request::head("/").header("host", "up").body(http_body_util::Either::Right(Default::default()));
         drop(leased(&pool, b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n", head.unwrap()).await);
         assert_eq!(pool.idle_count(), 2, "a HEAD response has no body to read");
+    }
+
+    /// A chunked body read to its end without trailers returns its connection; one abandoned
+    /// after its first chunk does not (only trailers or the end of the body end it).
+    #[tokio::test]
+    async fn chunked_body_returns_its_connection_only_at_its_end() {
+        let pool = Arc::new(Pool::new(4, Duration::from_secs(60)));
+        let chunked = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n2\r\nok\r\n0\r\n\r\n";
+        assert_eq!(leased(&pool, chunked, get()).await.collect().await.unwrap().to_bytes(), "okok");
+        assert_eq!(pool.idle_count(), 1);
+
+        let pool = Arc::new(Pool::new(4, Duration::from_secs(60)));
+        let slow = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n";
+        let mut body = leased(&pool, slow, get()).await;
+        assert!(body.frame().await.unwrap().unwrap().is_data());
+        drop(body);
+        assert_eq!(pool.idle_count(), 0, "the rest of the body was never read");
+    }
+
+    /// Once sweeping, idle connections past their timeout are closed without waiting for the
+    /// next checkout: the upstream sees its connection end.
+    #[tokio::test]
+    async fn sweeping_closes_idle_connections() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (closed_tx, closed) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await.unwrap();
+            while s.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+            let _ = closed_tx.send(());
+        });
+        let pool = Arc::new(Pool::new(4, Duration::from_millis(100)));
+        pool.start_sweeping();
+        let mut sender = connect(addr).await;
+        let resp = sender.send_request(get()).await.unwrap();
+        PooledBody::new(resp.into_body(), sender, pool.clone()).collect().await.unwrap();
+        assert_eq!(pool.idle_count(), 1);
+        tokio::time::timeout(Duration::from_secs(10), closed).await.expect("the sweep closed it").unwrap();
+        assert_eq!(pool.idle_count(), 0);
     }
 
     /// `pool_max_idle_per_host: 0` keeps nothing; otherwise the newest connection goes first.

@@ -77,10 +77,12 @@ impl RouteTable {
     pub fn find(&self, host: Option<&CanonHost<'_>>, path: &CanonPath<'_>, method: &Method) -> Option<Candidates<'_>> {
         let primary = self.find_reading(host, path.strict(), method)?;
         let mut candidates = Candidates { primary, others: [None; MAX_READINGS - 1] };
-        for (i, reading) in path.readings().skip(1).take(MAX_READINGS - 1).enumerate() {
+        for (i, reading) in path.readings().skip(1).enumerate() {
             let route = self.find_reading(host, reading, method)?;
             if !candidates.iter().any(|c| c.index == route.index) {
-                candidates.others[i] = Some(route);
+                // A distinct route needs a slot; `CanonPath` never has more readings than there
+                // are slots, but if it ever did, refuse rather than admit on an unchecked route.
+                *candidates.others.get_mut(i)? = Some(route);
             }
         }
         Some(candidates)
