@@ -368,9 +368,7 @@ impl Introspector {
         }
         let endpoint = meta.introspection_endpoint.ok_or(CallError::Invalid("no introspection_endpoint".into()))?;
         let parsed = Url::parse(&endpoint).map_err(|e| CallError::Invalid(format!("{endpoint:?}: {e}")))?;
-        // The credentials travel to it: https only, unless the metadata itself came over plain
-        // http (a loopback development issuer, the only http issuer the config accepts).
-        if parsed.scheme() != "https" && (url.starts_with("https://") || parsed.scheme() != "http") {
+        if !super::jwks::discovered_url_allowed(url, &parsed) {
             return Err(CallError::Invalid(format!("introspection_endpoint {endpoint:?} is not https")));
         }
         Ok(endpoint)

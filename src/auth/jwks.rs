@@ -399,7 +399,7 @@ impl JwksCache {
         };
         let parsed =
             Url::parse(&jwks_uri).map_err(|e| FetchError::invalid(url, format!("jwks_uri {jwks_uri:?}: {e}")))?;
-        if !jwks_uri_scheme_allowed(url, &parsed) {
+        if !discovered_url_allowed(url, &parsed) {
             return Err(FetchError::invalid(url, format!("jwks_uri {jwks_uri:?} is not https")));
         }
         Ok(jwks_uri)
@@ -450,10 +450,12 @@ fn next_backoff(backoff: Duration, max: Duration) -> Duration {
     (backoff * 2).min(max)
 }
 
-/// OpenID Connect Discovery 1.0 §3: jwks_uri MUST use the https scheme. Metadata that was
-/// itself fetched over plain http (a local development issuer) may point to http.
-fn jwks_uri_scheme_allowed(metadata_url: &str, jwks_uri: &Url) -> bool {
-    match jwks_uri.scheme() {
+/// OpenID Connect Discovery 1.0 §3: jwks_uri MUST use the https scheme; so must the
+/// introspection endpoint found in metadata, since the client's credentials travel to it.
+/// Metadata that was itself fetched over plain http (a local development issuer) may point to
+/// http.
+pub(super) fn discovered_url_allowed(metadata_url: &str, discovered: &Url) -> bool {
+    match discovered.scheme() {
         "https" => true,
         "http" => !metadata_url.starts_with("https://"),
         _ => false,

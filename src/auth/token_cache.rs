@@ -533,6 +533,48 @@ mod tests {
         assert!(c.entry_count() < 8, "{}", c.entry_count());
     }
 
+    /// The cache's weight is the sum of its entries' weights.
+    #[test]
+    fn weighted_size_sums_entries() {
+        let c = cache();
+        assert_eq!(c.weighted_size(), 0);
+        let mut total = 0;
+        for (i, pad) in ["", &"x".repeat(5000)].into_iter().enumerate() {
+            let p = Arc::new(principal(json!({"sub": pad, "exp": NOW + 60})));
+            let entry = c.insert(TokenDigest::of(format!("token-{i}")), p, 1, at(NOW)).expect("cached");
+            total += u64::from(entry.weight);
+            assert_eq!(c.weighted_size(), total);
+        }
+    }
+
+    /// An entry weighs a fixed cost (a little more than its structs) plus every byte the
+    /// principal holds: each string, list item and kept claim adds its length and its own
+    /// overhead, so the byte budget bounds what the cache really holds.
+    #[test]
+    fn weight_counts_every_part_of_a_principal() {
+        let base = principal(json!({}));
+        assert!(base.claims.is_empty() && base.subject.is_none());
+        let fixed = approx_bytes(&base);
+        let structs = size_of::<Entry>() + size_of::<TokenDigest>() + size_of::<Principal>();
+        assert!(fixed > structs && fixed < structs + 256, "{fixed} vs {structs}");
+        let n = 1000;
+        let grown = |f: &dyn Fn(&mut Principal)| {
+            let mut p = base.clone();
+            f(&mut p);
+            approx_bytes(&p) - fixed
+        };
+        assert_eq!(grown(&|p| p.subject = Some("s".repeat(n))), n);
+        assert_eq!(grown(&|p| p.client_id = Some("c".repeat(n))), n);
+        assert_eq!(grown(&|p| p.audiences = vec!["a".repeat(n)]), STRING + n);
+        assert_eq!(grown(&|p| p.scopes = vec!["r".repeat(n), "w".repeat(n)]), 2 * (STRING + n));
+        let node = MAP_NODE + STRING + size_of::<Value>();
+        let claim = |v: Value| move |p: &mut Principal| drop(p.claims.insert("k".into(), v.clone()));
+        assert_eq!(grown(&claim(json!(true))), node + 1);
+        assert_eq!(grown(&claim(json!("v".repeat(n)))), node + 1 + n);
+        assert_eq!(grown(&claim(json!(["v".repeat(n)]))), node + 1 + size_of::<Value>() + n);
+        assert_eq!(grown(&claim(json!({"i": "v".repeat(n)}))), node + 1 + node + 1 + n);
+    }
+
     /// The key is the token's SHA-256; the token itself is stored nowhere in the cache.
     #[tokio::test]
     async fn keyed_by_digest_only() {

@@ -6,8 +6,8 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// What "open for longer than a clock can count" becomes.
-const FAR: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+/// What "open for longer than a clock can count" becomes: a century.
+const FAR: Duration = Duration::from_secs(3_153_600_000);
 
 /// Consecutive-failure circuit breaker: closed → (N failures) → open for `open_for`, failing
 /// fast → half-open: one trial call; its success closes, its failure reopens.
@@ -62,7 +62,7 @@ impl Permit<'_> {
     pub(super) fn success(mut self) {
         self.done = true;
         let mut state = self.breaker.lock();
-        if state.open_until.is_some() && self.trial {
+        if self.trial {
             tracing::info!("introspection circuit breaker closed: trial call succeeded");
         }
         *state = BreakerState::default();
@@ -89,5 +89,66 @@ impl Drop for Permit<'_> {
         if self.trial && !self.done {
             self.breaker.lock().trial = false;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Open at once (one failure), half-open at once (`open_for` zero): the next caller is the
+    /// trial.
+    fn half_open() -> Breaker {
+        let breaker = Breaker::new(1, Duration::ZERO);
+        assert!(breaker.admit().unwrap().failure(), "one failure opens it");
+        breaker
+    }
+
+    /// Closed → open after `threshold` failures → one trial at a time → closed on success.
+    #[test]
+    fn opens_after_threshold_and_admits_one_trial() {
+        let breaker = Breaker::new(2, Duration::from_secs(3600));
+        assert!(!breaker.admit().unwrap().failure());
+        breaker.admit().unwrap().success();
+        assert!(!breaker.admit().unwrap().failure(), "a success resets the count");
+        assert!(breaker.admit().unwrap().failure(), "the second failure in a row opens it");
+        assert!(breaker.admit().is_none(), "open: fail fast");
+
+        let breaker = half_open();
+        let trial = breaker.admit().expect("half-open: one trial");
+        assert!(trial.trial);
+        assert!(breaker.admit().is_none(), "the trial is under way");
+        trial.success();
+        let after = breaker.admit().expect("closed again");
+        assert!(!after.trial);
+    }
+
+    /// A failed trial reopens it; `open_for` too large for the clock saturates, never panics.
+    #[test]
+    fn failed_trial_reopens_and_huge_open_for_saturates() {
+        let breaker = half_open();
+        assert!(breaker.admit().unwrap().failure(), "the trial failed: open again");
+        let breaker = Breaker::new(1, Duration::MAX);
+        assert!(breaker.admit().unwrap().failure());
+        assert!(breaker.admit().is_none(), "open (for a century)");
+    }
+
+    /// A trial permit dropped unused (its caller was cancelled) lets the next caller try; a
+    /// non-trial permit dropped unused while a trial is under way changes nothing.
+    #[test]
+    fn dropped_permits() {
+        let breaker = half_open();
+        drop(breaker.admit().unwrap());
+        let trial = breaker.admit().expect("the abandoned trial is handed on");
+        assert!(trial.trial);
+
+        let breaker = Breaker::new(1, Duration::ZERO);
+        let stale = breaker.admit().unwrap();
+        assert!(!stale.trial);
+        assert!(breaker.admit().unwrap().failure());
+        let trial = breaker.admit().unwrap();
+        drop(stale);
+        assert!(breaker.admit().is_none(), "still one trial at a time");
+        drop(trial);
     }
 }

@@ -32,6 +32,8 @@ enum Answer {
     Json(Value),
     Status(u16),
     Raw(String),
+    /// `Raw`, sent chunked (no `Content-Length`): the size is known only once read.
+    Chunked(String),
 }
 
 /// One request as the endpoint saw it.
@@ -181,6 +183,11 @@ async fn answer(state: &StdMutex<FakeState>, req: Request<Incoming>) -> Response
         Answer::Json(v) => reply(200, v.to_string()),
         Answer::Status(status) => reply(status, json!({"error": "server_error"}).to_string()),
         Answer::Raw(text) => reply(200, text),
+        Answer::Chunked(text) => {
+            let mut response = reply(200, text);
+            response.headers_mut().insert("transfer-encoding", "chunked".parse().unwrap());
+            response
+        }
         Answer::Tokens => unreachable!(),
     }
 }
@@ -228,12 +235,29 @@ fn client() -> reqwest::Client {
 
 /// An introspector for `fake` (issuer = the fake's base URL), with `tweak` applied.
 fn introspector(fake: &Fake, tweak: impl FnOnce(&mut Introspection)) -> (Introspector, Metrics) {
+    capped_introspector(fake, 64 * 1024, tweak)
+}
+
+/// `introspector` with answers capped at `max_response_bytes`.
+fn capped_introspector(
+    fake: &Fake,
+    max_response_bytes: usize,
+    tweak: impl FnOnce(&mut Introspection),
+) -> (Introspector, Metrics) {
     let mut s = settings(Some(fake.endpoint()), fake.with(|s| s.method));
     tweak(&mut s);
     let metrics = Metrics::new();
     let iss = issuer(&fake.base, s);
-    let i = Introspector::new(&iss, 0, Arc::from(fake.base.as_str()), client(), 64 * 1024, &metrics, KeptClaims::All)
-        .unwrap();
+    let i = Introspector::new(
+        &iss,
+        0,
+        Arc::from(fake.base.as_str()),
+        client(),
+        max_response_bytes,
+        &metrics,
+        KeptClaims::All,
+    )
+    .unwrap();
     (i, metrics)
 }
 
@@ -381,6 +405,41 @@ async fn oversize_answer_refused() {
     let (i, m) = introspector(&fake, |_| {});
     assert_eq!(i.introspect("t").await, Err(FAILED));
     assert_eq!(outcome(&m, &i, "invalid"), 1);
+}
+
+/// The cap is inclusive, whether the size is announced (`Content-Length`) or found while
+/// reading (chunked): an answer of exactly the cap is read, one byte more is refused.
+#[tokio::test]
+async fn answer_size_cap_is_exact() {
+    const CAP: usize = 512;
+    let fake = Fake::start(ClientAuthMethod::ClientSecretBasic).await;
+    let sized = |len: usize| {
+        let head = r#"{"active":true,"sub":"a","pad":""#;
+        format!("{head}{}\"}}", "x".repeat(len - head.len() - 2))
+    };
+    assert_eq!(sized(CAP).len(), CAP);
+    for chunked in [false, true] {
+        for (len, fits) in [(CAP, true), (CAP + 1, false)] {
+            let body = sized(len);
+            fake.answer(if chunked { Answer::Chunked(body) } else { Answer::Raw(body) });
+            let (i, _) = capped_introspector(&fake, CAP, |_| {});
+            let got = i.introspect("t").await;
+            assert_eq!(got.is_ok(), fits, "{len} bytes, chunked: {chunked}: {got:?}");
+            if !fits {
+                assert_eq!(got, Err(FAILED));
+            }
+        }
+    }
+}
+
+/// `Debug` names the issuer and endpoint, never the client's credentials.
+#[tokio::test]
+async fn debug_shows_no_secret() {
+    let fake = Fake::start(ClientAuthMethod::ClientSecretBasic).await;
+    let (i, _) = introspector(&fake, |_| {});
+    let shown = format!("{i:?}");
+    assert!(shown.contains(&fake.base) && shown.contains("/introspect"), "{shown}");
+    assert!(!shown.contains(SECRET) && !shown.contains(ENCODED), "{shown}");
 }
 
 /// An active answer refused by a claim check is cached like an inactive one, with its reason.
@@ -614,6 +673,18 @@ async fn endpoint_from_discovery() {
     assert!(i.introspect("t").await.is_ok());
     assert_eq!(i.introspect("other").await, Err(INACTIVE));
     assert_eq!((fake.with(|s| s.metadata_calls), fake.calls()), (1, 2));
+}
+
+/// The credentials never go to an endpoint of another scheme than the metadata's http (or
+/// https).
+#[tokio::test]
+async fn discovered_endpoint_of_another_scheme_is_not_used() {
+    let fake = Fake::start(ClientAuthMethod::ClientSecretBasic).await;
+    let doc = json!({"issuer": fake.base, "introspection_endpoint": "ftp://127.0.0.1/introspect"});
+    fake.with(|s| s.metadata = Some(doc));
+    let (i, m) = introspector(&fake, |s| s.endpoint = None);
+    assert_eq!(i.introspect("t").await, Err(FAILED));
+    assert_eq!((fake.calls(), outcome(&m, &i, "error")), (0, 1));
 }
 
 /// Metadata naming another issuer is not used (RFC 8414 §3.3).

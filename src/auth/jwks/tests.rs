@@ -521,7 +521,7 @@ fn refresh_far_in_the_future_saturates() {
 /// over http (a local development issuer); no other scheme ever.
 #[test]
 fn jwks_uri_must_be_https() {
-    let allowed = |metadata: &str, jwks: &str| jwks_uri_scheme_allowed(metadata, &Url::parse(jwks).unwrap());
+    let allowed = |metadata: &str, jwks: &str| discovered_url_allowed(metadata, &Url::parse(jwks).unwrap());
     let https_meta = "https://idp.test/.well-known/openid-configuration";
     let http_meta = "http://127.0.0.1:9000/.well-known/openid-configuration";
     assert!(allowed(https_meta, "https://idp.test/keys"));

@@ -616,6 +616,9 @@ fn path_prefix_canonical() {
         ("/a%2Fb", "must not contain '%'"),
         ("/a;b", "must not contain '%', ';'"),
         ("'/a\\b'", "must not contain '%', ';', '\\'"),
+        // Whitespace and control characters alone (no other forbidden character) are enough.
+        ("'/a b'", "whitespace or control characters"),
+        ("\"/a\\tb\"", "whitespace or control characters"),
         ("//a", "'//'"),
         ("/a/../b", "'..' segment"),
         ("/a/.", "'..' segment"),
