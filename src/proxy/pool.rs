@@ -340,16 +340,18 @@ mod tests {
         drop(newest);
     }
 
-    /// The sweep drops connections idle past the timeout, and closed ones.
+    /// The sweep keeps connections within their idle timeout and drops those past it (a zero
+    /// timeout: any idle time is past it, no waiting needed).
     #[tokio::test]
     async fn sweep_drops_expired_connections() {
-        let pool = Arc::new(Pool::new(4, Duration::from_millis(50)));
-        relay(&pool, b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", get()).await;
-        assert_eq!(pool.idle_count(), 1);
-        pool.sweep();
-        assert_eq!(pool.idle_count(), 1, "not expired yet");
-        tokio::time::sleep(Duration::from_millis(60)).await;
-        pool.sweep();
-        assert_eq!(pool.idle_count(), 0);
+        for (timeout, kept) in [(Duration::from_secs(60), 1), (Duration::ZERO, 0)] {
+            let pool = Arc::new(Pool::new(4, timeout));
+            let mut sender = connect(upstream(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await).await;
+            sender.send_request(get()).await.unwrap().collect().await.unwrap();
+            pool.put(sender);
+            assert_eq!(pool.idle_count(), 1);
+            pool.sweep();
+            assert_eq!(pool.idle_count(), kept, "idle timeout {timeout:?}");
+        }
     }
 }
