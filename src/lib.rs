@@ -13,6 +13,7 @@ pub mod canon;
 pub mod clock;
 pub mod coalesce;
 pub mod config;
+pub mod decide;
 pub mod demo;
 pub mod dev_issuer;
 pub mod framing;

@@ -23,12 +23,13 @@ use hyper::body::Incoming;
 use hyper::service::Service;
 
 use crate::auth::token_cache::LastToken;
-use crate::auth::{extract, policy, AuthError, Authenticator, Principal};
+use crate::auth::{AuthError, Authenticator, Principal};
 use crate::canon::{self, PathOptions};
 use crate::clock::Clock;
-use crate::config::{Config, RouteAuth};
+use crate::config::Config;
+use crate::decide::{self, Credentials, Refusal};
 use crate::metrics::{Metrics, RouteMetrics, NO_ROUTE};
-use crate::respond::{respond, Challenge, Denial};
+use crate::respond::{respond, Denial};
 use forward::{Forwarder, UpstreamBody};
 use headers::{IdentityNames, IdentityValues, Untrusted};
 use pool::PooledBody;
@@ -139,11 +140,7 @@ async fn handle(conn: &Gateway, req: Request<Incoming>) -> Response<Body> {
     let (route, decision, response) = match decide_and_forward(state, conn, req).await {
         Ok((route, response)) => (Some(route), "allowed", response),
         Err((route, denial)) => {
-            let challenge = Challenge {
-                realm: &state.realm,
-                scope: route.and_then(|r| r.challenge_scope.as_deref()),
-                resource_metadata: state.config.protected_resource.as_ref().map(|p| p.metadata_url.as_str()),
-            };
+            let challenge = decide::challenge(state, route);
             let id = route.map_or(NO_ROUTE, |r| r.route.id.as_str());
             tracing::debug!(route = id, reason = denial.reason(), "request denied");
             (route, denial.reason(), respond(denial, &challenge).map(Either::Right))
@@ -153,8 +150,6 @@ async fn handle(conn: &Gateway, req: Request<Incoming>) -> Response<Body> {
     metrics.record(decision, response.status(), started.elapsed());
     response
 }
-
-type Refusal<'s> = (Option<&'s CompiledRoute>, Denial);
 
 async fn decide_and_forward<'s>(
     state: &'s State,
@@ -168,7 +163,7 @@ async fn decide_and_forward<'s>(
     let (routes, host, uri) = {
         let host = canon::requested_host(parts.version, &parts.headers, &parts.uri).map_err(bad)?;
         let path = canon::path(parts.uri.path(), &state.path_options).map_err(bad)?;
-        let routes = state.routes.find(host.as_ref(), &path, &parts.method).ok_or((None, Denial::NoRoute))?;
+        let routes = decide::route(state, host.as_ref(), &path, &parts.method)?;
         let host = forwarded_host(host, &parts.uri, &parts.headers);
         (routes, host, path.is_rewritten().then(|| rewritten_uri(path.forwarded(), parts.uri.query())))
     };
@@ -185,40 +180,28 @@ async fn decide_and_forward<'s>(
 
     let mut body: UpstreamBody = Either::Left(body);
     // Every route some reading of the path chooses must admit the request; usually one.
-    let mut required = routes.iter().filter_map(|r| match &r.route.auth {
-        RouteAuth::Required(policy) => Some((r, policy)),
-        RouteAuth::Public => None,
-    });
-    if let Some((first, policy)) = required.next() {
-        let deny = |d: Denial| (Some(first), d);
-        let tokens = &state.config.tokens;
-        let form = match body {
-            Either::Left(incoming) if tokens.allow_form_body && is_form(&parts.headers) => {
-                let read = Limited::new(incoming, MAX_FORM_BODY).collect();
-                let bytes = tokio::time::timeout(state.config.server.body_read_timeout, read)
-                    .await
-                    .map_err(|_| deny(Denial::BodyTimeout))?
-                    .map_err(|_| deny(Denial::BadRequest("form body too large or unreadable")))?
-                    .to_bytes();
-                body = Either::Right(Full::new(bytes.clone()));
-                Some(bytes)
-            }
-            _ => None,
-        };
-        let token = extract::bearer(&parts.headers, parts.uri.query(), form.as_deref(), tokens)
-            .map_err(|e| deny(Denial::Auth(e)))?
-            .ok_or(deny(Denial::Auth(AuthError::MissingToken)))?;
-        let principal = state
-            .auth
-            .authenticate(&token, policy.issuers.as_deref(), &conn.connection.last_token)
-            .await
-            .map_err(|e| deny(Denial::Auth(e)))?;
-        drop(token);
-        let issuer = state.auth.issuer_config(principal.issuer);
-        for (r, policy) in std::iter::once((first, policy)).chain(required) {
-            policy::authorize(&principal, policy, issuer).map_err(|e| (Some(r), Denial::Auth(e)))?;
+    // A form body is read (under its cap) only when some route will look for a token in it.
+    let first_required = routes.required().next().map(|(r, _)| r);
+    let form = match body {
+        Either::Left(incoming)
+            if first_required.is_some() && state.config.tokens.allow_form_body && is_form(&parts.headers) =>
+        {
+            let deny = |d: Denial| (first_required, d);
+            let read = Limited::new(incoming, MAX_FORM_BODY).collect();
+            let bytes = tokio::time::timeout(state.config.server.body_read_timeout, read)
+                .await
+                .map_err(|_| deny(Denial::BodyTimeout))?
+                .map_err(|_| deny(Denial::BadRequest("form body too large or unreadable")))?
+                .to_bytes();
+            body = Either::Right(Full::new(bytes.clone()));
+            Some(bytes)
         }
-        conn.set_identity(&mut parts.headers, &principal).map_err(|e| deny(Denial::Auth(e)))?;
+        _ => None,
+    };
+    let credentials = Credentials { headers: &parts.headers, query: parts.uri.query(), form: form.as_deref() };
+    // Every route some reading of the path chooses must admit the request; usually one.
+    if let Some(principal) = decide::admit(state, &routes, &credentials, &conn.connection.last_token).await? {
+        conn.set_identity(&mut parts.headers, &principal).map_err(|e| (first_required, Denial::Auth(e)))?;
         if !state.config.identity.forward_authorization {
             // The upstream sees no token in any place the gateway accepts one.
             strip_form_token(&mut parts.headers, &mut body, form.as_deref());

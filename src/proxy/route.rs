@@ -9,7 +9,7 @@
 use http::Method;
 
 use crate::canon::{CanonHost, CanonPath};
-use crate::config::{Route, RouteAuth};
+use crate::config::{Policy, Route, RouteAuth};
 
 /// The port a request that names none is for (the proxy listener speaks cleartext HTTP).
 const DEFAULT_PORT: u16 = 80;
@@ -44,6 +44,14 @@ impl<'s> Candidates<'s> {
     /// Every candidate, `primary` first.
     pub fn iter(&self) -> impl Iterator<Item = &'s CompiledRoute> + '_ {
         std::iter::once(self.primary).chain(self.others.iter().flatten().copied())
+    }
+
+    /// The candidates that require a token, with their policies, in order.
+    pub fn required(&self) -> impl Iterator<Item = (&'s CompiledRoute, &'s Policy)> + '_ {
+        self.iter().filter_map(|r| match &r.route.auth {
+            RouteAuth::Required(policy) => Some((r, policy)),
+            RouteAuth::Public => None,
+        })
     }
 }
 
