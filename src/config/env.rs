@@ -29,6 +29,10 @@ pub const REQUIRED_SCOPES: &str = "TOKENGATE_REQUIRED_SCOPES";
 pub const ALGORITHMS: &str = "TOKENGATE_ALGORITHMS";
 /// `trusted_proxies`, comma- or space-separated CIDRs.
 pub const TRUSTED_PROXIES: &str = "TOKENGATE_TRUSTED_PROXIES";
+/// `decision.listen`: starts the decision service.
+pub const DECISION_LISTEN: &str = "TOKENGATE_DECISION_LISTEN";
+/// `decision.trusted_peers`, comma- or space-separated CIDRs.
+pub const DECISION_TRUSTED_PEERS: &str = "TOKENGATE_DECISION_TRUSTED_PEERS";
 /// Handled by `main` (`--config`), not by `load`; listed so it is not reported as unrecognized.
 pub const CONFIG: &str = "TOKENGATE_CONFIG";
 /// Handled by `main` (`--log-format`), not by `load`.
@@ -46,6 +50,8 @@ pub const ALL: &[&str] = &[
     REQUIRED_SCOPES,
     ALGORITHMS,
     TRUSTED_PROXIES,
+    DECISION_LISTEN,
+    DECISION_TRUSTED_PEERS,
 ];
 
 /// The `TOKENGATE_*` names `main` reads; with `ALL`, every name the binary knows.
@@ -165,6 +171,13 @@ pub fn apply(raw: &mut RawConfig, env: &HashMap<String, String>, prov: &mut Prov
     // Set but listing nothing would silently trust nobody where the operator meant someone.
     if let Some(list) = list(env, prov, TRUSTED_PROXIES, "trusted_proxies", "network", "10.0.0.0/8,192.168.0.0/16")? {
         raw.trusted_proxies = Some(list);
+    }
+    if let Some(v) = get(env, DECISION_LISTEN) {
+        raw.decision.get_or_insert_with(Default::default).listen = Some(v.to_string());
+        prov.record("decision.listen", DECISION_LISTEN);
+    }
+    if let Some(list) = list(env, prov, DECISION_TRUSTED_PEERS, "decision.trusted_peers", "network", "10.0.0.0/8")? {
+        raw.decision.get_or_insert_with(Default::default).trusted_peers = Some(list);
     }
     apply_issuer(raw, env, prov)?;
     apply_required_scopes(raw, env)

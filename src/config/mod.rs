@@ -64,6 +64,18 @@ pub struct Config {
     /// Peers whose `X-Forwarded-*` and `Forwarded` headers are kept (default none: the gateway
     /// is the first trusted hop and writes its own).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The decision service, when `decision.listen` is set.
+    pub decision: Option<DecisionSettings>,
+}
+
+/// `decision:`: the listener where an ingress (nginx `auth_request`, Traefik ForwardAuth, Envoy
+/// `ext_authz`) asks whether a request it holds may pass (`crate::decision`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecisionSettings {
+    pub listen: SocketAddr,
+    /// Peers whose description of the original request is believed (default: loopback only).
+    /// A list of its own: the proxy's `trusted_proxies` say something else.
+    pub trusted_peers: Vec<ipnet::IpNet>,
 }
 
 /// `paths:`: what the canonical path keeps and how routes compare it.

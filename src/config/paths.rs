@@ -56,12 +56,17 @@ pub(super) fn route_host(ctx: &Ctx<'_>, field: &str, host: &str) -> Result<(Stri
 
 /// `trusted_proxies`: CIDRs (`10.0.0.0/8`) or single addresses.
 pub(super) fn trusted_proxies(ctx: &Ctx<'_>, raw: Option<Vec<String>>) -> Result<Vec<IpNet>, ConfigError> {
+    networks(ctx, "trusted_proxies", raw.unwrap_or_default())
+}
+
+/// A list of CIDRs (`10.0.0.0/8`) or single addresses at `field`.
+pub(super) fn networks(ctx: &Ctx<'_>, field: &str, raw: Vec<String>) -> Result<Vec<IpNet>, ConfigError> {
     let mut out = Vec::new();
-    for (i, entry) in raw.unwrap_or_default().iter().enumerate() {
+    for (i, entry) in raw.iter().enumerate() {
         let entry = entry.trim();
         let net = entry.parse::<IpNet>().or_else(|_| entry.parse::<std::net::IpAddr>().map(IpNet::from)).map_err(|_| {
             ctx.err(
-                format!("trusted_proxies[{i}]"),
+                format!("{field}[{i}]"),
                 format!("{entry:?} is not an IP network; expected a CIDR such as 10.0.0.0/8 or an address such as 10.0.0.7"),
             )
         })?;

@@ -2,7 +2,7 @@
 //! Every default is spelled out; secrets are printed as `<redacted>`.
 
 use super::raw::{
-    HeaderMapping, RawAudienceCheck, RawAuth, RawClaimRule, RawClientAuthMethod, RawConfig, RawEncodedSlashes,
+    HeaderMapping, RawAudienceCheck, RawAuth, RawClaimRule, RawClientAuthMethod, RawConfig, RawDecision, RawEncodedSlashes,
     RawIdentity, RawIntrospection, RawIssuer, RawJwks, RawMode, RawPaths, RawProtectedResource, RawRoute,
     RawScopeMatch, RawServer, RawTokenCache, RawTokens, RawUpstream,
 };
@@ -91,6 +91,10 @@ fn to_raw(c: &Config) -> RawConfig {
             resource_name: p.resource_name.clone(),
         }),
         trusted_proxies: Some(c.trusted_proxies.iter().map(ToString::to_string).collect()),
+        decision: c.decision.as_ref().map(|d| RawDecision {
+            listen: Some(d.listen.to_string()),
+            trusted_peers: Some(d.trusted_peers.iter().map(ToString::to_string).collect()),
+        }),
     }
 }
 

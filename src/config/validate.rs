@@ -12,9 +12,9 @@ use http::{HeaderName, Method, Uri};
 use jsonwebtoken::{Algorithm, AlgorithmFamily};
 
 use super::env::{self, Provenance};
-use super::raw::{self, RawAudienceCheck, RawAuth, RawClientAuthMethod, RawConfig, RawMode, RawScopeMatch};
+use super::raw::{self, RawAudienceCheck, RawAuth, RawClientAuthMethod, RawConfig, RawDecision, RawMode, RawScopeMatch};
 use super::{
-    AudienceCheck, ClaimRule, ClaimTest, ClientAuthMethod, Config, Identity, IdentityHeader, IdentityValue,
+    AudienceCheck, ClaimRule, ClaimTest, ClientAuthMethod, Config, DecisionSettings, Identity, IdentityHeader, IdentityValue,
     Introspection, Issuer, JwksSettings, KeySource, PathSettings, Policy, Route, RouteAuth, ScopeMatch, Secret,
     ServerSettings, TokenCacheSettings, TokenMode, TokenSettings, UpstreamSettings, DEFAULT_ADMIN_LISTEN,
     DEFAULT_ALGORITHMS, DEFAULT_LEEWAY, DEFAULT_LISTEN, DEFAULT_REALM,
@@ -252,10 +252,7 @@ impl Ctx<'_> {
 fn validate(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Config, ConfigError> {
     let listen = socket_addr(ctx, "listen", raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN))?;
     let admin_listen = socket_addr(ctx, "admin_listen", raw.admin_listen.as_deref().unwrap_or(DEFAULT_ADMIN_LISTEN))?;
-    let overlap = listen.port() == admin_listen.port()
-        && listen.port() != 0
-        && (listen.ip() == admin_listen.ip() || listen.ip().is_unspecified() || admin_listen.ip().is_unspecified());
-    if overlap {
+    if overlaps(listen, admin_listen) {
         return Err(ctx.err(
             "admin_listen",
             format!("{admin_listen} overlaps listen ({listen}); the admin listener needs its own port"),
@@ -300,7 +297,43 @@ fn validate(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Config, ConfigError> {
         identity,
         protected_resource,
         trusted_proxies: super::paths::trusted_proxies(ctx, raw.trusted_proxies)?,
+        decision: raw.decision.map(|d| decision(ctx, d, listen, admin_listen)).transpose()?,
     })
+}
+
+/// `decision:`. Its listener needs a port of its own; its trusted peers default to loopback.
+fn decision(
+    ctx: &Ctx<'_>,
+    raw: RawDecision,
+    listen: SocketAddr,
+    admin_listen: SocketAddr,
+) -> Result<DecisionSettings, ConfigError> {
+    let Some(address) = raw.listen else {
+        return Err(ctx.err(
+            "decision.listen",
+            "is required when `decision:` is present: the address the decision service listens on, such as \
+             127.0.0.1:8181",
+        ));
+    };
+    let decision = socket_addr(ctx, "decision.listen", &address)?;
+    for (other, name) in [(listen, "listen"), (admin_listen, "admin_listen")] {
+        if overlaps(decision, other) {
+            return Err(ctx.err(
+                "decision.listen",
+                format!("{decision} overlaps {name} ({other}); the decision service needs its own port"),
+            ));
+        }
+    }
+    let trusted_peers = match raw.trusted_peers {
+        Some(list) => super::paths::networks(ctx, "decision.trusted_peers", list)?,
+        None => vec!["127.0.0.0/8".parse().expect("a CIDR"), "::1/128".parse().expect("a CIDR")],
+    };
+    Ok(DecisionSettings { listen: decision, trusted_peers })
+}
+
+/// Two listeners would share a port (port 0 is a new port each time).
+fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port() && a.port() != 0 && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 fn socket_addr(ctx: &Ctx<'_>, field: &str, value: &str) -> Result<SocketAddr, ConfigError> {

@@ -243,6 +243,7 @@ pub fn config(upstream: &str, issuers: Vec<Issuer>, routes: Vec<Route>) -> Confi
         protected_resource: None,
         paths: PathSettings::default(),
         trusted_proxies: Vec::new(),
+        decision: None,
     }
 }
 

@@ -655,6 +655,32 @@ fn trusted_proxies_from_env() {
     assert!(err.to_string().contains("holds no network"), "{err}");
 }
 
+/// `decision:` starts the decision service on a port of its own; its trusted peers default to
+/// loopback and are set from the file or TOKENGATE_DECISION_TRUSTED_PEERS.
+#[test]
+fn decision_section() {
+    assert_eq!(load_ok(BASE).decision, None);
+    let c = load_ok(&format!("{BASE}decision: {{ listen: 127.0.0.1:8181 }}\n"));
+    let d = c.decision.unwrap();
+    assert_eq!(d.listen, "127.0.0.1:8181".parse().unwrap());
+    assert_eq!(d.trusted_peers, ["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()]);
+    let c = load_ok(&format!("{BASE}decision: {{ listen: 127.0.0.1:8181, trusted_peers: [10.1.0.0/16] }}\n"));
+    assert_eq!(c.decision.unwrap().trusted_peers, ["10.1.0.0/16".parse().unwrap()]);
+
+    let vars = env(&[(env::DECISION_LISTEN, "0.0.0.0:8181"), (env::DECISION_TRUSTED_PEERS, "10.0.0.0/8, 10.9.9.9")]);
+    let d = load_text(BASE, vars).unwrap().decision.unwrap();
+    assert_eq!(d.listen, "0.0.0.0:8181".parse().unwrap());
+    assert_eq!(d.trusted_peers, ["10.0.0.0/8".parse().unwrap(), "10.9.9.9/32".parse().unwrap()]);
+
+    assert_invalid("decision: { trusted_peers: [10.0.0.0/8] }\n", "decision.listen", "is required");
+    assert_invalid("decision: { listen: nowhere }\n", "decision.listen", "not a socket address");
+    assert_invalid("decision: { listen: 127.0.0.1:8080 }\n", "decision.listen", "overlaps listen");
+    assert_invalid("decision: { listen: 127.0.0.1:9090 }\n", "decision.listen", "overlaps admin_listen");
+    assert_invalid("decision: { listen: 127.0.0.1:8181, trusted_peers: [ingress] }\n", "decision.trusted_peers[0]", "not an IP network");
+    let err = load_text(BASE, env(&[(env::DECISION_TRUSTED_PEERS, "10.0.0.0/8")])).unwrap_err();
+    assert_eq!(err.field(), Some("decision.listen"), "{err}");
+}
+
 /// trusted_proxies are CIDRs or addresses.
 #[test]
 fn trusted_proxies_rules() {
