@@ -14,7 +14,8 @@ use tokio::task::JoinHandle;
 use crate::admin::Admin;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::metrics::{Metrics, LISTENER_ADMIN, LISTENER_PROXY};
+use crate::decision::Decision;
+use crate::metrics::{Metrics, LISTENER_ADMIN, LISTENER_DECISION, LISTENER_PROXY};
 use crate::proxy::{self, Gateway, State};
 use crate::server::{self, Limits};
 
@@ -33,11 +34,15 @@ pub enum StartError {
 pub struct Running {
     pub addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    /// The decision service's address, when `decision.listen` is set.
+    pub decision_addr: Option<SocketAddr>,
     pub state: Arc<State>,
     draining: Arc<AtomicBool>,
     stop_proxy: watch::Sender<bool>,
     stop_admin: watch::Sender<bool>,
     proxy: JoinHandle<()>,
+    /// Stopped with the proxy listener (by `stop_proxy`).
+    decision: Option<JoinHandle<()>>,
     admin: JoinHandle<()>,
     refreshers: Vec<JoinHandle<()>>,
 }
@@ -62,11 +67,21 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Running, S
     let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
     let admin_addr =
         admin_listener.local_addr().map_err(|source| StartError::Bind { addr: config.admin_listen, source })?;
+    let decision_listener = match &config.decision {
+        Some(d) => {
+            let listener = bind(d.listen).await?;
+            let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: d.listen, source })?;
+            Some((listener, addr))
+        }
+        None => None,
+    };
+    let decision_addr = decision_listener.as_ref().map(|(_, addr)| *addr);
     let limits = Limits::new(&config.server);
     let state = Arc::new(proxy::state(config, Metrics::new(), &http, clock));
     let refreshers = state.auth.issuers().iter().map(|i| tokio::spawn(i.jwks.clone().run())).collect();
     let draining = Arc::new(AtomicBool::new(false));
     let (stop_proxy, proxy_stopped) = watch::channel(false);
+    let decision_stopped = proxy_stopped.clone();
     let (stop_admin, admin_stopped) = watch::channel(false);
 
     let gateway_state = state.clone();
@@ -77,6 +92,16 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Running, S
         state.metrics.listener(LISTENER_PROXY),
         proxy_stopped,
     ));
+    let decision_task = decision_listener.map(|(listener, _)| {
+        let decision_state = state.clone();
+        tokio::spawn(server::serve(
+            listener,
+            move |remote| Decision::new(decision_state.clone(), remote).into_service(),
+            limits,
+            state.metrics.listener(LISTENER_DECISION),
+            decision_stopped,
+        ))
+    });
     let admin = Admin { state: state.clone(), draining: draining.clone() };
     let admin_task = tokio::spawn(server::serve(
         admin_listener,
@@ -91,15 +116,17 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Running, S
         state.metrics.listener(LISTENER_ADMIN),
         admin_stopped,
     ));
-    tracing::info!(%addr, %admin_addr, "tokengate listening");
+    tracing::info!(%addr, %admin_addr, decision_addr = ?decision_addr, "tokengate listening");
     Ok(Running {
         addr,
         admin_addr,
+        decision_addr,
         state,
         draining,
         stop_proxy,
         stop_admin,
         proxy: proxy_task,
+        decision: decision_task,
         admin: admin_task,
         refreshers,
     })
@@ -117,6 +144,9 @@ impl Running {
         self.draining.store(true, Ordering::Relaxed);
         let _ = self.stop_proxy.send(true);
         let _ = self.proxy.await;
+        if let Some(decision) = self.decision {
+            let _ = decision.await;
+        }
         let _ = self.stop_admin.send(true);
         let _ = self.admin.await;
         for task in self.refreshers {

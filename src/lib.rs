@@ -14,6 +14,7 @@ pub mod clock;
 pub mod coalesce;
 pub mod config;
 pub mod decide;
+pub mod decision;
 pub mod demo;
 pub mod dev_issuer;
 pub mod framing;

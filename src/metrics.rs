@@ -26,11 +26,14 @@ pub const UPSTREAM_REFUSED_TOTAL: &str = "tokengate_upstream_refused_requests_to
 pub const OPEN_CONNECTIONS: &str = "tokengate_open_connections";
 pub const REFUSED_CONNECTIONS_TOTAL: &str = "tokengate_refused_connections_total";
 pub const FRAMING_REFUSALS_TOTAL: &str = "tokengate_framing_refusals_total";
+pub const DECISIONS_TOTAL: &str = "tokengate_decisions_total";
 
 /// `listener` label of the proxy listener's connection metrics.
 pub const LISTENER_PROXY: &str = "proxy";
 /// `listener` label of the admin listener's connection metrics.
 pub const LISTENER_ADMIN: &str = "admin";
+/// `listener` label of the decision service's connection metrics.
+pub const LISTENER_DECISION: &str = "decision";
 
 /// `cache` label of `TOKEN_CACHE_LOOKUPS_TOTAL` for the introspection result cache.
 pub const CACHE_INTROSPECTION: &str = "introspection";
@@ -73,6 +76,9 @@ pub struct Metrics {
     pub refused_connections: IntCounterVec,
     /// `listener`, `reason` (`framing::Reason`): requests refused for their framing, before hyper.
     pub framing_refusals: IntCounterVec,
+    /// `door` (auth_request | forward_auth | ext_authz_http), `decision` (allowed or a denial
+    /// reason): the decision service's answers. Also counted per route in `requests`.
+    pub decisions: IntCounterVec,
 }
 
 impl Metrics {
@@ -150,6 +156,11 @@ impl Metrics {
             &["listener", "reason"],
         )
         .expect("valid metric");
+        let decisions = IntCounterVec::new(
+            Opts::new(DECISIONS_TOTAL, "Decision service answers, by front door and decision."),
+            &["door", "decision"],
+        )
+        .expect("valid metric");
         let build_info = IntGauge::with_opts(
             Opts::new(BUILD_INFO, "Build information; always 1.").const_label("version", env!("CARGO_PKG_VERSION")),
         )
@@ -170,6 +181,7 @@ impl Metrics {
             Box::new(open_connections.clone()),
             Box::new(refused_connections.clone()),
             Box::new(framing_refusals.clone()),
+            Box::new(decisions.clone()),
             Box::new(build_info),
         ] {
             registry.register(m).expect("metric names are unique");
@@ -195,6 +207,7 @@ impl Metrics {
             open_connections,
             refused_connections,
             framing_refusals,
+            decisions,
         }
     }
 

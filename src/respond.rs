@@ -19,6 +19,8 @@ pub enum Denial {
     /// A body the gateway reads (a form body's token) did not arrive within
     /// `server.body_read_timeout`.
     BodyTimeout,
+    /// A decision-service caller outside `decision.trusted_peers` described a request.
+    UntrustedPeer,
     Auth(AuthError),
     Upstream(UpstreamError),
 }
@@ -44,6 +46,7 @@ impl Denial {
             Denial::NoRoute => "no_route",
             Denial::BadRequest(_) => "bad_request",
             Denial::BodyTimeout => "body_timeout",
+            Denial::UntrustedPeer => "untrusted_peer",
             Denial::Auth(e) => e.reason(),
             Denial::Upstream(UpstreamError::Timeout) => "upstream_timeout",
             Denial::Upstream(UpstreamError::Overloaded) => "upstream_overloaded",
@@ -69,6 +72,9 @@ pub fn respond(denial: Denial, challenge: &Challenge<'_>) -> Response<Full<Bytes
         Denial::NoRoute => (StatusCode::NOT_FOUND, "not_found", "no route matches this request"),
         Denial::BadRequest(d) => (StatusCode::BAD_REQUEST, "invalid_request", d),
         Denial::BodyTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout", "request body not received in time"),
+        Denial::UntrustedPeer => {
+            (StatusCode::FORBIDDEN, "untrusted_peer", "this peer is not in decision.trusted_peers")
+        }
         Denial::Upstream(UpstreamError::Overloaded) => {
             (StatusCode::SERVICE_UNAVAILABLE, "upstream_overloaded", "too many requests in flight to the upstream")
         }

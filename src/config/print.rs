@@ -2,9 +2,9 @@
 //! Every default is spelled out; secrets are printed as `<redacted>`.
 
 use super::raw::{
-    HeaderMapping, RawAudienceCheck, RawAuth, RawClaimRule, RawClientAuthMethod, RawConfig, RawDecision, RawEncodedSlashes,
-    RawIdentity, RawIntrospection, RawIssuer, RawJwks, RawMode, RawPaths, RawProtectedResource, RawRoute,
-    RawScopeMatch, RawServer, RawTokenCache, RawTokens, RawUpstream,
+    HeaderMapping, RawAudienceCheck, RawAuth, RawClaimRule, RawClientAuthMethod, RawConfig, RawDecision,
+    RawEncodedSlashes, RawIdentity, RawIntrospection, RawIssuer, RawJwks, RawMode, RawPaths, RawProtectedResource,
+    RawRoute, RawScopeMatch, RawServer, RawTokenCache, RawTokens, RawUpstream,
 };
 use super::{
     AudienceCheck, ClaimTest, ClientAuthMethod, Config, IdentityValue, Introspection, Issuer, KeySource, RouteAuth,

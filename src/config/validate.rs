@@ -12,11 +12,13 @@ use http::{HeaderName, Method, Uri};
 use jsonwebtoken::{Algorithm, AlgorithmFamily};
 
 use super::env::{self, Provenance};
-use super::raw::{self, RawAudienceCheck, RawAuth, RawClientAuthMethod, RawConfig, RawDecision, RawMode, RawScopeMatch};
+use super::raw::{
+    self, RawAudienceCheck, RawAuth, RawClientAuthMethod, RawConfig, RawDecision, RawMode, RawScopeMatch,
+};
 use super::{
-    AudienceCheck, ClaimRule, ClaimTest, ClientAuthMethod, Config, DecisionSettings, Identity, IdentityHeader, IdentityValue,
-    Introspection, Issuer, JwksSettings, KeySource, PathSettings, Policy, Route, RouteAuth, ScopeMatch, Secret,
-    ServerSettings, TokenCacheSettings, TokenMode, TokenSettings, UpstreamSettings, DEFAULT_ADMIN_LISTEN,
+    AudienceCheck, ClaimRule, ClaimTest, ClientAuthMethod, Config, DecisionSettings, Identity, IdentityHeader,
+    IdentityValue, Introspection, Issuer, JwksSettings, KeySource, PathSettings, Policy, Route, RouteAuth, ScopeMatch,
+    Secret, ServerSettings, TokenCacheSettings, TokenMode, TokenSettings, UpstreamSettings, DEFAULT_ADMIN_LISTEN,
     DEFAULT_ALGORITHMS, DEFAULT_LEEWAY, DEFAULT_LISTEN, DEFAULT_REALM,
 };
 

@@ -78,6 +78,11 @@ impl IdentityNames {
         IdentityNames(names)
     }
 
+    /// The names, as configured (lower-case).
+    pub fn names(&self) -> &[HeaderName] {
+        &self.0
+    }
+
     /// Whether `name` is one of ours once `_` is read as `-` (CGI-style frameworks treat
     /// `X_Auth_Subject` and `X-Auth-Subject` as the same variable).
     fn covers(&self, name: &HeaderName) -> bool {

@@ -676,7 +676,11 @@ fn decision_section() {
     assert_invalid("decision: { listen: nowhere }\n", "decision.listen", "not a socket address");
     assert_invalid("decision: { listen: 127.0.0.1:8080 }\n", "decision.listen", "overlaps listen");
     assert_invalid("decision: { listen: 127.0.0.1:9090 }\n", "decision.listen", "overlaps admin_listen");
-    assert_invalid("decision: { listen: 127.0.0.1:8181, trusted_peers: [ingress] }\n", "decision.trusted_peers[0]", "not an IP network");
+    assert_invalid(
+        "decision: { listen: 127.0.0.1:8181, trusted_peers: [ingress] }\n",
+        "decision.trusted_peers[0]",
+        "not an IP network",
+    );
     let err = load_text(BASE, env(&[(env::DECISION_TRUSTED_PEERS, "10.0.0.0/8")])).unwrap_err();
     assert_eq!(err.field(), Some("decision.listen"), "{err}");
 }

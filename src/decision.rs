@@ -1,0 +1,271 @@
+//! The decision service: an ingress that keeps its own data path (nginx `auth_request`,
+//! ingress-nginx `auth-url`, Traefik ForwardAuth, Envoy `ext_authz` over HTTP) asks here, per
+//! request, whether the request it holds may pass. Each front door only describes the original
+//! request and renders the answer; `crate::decide` decides, exactly as for the proxy.
+//!
+//! - `/verify`, any method: the original request is described by `X-Original-URI` (our nginx
+//!   snippet; host in `X-Forwarded-Host`), `X-Original-URL` (ingress-nginx: scheme, host, path
+//!   and query) or `X-Forwarded-Uri` (Traefik; host in `X-Forwarded-Host`), with its method in
+//!   `X-Original-Method` or `X-Forwarded-Method`. `Host` is the decision service's own name here,
+//!   never the original host.
+//! - `/ext-authz/<original path>`: Envoy's HTTP `ext_authz` with `path_prefix: /ext-authz`; the
+//!   method, `Host` and headers are the original request's.
+//!
+//! Allowed: 200 with the identity headers (for `auth_request_set`, `authResponseHeaders`,
+//! `allowed_upstream_headers`). Refused: the proxy's own 400/401/403/404/503, with its
+//! `WWW-Authenticate`. Only peers in `decision.trusted_peers` may describe a request (anyone
+//! else could describe a public path and have a token admitted for it). tokengate cannot
+//! rewrite what the ingress forwards, so a path whose canonical form differs from what was sent
+//! is refused rather than decided on a form the upstream will not see.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::Service;
+
+use crate::auth::token_cache::LastToken;
+use crate::canon::{self, CanonHost};
+use crate::decide::{self, Credentials, Refusal};
+use crate::proxy::headers::IdentityValues;
+use crate::proxy::{forwarded, State};
+use crate::respond::{respond, Denial};
+
+/// Envoy's HTTP `ext_authz` removes the headers listed here from the request it forwards.
+static ENVOY_HEADERS_TO_REMOVE: HeaderName = HeaderName::from_static("x-envoy-auth-headers-to-remove");
+const EXT_AUTHZ_PREFIX: &str = "/ext-authz";
+
+/// Which front door a question came through: a metrics label, and how to render the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Door {
+    /// nginx `auth_request` and ingress-nginx `auth-url`.
+    AuthRequest,
+    /// Traefik ForwardAuth.
+    ForwardAuth,
+    /// Envoy `ext_authz`, HTTP service.
+    ExtAuthzHttp,
+}
+
+impl Door {
+    pub fn label(self) -> &'static str {
+        match self {
+            Door::AuthRequest => "auth_request",
+            Door::ForwardAuth => "forward_auth",
+            Door::ExtAuthzHttp => "ext_authz_http",
+        }
+    }
+}
+
+/// The original request as the ingress describes it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Original<'r> {
+    pub door: Door,
+    pub method: Method,
+    /// Raw host (and port), as the client sent it; `None` when the ingress did not say.
+    pub host: Option<&'r str>,
+    /// Raw path and query, as the client sent them.
+    pub target: &'r str,
+}
+
+/// Read the original request's description off a question. `Err(None)`: not a front door (404);
+/// `Err(Some(reason))`: a front door, but the description is missing or ambiguous (400).
+pub fn describe<'r>(
+    method: &Method,
+    uri: &'r Uri,
+    headers: &'r HeaderMap,
+) -> Result<Original<'r>, Option<&'static str>> {
+    let path = uri.path();
+    if path == "/verify" {
+        let method = single(headers, "x-original-method")?
+            .or(single(headers, "x-forwarded-method")?)
+            .ok_or(Some("the original method is not described (X-Original-Method or X-Forwarded-Method)"))?;
+        let method = Method::from_bytes(method.as_bytes()).map_err(|_| Some("the original method is not a method"))?;
+        if let Some(url) = single(headers, "x-original-url")? {
+            // Absolute: scheme, host, path and query (ingress-nginx's `$scheme://$host$request_uri`).
+            let (host, target) = split_url(url).ok_or(Some("X-Original-URL is not an absolute http(s) URL"))?;
+            return Ok(Original { door: Door::AuthRequest, method, host: Some(host), target });
+        }
+        let host = single(headers, "x-forwarded-host")?;
+        if let Some(target) = single(headers, "x-original-uri")? {
+            return Ok(Original { door: Door::AuthRequest, method, host, target });
+        }
+        if let Some(target) = single(headers, "x-forwarded-uri")? {
+            return Ok(Original { door: Door::ForwardAuth, method, host, target });
+        }
+        return Err(Some("the original request is not described (X-Original-URI, X-Original-URL or X-Forwarded-Uri)"));
+    }
+    if let Some(rest) = path.strip_prefix(EXT_AUTHZ_PREFIX).filter(|r| r.is_empty() || r.starts_with('/')) {
+        let target = &uri.path_and_query().map_or("", |p| p.as_str())[EXT_AUTHZ_PREFIX.len()..];
+        // `/ext-authz` alone, or `/ext-authz?q`: the original path was `/`... which Envoy
+        // always sends as `/ext-authz/`. Anything else is not Envoy's.
+        if rest.is_empty() {
+            return Err(Some("no original path after /ext-authz"));
+        }
+        return Ok(Original { door: Door::ExtAuthzHttp, method: method.clone(), host: None, target });
+    }
+    Err(None)
+}
+
+/// The one value of `name`, if any; two values, or one that is not visible ASCII, describe
+/// nothing reliably.
+fn single<'h>(headers: &'h HeaderMap, name: &'static str) -> Result<Option<&'h str>, Option<&'static str>> {
+    let mut values = headers.get_all(name).iter();
+    let Some(value) = values.next() else { return Ok(None) };
+    if values.next().is_some() {
+        return Err(Some("a header describing the original request appears more than once"));
+    }
+    value.to_str().map(Some).map_err(|_| Some("a header describing the original request is not visible ASCII"))
+}
+
+/// `http(s)://host[:port]/path?query` → (`host[:port]`, `/path?query`).
+fn split_url(url: &str) -> Option<(&str, &str)> {
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"))?;
+    let (host, target) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+    if host.is_empty() || !target.starts_with('/') {
+        return None;
+    }
+    Some((host, target))
+}
+
+/// One decision-service connection.
+#[derive(Clone)]
+pub struct Decision {
+    state: Arc<State>,
+    /// The peer is in `decision.trusted_peers`.
+    trusted: bool,
+    /// The last JWT this connection's questions carried (an ingress keeps a few connections
+    /// open and asks about one client's requests on them in a row).
+    last_token: Arc<LastToken>,
+}
+
+impl Decision {
+    pub fn new(state: Arc<State>, remote: SocketAddr) -> Decision {
+        let trusted =
+            state.config.decision.as_ref().is_some_and(|d| forwarded::is_trusted(remote.ip(), &d.trusted_peers));
+        Decision { state, trusted, last_token: Arc::new(LastToken::default()) }
+    }
+
+    pub fn into_service(
+        self,
+    ) -> impl Service<Request<Incoming>, Response = Response<Full<Bytes>>, Error = Infallible, Future: Send> + Send
+    {
+        hyper::service::service_fn(move |req| {
+            let this = self.clone();
+            async move { Ok(this.answer(req).await) }
+        })
+    }
+
+    async fn answer(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let started = Instant::now();
+        let state = &*self.state;
+        let (door, outcome) = match describe(req.method(), req.uri(), req.headers()) {
+            Err(None) => return not_a_door(),
+            Err(Some(reason)) => (door_of(req.uri()), Err((None, Denial::BadRequest(reason)))),
+            Ok(original) => (original.door, self.decide(&req, &original).await),
+        };
+        let (route, decision, response) = match outcome {
+            Ok((route, identity)) => (Some(route), "allowed", allowed(state, door, identity)),
+            Err((route, denial)) => {
+                let reason = denial.reason();
+                (route, reason, respond(denial, &decide::challenge(state, route)))
+            }
+        };
+        tracing::debug!(door = door.label(), decision, "decision");
+        state.metrics.decisions.with_label_values(&[door.label(), decision]).inc();
+        let metrics = route.map_or(&state.no_route_metrics, |r| &state.route_metrics[r.index]);
+        metrics.record(decision, response.status(), started.elapsed());
+        response
+    }
+
+    /// Route and admit the described request: the proxy's decision, on the original's
+    /// canonical host and path. Returns the route and the identity to hand back.
+    async fn decide<'s>(
+        &'s self,
+        req: &Request<Incoming>,
+        original: &Original<'_>,
+    ) -> Result<(&'s crate::proxy::route::CompiledRoute, Option<IdentityValues>), Refusal<'s>> {
+        let state = &*self.state;
+        if !self.trusted {
+            return Err((None, Denial::UntrustedPeer));
+        }
+        let bad = |reason: &'static str| (None, Denial::BadRequest(reason));
+        let host: Option<CanonHost<'_>> = match (original.door, original.host) {
+            // Envoy forwards the original request's own Host (or :authority).
+            (Door::ExtAuthzHttp, _) => canon::requested_host(req.version(), req.headers(), req.uri()).map_err(bad)?,
+            (_, Some(host)) => Some(canon::host(host.as_bytes()).map_err(bad)?),
+            (_, None) => None,
+        };
+        let (path, query) = match original.target.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (original.target, None),
+        };
+        if !path.starts_with('/') {
+            return Err(bad("the original path does not start with '/'"));
+        }
+        let path = canon::path(path, &state.path_options).map_err(bad)?;
+        if path.is_rewritten() {
+            // The ingress forwards the path as it is; deciding on another spelling of it would
+            // authorize something other than what the upstream serves.
+            return Err(bad("the original path is not in canonical form"));
+        }
+        let routes = decide::route(state, host.as_ref(), &path, &original.method)?;
+        let credentials = Credentials { headers: req.headers(), query, form: None };
+        let principal = decide::admit(state, &routes, &credentials, &self.last_token).await?;
+        let identity = principal
+            .map(|p| IdentityValues::render(&p, &state.config.identity))
+            .transpose()
+            .map_err(|e| (Some(routes.primary()), Denial::Auth(e)))?;
+        Ok((routes.primary(), identity))
+    }
+}
+
+/// The door a malformed question was meant for, for its metrics label.
+fn door_of(uri: &Uri) -> Door {
+    if uri.path().starts_with(EXT_AUTHZ_PREFIX) {
+        Door::ExtAuthzHttp
+    } else {
+        Door::AuthRequest
+    }
+}
+
+/// 200 with the identity headers. Envoy is also told which identity headers to remove from the
+/// forwarded request: the ones this answer does not set (a client-sent copy must not survive),
+/// and `Authorization` unless `identity.forward_authorization`.
+fn allowed(state: &State, door: Door, identity: Option<IdentityValues>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::new()));
+    let headers = response.headers_mut();
+    if let Some(identity) = &identity {
+        identity.apply(headers);
+    }
+    if door == Door::ExtAuthzHttp {
+        let mut remove: Vec<&str> = state
+            .identity_names
+            .names()
+            .iter()
+            .filter(|name| !headers.contains_key(*name))
+            .map(HeaderName::as_str)
+            .collect();
+        if !state.config.identity.forward_authorization {
+            remove.push("authorization");
+        }
+        if let Ok(value) = HeaderValue::from_str(&remove.join(",")) {
+            if !remove.is_empty() {
+                headers.insert(ENVOY_HEADERS_TO_REMOVE.clone(), value);
+            }
+        }
+    }
+    response
+}
+
+/// 404: neither `/verify` nor `/ext-authz/…`.
+fn not_a_door() -> Response<Full<Bytes>> {
+    respond(Denial::NoRoute, &Default::default())
+}
+
+#[cfg(test)]
+mod tests;
