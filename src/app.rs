@@ -28,10 +28,14 @@ pub enum StartError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("cannot build the HTTP client for identity providers: {0}")]
     Http(#[from] reqwest::Error),
+    #[error("nothing to serve: neither an upstream nor a decision listener is configured")]
+    NothingToServe,
 }
 
 /// A running gateway. Dropping it does not stop it: call `shutdown`.
 pub struct Running {
+    /// The proxy listener's address; when only the decision service runs (no upstream), the
+    /// decision service's.
     pub addr: SocketAddr,
     pub admin_addr: SocketAddr,
     /// The decision service's address, when `decision.listen` is set.
@@ -40,7 +44,8 @@ pub struct Running {
     draining: Arc<AtomicBool>,
     stop_proxy: watch::Sender<bool>,
     stop_admin: watch::Sender<bool>,
-    proxy: JoinHandle<()>,
+    /// `None` when only the decision service runs.
+    proxy: Option<JoinHandle<()>>,
     /// Stopped with the proxy listener (by `stop_proxy`).
     decision: Option<JoinHandle<()>>,
     admin: JoinHandle<()>,
@@ -62,9 +67,16 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Running, S
         .timeout(config.jwks.fetch_timeout)
         .redirect(reqwest::redirect::Policy::none())
         .build()?;
-    let listener = bind(config.listen).await?;
+    // No upstream: the decision service runs alone, and no proxy listener is opened.
+    let proxy_listener = match config.upstream {
+        Some(_) => {
+            let listener = bind(config.listen).await?;
+            let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
+            Some((listener, addr))
+        }
+        None => None,
+    };
     let admin_listener = bind(config.admin_listen).await?;
-    let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
     let admin_addr =
         admin_listener.local_addr().map_err(|source| StartError::Bind { addr: config.admin_listen, source })?;
     let decision_listener = match &config.decision {
@@ -76,6 +88,7 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Running, S
         None => None,
     };
     let decision_addr = decision_listener.as_ref().map(|(_, addr)| *addr);
+    let addr = proxy_listener.as_ref().map(|(_, addr)| *addr).or(decision_addr).ok_or(StartError::NothingToServe)?;
     let limits = Limits::new(&config.server);
     let state = Arc::new(proxy::state(config, Metrics::new(), &http, clock));
     let refreshers = state.auth.issuers().iter().map(|i| tokio::spawn(i.jwks.clone().run())).collect();
@@ -84,14 +97,16 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Running, S
     let decision_stopped = proxy_stopped.clone();
     let (stop_admin, admin_stopped) = watch::channel(false);
 
-    let gateway_state = state.clone();
-    let proxy_task = tokio::spawn(server::serve(
-        listener,
-        move |remote| Gateway::new(gateway_state.clone(), remote).into_service(),
-        limits,
-        state.metrics.listener(LISTENER_PROXY),
-        proxy_stopped,
-    ));
+    let proxy_task = proxy_listener.map(|(listener, _)| {
+        let gateway_state = state.clone();
+        tokio::spawn(server::serve(
+            listener,
+            move |remote| Gateway::new(gateway_state.clone(), remote).into_service(),
+            limits,
+            state.metrics.listener(LISTENER_PROXY),
+            proxy_stopped,
+        ))
+    });
     let decision_task = decision_listener.map(|(listener, _)| {
         let decision_state = state.clone();
         tokio::spawn(server::serve(
@@ -143,7 +158,9 @@ impl Running {
     pub async fn shutdown(self) {
         self.draining.store(true, Ordering::Relaxed);
         let _ = self.stop_proxy.send(true);
-        let _ = self.proxy.await;
+        if let Some(proxy) = self.proxy {
+            let _ = proxy.await;
+        }
         if let Some(decision) = self.decision {
             let _ = decision.await;
         }

@@ -188,3 +188,35 @@ async fn untrusted_peers_are_refused() {
     // Not a front door at all: 404.
     assert_eq!(env.ask("/").send().await.unwrap().status(), 404);
 }
+
+/// Without an upstream only the decision service runs: no proxy listener is opened.
+#[tokio::test]
+async fn decision_service_alone() {
+    let key = Arc::new(SigningKey::ec("k", jsonwebtoken::Algorithm::ES256));
+    let idp = DevIssuer::start("127.0.0.1:0".parse().unwrap(), vec![key]).await.unwrap();
+    let mut cfg = config(
+        "http://127.0.0.1:1",
+        vec![issuer(idp.issuer(), &idp.jwks_uri(), &["api"])],
+        vec![required_route("api", "/api", &["read"])],
+    );
+    cfg.upstream = None;
+    cfg.decision = Some(DecisionSettings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        trusted_peers: vec!["127.0.0.0/8".parse().unwrap()],
+    });
+    let gw = gateway(cfg).await;
+    assert_eq!(Some(gw.addr), gw.decision_addr);
+    let token = idp.mint(json!({"sub": "alice", "aud": "api", "scope": "read"}));
+    let ask = |token: &str| {
+        client(false)
+            .get(format!("http://{}/verify", gw.addr))
+            .header("x-original-uri", "/api/x")
+            .header("x-original-method", "GET")
+            .bearer_auth(token)
+    };
+    let resp = ask(&token).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-auth-subject"], "alice");
+    assert_eq!(ask("forged").send().await.unwrap().status(), 401);
+    gw.shutdown().await;
+}

@@ -188,7 +188,7 @@ async fn http2_stream_in_flight_is_not_idle() {
     cfg.server.header_read_timeout = Duration::from_millis(200);
     cfg.server.idle_timeout = Duration::from_millis(200);
     cfg.server.http2_keep_alive_interval = Duration::from_secs(3600);
-    cfg.upstream.response_timeout = Duration::from_secs(30);
+    cfg.upstream.as_mut().unwrap().response_timeout = Duration::from_secs(30);
     let gw = gateway(cfg).await;
     let mut h2 = h2::Client::connect(gw.addr).await;
     h2.get(1, "/stream-out").await;
@@ -225,7 +225,7 @@ async fn http2_streams_beyond_the_bound_are_refused() {
     let silent = Silent::start().await;
     let mut cfg = public(&silent.url);
     cfg.server.http2_max_concurrent_streams = 2;
-    cfg.upstream.response_timeout = Duration::from_secs(30);
+    cfg.upstream.as_mut().unwrap().response_timeout = Duration::from_secs(30);
     let gw = gateway(cfg).await;
     let mut h2 = h2::Client::connect(gw.addr).await;
     assert_eq!(h2.max_concurrent_streams, Some(2));
@@ -246,8 +246,8 @@ async fn http2_streams_beyond_the_bound_are_refused() {
 async fn upstream_in_flight_cap_answers_503_at_once() {
     let silent = Silent::start().await;
     let mut cfg = public(&silent.url);
-    cfg.upstream.max_in_flight = 1;
-    cfg.upstream.response_timeout = Duration::from_secs(1);
+    cfg.upstream.as_mut().unwrap().max_in_flight = 1;
+    cfg.upstream.as_mut().unwrap().response_timeout = Duration::from_secs(1);
     let gw = gateway(cfg).await;
     let url = format!("http://{}/x", gw.addr);
     let first = tokio::spawn(client(false).get(&url).send());
@@ -274,7 +274,7 @@ async fn upstream_in_flight_cap_answers_503_at_once() {
 async fn upstream_in_flight_spans_the_response_body() {
     let up = Upstream::start().await;
     let mut cfg = public(&up.url());
-    cfg.upstream.max_in_flight = 1;
+    cfg.upstream.as_mut().unwrap().max_in_flight = 1;
     let gw = gateway(cfg).await;
     let streaming = client(false).get(format!("http://{}/stream-out", gw.addr)).send().await.unwrap();
     assert_eq!(streaming.status(), 200);

@@ -137,7 +137,7 @@ async fn upstream_refused_is_502() {
 async fn upstream_timeout_is_504() {
     let upstream = Upstream::start().await;
     let mut cfg = config(&upstream.url(), vec![], vec![public_route("pub", "/")]);
-    cfg.upstream.response_timeout = Duration::from_millis(200);
+    cfg.upstream.as_mut().unwrap().response_timeout = Duration::from_millis(200);
     let gw = gateway(cfg).await;
     let resp = client(false).get(format!("http://{}/slow/3000", gw.addr)).send().await.unwrap();
     assert_eq!(resp.status(), 504);

@@ -48,7 +48,8 @@ pub struct Config {
     /// `realm` attribute of every `WWW-Authenticate` challenge.
     pub realm: String,
     pub server: ServerSettings,
-    pub upstream: UpstreamSettings,
+    /// `None` only when the decision service runs alone (no proxy listener).
+    pub upstream: Option<UpstreamSettings>,
     pub tokens: TokenSettings,
     pub jwks: JwksSettings,
     pub token_cache: TokenCacheSettings,

@@ -38,16 +38,16 @@ fn to_raw(c: &Config) -> RawConfig {
             http2_keep_alive_interval: Some(c.server.http2_keep_alive_interval),
             http2_keep_alive_timeout: Some(c.server.http2_keep_alive_timeout),
         }),
-        upstream: Some(RawUpstream {
-            url: Some(match c.upstream.uri.authority() {
+        upstream: c.upstream.as_ref().map(|u| RawUpstream {
+            url: Some(match u.uri.authority() {
                 Some(a) => format!("http://{a}"),
-                None => c.upstream.uri.to_string(),
+                None => u.uri.to_string(),
             }),
-            connect_timeout: Some(c.upstream.connect_timeout),
-            response_timeout: Some(c.upstream.response_timeout),
-            pool_idle_timeout: Some(c.upstream.pool_idle_timeout),
-            pool_max_idle_per_host: Some(c.upstream.pool_max_idle_per_host),
-            max_in_flight: Some(c.upstream.max_in_flight),
+            connect_timeout: Some(u.connect_timeout),
+            response_timeout: Some(u.response_timeout),
+            pool_idle_timeout: Some(u.pool_idle_timeout),
+            pool_max_idle_per_host: Some(u.pool_max_idle_per_host),
+            max_in_flight: Some(u.max_in_flight),
         }),
         tokens: Some(RawTokens {
             query: Some(c.tokens.allow_query),

@@ -270,7 +270,11 @@ fn validate(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Config, ConfigError> {
     }
     // Validated in file order, so the first error reported is the first one in the file.
     let server = server(ctx, raw.server.unwrap_or_default())?;
-    let upstream = upstream(ctx, raw.upstream.unwrap_or_default())?;
+    // Without an upstream only the decision service runs; without either there is nothing to do.
+    let upstream = match raw.upstream {
+        None if raw.decision.is_some() => None,
+        raw_upstream => Some(upstream(ctx, raw_upstream.unwrap_or_default())?),
+    };
     let tokens = tokens(ctx, raw.tokens.unwrap_or_default())?;
     let jwks = jwks(ctx, raw.jwks.unwrap_or_default())?;
     let token_cache = token_cache(ctx, raw.token_cache.unwrap_or_default())?;
@@ -284,6 +288,7 @@ fn validate(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Config, ConfigError> {
     };
     // Cross-section: reported once each section is valid on its own.
     trust::check_audiences(ctx, &issuers, &routes)?;
+    let upstream_is_set = upstream.is_some();
     Ok(Config {
         listen,
         admin_listen,
@@ -299,15 +304,19 @@ fn validate(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Config, ConfigError> {
         identity,
         protected_resource,
         trusted_proxies: super::paths::trusted_proxies(ctx, raw.trusted_proxies)?,
-        decision: raw.decision.map(|d| decision(ctx, d, listen, admin_listen)).transpose()?,
+        decision: raw
+            .decision
+            .map(|d| decision(ctx, d, upstream_is_set.then_some(listen), admin_listen))
+            .transpose()?,
     })
 }
 
-/// `decision:`. Its listener needs a port of its own; its trusted peers default to loopback.
+/// `decision:`. Its listener needs a port of its own (`listen` is `None` when no proxy listener
+/// runs); its trusted peers default to loopback.
 fn decision(
     ctx: &Ctx<'_>,
     raw: RawDecision,
-    listen: SocketAddr,
+    listen: Option<SocketAddr>,
     admin_listen: SocketAddr,
 ) -> Result<DecisionSettings, ConfigError> {
     let Some(address) = raw.listen else {
@@ -318,7 +327,7 @@ fn decision(
         ));
     };
     let decision = socket_addr(ctx, "decision.listen", &address)?;
-    for (other, name) in [(listen, "listen"), (admin_listen, "admin_listen")] {
+    for (other, name) in listen.map(|l| (l, "listen")).into_iter().chain([(admin_listen, "admin_listen")]) {
         if overlaps(decision, other) {
             return Err(ctx.err(
                 "decision.listen",
@@ -423,8 +432,10 @@ fn upstream(ctx: &Ctx<'_>, raw: raw::RawUpstream) -> Result<UpstreamSettings, Co
         return Err(ctx.err(
             FIELD,
             format!(
-                "is required: set upstream.url in the config file or {} (e.g. http://127.0.0.1:8081)",
-                env::UPSTREAM
+                "is required: set upstream.url in the config file or {} (e.g. http://127.0.0.1:8081), or \
+                 only {} to run the decision service alone",
+                env::UPSTREAM,
+                env::DECISION_LISTEN
             ),
         ));
     };

@@ -29,7 +29,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::decide::{self, Credentials, Refusal};
 use crate::metrics::{Metrics, RouteMetrics, NO_ROUTE};
-use crate::respond::{respond, Denial};
+use crate::respond::{respond, Denial, UpstreamError};
 use forward::{Forwarder, UpstreamBody};
 use headers::{IdentityNames, IdentityValues, Untrusted};
 use pool::PooledBody;
@@ -46,7 +46,8 @@ pub struct State {
     pub config: Config,
     pub routes: RouteTable,
     pub auth: Authenticator,
-    pub forwarder: Forwarder,
+    /// `None` when only the decision service runs (no upstream, no proxy listener).
+    pub forwarder: Option<Forwarder>,
     pub identity_names: IdentityNames,
     pub path_options: PathOptions,
     pub metrics: Metrics,
@@ -218,8 +219,10 @@ async fn decide_and_forward<'s>(
             parts.headers.insert(HOST, v);
         }
     }
-    let response =
-        state.forwarder.send(Request::from_parts(parts, body)).await.map_err(|e| deny(Denial::Upstream(e)))?;
+    // Without an upstream the proxy listener does not run; were it reached anyway, nothing is
+    // forwarded.
+    let forwarder = state.forwarder.as_ref().ok_or(deny(Denial::Upstream(UpstreamError::Connect)))?;
+    let response = forwarder.send(Request::from_parts(parts, body)).await.map_err(|e| deny(Denial::Upstream(e)))?;
     let (mut parts, body) = response.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
     Ok((route, Response::from_parts(parts, Either::Left(body))))
@@ -310,7 +313,7 @@ pub fn state(config: Config, metrics: Metrics, http: &reqwest::Client, clock: Cl
         no_route_metrics: metrics.route(NO_ROUTE),
         routes,
         auth: Authenticator::new(&config, http, &metrics, clock),
-        forwarder: Forwarder::new(&config.upstream, &metrics),
+        forwarder: config.upstream.as_ref().map(|u| Forwarder::new(u, &metrics)),
         identity_names: IdentityNames::new(&config.identity),
         path_options: PathOptions { keep_encoded_slashes: config.paths.keep_encoded_slashes },
         realm: crate::respond::quote(&config.realm),

@@ -215,14 +215,14 @@ pub fn config(upstream: &str, issuers: Vec<Issuer>, routes: Vec<Route>) -> Confi
             http2_keep_alive_interval: Duration::from_secs(30),
             http2_keep_alive_timeout: Duration::from_secs(10),
         },
-        upstream: UpstreamSettings {
+        upstream: Some(UpstreamSettings {
             uri: upstream.parse().unwrap(),
             connect_timeout: Duration::from_secs(1),
             response_timeout: Duration::from_secs(2),
             pool_idle_timeout: Duration::from_secs(30),
             pool_max_idle_per_host: 16,
             max_in_flight: 1024,
-        },
+        }),
         tokens: TokenSettings { allow_query: false, allow_form_body: false, max_token_bytes: 16 * 1024 },
         jwks: JwksSettings {
             min_refresh: Duration::from_secs(60),

@@ -87,13 +87,13 @@ fn example_file_parses_to_expected_config() {
     assert_eq!(c.server.http2_max_concurrent_streams, 100);
     assert_eq!(c.server.http2_keep_alive_interval, Duration::from_secs(30));
     assert_eq!(c.server.http2_keep_alive_timeout, Duration::from_secs(10));
-    assert_eq!(c.upstream.max_in_flight, 1024);
-    assert_eq!(c.upstream.uri.authority().unwrap().as_str(), "127.0.0.1:8081");
-    assert_eq!(c.upstream.uri.path(), "/");
-    assert_eq!(c.upstream.connect_timeout, Duration::from_secs(2));
-    assert_eq!(c.upstream.response_timeout, Duration::from_secs(30));
-    assert_eq!(c.upstream.pool_idle_timeout, Duration::from_secs(90));
-    assert_eq!(c.upstream.pool_max_idle_per_host, 64);
+    assert_eq!(c.upstream.as_ref().unwrap().max_in_flight, 1024);
+    assert_eq!(c.upstream.as_ref().unwrap().uri.authority().unwrap().as_str(), "127.0.0.1:8081");
+    assert_eq!(c.upstream.as_ref().unwrap().uri.path(), "/");
+    assert_eq!(c.upstream.as_ref().unwrap().connect_timeout, Duration::from_secs(2));
+    assert_eq!(c.upstream.as_ref().unwrap().response_timeout, Duration::from_secs(30));
+    assert_eq!(c.upstream.as_ref().unwrap().pool_idle_timeout, Duration::from_secs(90));
+    assert_eq!(c.upstream.as_ref().unwrap().pool_max_idle_per_host, 64);
     assert!(!c.tokens.allow_query && !c.tokens.allow_form_body);
     assert_eq!(c.tokens.max_token_bytes, 16384);
     assert_eq!(c.jwks.min_refresh, Duration::from_secs(60));
@@ -190,7 +190,7 @@ fn env_only_config() {
     ]);
     let c = load(&Sources { file: None, env: e }).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c.listen, DEFAULT_LISTEN.parse().unwrap());
-    assert_eq!(c.upstream.uri.authority().unwrap().as_str(), "127.0.0.1:3000");
+    assert_eq!(c.upstream.as_ref().unwrap().uri.authority().unwrap().as_str(), "127.0.0.1:3000");
     assert_eq!(c.issuers.len(), 1);
     assert!(matches!(c.issuers[0].keys, KeySource::Discovery), "empty TOKENGATE_JWKS_URI means unset");
     assert_eq!(c.issuers[0].audiences, ["api", "other"]);
@@ -227,7 +227,7 @@ fn env_overrides_file() {
     let c = load_text(&text, e).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c.listen, "127.0.0.1:7000".parse().unwrap());
     assert_eq!(c.admin_listen, "127.0.0.1:7001".parse().unwrap());
-    assert_eq!(c.upstream.uri.authority().unwrap().as_str(), "upstream:9000");
+    assert_eq!(c.upstream.as_ref().unwrap().uri.authority().unwrap().as_str(), "upstream:9000");
     assert_eq!(c.issuers[0].issuer, "https://other.example.com");
     assert!(matches!(&c.issuers[0].keys, KeySource::JwksUri(u) if u == "https://other.example.com/keys"));
     assert_eq!(c.issuers[0].audiences, ["env-aud"]);
@@ -383,10 +383,27 @@ fn realm_must_be_quotable() {
     assert_invalid("realm: 'a\"b'\n", "realm", "quoted-string");
 }
 
-/// upstream.url is required.
+/// upstream.url is required, unless the decision service runs alone; with neither, the error
+/// names both ways out.
 #[test]
 fn upstream_required() {
     assert_invalid_full("issuers: [{ issuer: https://i/ }]\n", "upstream.url", "TOKENGATE_UPSTREAM");
+    assert_invalid_full("issuers: [{ issuer: https://i/ }]\n", "upstream.url", "only TOKENGATE_DECISION_LISTEN");
+    let alone = "issuers: [{ issuer: https://i/, audiences: [api] }]\ndecision: { listen: 0.0.0.0:8080 }\n";
+    let c = load_ok(alone);
+    assert!(c.upstream.is_none());
+    assert_eq!(c.decision.unwrap().listen.port(), 8080, "no proxy listener: its default port is free");
+    let c = load_text(
+        "issuers: [{ issuer: https://i/, audiences: [api] }]\n",
+        env(&[(env::DECISION_LISTEN, "127.0.0.1:8181")]),
+    );
+    assert!(c.unwrap().upstream.is_none());
+    // Upstream settings without a URL are still a mistake, decision service or not.
+    assert_invalid_full(
+        "upstream: { connect_timeout: 1s }\nissuers: [{ issuer: https://i/ }]\ndecision: { listen: 127.0.0.1:8181 }\n",
+        "upstream.url",
+        "is required",
+    );
 }
 
 /// upstream.url must be http.
@@ -406,7 +423,7 @@ fn upstream_must_not_have_path() {
     assert_invalid_full(&format!("upstream: {{ url: http://a:1/api }}\n{issuers}"), "upstream.url", "has a path");
     assert_invalid_full(&format!("upstream: {{ url: 'http://a:1/?x=1' }}\n{issuers}"), "upstream.url", "query");
     let c = load_ok(&format!("upstream: {{ url: http://a:1/ }}\n{issuers}"));
-    assert_eq!(c.upstream.uri.path(), "/");
+    assert_eq!(c.upstream.as_ref().unwrap().uri.path(), "/");
 }
 
 /// Timeouts that must be positive are refused at zero.
