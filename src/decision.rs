@@ -24,8 +24,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri};
-use http_body_util::Full;
+use envoy_types::ext_authz::v3::pb::AuthorizationServer;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::service::Service;
 
@@ -33,12 +34,19 @@ use crate::auth::token_cache::LastToken;
 use crate::canon::{self, CanonHost};
 use crate::decide::{self, Credentials, Refusal};
 use crate::proxy::headers::IdentityValues;
+use crate::proxy::route::CompiledRoute;
 use crate::proxy::{forwarded, State};
 use crate::respond::{respond, Denial};
 
 /// Envoy's HTTP `ext_authz` removes the headers listed here from the request it forwards.
 static ENVOY_HEADERS_TO_REMOVE: HeaderName = HeaderName::from_static("x-envoy-auth-headers-to-remove");
 const EXT_AUTHZ_PREFIX: &str = "/ext-authz";
+const GRPC_CHECK_PATH: &str = "/envoy.service.auth.v3.Authorization/Check";
+/// A `CheckRequest` carries the original request's headers: room for twice the head limit.
+const MAX_CHECK_REQUEST_BYTES: usize = 128 * 1024;
+
+/// Response body: an HTTP door's small body, or tonic's gRPC body.
+pub type DecisionBody = Either<Full<Bytes>, tonic::body::Body>;
 
 /// Which front door a question came through: a metrics label, and how to render the answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +57,9 @@ pub enum Door {
     ForwardAuth,
     /// Envoy `ext_authz`, HTTP service.
     ExtAuthzHttp,
+    /// Envoy `ext_authz`, gRPC service (`envoy.service.auth.v3.Authorization/Check`; Istio's
+    /// CUSTOM action, Envoy Gateway's SecurityPolicy).
+    ExtAuthzGrpc,
 }
 
 impl Door {
@@ -57,6 +68,7 @@ impl Door {
             Door::AuthRequest => "auth_request",
             Door::ForwardAuth => "forward_auth",
             Door::ExtAuthzHttp => "ext_authz_http",
+            Door::ExtAuthzGrpc => "ext_authz_grpc",
         }
     }
 }
@@ -106,7 +118,12 @@ pub fn describe<'r>(
         if rest.is_empty() {
             return Err(Some("no original path after /ext-authz"));
         }
-        return Ok(Original { door: Door::ExtAuthzHttp, method: method.clone(), host: None, target });
+        // Envoy forwards the original request's own Host (or :authority).
+        let host = match single(headers, "host")? {
+            Some(host) => Some(host),
+            None => uri.authority().map(|a| a.as_str()),
+        };
+        return Ok(Original { door: Door::ExtAuthzHttp, method: method.clone(), host, target });
     }
     Err(None)
 }
@@ -150,56 +167,78 @@ impl Decision {
         Decision { state, trusted, last_token: Arc::new(LastToken::default()) }
     }
 
+    /// The connection's hyper service: gRPC `Check` calls go to tonic (HTTP/2 on the same
+    /// port, told apart by path as gRPC always is), everything else to the HTTP doors.
     pub fn into_service(
         self,
-    ) -> impl Service<Request<Incoming>, Response = Response<Full<Bytes>>, Error = Infallible, Future: Send> + Send
+    ) -> impl Service<Request<Incoming>, Response = Response<DecisionBody>, Error = Infallible, Future: Send> + Send
     {
-        hyper::service::service_fn(move |req| {
+        let max = MAX_CHECK_REQUEST_BYTES.max(2 * self.state.config.server.max_header_bytes);
+        let grpc = AuthorizationServer::new(grpc::GrpcDoor(self.clone())).max_decoding_message_size(max);
+        hyper::service::service_fn(move |req: Request<Incoming>| {
             let this = self.clone();
-            async move { Ok(this.answer(req).await) }
+            let mut grpc = grpc.clone();
+            async move {
+                if req.uri().path() == GRPC_CHECK_PATH {
+                    let response = tonic::codegen::Service::call(&mut grpc, req).await?;
+                    return Ok(response.map(Either::Right));
+                }
+                Ok(this.answer(req).await.map(Either::Left))
+            }
         })
     }
 
     async fn answer(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
         let started = Instant::now();
-        let state = &*self.state;
         let (door, outcome) = match describe(req.method(), req.uri(), req.headers()) {
             Err(None) => return not_a_door(),
             Err(Some(reason)) => (door_of(req.uri()), Err((None, Denial::BadRequest(reason)))),
-            Ok(original) => (original.door, self.decide(&req, &original).await),
+            Ok(original) => (original.door, self.decide(&original, req.headers()).await),
         };
-        let (route, decision, response) = match outcome {
+        let (route, decision, response) = self.render(door, outcome);
+        self.record(door, route, decision, response.status(), started);
+        response
+    }
+
+    /// The HTTP answer to a decision: 200 with the identity, or the proxy's refusal.
+    fn render<'s>(
+        &'s self,
+        door: Door,
+        outcome: Result<(&'s CompiledRoute, Option<IdentityValues>), Refusal<'s>>,
+    ) -> (Option<&'s CompiledRoute>, &'static str, Response<Full<Bytes>>) {
+        let state = &*self.state;
+        match outcome {
             Ok((route, identity)) => (Some(route), "allowed", allowed(state, door, identity)),
             Err((route, denial)) => {
                 let reason = denial.reason();
                 (route, reason, respond(denial, &decide::challenge(state, route)))
             }
-        };
+        }
+    }
+
+    /// Count a decision by door and by route (`tokengate_requests_total`, as the proxy does).
+    fn record(&self, door: Door, route: Option<&CompiledRoute>, decision: &str, status: StatusCode, started: Instant) {
+        let state = &*self.state;
         tracing::debug!(door = door.label(), decision, "decision");
         state.metrics.decisions.with_label_values(&[door.label(), decision]).inc();
         let metrics = route.map_or(&state.no_route_metrics, |r| &state.route_metrics[r.index]);
-        metrics.record(decision, response.status(), started.elapsed());
-        response
+        metrics.record(decision, status, started.elapsed());
     }
 
     /// Route and admit the described request: the proxy's decision, on the original's
-    /// canonical host and path. Returns the route and the identity to hand back.
-    async fn decide<'s>(
+    /// canonical host and path, with the token from `headers` (the original's, as the ingress
+    /// passed them on). Returns the route and the identity to hand back.
+    pub(crate) async fn decide<'s>(
         &'s self,
-        req: &Request<Incoming>,
         original: &Original<'_>,
-    ) -> Result<(&'s crate::proxy::route::CompiledRoute, Option<IdentityValues>), Refusal<'s>> {
+        headers: &HeaderMap,
+    ) -> Result<(&'s CompiledRoute, Option<IdentityValues>), Refusal<'s>> {
         let state = &*self.state;
         if !self.trusted {
             return Err((None, Denial::UntrustedPeer));
         }
         let bad = |reason: &'static str| (None, Denial::BadRequest(reason));
-        let host: Option<CanonHost<'_>> = match (original.door, original.host) {
-            // Envoy forwards the original request's own Host (or :authority).
-            (Door::ExtAuthzHttp, _) => canon::requested_host(req.version(), req.headers(), req.uri()).map_err(bad)?,
-            (_, Some(host)) => Some(canon::host(host.as_bytes()).map_err(bad)?),
-            (_, None) => None,
-        };
+        let host: Option<CanonHost<'_>> = original.host.map(|h| canon::host(h.as_bytes())).transpose().map_err(bad)?;
         let (path, query) = match original.target.split_once('?') {
             Some((path, query)) => (path, Some(query)),
             None => (original.target, None),
@@ -214,7 +253,7 @@ impl Decision {
             return Err(bad("the original path is not in canonical form"));
         }
         let routes = decide::route(state, host.as_ref(), &path, &original.method)?;
-        let credentials = Credentials { headers: req.headers(), query, form: None };
+        let credentials = Credentials { headers, query, form: None };
         let principal = decide::admit(state, &routes, &credentials, &self.last_token).await?;
         let identity = principal
             .map(|p| IdentityValues::render(&p, &state.config.identity))
@@ -242,7 +281,7 @@ fn allowed(state: &State, door: Door, identity: Option<IdentityValues>) -> Respo
     if let Some(identity) = &identity {
         identity.apply(headers);
     }
-    if door == Door::ExtAuthzHttp {
+    if matches!(door, Door::ExtAuthzHttp | Door::ExtAuthzGrpc) {
         let mut remove: Vec<&str> = state
             .identity_names
             .names()
@@ -267,5 +306,6 @@ fn not_a_door() -> Response<Full<Bytes>> {
     respond(Denial::NoRoute, &Default::default())
 }
 
+mod grpc;
 #[cfg(test)]
 mod tests;

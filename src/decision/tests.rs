@@ -73,7 +73,7 @@ fn traefik() {
 #[test]
 fn envoy_http() {
     let got = described("PATCH", "/ext-authz/api/x?y=1", &[("host", "api.example.com")]);
-    assert_eq!(got, Ok((Door::ExtAuthzHttp, Method::PATCH, None, "/api/x?y=1".into())));
+    assert_eq!(got, Ok((Door::ExtAuthzHttp, Method::PATCH, Some("api.example.com".into()), "/api/x?y=1".into())));
     assert_eq!(described("GET", "/ext-authz/", &[]).unwrap().3, "/");
     assert_eq!(described("GET", "/ext-authz", &[]), Err(Some("no original path after /ext-authz")));
     assert_eq!(described("GET", "/ext-authzz/a", &[]), Err(None));

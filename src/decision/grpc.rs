@@ -1,0 +1,145 @@
+//! Envoy's gRPC `ext_authz` front door (`envoy.service.auth.v3.Authorization/Check`), the form
+//! Istio's CUSTOM AuthorizationPolicy and Envoy Gateway use. envoy-types carries the protos and
+//! tonic the protocol; this file only reads the original request off a `CheckRequest` and
+//! renders the decision as a `CheckResponse`.
+
+use bytes::Bytes;
+use envoy_types::ext_authz::v3::pb::{
+    Authorization, CheckRequest, CheckResponse, DeniedHttpResponse, HeaderAppendAction, HeaderValue, HeaderValueOption,
+    HttpResponse, HttpStatus, OkHttpResponse,
+};
+use envoy_types::pb::envoy::service::auth::v3::attribute_context::HttpRequest;
+use envoy_types::pb::google::rpc;
+use http::{HeaderMap, HeaderName, Method, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+
+use super::{Decision, Door, Original};
+
+/// gRPC codes (google.rpc.Code).
+const OK: i32 = 0;
+const INVALID_ARGUMENT: i32 = 3;
+const NOT_FOUND: i32 = 5;
+const PERMISSION_DENIED: i32 = 7;
+const UNAVAILABLE: i32 = 14;
+const UNAUTHENTICATED: i32 = 16;
+const INTERNAL: i32 = 13;
+
+/// The tonic service: one per decision-service connection.
+pub struct GrpcDoor(pub Decision);
+
+#[tonic::async_trait]
+impl Authorization for GrpcDoor {
+    async fn check(
+        &self,
+        request: tonic::Request<CheckRequest>,
+    ) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
+        Ok(tonic::Response::new(self.0.check(request.into_inner()).await))
+    }
+}
+
+impl Decision {
+    /// Decide a `CheckRequest`: the same decision as every other door, rendered for Envoy.
+    pub(crate) async fn check(&self, request: CheckRequest) -> CheckResponse {
+        let started = std::time::Instant::now();
+        let http = request.attributes.and_then(|a| a.request).and_then(|r| r.http);
+        let outcome = match described(http.as_ref()) {
+            Err(reason) => Err((None, crate::respond::Denial::BadRequest(reason))),
+            Ok((original, headers)) => self.decide(&original, &headers).await,
+        };
+        let (route, decision, rendered) = self.render(Door::ExtAuthzGrpc, outcome);
+        let status = rendered.status();
+        self.record(Door::ExtAuthzGrpc, route, decision, status, started);
+        if decision == "allowed" {
+            allowed(rendered)
+        } else {
+            denied(rendered).await
+        }
+    }
+}
+
+/// The original request in a `CheckRequest`: method, host, raw target and headers. Envoy joins
+/// repeated headers with commas (two `Authorization` headers arrive as one value, which the
+/// token extractor refuses like two headers) and may send raw headers instead.
+fn described(http: Option<&HttpRequest>) -> Result<(Original<'_>, HeaderMap), &'static str> {
+    let http = http.ok_or("the CheckRequest describes no HTTP request")?;
+    let method = Method::from_bytes(http.method.as_bytes()).map_err(|_| "the original method is not a method")?;
+    let mut headers = HeaderMap::new();
+    let raw = http.header_map.iter().flat_map(|m| &m.headers).map(|h| (h.key.as_str(), h.raw_value.as_slice()));
+    let joined = http.headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes()));
+    for (name, value) in joined.chain(raw) {
+        // Pseudo-headers (`:authority`, `:path`) are described by their own fields.
+        if name.starts_with(':') {
+            continue;
+        }
+        let name =
+            HeaderName::from_bytes(name.as_bytes()).map_err(|_| "a header of the original request is not valid")?;
+        let value =
+            http::HeaderValue::from_bytes(value).map_err(|_| "a header of the original request is not valid")?;
+        headers.append(name, value);
+    }
+    let host = (!http.host.is_empty()).then_some(http.host.as_str());
+    Ok((Original { door: Door::ExtAuthzGrpc, method, host, target: &http.path }, headers))
+}
+
+/// OK, with the identity headers to set (overwriting any client-sent copy) and the rest of the
+/// identity headers, and `Authorization` when it is not forwarded, to remove — as the HTTP door
+/// renders them (`super::allowed`).
+fn allowed(rendered: Response<Full<Bytes>>) -> CheckResponse {
+    let (parts, _) = rendered.into_parts();
+    let mut ok = OkHttpResponse::default();
+    for (name, value) in &parts.headers {
+        if name == super::ENVOY_HEADERS_TO_REMOVE {
+            let names = value.to_str().unwrap_or_default().split(',').filter(|n| !n.is_empty());
+            ok.headers_to_remove.extend(names.map(str::to_owned));
+        } else {
+            ok.headers.push(header(name, value, HeaderAppendAction::OverwriteIfExistsOrAdd));
+        }
+    }
+    CheckResponse {
+        status: Some(rpc::Status { code: OK, ..Default::default() }),
+        http_response: Some(HttpResponse::OkResponse(ok)),
+        ..Default::default()
+    }
+}
+
+/// Denied, carrying the HTTP status, headers (`WWW-Authenticate`, `Retry-After`) and JSON body
+/// the proxy would have answered with.
+async fn denied(rendered: Response<Full<Bytes>>) -> CheckResponse {
+    let (parts, body) = rendered.into_parts();
+    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let headers = parts.headers.iter().map(|(n, v)| header(n, v, HeaderAppendAction::OverwriteIfExistsOrAdd)).collect();
+    let denied = DeniedHttpResponse {
+        status: Some(HttpStatus { code: i32::from(parts.status.as_u16()) }),
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    };
+    CheckResponse {
+        status: Some(rpc::Status { code: grpc_code(parts.status), ..Default::default() }),
+        http_response: Some(HttpResponse::DeniedResponse(denied)),
+        ..Default::default()
+    }
+}
+
+fn header(name: &HeaderName, value: &http::HeaderValue, action: HeaderAppendAction) -> HeaderValueOption {
+    HeaderValueOption {
+        header: Some(HeaderValue {
+            key: name.as_str().to_owned(),
+            value: String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            ..Default::default()
+        }),
+        append_action: action as i32,
+        ..Default::default()
+    }
+}
+
+/// The gRPC status of a refusal, from its HTTP status.
+fn grpc_code(status: StatusCode) -> i32 {
+    match status {
+        StatusCode::UNAUTHORIZED => UNAUTHENTICATED,
+        StatusCode::FORBIDDEN => PERMISSION_DENIED,
+        StatusCode::NOT_FOUND => NOT_FOUND,
+        StatusCode::SERVICE_UNAVAILABLE => UNAVAILABLE,
+        s if s.is_client_error() => INVALID_ARGUMENT,
+        _ => INTERNAL,
+    }
+}

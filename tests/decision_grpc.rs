@@ -1,0 +1,147 @@
+//! The decision service's gRPC front door: Envoy's `ext_authz` `Check` (the form Istio's CUSTOM
+//! AuthorizationPolicy uses), called with a real tonic client over HTTP/2 on the decision port.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use envoy_types::ext_authz::v3::pb::{CheckRequest, CheckResponse, HttpResponse};
+use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
+use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
+use serde_json::{json, Value};
+use support::*;
+use tokengate::config::DecisionSettings;
+use tokengate::dev_issuer::{DevIssuer, SigningKey};
+
+struct Env {
+    idp: DevIssuer,
+    gw: tokengate::app::Running,
+}
+
+impl Env {
+    async fn start(trusted: &str) -> Env {
+        let key = Arc::new(SigningKey::ec("k", jsonwebtoken::Algorithm::ES256));
+        let idp = DevIssuer::start("127.0.0.1:0".parse().unwrap(), vec![key]).await.unwrap();
+        let mut cfg = config(
+            "http://127.0.0.1:1",
+            vec![issuer(idp.issuer(), &idp.jwks_uri(), &["api"])],
+            vec![public_route("public", "/public"), required_route("api", "/api", &["read"])],
+        );
+        cfg.upstream = None;
+        cfg.decision = Some(DecisionSettings {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            trusted_peers: vec![trusted.parse().unwrap()],
+        });
+        Env { idp, gw: gateway(cfg).await }
+    }
+
+    fn token(&self, scope: &str) -> String {
+        self.idp.mint(json!({"sub": "alice", "aud": "api", "scope": scope}))
+    }
+
+    /// One `Check` for `GET <path>` on api.example.com with `headers`.
+    async fn check(&self, path: &str, headers: &[(&str, &str)]) -> CheckResponse {
+        let mut client =
+            AuthorizationClient::connect(format!("http://{}", self.gw.decision_addr.unwrap())).await.unwrap();
+        let http = HttpRequest {
+            method: "GET".into(),
+            path: path.into(),
+            host: "api.example.com".into(),
+            scheme: "https".into(),
+            headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<HashMap<_, _>>(),
+            ..Default::default()
+        };
+        let attributes = AttributeContext {
+            request: Some(Request { http: Some(http), ..Default::default() }),
+            ..Default::default()
+        };
+        let request = CheckRequest { attributes: Some(attributes) };
+        client.check(request).await.expect("a CheckResponse, allowed or denied").into_inner()
+    }
+}
+
+/// Status code, HTTP status (denied only), headers and body of a response.
+fn parts(response: &CheckResponse) -> (i32, Option<i32>, HashMap<String, String>, Vec<String>, String) {
+    let code = response.status.as_ref().map_or(0, |s| s.code);
+    let header_pairs = |hs: &[envoy_types::ext_authz::v3::pb::HeaderValueOption]| {
+        hs.iter().filter_map(|h| h.header.as_ref()).map(|h| (h.key.clone(), h.value.clone())).collect()
+    };
+    match response.http_response.as_ref().expect("an HTTP response") {
+        HttpResponse::OkResponse(ok) => {
+            (code, None, header_pairs(&ok.headers), ok.headers_to_remove.clone(), String::new())
+        }
+        HttpResponse::DeniedResponse(denied) => {
+            let status = denied.status.as_ref().map(|s| s.code);
+            (code, status, header_pairs(&denied.headers), Vec::new(), denied.body.clone())
+        }
+        HttpResponse::ErrorResponse(_) => panic!("tokengate answers every Check: never an error response"),
+    }
+}
+
+/// Allowed: OK with identity headers that overwrite a client-sent copy, and the identity headers
+/// this principal lacks listed for removal.
+#[tokio::test]
+async fn allowed_with_identity_headers() {
+    let env = Env::start("127.0.0.0/8").await;
+    let bearer = format!("Bearer {}", env.token("read"));
+    let response = env.check("/api/x?y=1", &[("authorization", &bearer), ("x-auth-subject", "mallory")]).await;
+    let (code, status, headers, remove, _) = parts(&response);
+    assert_eq!((code, status), (0, None));
+    assert_eq!(headers["x-auth-subject"], "alice");
+    assert_eq!(headers["x-auth-scopes"], "read");
+    let HttpResponse::OkResponse(ok) = response.http_response.unwrap() else { unreachable!() };
+    let overwrite = envoy_types::ext_authz::v3::pb::HeaderAppendAction::OverwriteIfExistsOrAdd as i32;
+    assert!(ok.headers.iter().all(|h| h.append_action == overwrite));
+    assert!(remove.contains(&"x-auth-client-id".to_owned()), "{remove:?}");
+    assert!(!remove.contains(&"x-auth-subject".to_owned()), "{remove:?}");
+
+    // A public route: OK, and every identity header is removed from the forwarded request.
+    let (code, _, headers, remove, _) = parts(&env.check("/public/x", &[("x-auth-subject", "mallory")]).await);
+    assert_eq!(code, 0);
+    assert!(!headers.contains_key("x-auth-subject"));
+    assert!(remove.contains(&"x-auth-subject".to_owned()), "{remove:?}");
+    assert_eq!(env.gw.state.metrics.decisions.with_label_values(&["ext_authz_grpc", "allowed"]).get(), 2);
+}
+
+/// Refused: UNAUTHENTICATED / PERMISSION_DENIED with the HTTP status, WWW-Authenticate and JSON
+/// body the proxy would send.
+#[tokio::test]
+async fn denials_carry_status_challenge_and_body() {
+    let env = Env::start("127.0.0.0/8").await;
+    let (code, status, headers, _, body) = parts(&env.check("/api/x", &[]).await);
+    assert_eq!((code, status), (16, Some(401)));
+    assert_eq!(headers["www-authenticate"], "Bearer realm=\"test\"");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["error_description"], "a bearer token is required");
+
+    let bearer = format!("Bearer {}", env.token("write"));
+    let (code, status, headers, _, _) = parts(&env.check("/api/x", &[("authorization", &bearer)]).await);
+    assert_eq!((code, status), (7, Some(403)));
+    assert!(headers["www-authenticate"].contains("error=\"insufficient_scope\""), "{headers:?}");
+
+    // Two Authorization headers reach us joined by Envoy: refused like two headers.
+    let joined = format!("Bearer {},Bearer other", env.token("read"));
+    let (code, status, _, _, body) = parts(&env.check("/api/x", &[("authorization", &joined)]).await);
+    assert_ne!(code, 0, "{body}");
+    assert!(matches!(status, Some(400) | Some(401)), "{status:?}: {body}");
+
+    // A path the upstream would read in another spelling is refused.
+    let bearer = format!("Bearer {}", env.token("read"));
+    let (code, status, _, _, body) = parts(&env.check("/public/../api/x", &[("authorization", &bearer)]).await);
+    assert_eq!((code, status), (3, Some(400)), "{body}");
+    let (code, status, _, _, _) = parts(&env.check("/nowhere", &[]).await);
+    assert_eq!((code, status), (5, Some(404)));
+}
+
+/// Only trusted peers may ask.
+#[tokio::test]
+async fn untrusted_peer_is_refused() {
+    let env = Env::start("10.0.0.0/8").await;
+    let bearer = format!("Bearer {}", env.token("read"));
+    let (code, status, headers, _, body) = parts(&env.check("/api/x", &[("authorization", &bearer)]).await);
+    assert_eq!((code, status), (7, Some(403)));
+    assert!(!headers.contains_key("x-auth-subject"));
+    assert!(body.contains("untrusted_peer"), "{body}");
+}
