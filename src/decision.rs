@@ -93,23 +93,7 @@ pub fn describe<'r>(
 ) -> Result<Original<'r>, Option<&'static str>> {
     let path = uri.path();
     if path == "/verify" {
-        let method = single(headers, "x-original-method")?
-            .or(single(headers, "x-forwarded-method")?)
-            .ok_or(Some("the original method is not described (X-Original-Method or X-Forwarded-Method)"))?;
-        let method = Method::from_bytes(method.as_bytes()).map_err(|_| Some("the original method is not a method"))?;
-        if let Some(url) = single(headers, "x-original-url")? {
-            // Absolute: scheme, host, path and query (ingress-nginx's `$scheme://$host$request_uri`).
-            let (host, target) = split_url(url).ok_or(Some("X-Original-URL is not an absolute http(s) URL"))?;
-            return Ok(Original { door: Door::AuthRequest, method, host: Some(host), target });
-        }
-        let host = single(headers, "x-forwarded-host")?;
-        if let Some(target) = single(headers, "x-original-uri")? {
-            return Ok(Original { door: Door::AuthRequest, method, host, target });
-        }
-        if let Some(target) = single(headers, "x-forwarded-uri")? {
-            return Ok(Original { door: Door::ForwardAuth, method, host, target });
-        }
-        return Err(Some("the original request is not described (X-Original-URI, X-Original-URL or X-Forwarded-Uri)"));
+        return describe_verify(headers).map_err(Some);
     }
     if let Some(rest) = path.strip_prefix(EXT_AUTHZ_PREFIX).filter(|r| r.is_empty() || r.starts_with('/')) {
         let target = &uri.path_and_query().map_or("", |p| p.as_str())[EXT_AUTHZ_PREFIX.len()..];
@@ -119,7 +103,7 @@ pub fn describe<'r>(
             return Err(Some("no original path after /ext-authz"));
         }
         // Envoy forwards the original request's own Host (or :authority).
-        let host = match single(headers, "host")? {
+        let host = match single(headers, "host").map_err(Some)? {
             Some(host) => Some(host),
             None => uri.authority().map(|a| a.as_str()),
         };
@@ -128,15 +112,54 @@ pub fn describe<'r>(
     Err(None)
 }
 
+/// `/verify`: exactly one description, in one ingress's vocabulary. An ingress passes the
+/// client's own headers on to `/verify` (nginx and Traefik both do by default) and sets only its
+/// own: a second description, or a method in the other vocabulary, may be the client's, so the
+/// question is refused rather than answered for a request the ingress never holds.
+fn describe_verify(headers: &HeaderMap) -> Result<Original<'_>, &'static str> {
+    let url = single(headers, "x-original-url")?;
+    let uri = single(headers, "x-original-uri")?;
+    let forwarded_uri = single(headers, "x-forwarded-uri")?;
+    let original_method = single(headers, "x-original-method")?;
+    let forwarded_method = single(headers, "x-forwarded-method")?;
+    let (door, method, host, target) = match (url, uri, forwarded_uri) {
+        (Some(url), None, None) => {
+            // Absolute: scheme, host, path and query (ingress-nginx's `$scheme://$host$request_uri`).
+            let (host, target) = split_url(url).ok_or("X-Original-URL is not an absolute http(s) URL")?;
+            (Door::AuthRequest, original_method, Some(host), target)
+        }
+        (None, Some(target), None) => {
+            (Door::AuthRequest, original_method, single(headers, "x-forwarded-host")?, target)
+        }
+        (None, None, Some(target)) => {
+            (Door::ForwardAuth, forwarded_method, single(headers, "x-forwarded-host")?, target)
+        }
+        (None, None, None) => {
+            return Err("the original request is not described (X-Original-URI, X-Original-URL or X-Forwarded-Uri)")
+        }
+        _ => return Err("the original request is described more than once"),
+    };
+    let other_method = if door == Door::ForwardAuth { original_method } else { forwarded_method };
+    if other_method.is_some() {
+        return Err("the original method is described in another ingress's header");
+    }
+    let method = method.ok_or(match door {
+        Door::ForwardAuth => "the original method is not described (X-Forwarded-Method)",
+        _ => "the original method is not described (X-Original-Method)",
+    })?;
+    let method = Method::from_bytes(method.as_bytes()).map_err(|_| "the original method is not a method")?;
+    Ok(Original { door, method, host, target })
+}
+
 /// The one value of `name`, if any; two values, or one that is not visible ASCII, describe
 /// nothing reliably.
-fn single<'h>(headers: &'h HeaderMap, name: &'static str) -> Result<Option<&'h str>, Option<&'static str>> {
+fn single<'h>(headers: &'h HeaderMap, name: &'static str) -> Result<Option<&'h str>, &'static str> {
     let mut values = headers.get_all(name).iter();
     let Some(value) = values.next() else { return Ok(None) };
     if values.next().is_some() {
-        return Err(Some("a header describing the original request appears more than once"));
+        return Err("a header describing the original request appears more than once");
     }
-    value.to_str().map(Some).map_err(|_| Some("a header describing the original request is not visible ASCII"))
+    value.to_str().map(Some).map_err(|_| "a header describing the original request is not visible ASCII")
 }
 
 /// `http(s)://host[:port]/path?query` → (`host[:port]`, `/path?query`).

@@ -114,10 +114,25 @@ async fn original_request_is_what_is_decided() {
 
     let no_method = env.ask("/verify").header("x-original-uri", "/public");
     let (_, body) = challenge_and_body(no_method, 400).await;
-    assert_eq!(
-        body["error_description"],
-        "the original method is not described (X-Original-Method or X-Forwarded-Method)"
-    );
+    assert_eq!(body["error_description"], "the original method is not described (X-Original-Method)");
+}
+
+/// A question describing the original request twice (a client's header passed on beside the
+/// ingress's own) is refused, never answered for the client's choice.
+#[tokio::test]
+async fn smuggled_descriptions_are_refused() {
+    let env = Env::start("127.0.0.0/8").await;
+    let traefik_with_client_uri = env
+        .ask("/verify")
+        .header("x-forwarded-method", "GET")
+        .header("x-forwarded-host", "api.example.com")
+        .header("x-forwarded-uri", "/api/orders")
+        .header("x-original-uri", "/public/x");
+    let (_, body) = challenge_and_body(traefik_with_client_uri, 400).await;
+    assert_eq!(body["error_description"], "the original request is described more than once");
+    let nginx_with_client_method = env.nginx("GET", "/api").header("x-forwarded-method", "GET");
+    let (_, body) = challenge_and_body(nginx_with_client_method, 400).await;
+    assert_eq!(body["error_description"], "the original method is described in another ingress's header");
 }
 
 /// A path the ingress would forward in another spelling than the one decided on is refused.

@@ -129,6 +129,19 @@ async fn nginx_auth_request_with_the_documented_snippets() {
     assert!(challenge.contains("error=\"insufficient_scope\"") && challenge.contains("scope=\"read\""), "{challenge}");
     assert_eq!(up.count(), before, "nothing refused reached the upstream");
 
+    // A client describing another request in the headers nginx passes on to tokengate still
+    // has its own request decided: /api without a token is 401, not /public's 200.
+    let smuggled = c
+        .get(url("/api/orders"))
+        .header("x-original-url", format!("http://{}/public/x", nginx.addr))
+        .header("x-forwarded-uri", "/public/x")
+        .header("x-forwarded-method", "GET")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(smuggled.status(), 401);
+    assert_eq!(up.count(), before, "nothing refused reached the upstream");
+
     // A public route: no token needed, and a forged identity header is removed all the same.
     let resp = c.get(url("/public/x")).header("x-auth-subject", "mallory").send().await.unwrap();
     assert_eq!(resp.status(), 200);

