@@ -42,8 +42,6 @@ use crate::respond::{respond, Denial};
 static ENVOY_HEADERS_TO_REMOVE: HeaderName = HeaderName::from_static("x-envoy-auth-headers-to-remove");
 const EXT_AUTHZ_PREFIX: &str = "/ext-authz";
 const GRPC_CHECK_PATH: &str = "/envoy.service.auth.v3.Authorization/Check";
-/// A `CheckRequest` carries the original request's headers: room for twice the head limit.
-const MAX_CHECK_REQUEST_BYTES: usize = 128 * 1024;
 
 /// Response body: an HTTP door's small body, or tonic's gRPC body.
 pub type DecisionBody = Either<Full<Bytes>, tonic::body::Body>;
@@ -196,7 +194,9 @@ impl Decision {
         self,
     ) -> impl Service<Request<Incoming>, Response = Response<DecisionBody>, Error = Infallible, Future: Send> + Send
     {
-        let max = MAX_CHECK_REQUEST_BYTES.max(2 * self.state.config.server.max_header_bytes);
+        // A `CheckRequest` carries the original request's head (what the proxy would accept,
+        // `server.max_header_bytes`) and a little more: room for twice that.
+        let max = 2 * self.state.config.server.max_header_bytes;
         let grpc = AuthorizationServer::new(grpc::GrpcDoor(self.clone())).max_decoding_message_size(max);
         hyper::service::service_fn(move |req: Request<Incoming>| {
             let this = self.clone();

@@ -145,3 +145,24 @@ async fn untrusted_peer_is_refused() {
     assert!(!headers.contains_key("x-auth-subject"));
     assert!(body.contains("untrusted_peer"), "{body}");
 }
+
+/// A `CheckRequest` as large as the head the proxy accepts (`server.max_header_bytes`, 64 KiB
+/// here) is decided; one far beyond it is refused by the decoder, unread.
+#[tokio::test]
+async fn check_requests_are_bounded() {
+    let env = Env::start("127.0.0.0/8").await;
+    let cookie = "c".repeat(100 * 1024);
+    let (code, status, _, _, _) = parts(&env.check("/public/x", &[("cookie", &cookie)]).await);
+    assert_eq!((code, status), (0, None), "a 100 KiB CheckRequest is within twice the head limit");
+    let mut client = AuthorizationClient::connect(format!("http://{}", env.gw.decision_addr.unwrap())).await.unwrap();
+    let huge = HttpRequest {
+        method: "GET".into(),
+        path: "/public/x".into(),
+        headers: [("cookie".to_owned(), "c".repeat(200 * 1024))].into(),
+        ..Default::default()
+    };
+    let attributes =
+        AttributeContext { request: Some(Request { http: Some(huge), ..Default::default() }), ..Default::default() };
+    let refused = client.check(CheckRequest { attributes: Some(attributes) }).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::OutOfRange, "{refused:?}");
+}
