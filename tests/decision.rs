@@ -3,44 +3,21 @@
 
 mod support;
 
-use std::sync::Arc;
-
 use reqwest::RequestBuilder;
-use serde_json::{json, Value};
+use serde_json::Value;
 use support::*;
-use tokengate::config::DecisionSettings;
-use tokengate::dev_issuer::{DevIssuer, SigningKey};
 
-struct Env {
-    idp: DevIssuer,
-    up: Upstream,
-    gw: tokengate::app::Running,
+/// The decision service trusting `trusted`, with a host-bound `shop` route beside `public` and
+/// `api`.
+async fn start(trusted: &str) -> DecisionEnv {
+    let mut shop = required_route("shop", "/", &["shop"]);
+    shop.host = Some("shop.example.com".into());
+    let routes = vec![shop, public_route("public", "/public"), required_route("api", "/api", &["read"])];
+    DecisionEnv::start(routes, trusted).await
 }
 
-impl Env {
-    async fn start(trusted: &str) -> Env {
-        let key = Arc::new(SigningKey::ec("k", jsonwebtoken::Algorithm::ES256));
-        let idp = DevIssuer::start("127.0.0.1:0".parse().unwrap(), vec![key]).await.unwrap();
-        let up = Upstream::start().await;
-        let mut shop = required_route("shop", "/", &["shop"]);
-        shop.host = Some("shop.example.com".into());
-        let mut cfg = config(
-            &up.url(),
-            vec![issuer(idp.issuer(), &idp.jwks_uri(), &["api"])],
-            vec![shop, public_route("public", "/public"), required_route("api", "/api", &["read"])],
-        );
-        cfg.decision = Some(DecisionSettings {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            trusted_peers: vec![trusted.parse().unwrap()],
-        });
-        let gw = gateway(cfg).await;
-        Env { idp, up, gw }
-    }
-
-    fn token(&self, scope: &str) -> String {
-        self.idp.mint(json!({"sub": "alice", "aud": "api", "scope": scope}))
-    }
-
+/// This file's ways of asking.
+impl DecisionEnv {
     fn ask(&self, path: &str) -> RequestBuilder {
         client(false).get(format!("http://{}{path}", self.gw.decision_addr.expect("a decision listener")))
     }
@@ -51,10 +28,6 @@ impl Env {
             .header("x-original-uri", uri)
             .header("x-original-method", method)
             .header("x-forwarded-host", "api.example.com")
-    }
-
-    fn decisions(&self, door: &str, decision: &str) -> u64 {
-        self.gw.state.metrics.decisions.with_label_values(&[door, decision]).get()
     }
 }
 
@@ -70,7 +43,7 @@ async fn challenge_and_body(request: RequestBuilder, status: u16) -> (String, Va
 /// the ingress forwards, not tokengate.
 #[tokio::test]
 async fn nginx_auth_request() {
-    let env = Env::start("127.0.0.0/8").await;
+    let env = start("127.0.0.0/8").await;
     let resp = env.nginx("POST", "/api/orders?id=7").bearer_auth(env.token("read")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-auth-subject"], "alice");
@@ -98,7 +71,7 @@ async fn nginx_auth_request() {
 /// method and Host are never read as the original's.
 #[tokio::test]
 async fn original_request_is_what_is_decided() {
-    let env = Env::start("127.0.0.0/8").await;
+    let env = start("127.0.0.0/8").await;
     let token = env.token("shop");
     // ingress-nginx: the host comes from X-Original-URL; Host is the auth service's own name.
     let shop = |url: &str| {
@@ -121,7 +94,7 @@ async fn original_request_is_what_is_decided() {
 /// ingress's own) is refused, never answered for the client's choice.
 #[tokio::test]
 async fn smuggled_descriptions_are_refused() {
-    let env = Env::start("127.0.0.0/8").await;
+    let env = start("127.0.0.0/8").await;
     let traefik_with_client_uri = env
         .ask("/verify")
         .header("x-forwarded-method", "GET")
@@ -138,7 +111,7 @@ async fn smuggled_descriptions_are_refused() {
 /// A path the ingress would forward in another spelling than the one decided on is refused.
 #[tokio::test]
 async fn non_canonical_paths_are_refused() {
-    let env = Env::start("127.0.0.0/8").await;
+    let env = start("127.0.0.0/8").await;
     for path in ["/public//x", "/%70ublic", "/public/./x", "/public/../api", "public"] {
         let resp = env.nginx("GET", path).send().await.unwrap();
         assert_eq!(resp.status(), 400, "{path}");
@@ -150,7 +123,7 @@ async fn non_canonical_paths_are_refused() {
 /// Traefik ForwardAuth: X-Forwarded-Method, -Host, -Uri.
 #[tokio::test]
 async fn traefik_forward_auth() {
-    let env = Env::start("127.0.0.0/8").await;
+    let env = start("127.0.0.0/8").await;
     let ask = |token: &str| {
         env.ask("/verify")
             .header("x-forwarded-method", "GET")
@@ -171,7 +144,7 @@ async fn traefik_forward_auth() {
 /// identity headers this answer does not set, so a client-sent copy cannot survive.
 #[tokio::test]
 async fn envoy_ext_authz_http() {
-    let env = Env::start("127.0.0.0/8").await;
+    let env = start("127.0.0.0/8").await;
     let resp = env.ask("/ext-authz/api/x?y=1").bearer_auth(env.token("read")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-auth-subject"], "alice");
@@ -191,7 +164,7 @@ async fn envoy_ext_authz_http() {
 /// learn nothing, or a protected one and have a token judged for a request that never was.
 #[tokio::test]
 async fn untrusted_peers_are_refused() {
-    let env = Env::start("10.0.0.0/8").await;
+    let env = start("10.0.0.0/8").await;
     let (challenge, body) = challenge_and_body(env.nginx("GET", "/public"), 403).await;
     assert_eq!(body["error"], "untrusted_peer");
     assert_eq!(challenge, "");
@@ -207,21 +180,11 @@ async fn untrusted_peers_are_refused() {
 /// Without an upstream only the decision service runs: no proxy listener is opened.
 #[tokio::test]
 async fn decision_service_alone() {
-    let key = Arc::new(SigningKey::ec("k", jsonwebtoken::Algorithm::ES256));
-    let idp = DevIssuer::start("127.0.0.1:0".parse().unwrap(), vec![key]).await.unwrap();
-    let mut cfg = config(
-        "http://127.0.0.1:1",
-        vec![issuer(idp.issuer(), &idp.jwks_uri(), &["api"])],
-        vec![required_route("api", "/api", &["read"])],
-    );
-    cfg.upstream = None;
-    cfg.decision = Some(DecisionSettings {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        trusted_peers: vec!["127.0.0.0/8".parse().unwrap()],
-    });
-    let gw = gateway(cfg).await;
+    let routes = vec![required_route("api", "/api", &["read"])];
+    let env = DecisionEnv::with(routes, "127.0.0.0/8", |cfg| cfg.upstream = None).await;
+    let token = env.token("read");
+    let gw = env.gw;
     assert_eq!(Some(gw.addr), gw.decision_addr);
-    let token = idp.mint(json!({"sub": "alice", "aud": "api", "scope": "read"}));
     let ask = |token: &str| {
         client(false)
             .get(format!("http://{}/verify", gw.addr))

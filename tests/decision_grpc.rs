@@ -4,43 +4,21 @@
 mod support;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use envoy_types::ext_authz::v3::pb::{CheckRequest, CheckResponse, HttpResponse};
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
 use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
-use serde_json::{json, Value};
+use serde_json::Value;
 use support::*;
-use tokengate::config::DecisionSettings;
-use tokengate::dev_issuer::{DevIssuer, SigningKey};
 
-struct Env {
-    idp: DevIssuer,
-    gw: tokengate::app::Running,
+/// The decision service alone (no upstream), trusting `trusted`.
+async fn start(trusted: &str) -> DecisionEnv {
+    let routes = vec![public_route("public", "/public"), required_route("api", "/api", &["read"])];
+    DecisionEnv::with(routes, trusted, |cfg| cfg.upstream = None).await
 }
 
-impl Env {
-    async fn start(trusted: &str) -> Env {
-        let key = Arc::new(SigningKey::ec("k", jsonwebtoken::Algorithm::ES256));
-        let idp = DevIssuer::start("127.0.0.1:0".parse().unwrap(), vec![key]).await.unwrap();
-        let mut cfg = config(
-            "http://127.0.0.1:1",
-            vec![issuer(idp.issuer(), &idp.jwks_uri(), &["api"])],
-            vec![public_route("public", "/public"), required_route("api", "/api", &["read"])],
-        );
-        cfg.upstream = None;
-        cfg.decision = Some(DecisionSettings {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            trusted_peers: vec![trusted.parse().unwrap()],
-        });
-        Env { idp, gw: gateway(cfg).await }
-    }
-
-    fn token(&self, scope: &str) -> String {
-        self.idp.mint(json!({"sub": "alice", "aud": "api", "scope": scope}))
-    }
-
+impl DecisionEnv {
     /// One `Check` for `GET <path>` on api.example.com with `headers`.
     async fn check(&self, path: &str, headers: &[(&str, &str)]) -> CheckResponse {
         let mut client =
@@ -84,7 +62,7 @@ fn parts(response: &CheckResponse) -> (i32, Option<i32>, HashMap<String, String>
 /// this principal lacks listed for removal.
 #[tokio::test]
 async fn allowed_with_identity_headers() {
-    let env = Env::start("127.0.0.0/8").await;
+    let env = start("127.0.0.0/8").await;
     let bearer = format!("Bearer {}", env.token("read"));
     let response = env.check("/api/x?y=1", &[("authorization", &bearer), ("x-auth-subject", "mallory")]).await;
     let (code, status, headers, remove, _) = parts(&response);
@@ -109,7 +87,7 @@ async fn allowed_with_identity_headers() {
 /// body the proxy would send.
 #[tokio::test]
 async fn denials_carry_status_challenge_and_body() {
-    let env = Env::start("127.0.0.0/8").await;
+    let env = start("127.0.0.0/8").await;
     let (code, status, headers, _, body) = parts(&env.check("/api/x", &[]).await);
     assert_eq!((code, status), (16, Some(401)));
     assert_eq!(headers["www-authenticate"], "Bearer realm=\"test\"");
@@ -138,7 +116,7 @@ async fn denials_carry_status_challenge_and_body() {
 /// Only trusted peers may ask.
 #[tokio::test]
 async fn untrusted_peer_is_refused() {
-    let env = Env::start("10.0.0.0/8").await;
+    let env = start("10.0.0.0/8").await;
     let bearer = format!("Bearer {}", env.token("read"));
     let (code, status, headers, _, body) = parts(&env.check("/api/x", &[("authorization", &bearer)]).await);
     assert_eq!((code, status), (7, Some(403)));
@@ -150,7 +128,7 @@ async fn untrusted_peer_is_refused() {
 /// here) is decided; one far beyond it is refused by the decoder, unread.
 #[tokio::test]
 async fn check_requests_are_bounded() {
-    let env = Env::start("127.0.0.0/8").await;
+    let env = start("127.0.0.0/8").await;
     let cookie = "c".repeat(100 * 1024);
     let (code, status, _, _, _) = parts(&env.check("/public/x", &[("cookie", &cookie)]).await);
     assert_eq!((code, status), (0, None), "a 100 KiB CheckRequest is within twice the head limit");

@@ -3,36 +3,22 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Stdio};
 
 use serde_json::json;
 use support::*;
-use tokengate::config::DecisionSettings;
-use tokengate::dev_issuer::{DevIssuer, SigningKey};
 
 /// nginx in the foreground, one process, stopped when dropped.
 struct Nginx {
-    child: Child,
     addr: String,
-    dir: PathBuf,
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+    _daemon: Daemon,
 }
 
 impl Nginx {
     /// nginx on a free loopback port, asking `decision` and forwarding to `upstream`.
     async fn start(nginx: &Path, decision: std::net::SocketAddr, upstream: std::net::SocketAddr) -> Nginx {
-        let dir = std::env::temp_dir().join(format!("tokengate-nginx-{}-{}", std::process::id(), decision.port()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = Daemon::scratch("nginx", decision.port());
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let snippets = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/nginx");
         let d = dir.display();
@@ -48,7 +34,8 @@ impl Nginx {
             s = snippets.display()
         );
         std::fs::write(dir.join("nginx.conf"), conf).unwrap();
-        let child = Command::new(nginx)
+        let mut command = Command::new(nginx);
+        command
             .arg("-p")
             .arg(&dir)
             .arg("-c")
@@ -56,21 +43,13 @@ impl Nginx {
             .arg("-e")
             .arg(dir.join("error.log"))
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("nginx starts");
+            .stderr(Stdio::inherit());
+        let mut daemon = Daemon::spawn(&mut command, dir);
         let addr = format!("127.0.0.1:{port}");
         // Ready when it accepts connections.
-        let deadline = Instant::now() + WAIT;
-        while tokio::net::TcpStream::connect(&addr).await.is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "nginx did not start: {}",
-                std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Nginx { child, addr, dir }
+        let connect = || async { tokio::net::TcpStream::connect(&addr).await.ok().map(drop) };
+        daemon.wait_until("nginx did not start", "error.log", connect).await;
+        Nginx { addr, _daemon: daemon }
     }
 }
 
@@ -80,23 +59,13 @@ impl Nginx {
 #[tokio::test]
 async fn nginx_auth_request_with_the_documented_snippets() {
     let Some(nginx) = require_tool("nginx", "Debian's nginx-light (apt-get install nginx-light)") else { return };
-    let key = Arc::new(SigningKey::ec("k", jsonwebtoken::Algorithm::ES256));
-    let idp = DevIssuer::start("127.0.0.1:0".parse().unwrap(), vec![key]).await.unwrap();
-    let up = Upstream::start().await;
-    let mut cfg = config(
-        &up.url(),
-        vec![issuer(idp.issuer(), &idp.jwks_uri(), &["api"])],
-        vec![public_route("public", "/public"), required_route("api", "/api", &["read"])],
-    );
-    cfg.decision = Some(DecisionSettings {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        trusted_peers: vec!["127.0.0.0/8".parse().unwrap()],
-    });
-    let gw = gateway(cfg).await;
-    let nginx = Nginx::start(&nginx, gw.decision_addr.unwrap(), up.addr).await;
+    let routes = vec![public_route("public", "/public"), required_route("api", "/api", &["read"])];
+    let env = DecisionEnv::start(routes, "127.0.0.0/8").await;
+    let up = &env.up;
+    let nginx = Nginx::start(&nginx, env.gw.decision_addr.unwrap(), up.addr).await;
     let url = |path: &str| format!("http://{}{path}", nginx.addr);
     let c = client(false);
-    let token = |scope: &str| idp.mint(json!({"sub": "alice", "aud": "api", "scope": scope, "client_id": "cli"}));
+    let token = |scope: &str| env.token_with(scope, json!({"client_id": "cli"}));
 
     let resp = c
         .post(url("/api/orders?id=7"))

