@@ -21,12 +21,17 @@ async fn start(trusted: &str) -> DecisionEnv {
 impl DecisionEnv {
     /// One `Check` for `GET <path>` on api.example.com with `headers`.
     async fn check(&self, path: &str, headers: &[(&str, &str)]) -> CheckResponse {
+        self.check_on("api.example.com", path, headers).await
+    }
+
+    /// One `Check` for `GET <path>` on `host` (empty: the request named none).
+    async fn check_on(&self, host: &str, path: &str, headers: &[(&str, &str)]) -> CheckResponse {
         let mut client =
             AuthorizationClient::connect(format!("http://{}", self.gw.decision_addr.unwrap())).await.unwrap();
         let http = HttpRequest {
             method: "GET".into(),
             path: path.into(),
-            host: "api.example.com".into(),
+            host: host.into(),
             scheme: "https".into(),
             headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<HashMap<_, _>>(),
             ..Default::default()
@@ -143,4 +148,32 @@ async fn check_requests_are_bounded() {
         AttributeContext { request: Some(Request { http: Some(huge), ..Default::default() }), ..Default::default() };
     let refused = client.check(CheckRequest { attributes: Some(attributes) }).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::OutOfRange, "{refused:?}");
+}
+
+/// The original host decides host-bound routes, and a request that names none matches only
+/// routes that name none. With `identity.forward_authorization: false`, Envoy is told to remove
+/// `Authorization` too.
+#[tokio::test]
+async fn original_host_and_authorization_removal() {
+    let mut shop = required_route("shop", "/", &["shop"]);
+    shop.host = Some("shop.example.com".into());
+    let env = DecisionEnv::with(vec![public_route("public", "/public"), shop], "127.0.0.0/8", |cfg| {
+        cfg.upstream = None;
+        cfg.identity.forward_authorization = false;
+    })
+    .await;
+    let bearer = format!("Bearer {}", env.token("shop"));
+    let (code, _, headers, remove, _) =
+        parts(&env.check_on("Shop.Example.com", "/cart", &[("authorization", &bearer)]).await);
+    assert_eq!(code, 0);
+    assert_eq!(headers["x-auth-subject"], "alice");
+    assert!(remove.contains(&"authorization".to_owned()), "{remove:?}");
+    let (code, status, _, _, _) = parts(&env.check_on("", "/cart", &[("authorization", &bearer)]).await);
+    assert_eq!((code, status), (5, Some(404)), "no host: not the shop route, and no other matches");
+    let (code, _, _, remove, _) = parts(&env.check_on("", "/public/x", &[]).await);
+    assert_eq!(code, 0);
+    assert!(
+        remove.contains(&"authorization".to_owned()) && remove.contains(&"x-auth-subject".to_owned()),
+        "{remove:?}"
+    );
 }
