@@ -177,3 +177,19 @@ async fn original_host_and_authorization_removal() {
         "{remove:?}"
     );
 }
+
+/// Keys unavailable (the JWKS cannot be fetched): UNAVAILABLE with a 503 and Retry-After, never
+/// OK, never a challenge that would make the client drop its token.
+#[tokio::test]
+async fn unavailable_keys_fail_closed() {
+    let routes = vec![required_route("api", "/api", &["read"])];
+    let env = DecisionEnv::with(routes, "127.0.0.0/8", |cfg| {
+        cfg.upstream = None;
+        cfg.issuers[0].keys = tokengate::config::KeySource::JwksUri("http://127.0.0.1:1/jwks".into());
+    })
+    .await;
+    let bearer = format!("Bearer {}", env.token("read"));
+    let (code, status, headers, _, _) = parts(&env.check("/api/x", &[("authorization", &bearer)]).await);
+    assert_eq!((code, status), (14, Some(503)));
+    assert!(headers.contains_key("retry-after") && !headers.contains_key("www-authenticate"), "{headers:?}");
+}

@@ -15,8 +15,7 @@ use http_body_util::{BodyExt, Full};
 
 use super::{Decision, Door, Original};
 
-/// gRPC codes (google.rpc.Code).
-const OK: i32 = 0;
+/// gRPC codes (google.rpc.Code) of refusals.
 const INVALID_ARGUMENT: i32 = 3;
 const NOT_FOUND: i32 = 5;
 const PERMISSION_DENIED: i32 = 7;
@@ -95,11 +94,8 @@ fn allowed(rendered: Response<Full<Bytes>>) -> CheckResponse {
             ok.headers.push(header(name, value, HeaderAppendAction::OverwriteIfExistsOrAdd));
         }
     }
-    CheckResponse {
-        status: Some(rpc::Status { code: OK, ..Default::default() }),
-        http_response: Some(HttpResponse::OkResponse(ok)),
-        ..Default::default()
-    }
+    // No `status`: protobuf's default, code 0, is OK.
+    CheckResponse { http_response: Some(HttpResponse::OkResponse(ok)), ..Default::default() }
 }
 
 /// Denied, carrying the HTTP status, headers (`WWW-Authenticate`, `Retry-After`) and JSON body
@@ -141,5 +137,35 @@ fn grpc_code(status: StatusCode) -> i32 {
         StatusCode::SERVICE_UNAVAILABLE => UNAVAILABLE,
         s if s.is_client_error() => INVALID_ARGUMENT,
         _ => INTERNAL,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Refusals map to the gRPC code that says the same (Envoy answers the HTTP status).
+    #[test]
+    fn grpc_codes() {
+        for (status, code) in [
+            (400, INVALID_ARGUMENT),
+            (408, INVALID_ARGUMENT),
+            (401, UNAUTHENTICATED),
+            (403, PERMISSION_DENIED),
+            (404, NOT_FOUND),
+            (503, UNAVAILABLE),
+            (502, INTERNAL),
+            (500, INTERNAL),
+        ] {
+            assert_eq!(grpc_code(StatusCode::from_u16(status).unwrap()), code, "{status}");
+        }
+    }
+
+    /// An allowed answer carries no status (OK by default), so Envoy reads it as OK.
+    #[test]
+    fn allowed_is_ok() {
+        let response = allowed(Response::new(Full::new(Bytes::new())));
+        assert_eq!(response.status.map_or(0, |s| s.code), 0);
+        assert!(matches!(response.http_response, Some(HttpResponse::OkResponse(_))));
     }
 }
