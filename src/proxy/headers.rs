@@ -231,6 +231,14 @@ mod tests {
         IdentityValues::render(principal, identity).map(|values| values.apply(headers))
     }
 
+    /// The names the gateway sets: every identity header, then the claims header.
+    #[test]
+    fn identity_names_are_the_configured_ones() {
+        let names = IdentityNames::new(&identity());
+        let names: Vec<&str> = names.names().iter().map(HeaderName::as_str).collect();
+        assert_eq!(names, ["x-auth-subject", "x-auth-scopes", "x-auth-client-id", "x-auth-issuer", "x-auth-claims"]);
+    }
+
     /// Hop-by-hop fields and the fields named in Connection are removed.
     #[test]
     fn hop_by_hop() {
