@@ -1,5 +1,6 @@
 //! The request story, top to bottom: route → strip headers → extract token → authenticate →
-//! authorize → set identity → forward → record. Any refusal becomes a response in
+//! authorize (these three in `crate::decide`, shared with the decision service) → set identity →
+//! forward → record. Any refusal becomes a response in
 //! `crate::respond`; nothing is forwarded unless every step said yes.
 
 pub mod forward;
@@ -180,7 +181,6 @@ async fn decide_and_forward<'s>(
     headers::strip_client(&mut parts.headers, &state.identity_names, untrusted);
 
     let mut body: UpstreamBody = Either::Left(body);
-    // Every route some reading of the path chooses must admit the request; usually one.
     // A form body is read (under its cap) only when some route will look for a token in it.
     let first_required = routes.required().next().map(|(r, _)| r);
     let form = match body {
