@@ -763,3 +763,28 @@ pub fn missing_tool(tool: &str, install: &str) {
     }
     panic!("{why}. This test cannot run without it; set {ALLOW_MISSING_TOOLS}=1 to let it pass without running.");
 }
+
+/// The identity headers the gateway sets with the test config (`config`): its default
+/// `identity.headers` and the claims header.
+pub const IDENTITY_HEADERS: [&str; 5] =
+    ["x-auth-subject", "x-auth-scopes", "x-auth-client-id", "x-auth-issuer", "x-auth-claims"];
+
+/// Through an ingress, a request to the public route at `url` carrying a forged copy of every
+/// identity header, plus `x_auth_subject` (the spelling CGI-style backends read as
+/// X-Auth-Subject) and any `extra` names, is forwarded with none of them.
+pub async fn assert_forged_identity_never_forwarded(url: &str, up: &Upstream, extra: &[&str]) {
+    let before = up.count();
+    let forged: Vec<&str> =
+        IDENTITY_HEADERS.iter().copied().chain(["x_auth_subject"]).chain(extra.iter().copied()).collect();
+    let mut request = client(false).get(url);
+    for name in &forged {
+        request = request.header(*name, "mallory");
+    }
+    let resp = request.send().await.unwrap();
+    assert_eq!(resp.status(), 200, "{url}");
+    assert_eq!(up.count(), before + 1);
+    let seen = up.last();
+    for name in forged {
+        assert!(!seen.headers.contains_key(name), "{name} reached the upstream: {:?}", seen.headers);
+    }
+}
