@@ -69,22 +69,12 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Running, S
         .build()?;
     // No upstream: the decision service runs alone, and no proxy listener is opened.
     let proxy_listener = match config.upstream {
-        Some(_) => {
-            let listener = bind(config.listen).await?;
-            let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
-            Some((listener, addr))
-        }
+        Some(_) => Some(bind(config.listen).await?),
         None => None,
     };
-    let admin_listener = bind(config.admin_listen).await?;
-    let admin_addr =
-        admin_listener.local_addr().map_err(|source| StartError::Bind { addr: config.admin_listen, source })?;
+    let (admin_listener, admin_addr) = bind(config.admin_listen).await?;
     let decision_listener = match &config.decision {
-        Some(d) => {
-            let listener = bind(d.listen).await?;
-            let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: d.listen, source })?;
-            Some((listener, addr))
-        }
+        Some(d) => Some(bind(d.listen).await?),
         None => None,
     };
     let decision_addr = decision_listener.as_ref().map(|(_, addr)| *addr);
@@ -147,8 +137,11 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Running, S
     })
 }
 
-async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })
+/// A listener on `addr`, and the address it got (the port, when `addr` asks for port 0).
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {
+    let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
+    let local = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+    Ok((listener, local))
 }
 
 impl Running {

@@ -295,33 +295,35 @@ fn door_of(uri: &Uri) -> Door {
     }
 }
 
-/// 200 with the identity headers. Envoy is also told which identity headers to remove from the
-/// forwarded request: the ones this answer does not set (a client-sent copy must not survive),
-/// and `Authorization` unless `identity.forward_authorization`.
+/// 200 with the identity headers. Envoy's HTTP door is also told which headers to remove from
+/// the forwarded request (`headers_to_remove`).
 fn allowed(state: &State, door: Door, identity: Option<IdentityValues>) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::new()));
     let headers = response.headers_mut();
     if let Some(identity) = &identity {
         identity.apply(headers);
     }
-    if matches!(door, Door::ExtAuthzHttp | Door::ExtAuthzGrpc) {
-        let mut remove: Vec<&str> = state
-            .identity_names
-            .names()
-            .iter()
-            .filter(|name| !headers.contains_key(*name))
-            .map(HeaderName::as_str)
-            .collect();
-        if !state.config.identity.forward_authorization {
-            remove.push("authorization");
-        }
-        if let Ok(value) = HeaderValue::from_str(&remove.join(",")) {
+    if door == Door::ExtAuthzHttp {
+        let remove = headers_to_remove(state, headers).join(",");
+        if let Ok(value) = HeaderValue::from_str(&remove) {
             if !remove.is_empty() {
                 headers.insert(ENVOY_HEADERS_TO_REMOVE.clone(), value);
             }
         }
     }
     response
+}
+
+/// What Envoy must remove from the request it forwards, given the identity headers an answer
+/// `sets`: the identity headers it does not set (a client-sent copy must not survive), and
+/// `Authorization` unless `identity.forward_authorization`. Both Envoy doors send this list.
+fn headers_to_remove<'s>(state: &'s State, sets: &HeaderMap) -> Vec<&'s str> {
+    let mut remove: Vec<&str> =
+        state.identity_names.names().iter().filter(|name| !sets.contains_key(*name)).map(HeaderName::as_str).collect();
+    if !state.config.identity.forward_authorization {
+        remove.push("authorization");
+    }
+    remove
 }
 
 /// 404: neither `/verify` nor `/ext-authz/…`.

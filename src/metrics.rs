@@ -76,7 +76,7 @@ pub struct Metrics {
     pub refused_connections: IntCounterVec,
     /// `listener`, `reason` (`framing::Reason`): requests refused for their framing, before hyper.
     pub framing_refusals: IntCounterVec,
-    /// `door` (auth_request | forward_auth | ext_authz_http), `decision` (allowed or a denial
+    /// `door` (auth_request | forward_auth | ext_authz_http | ext_authz_grpc), `decision` (allowed or a denial
     /// reason): the decision service's answers. Also counted per route in `requests`.
     pub decisions: IntCounterVec,
 }

@@ -45,11 +45,12 @@ impl Decision {
             Err(reason) => Err((None, crate::respond::Denial::BadRequest(reason))),
             Ok((original, headers)) => self.decide(&original, &headers).await,
         };
+        let is_allowed = outcome.is_ok();
         let (route, decision, rendered) = self.render(Door::ExtAuthzGrpc, outcome);
-        let status = rendered.status();
-        self.record(Door::ExtAuthzGrpc, route, decision, status, started);
-        if decision == "allowed" {
-            allowed(rendered)
+        self.record(Door::ExtAuthzGrpc, route, decision, rendered.status(), started);
+        if is_allowed {
+            let remove = super::headers_to_remove(&self.state, rendered.headers());
+            allowed(rendered.headers(), &remove)
         } else {
             denied(rendered).await
         }
@@ -80,20 +81,14 @@ fn described(http: Option<&HttpRequest>) -> Result<(Original<'_>, HeaderMap), &'
     Ok((Original { door: Door::ExtAuthzGrpc, method, host, target: &http.path }, headers))
 }
 
-/// OK, with the identity headers to set (overwriting any client-sent copy) and the rest of the
-/// identity headers, and `Authorization` when it is not forwarded, to remove — as the HTTP door
-/// renders them (`super::allowed`).
-fn allowed(rendered: Response<Full<Bytes>>) -> CheckResponse {
-    let (parts, _) = rendered.into_parts();
-    let mut ok = OkHttpResponse::default();
-    for (name, value) in &parts.headers {
-        if name == super::ENVOY_HEADERS_TO_REMOVE {
-            let names = value.to_str().unwrap_or_default().split(',').filter(|n| !n.is_empty());
-            ok.headers_to_remove.extend(names.map(str::to_owned));
-        } else {
-            ok.headers.push(header(name, value, HeaderAppendAction::OverwriteIfExistsOrAdd));
-        }
-    }
+/// OK, with the identity headers to set (overwriting any client-sent copy) and the headers to
+/// remove (`super::headers_to_remove`), as the HTTP door renders them.
+fn allowed(identity: &HeaderMap, remove: &[&str]) -> CheckResponse {
+    let ok = OkHttpResponse {
+        headers: header_options(identity),
+        headers_to_remove: remove.iter().map(|n| (*n).to_owned()).collect(),
+        ..Default::default()
+    };
     // No `status`: protobuf's default, code 0, is OK.
     CheckResponse { http_response: Some(HttpResponse::OkResponse(ok)), ..Default::default() }
 }
@@ -103,7 +98,7 @@ fn allowed(rendered: Response<Full<Bytes>>) -> CheckResponse {
 async fn denied(rendered: Response<Full<Bytes>>) -> CheckResponse {
     let (parts, body) = rendered.into_parts();
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-    let headers = parts.headers.iter().map(|(n, v)| header(n, v, HeaderAppendAction::OverwriteIfExistsOrAdd)).collect();
+    let headers = header_options(&parts.headers);
     let denied = DeniedHttpResponse {
         status: Some(HttpStatus { code: i32::from(parts.status.as_u16()) }),
         headers,
@@ -116,16 +111,18 @@ async fn denied(rendered: Response<Full<Bytes>>) -> CheckResponse {
     }
 }
 
-fn header(name: &HeaderName, value: &http::HeaderValue, action: HeaderAppendAction) -> HeaderValueOption {
-    HeaderValueOption {
+/// Each header as an Envoy header option that replaces any value the request already has.
+fn header_options(headers: &HeaderMap) -> Vec<HeaderValueOption> {
+    let option = |(name, value): (&HeaderName, &http::HeaderValue)| HeaderValueOption {
         header: Some(HeaderValue {
             key: name.as_str().to_owned(),
             value: String::from_utf8_lossy(value.as_bytes()).into_owned(),
             ..Default::default()
         }),
-        append_action: action as i32,
+        append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
         ..Default::default()
-    }
+    };
+    headers.iter().map(option).collect()
 }
 
 /// The gRPC status of a refusal, from its HTTP status.
@@ -164,7 +161,7 @@ mod tests {
     /// An allowed answer carries no status (OK by default), so Envoy reads it as OK.
     #[test]
     fn allowed_is_ok() {
-        let response = allowed(Response::new(Full::new(Bytes::new())));
+        let response = allowed(&HeaderMap::new(), &[]);
         assert_eq!(response.status.map_or(0, |s| s.code), 0);
         assert!(matches!(response.http_response, Some(HttpResponse::OkResponse(_))));
     }
