@@ -121,7 +121,8 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Running, S
         state.metrics.listener(LISTENER_ADMIN),
         admin_stopped,
     ));
-    tracing::info!(%addr, %admin_addr, decision_addr = ?decision_addr, "tokengate listening");
+    let decision = decision_addr.map(|a| a.to_string());
+    tracing::info!(%addr, %admin_addr, decision_addr = decision.as_deref(), "tokengate listening");
     Ok(Running {
         addr,
         admin_addr,

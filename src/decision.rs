@@ -19,7 +19,7 @@
 //! is refused rather than decided on a form the upstream will not see.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -31,12 +31,14 @@ use hyper::body::Incoming;
 use hyper::service::Service;
 
 use crate::auth::token_cache::LastToken;
+use crate::auth::Principal;
 use crate::canon::{self, CanonHost};
 use crate::decide::{self, Credentials, Refusal};
 use crate::proxy::headers::IdentityValues;
 use crate::proxy::route::CompiledRoute;
 use crate::proxy::{forwarded, State};
 use crate::respond::{respond, Denial};
+use crate::telemetry::access::{self, Entry, X_REQUEST_ID};
 
 /// Envoy's HTTP `ext_authz` removes the headers listed here from the request it forwards.
 static ENVOY_HEADERS_TO_REMOVE: HeaderName = HeaderName::from_static("x-envoy-auth-headers-to-remove");
@@ -174,6 +176,7 @@ fn split_url(url: &str) -> Option<(&str, &str)> {
 #[derive(Clone)]
 pub struct Decision {
     state: Arc<State>,
+    client: IpAddr,
     /// The peer is in `decision.trusted_peers`.
     trusted: bool,
     /// The last JWT this connection's questions carried (an ingress keeps a few connections
@@ -185,7 +188,7 @@ impl Decision {
     pub fn new(state: Arc<State>, remote: SocketAddr) -> Decision {
         let trusted =
             state.config.decision.as_ref().is_some_and(|d| forwarded::is_trusted(remote.ip(), &d.trusted_peers));
-        Decision { state, trusted, last_token: Arc::new(LastToken::default()) }
+        Decision { state, client: remote.ip(), trusted, last_token: Arc::new(LastToken::default()) }
     }
 
     /// The connection's hyper service: gRPC `Check` calls go to tonic (HTTP/2 on the same
@@ -213,39 +216,83 @@ impl Decision {
 
     async fn answer(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
         let started = Instant::now();
-        let (door, outcome) = match describe(req.method(), req.uri(), req.headers()) {
+        let request_id = access::request_id(req.headers(), self.trusted);
+        let (door, outcome, original) = match describe(req.method(), req.uri(), req.headers()) {
             Err(None) => return not_a_door(),
-            Err(Some(reason)) => (door_of(req.uri()), Err((None, Denial::BadRequest(reason)))),
-            Ok(original) => (original.door, self.decide(&original, req.headers()).await),
+            Err(Some(reason)) => (door_of(req.uri()), Err((None, Denial::BadRequest(reason))), None),
+            Ok(original) => (original.door, self.decide(&original, req.headers()).await, Some(original)),
         };
-        let (route, decision, response) = self.render(door, outcome);
-        self.record(door, route, decision, response.status(), started);
+        let mut entry = self.entry(door, &request_id, original.as_ref(), req.headers(), started);
+        let (route, decision, mut response) = self.render(door, outcome, entry.as_deref_mut());
+        response.headers_mut().insert(X_REQUEST_ID.clone(), request_id);
+        self.record(door, route, decision, response.status(), started, entry);
         response
+    }
+
+    /// The access-log line of a question, described by the original request when there is one.
+    fn entry(
+        &self,
+        door: Door,
+        request_id: &HeaderValue,
+        original: Option<&Original<'_>>,
+        headers: &HeaderMap,
+        started: Instant,
+    ) -> Option<Box<Entry>> {
+        let mut entry = Entry::start(&self.state.config.access_log, door.label(), request_id, self.client, started)?;
+        if let Some(o) = original {
+            let host = o.host.and_then(|h| HeaderValue::from_str(h).ok());
+            entry.request(&o.method, host.as_ref(), o.target, headers);
+        }
+        Some(entry)
     }
 
     /// The HTTP answer to a decision: 200 with the identity, or the proxy's refusal.
     fn render<'s>(
         &'s self,
         door: Door,
-        outcome: Result<(&'s CompiledRoute, Option<IdentityValues>), Refusal<'s>>,
+        outcome: Result<Admitted<'s>, Refusal<'s>>,
+        entry: Option<&mut Entry>,
     ) -> (Option<&'s CompiledRoute>, &'static str, Response<Full<Bytes>>) {
         let state = &*self.state;
-        match outcome {
-            Ok((route, identity)) => (Some(route), "allowed", allowed(state, door, identity)),
+        let (route, decision, response) = match outcome {
+            Ok((route, admitted)) => {
+                let (principal, identity) = admitted.unzip();
+                if let Some(e) = entry {
+                    e.principal = principal;
+                }
+                (Some(route), "allowed", allowed(state, door, identity))
+            }
             Err((route, denial)) => {
                 let reason = denial.reason();
+                if let Some(e) = entry {
+                    e.refused(reason);
+                }
                 (route, reason, respond(denial, &decide::challenge(state, route)))
             }
-        }
+        };
+        (route, decision, response)
     }
 
-    /// Count a decision by door and by route (`tokengate_requests_total`, as the proxy does).
-    fn record(&self, door: Door, route: Option<&CompiledRoute>, decision: &str, status: StatusCode, started: Instant) {
+    /// Count a decision by door and by route (`tokengate_requests_total`, as the proxy does),
+    /// and write its access-log line.
+    fn record(
+        &self,
+        door: Door,
+        route: Option<&CompiledRoute>,
+        decision: &str,
+        status: StatusCode,
+        started: Instant,
+        entry: Option<Box<Entry>>,
+    ) {
         let state = &*self.state;
-        tracing::debug!(door = door.label(), decision, "decision");
         state.metrics.decisions.with_label_values(&[door.label(), decision]).inc();
         let metrics = route.map_or(&state.no_route_metrics, |r| &state.route_metrics[r.index]);
         metrics.record(decision, status, started.elapsed());
+        if let Some(mut e) = entry {
+            e.route = route.map(|r| r.id.clone());
+            e.status = status.as_u16();
+            e.emit();
+        }
     }
 
     /// Route and admit the described request: the proxy's decision, on the original's
@@ -255,7 +302,7 @@ impl Decision {
         &'s self,
         original: &Original<'_>,
         headers: &HeaderMap,
-    ) -> Result<(&'s CompiledRoute, Option<IdentityValues>), Refusal<'s>> {
+    ) -> Result<Admitted<'s>, Refusal<'s>> {
         let state = &*self.state;
         if !self.trusted {
             return Err((None, Denial::UntrustedPeer));
@@ -278,13 +325,17 @@ impl Decision {
         let routes = decide::route(state, host.as_ref(), &path, &original.method)?;
         let credentials = Credentials { headers, query, form: None };
         let principal = decide::admit(state, &routes, &credentials, &self.last_token).await?;
-        let identity = principal
-            .map(|p| IdentityValues::render(&p, &state.config.identity))
+        let admitted = principal
+            .map(|p| IdentityValues::render(&p, &state.config.identity).map(|identity| (p, identity)))
             .transpose()
             .map_err(|e| (Some(routes.primary()), Denial::Auth(e)))?;
-        Ok((routes.primary(), identity))
+        Ok((routes.primary(), admitted))
     }
 }
+
+/// An admitted question: its route, and the principal with its identity headers (none on a
+/// public route).
+pub(crate) type Admitted<'s> = (&'s CompiledRoute, Option<(Arc<Principal>, IdentityValues)>);
 
 /// The door a malformed question was meant for, for its metrics label.
 fn door_of(uri: &Uri) -> Door {

@@ -23,3 +23,4 @@ pub mod proxy;
 pub mod respond;
 pub mod secret;
 pub mod server;
+pub mod telemetry;

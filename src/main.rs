@@ -124,11 +124,8 @@ fn runtime(workers: Option<usize>) -> tokio::runtime::Runtime {
 }
 
 fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    tokengate::telemetry::init(match format {
+        LogFormat::Text => tokengate::telemetry::Format::Text,
+        LogFormat::Json => tokengate::telemetry::Format::Json,
+    });
 }

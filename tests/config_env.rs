@@ -134,7 +134,7 @@ fn run_logs_warnings_at_start() {
     child.kill().unwrap();
     child.wait().unwrap();
     let before = lines.join("\n");
-    assert!(before.contains("WARN") && before.contains("did you mean TOKENGATE_JWKS_URI?"), "{before}");
+    assert!(before.contains("level=warn") && before.contains("did you mean TOKENGATE_JWKS_URI?"), "{before}");
     assert!(before.contains("has audience_check: disabled"), "{before}");
 }
 

@@ -67,6 +67,25 @@ pub struct Config {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// The decision service, when `decision.listen` is set.
     pub decision: Option<DecisionSettings>,
+    pub access_log: AccessLogSettings,
+}
+
+/// `access_log:`: one line per request at info level (`crate::telemetry::access`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccessLogSettings {
+    /// Default true.
+    pub enabled: bool,
+    /// Log `subject` and `client_id` (default true); when false both are logged as null, for
+    /// sites that must not keep who called.
+    pub subjects: bool,
+    /// Log the query string, without any `access_token` (default false).
+    pub query: bool,
+}
+
+impl Default for AccessLogSettings {
+    fn default() -> Self {
+        AccessLogSettings { enabled: true, subjects: true, query: false }
+    }
 }
 
 /// `decision:`: the listener where an ingress (nginx `auth_request`, Traefik ForwardAuth, Envoy
@@ -109,7 +128,12 @@ pub struct ProtectedResource {
 pub struct ServerSettings {
     /// Slowloris guard: a client must send its request head within this time (default 10 s).
     pub header_read_timeout: Duration,
-    /// How long in-flight requests may take to finish after SIGTERM (default 25 s).
+    /// After SIGTERM, how long the listeners keep accepting while `/readyz` says 503, so that
+    /// load balancers and Kubernetes endpoints stop sending before connections are refused
+    /// (default 5 s). SIGINT (a terminal's Ctrl-C) skips it.
+    pub drain_delay: Duration,
+    /// How long in-flight requests may take to finish once the listeners stop accepting
+    /// (default 20 s; with the drain delay, 25 s of Kubernetes' default 30 s grace period).
     pub shutdown_grace: Duration,
     /// Cap on the request head (default 64 KiB); larger heads are refused by hyper.
     pub max_header_bytes: usize,

@@ -2,7 +2,7 @@
 //! Every default is spelled out; secrets are printed as `<redacted>`.
 
 use super::raw::{
-    HeaderMapping, RawAudienceCheck, RawAuth, RawClaimRule, RawClientAuthMethod, RawConfig, RawDecision,
+    HeaderMapping, RawAccessLog, RawAudienceCheck, RawAuth, RawClaimRule, RawClientAuthMethod, RawConfig, RawDecision,
     RawEncodedSlashes, RawIdentity, RawIntrospection, RawIssuer, RawJwks, RawMode, RawPaths, RawProtectedResource,
     RawRoute, RawScopeMatch, RawServer, RawTokenCache, RawTokens, RawUpstream,
 };
@@ -28,6 +28,7 @@ fn to_raw(c: &Config) -> RawConfig {
         realm: Some(c.realm.clone()),
         server: Some(RawServer {
             header_read_timeout: Some(c.server.header_read_timeout),
+            drain_delay: Some(c.server.drain_delay),
             shutdown_grace: Some(c.server.shutdown_grace),
             max_header_bytes: Some(c.server.max_header_bytes),
             worker_threads: c.server.worker_threads,
@@ -94,6 +95,11 @@ fn to_raw(c: &Config) -> RawConfig {
         decision: c.decision.as_ref().map(|d| RawDecision {
             listen: Some(d.listen.to_string()),
             trusted_peers: Some(d.trusted_peers.iter().map(ToString::to_string).collect()),
+        }),
+        access_log: Some(RawAccessLog {
+            enabled: Some(c.access_log.enabled),
+            subjects: Some(c.access_log.subjects),
+            query: Some(c.access_log.query),
         }),
     }
 }

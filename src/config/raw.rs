@@ -44,6 +44,20 @@ pub struct RawConfig {
     pub trusted_proxies: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decision: Option<RawDecision>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_log: Option<RawAccessLog>,
+}
+
+/// `access_log:`, the one line per request.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawAccessLog {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subjects: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query: Option<bool>,
 }
 
 /// `decision:`, the decision service for an ingress that asks before it forwards.
@@ -90,6 +104,8 @@ pub struct RawProtectedResource {
 pub struct RawServer {
     #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
     pub header_read_timeout: Option<Duration>,
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub drain_delay: Option<Duration>,
     #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
     pub shutdown_grace: Option<Duration>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -16,14 +16,15 @@ use super::raw::{
     self, RawAudienceCheck, RawAuth, RawClientAuthMethod, RawConfig, RawDecision, RawMode, RawScopeMatch,
 };
 use super::{
-    AudienceCheck, ClaimRule, ClaimTest, ClientAuthMethod, Config, DecisionSettings, Identity, IdentityHeader,
-    IdentityValue, Introspection, Issuer, JwksSettings, KeySource, PathSettings, Policy, Route, RouteAuth, ScopeMatch,
-    Secret, ServerSettings, TokenCacheSettings, TokenMode, TokenSettings, UpstreamSettings, DEFAULT_ADMIN_LISTEN,
-    DEFAULT_ALGORITHMS, DEFAULT_LEEWAY, DEFAULT_LISTEN, DEFAULT_REALM,
+    AccessLogSettings, AudienceCheck, ClaimRule, ClaimTest, ClientAuthMethod, Config, DecisionSettings, Identity,
+    IdentityHeader, IdentityValue, Introspection, Issuer, JwksSettings, KeySource, PathSettings, Policy, Route,
+    RouteAuth, ScopeMatch, Secret, ServerSettings, TokenCacheSettings, TokenMode, TokenSettings, UpstreamSettings,
+    DEFAULT_ADMIN_LISTEN, DEFAULT_ALGORITHMS, DEFAULT_LEEWAY, DEFAULT_LISTEN, DEFAULT_REALM,
 };
 
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+pub const DEFAULT_DRAIN_DELAY: Duration = Duration::from_secs(5);
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
 /// hyper refuses (panics on) a smaller HTTP/1 read buffer.
 pub const MIN_MAX_HEADER_BYTES: usize = 8192;
@@ -308,6 +309,7 @@ fn validate(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Config, ConfigError> {
             .decision
             .map(|d| decision(ctx, d, upstream_is_set.then_some(listen), admin_listen))
             .transpose()?,
+        access_log: access_log(raw.access_log.unwrap_or_default()),
     })
 }
 
@@ -367,6 +369,15 @@ fn nonzero(ctx: &Ctx<'_>, field: &str, n: usize) -> Result<usize, ConfigError> {
     Ok(n)
 }
 
+fn access_log(raw: raw::RawAccessLog) -> AccessLogSettings {
+    let d = AccessLogSettings::default();
+    AccessLogSettings {
+        enabled: raw.enabled.unwrap_or(d.enabled),
+        subjects: raw.subjects.unwrap_or(d.subjects),
+        query: raw.query.unwrap_or(d.query),
+    }
+}
+
 fn server(ctx: &Ctx<'_>, raw: raw::RawServer) -> Result<ServerSettings, ConfigError> {
     let max_header_bytes = raw.max_header_bytes.unwrap_or(DEFAULT_MAX_HEADER_BYTES);
     if max_header_bytes < MIN_MAX_HEADER_BYTES {
@@ -398,6 +409,7 @@ fn server(ctx: &Ctx<'_>, raw: raw::RawServer) -> Result<ServerSettings, ConfigEr
     }
     Ok(ServerSettings {
         header_read_timeout,
+        drain_delay: raw.drain_delay.unwrap_or(DEFAULT_DRAIN_DELAY),
         shutdown_grace: raw.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE),
         max_header_bytes,
         worker_threads: raw.worker_threads,

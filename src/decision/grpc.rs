@@ -41,13 +41,22 @@ impl Decision {
     pub(crate) async fn check(&self, request: CheckRequest) -> CheckResponse {
         let started = std::time::Instant::now();
         let http = request.attributes.and_then(|a| a.request).and_then(|r| r.http);
-        let outcome = match described(http.as_ref()) {
-            Err(reason) => Err((None, crate::respond::Denial::BadRequest(reason))),
-            Ok((original, headers)) => self.decide(&original, &headers).await,
+        let (outcome, mut entry) = match described(http.as_ref()) {
+            Err(reason) => {
+                let id = crate::telemetry::access::request_id(&HeaderMap::new(), false);
+                let entry = self.entry(Door::ExtAuthzGrpc, &id, None, &HeaderMap::new(), started);
+                (Err((None, crate::respond::Denial::BadRequest(reason))), entry)
+            }
+            Ok((original, headers)) => {
+                // Envoy's own `x-request-id`, which its access log and the upstream see too.
+                let id = crate::telemetry::access::request_id(&headers, self.trusted);
+                let entry = self.entry(Door::ExtAuthzGrpc, &id, Some(&original), &headers, started);
+                (self.decide(&original, &headers).await, entry)
+            }
         };
         let is_allowed = outcome.is_ok();
-        let (route, decision, rendered) = self.render(Door::ExtAuthzGrpc, outcome);
-        self.record(Door::ExtAuthzGrpc, route, decision, rendered.status(), started);
+        let (route, decision, rendered) = self.render(Door::ExtAuthzGrpc, outcome, entry.as_deref_mut());
+        self.record(Door::ExtAuthzGrpc, route, decision, rendered.status(), started, entry);
         if is_allowed {
             let remove = super::headers_to_remove(&self.state, rendered.headers());
             allowed(rendered.headers(), &remove)

@@ -10,9 +10,9 @@ pub mod pool;
 pub mod route;
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
@@ -31,6 +31,7 @@ use crate::config::Config;
 use crate::decide::{self, Credentials, Refusal};
 use crate::metrics::{Metrics, RouteMetrics, NO_ROUTE};
 use crate::respond::{respond, Denial, UpstreamError};
+use crate::telemetry::access::{self, Entry, Logged, X_REQUEST_ID};
 use forward::{Forwarder, UpstreamBody};
 use headers::{IdentityNames, IdentityValues, Untrusted};
 use pool::PooledBody;
@@ -60,6 +61,8 @@ pub struct State {
     pub realm: String,
     /// RFC 9728 metadata document, pre-rendered, with the path it is served at.
     pub resource_metadata: Option<(String, Bytes)>,
+    /// The upstream as access-log lines name it.
+    pub upstream_name: Option<Arc<str>>,
 }
 
 /// The per-connection service: cheap to clone (two reference counts), one per accepted
@@ -73,6 +76,7 @@ pub struct Gateway {
 /// What one client connection keeps between its requests: clients reuse one token for many
 /// requests. HTTP/2 streams share it concurrently, so each field is an atomic swap or immutable.
 struct Connection {
+    client: IpAddr,
     /// The client's address as the `X-Forwarded-For` value, built once per connection.
     client_ip: HeaderValue,
     /// The peer is in `trusted_proxies`: its forwarding headers are kept.
@@ -94,8 +98,13 @@ impl Gateway {
     pub fn new(state: Arc<State>, remote: SocketAddr) -> Gateway {
         let client_ip = HeaderValue::from_str(&remote.ip().to_string()).expect("an IP address is a valid header value");
         let trusted_peer = forwarded::is_trusted(remote.ip(), &state.config.trusted_proxies);
-        let connection =
-            Connection { client_ip, trusted_peer, last_token: LastToken::default(), identity: ArcSwapOption::empty() };
+        let connection = Connection {
+            client: remote.ip(),
+            client_ip,
+            trusted_peer,
+            last_token: LastToken::default(),
+            identity: ArcSwapOption::empty(),
+        };
         Gateway { state, connection: Arc::new(connection) }
     }
 
@@ -104,7 +113,8 @@ impl Gateway {
     /// more allocation per request, of more than a kilobyte, past malloc's per-thread cache.
     pub fn into_service(
         self,
-    ) -> impl Service<Request<Incoming>, Response = Response<Body>, Error = Infallible, Future: Send> + Send {
+    ) -> impl Service<Request<Incoming>, Response = Response<Logged<Body>>, Error = Infallible, Future: Send> + Send
+    {
         hyper::service::service_fn(move |req| {
             let conn = self.clone();
             async move { Ok(handle(&conn, req).await) }
@@ -131,15 +141,34 @@ impl Gateway {
 /// `X-Forwarded-Proto`: the listener speaks cleartext HTTP.
 static PROTO_HTTP: HeaderValue = HeaderValue::from_static("http");
 
-async fn handle(conn: &Gateway, req: Request<Incoming>) -> Response<Body> {
+/// What the pipeline learnt on the way, for the access log.
+#[derive(Default)]
+struct Trail {
+    principal: Option<Arc<Principal>>,
+    /// Time to the upstream's response head (or its failure), when the request was sent.
+    upstream: Option<Duration>,
+}
+
+async fn handle(conn: &Gateway, mut req: Request<Incoming>) -> Response<Logged<Body>> {
     let state = &*conn.state;
     if let Some((path, body)) = &state.resource_metadata {
         if req.uri().path() == path && matches!(*req.method(), Method::GET | Method::HEAD) {
-            return metadata_response(body.clone());
+            return metadata_response(body.clone()).map(|b| Logged::new(b, None));
         }
     }
     let started = Instant::now();
-    let (route, decision, response) = match decide_and_forward(state, conn, req).await {
+    let request_id = access::request_id(req.headers(), conn.connection.trusted_peer);
+    let mut entry = Entry::start(&state.config.access_log, "proxy", &request_id, conn.connection.client, started);
+    if let Some(e) = entry.as_deref_mut() {
+        let authority = req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+        let host = req.headers().get(HOST).or(authority.as_ref());
+        let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        e.request(req.method(), host, target, req.headers());
+    }
+    // The upstream sees the same id as the client and the log.
+    req.headers_mut().insert(X_REQUEST_ID.clone(), request_id.clone());
+    let mut trail = Trail::default();
+    let (route, decision, mut response) = match decide_and_forward(state, conn, req, &mut trail).await {
         Ok((route, response)) => (Some(route), "allowed", response),
         Err((route, denial)) => {
             let challenge = decide::challenge(state, route);
@@ -148,15 +177,30 @@ async fn handle(conn: &Gateway, req: Request<Incoming>) -> Response<Body> {
             (route, denial.reason(), respond(denial, &challenge).map(Either::Right))
         }
     };
+    response.headers_mut().insert(X_REQUEST_ID.clone(), request_id);
     let metrics = route.map_or(&state.no_route_metrics, |r| &state.route_metrics[r.index]);
     metrics.record(decision, response.status(), started.elapsed());
-    response
+    if let Some(e) = entry.as_deref_mut() {
+        e.route = route.map(|r| r.id.clone());
+        if decision != "allowed" {
+            e.refused(decision);
+        }
+        e.status = response.status().as_u16();
+        e.principal = trail.principal;
+        if let Some(elapsed) = trail.upstream {
+            e.upstream = state.upstream_name.clone();
+            e.upstream_duration = Some(elapsed);
+            e.upstream_status = (decision == "allowed").then_some(e.status);
+        }
+    }
+    response.map(|b| Logged::new(b, entry))
 }
 
 async fn decide_and_forward<'s>(
     state: &'s State,
     conn: &Gateway,
     req: Request<Incoming>,
+    trail: &mut Trail,
 ) -> Result<(&'s CompiledRoute, Response<Body>), Refusal<'s>> {
     let (mut parts, body) = req.into_parts();
     let bad = |d: &'static str| (None, Denial::BadRequest(d));
@@ -202,6 +246,7 @@ async fn decide_and_forward<'s>(
     let credentials = Credentials { headers: &parts.headers, query: parts.uri.query(), form: form.as_deref() };
     // Every route some reading of the path chooses must admit the request; usually one.
     if let Some(principal) = decide::admit(state, &routes, &credentials, &conn.connection.last_token).await? {
+        trail.principal = Some(principal.clone());
         conn.set_identity(&mut parts.headers, &principal).map_err(|e| (first_required, Denial::Auth(e)))?;
         if !state.config.identity.forward_authorization {
             // The upstream sees no token in any place the gateway accepts one.
@@ -222,7 +267,10 @@ async fn decide_and_forward<'s>(
     // Without an upstream the proxy listener does not run; were it reached anyway, nothing is
     // forwarded.
     let forwarder = state.forwarder.as_ref().ok_or(deny(Denial::Upstream(UpstreamError::Connect)))?;
-    let response = forwarder.send(Request::from_parts(parts, body)).await.map_err(|e| deny(Denial::Upstream(e)))?;
+    let sent = Instant::now();
+    let response = forwarder.send(Request::from_parts(parts, body)).await;
+    trail.upstream = Some(sent.elapsed());
+    let response = response.map_err(|e| deny(Denial::Upstream(e)))?;
     let (mut parts, body) = response.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
     Ok((route, Response::from_parts(parts, Either::Left(body))))
@@ -318,6 +366,7 @@ pub fn state(config: Config, metrics: Metrics, http: &reqwest::Client, clock: Cl
         path_options: PathOptions { keep_encoded_slashes: config.paths.keep_encoded_slashes },
         realm: crate::respond::quote(&config.realm),
         resource_metadata: resource_metadata(&config),
+        upstream_name: config.upstream.as_ref().map(|u| Arc::from(u.uri.to_string().trim_end_matches('/'))),
         metrics,
         config,
     }

@@ -6,6 +6,8 @@
 //! `;parameters` or kept encoded slashes make frameworks disagree (`/a;x/b` is `/a/b` to Tomcat,
 //! not to Go) must satisfy every route they could serve it as.
 
+use std::sync::Arc;
+
 use http::Method;
 
 use crate::canon::{CanonHost, CanonPath};
@@ -19,6 +21,8 @@ const DEFAULT_PORT: u16 = 80;
 pub struct CompiledRoute {
     /// Position in the table (and in `proxy::State::route_metrics`).
     pub index: usize,
+    /// The route's id, shared with each access-log line that names it.
+    pub id: Arc<str>,
     pub route: Route,
     /// The `scope` attribute of an `insufficient_scope` challenge, pre-quoted.
     pub challenge_scope: Option<String>,
@@ -72,7 +76,7 @@ impl RouteTable {
                     RouteAuth::Required(p) if !p.scopes.is_empty() => Some(crate::respond::quote(&p.scopes.join(" "))),
                     _ => None,
                 };
-                CompiledRoute { index, route: route.clone(), challenge_scope }
+                CompiledRoute { index, id: Arc::from(route.id.as_str()), route: route.clone(), challenge_scope }
             })
             .collect();
         let matches_methods = routes.iter().any(|r| r.route.methods.is_some());

@@ -8,6 +8,8 @@
 //! and returns without running. `.ci/run` never sets it.
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -208,6 +210,7 @@ pub fn config(upstream: &str, issuers: Vec<Issuer>, routes: Vec<Route>) -> Confi
         realm: "test".into(),
         server: ServerSettings {
             header_read_timeout: Duration::from_secs(5),
+            drain_delay: Duration::ZERO,
             shutdown_grace: Duration::from_secs(5),
             max_header_bytes: 64 * 1024,
             worker_threads: None,
@@ -247,6 +250,7 @@ pub fn config(upstream: &str, issuers: Vec<Issuer>, routes: Vec<Route>) -> Confi
         paths: PathSettings::default(),
         trusted_proxies: Vec::new(),
         decision: None,
+        access_log: AccessLogSettings::default(),
     }
 }
 
