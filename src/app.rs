@@ -146,11 +146,23 @@ async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError>
 }
 
 impl Running {
-    /// Stop accepting, let in-flight requests finish (bounded by the configured grace), stop
-    /// the refreshers. The admin port stays open until the proxy has drained: probes must see
-    /// `/readyz` 503 (and `/livez` 200) while it drains, not a refused connection.
+    /// Stop at once (tests, SIGINT): `drain` with no delay.
     pub async fn shutdown(self) {
+        self.drain(Duration::ZERO).await
+    }
+
+    /// The SIGTERM sequence: `/readyz` answers 503 at once while the listeners keep accepting
+    /// for `delay` (load balancers and Kubernetes endpoints stop sending meanwhile), then they
+    /// stop accepting and in-flight requests finish (bounded by the configured grace), then the
+    /// refreshers stop. The admin port stays open until the proxy has drained: probes must see
+    /// `/readyz` 503 (and `/livez` 200) while it drains, not a refused connection.
+    pub async fn drain(self, delay: Duration) {
         self.draining.store(true, Ordering::Relaxed);
+        if !delay.is_zero() {
+            tracing::info!(drain_delay = %humantime::format_duration(delay), "draining: /readyz is 503, still accepting");
+            tokio::time::sleep(delay).await;
+        }
+        tracing::info!("draining: no longer accepting, waiting for in-flight requests");
         let _ = self.stop_proxy.send(true);
         if let Some(proxy) = self.proxy {
             let _ = proxy.await;
@@ -167,24 +179,44 @@ impl Running {
     }
 }
 
-/// Resolves on SIGTERM (Kubernetes) or SIGINT (a terminal).
-pub async fn shutdown_signal() {
+/// Why the process was asked to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// SIGTERM (Kubernetes, systemd): drain with the configured delay.
+    Terminate,
+    /// SIGINT (a terminal's Ctrl-C): stop without the delay.
+    Interrupt,
+}
+
+/// Resolves on SIGTERM or SIGINT. SIGHUP, which would otherwise end the process, is caught: the
+/// configuration is not reloaded yet, and the log says so.
+pub async fn shutdown_signal() -> Stop {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {},
-                    _ = tokio::signal::ctrl_c() => {},
+        let (Ok(mut term), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::hangup())) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return Stop::Interrupt;
+        };
+        loop {
+            tokio::select! {
+                _ = term.recv() => {
+                    tracing::info!("SIGTERM: shutting down");
+                    return Stop::Terminate;
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+                _ = tokio::signal::ctrl_c() => {
+                    tracing::info!("SIGINT: shutting down");
+                    return Stop::Interrupt;
+                }
+                _ = hup.recv() => {
+                    tracing::warn!("SIGHUP: configuration reload is not implemented yet; restart to apply a new configuration");
+                }
             }
         }
     }
     #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
-    tracing::info!("shutdown requested: draining");
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        Stop::Interrupt
+    }
 }

@@ -1,5 +1,6 @@
 //! The `tokengate` binary: parse the command line, load and validate the configuration before
-//! binding anything (exit 64 on a bad config), run until SIGTERM/SIGINT, drain, exit 0.
+//! binding anything (exit 64 on a bad config), run until SIGTERM/SIGINT, drain (after
+//! `server.drain_delay` on SIGTERM), exit 0.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -64,9 +65,13 @@ fn main() -> ExitCode {
         },
         Command::Run => match load(&sources, |w| tracing::warn!("{w}")) {
             Ok(cfg) => run(runtime(cfg.server.worker_threads), async move {
+                let drain_delay = cfg.server.drain_delay;
                 let running = tokengate::app::start(cfg).await?;
-                tokengate::app::shutdown_signal().await;
-                running.shutdown().await;
+                let delay = match tokengate::app::shutdown_signal().await {
+                    tokengate::app::Stop::Terminate => drain_delay,
+                    tokengate::app::Stop::Interrupt => std::time::Duration::ZERO,
+                };
+                running.drain(delay).await;
                 Ok::<(), tokengate::app::StartError>(())
             }),
             Err(e) => config_error(e),

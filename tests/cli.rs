@@ -3,9 +3,9 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
+use support::process;
 use support::*;
 use tokengate::dev_issuer::{DevIssuer, SigningKey};
 
@@ -81,7 +81,9 @@ fn env_only_config() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("upstream"));
 }
 
-/// SIGTERM: the in-flight request completes, then the process exits 0.
+/// SIGTERM: `/readyz` turns 503 at once while the proxy still accepts for
+/// `server.drain_delay`; then it stops accepting, the in-flight request completes, and the
+/// process exits 0.
 #[tokio::test]
 async fn sigterm_drains_and_exits_zero() {
     let idp = DevIssuer::start(
@@ -91,39 +93,59 @@ async fn sigterm_drains_and_exits_zero() {
     .await
     .unwrap();
     let up = Upstream::start().await;
-    let port = free_port();
-    let mut child = tokengate()
-        .env("TOKENGATE_UPSTREAM", up.url())
-        .env("TOKENGATE_ISSUER", idp.issuer())
-        .env("TOKENGATE_AUDIENCE", "api")
-        .env("TOKENGATE_LISTEN", format!("127.0.0.1:{port}"))
-        .env("TOKENGATE_ADMIN_LISTEN", "127.0.0.1:0")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Readiness signal: the "listening" log line.
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("tokengate listening") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    rx.recv_timeout(WAIT).expect("the gateway logs that it listens");
+    let config = format!(
+        "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\nserver: {{ drain_delay: 2s }}\n\
+         upstream: {{ url: {} }}\nissuers:\n  - {{ id: dev, issuer: {}, audiences: [api] }}\n",
+        up.url(),
+        idp.issuer()
+    );
+    let mut gw = process::GatewayProcess::start(&[], Some(&config)).await;
     let token = idp.mint(serde_json::json!({"sub": "a", "aud": "api"}));
-    let in_flight =
-        tokio::spawn(client(false).get(format!("http://127.0.0.1:{port}/slow/700")).bearer_auth(token).send());
+    let c = client(false);
+    let ready = format!("http://{}/readyz", gw.admin_addr);
+    wait_ready_url(&ready).await;
+    let in_flight = tokio::spawn(c.get(gw.url("/slow/3500")).bearer_auth(token.clone()).send());
     up.wait_for_requests(1).await;
-    assert_eq!(up.count(), 1, "the request reached the upstream");
-    let pid = child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    assert_eq!(in_flight.await.unwrap().unwrap().status(), 200, "in-flight request finished");
-    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
-    assert_eq!(status.code(), Some(0));
+
+    gw.signal("TERM");
+    gw.wait_for(|l| l.contains("draining: /readyz is 503")).await;
+    assert_eq!(c.get(&ready).send().await.unwrap().status(), 503, "readiness fails first");
+    // Still accepting during the delay: a new connection's request is served.
+    let fresh = client(false).get(gw.url("/during-delay")).bearer_auth(token.clone()).send().await.unwrap();
+    assert_eq!(fresh.status(), 200, "requests during the drain delay are served");
+    gw.wait_for(|l| l.contains("no longer accepting")).await;
+    assert!(
+        client(false).get(gw.url("/after-delay")).bearer_auth(token).send().await.is_err(),
+        "new connections are refused once the delay is over"
+    );
+    assert_eq!(in_flight.await.unwrap().unwrap().status(), 200, "the in-flight request finished");
+    assert_eq!(gw.exit_code().await, Some(0));
+    assert_eq!(up.count(), 2, "the slow request and the one during the delay");
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// SIGHUP no longer ends the process (it did, with exit status 129).
+#[tokio::test]
+async fn sighup_does_not_stop_the_gateway() {
+    let up = Upstream::start().await;
+    let config = format!(
+        "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\nupstream: {{ url: {} }}\n\
+         issuers:\n  - {{ id: dev, issuer: http://127.0.0.1:9, audiences: [api] }}\n\
+         routes:\n  - {{ id: open, path_prefix: /, auth: none }}\n",
+        up.url()
+    );
+    let mut gw = process::GatewayProcess::start(&[], Some(&config)).await;
+    gw.signal("HUP");
+    gw.wait_for(|l| l.contains("SIGHUP")).await;
+    assert_eq!(client(false).get(gw.url("/x")).send().await.unwrap().status(), 200);
+    gw.signal("INT");
+    assert_eq!(gw.exit_code().await, Some(0));
+}
+
+async fn wait_ready_url(url: &str) {
+    let c = client(false);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !c.get(url).send().await.is_ok_and(|r| r.status() == 200) {
+        assert!(tokio::time::Instant::now() < deadline, "{url} never became ready");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
