@@ -37,7 +37,7 @@ fn check_config_prints_effective_config() {
 /// The deployable example configs stay valid.
 #[test]
 fn shipped_configs_are_valid() {
-    for file in ["deploy/kustomize/edge/tokengate.yaml", "config/demo.yaml"] {
+    for file in ["deploy/kustomize/base/tokengate.yaml", "config/demo.yaml"] {
         let path = format!("{}/{file}", env!("CARGO_MANIFEST_DIR"));
         let out = tokengate()
             .args(["check-config", "--config", &path])
