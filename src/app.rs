@@ -24,8 +24,8 @@ const IDP_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot listen on {addr} ({setting}): {source}; choose another address with {flag}")]
+    Bind { addr: SocketAddr, setting: &'static str, flag: &'static str, source: std::io::Error },
     #[error("cannot build the HTTP client for identity providers: {0}")]
     Http(#[from] reqwest::Error),
     #[error("nothing to serve: neither an upstream nor a decision listener is configured")]
@@ -69,12 +69,12 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Running, S
         .build()?;
     // No upstream: the decision service runs alone, and no proxy listener is opened.
     let proxy_listener = match config.upstream {
-        Some(_) => Some(bind(config.listen).await?),
+        Some(_) => Some(bind(config.listen, Listener::Proxy).await?),
         None => None,
     };
-    let (admin_listener, admin_addr) = bind(config.admin_listen).await?;
+    let (admin_listener, admin_addr) = bind(config.admin_listen, Listener::Admin).await?;
     let decision_listener = match &config.decision {
-        Some(d) => Some(bind(d.listen).await?),
+        Some(d) => Some(bind(d.listen, Listener::Decision).await?),
         None => None,
     };
     let decision_addr = decision_listener.as_ref().map(|(_, addr)| *addr);
@@ -138,10 +138,24 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Running, S
     })
 }
 
+/// Which listener a bind error is about, so that the message names its setting.
+#[derive(Clone, Copy)]
+enum Listener {
+    Proxy,
+    Admin,
+    Decision,
+}
+
 /// A listener on `addr`, and the address it got (the port, when `addr` asks for port 0).
-async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {
-    let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
-    let local = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+async fn bind(addr: SocketAddr, which: Listener) -> Result<(TcpListener, SocketAddr), StartError> {
+    let (setting, flag) = match which {
+        Listener::Proxy => ("listen", "TOKENGATE_LISTEN or `listen:` in the config file"),
+        Listener::Admin => ("admin_listen", "TOKENGATE_ADMIN_LISTEN or `admin_listen:` in the config file"),
+        Listener::Decision => ("decision.listen", "TOKENGATE_DECISION_LISTEN or `decision: {listen}` in the config file"),
+    };
+    let error = |source| StartError::Bind { addr, setting, flag, source };
+    let listener = TcpListener::bind(addr).await.map_err(error)?;
+    let local = listener.local_addr().map_err(error)?;
     Ok((listener, local))
 }
 

@@ -149,3 +149,26 @@ async fn wait_ready_url(url: &str) {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// A busy port names the setting that moves it: `--listen` for the demo, the variable or key
+/// for the gateway.
+#[test]
+fn busy_port_says_how_to_move() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let out = tokengate().args(["demo", "--listen", &addr]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains(&format!("cannot listen on {addr}")) && stderr.contains("--listen"), "{stderr}");
+    let out = tokengate()
+        .env("TOKENGATE_LISTEN", &addr)
+        .env("TOKENGATE_ADMIN_LISTEN", "127.0.0.1:0")
+        .env("TOKENGATE_UPSTREAM", "http://127.0.0.1:9")
+        .env("TOKENGATE_ISSUER", "http://127.0.0.1:9")
+        .env("TOKENGATE_AUDIENCE", "api")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("(listen)") && stderr.contains("TOKENGATE_LISTEN"), "{stderr}");
+}
