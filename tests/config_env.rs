@@ -339,3 +339,18 @@ fn run_never_logs_secrets() {
     assert!(before.contains("tokengate listening"), "{before}");
     assert!(!before.contains(CANARY), "a secret was logged: {before}");
 }
+
+/// config/sidecar-env.md names every variable the loader reads, and each variable in its
+/// tables is one the loader reads (no typo in the documentation).
+#[test]
+fn documentation_lists_every_variable() {
+    let doc = include_str!("../config/sidecar-env.md");
+    let names = tokengate::config::env::names();
+    for name in names {
+        assert!(doc.contains(&format!("`{name}`")), "{name} is not documented in config/sidecar-env.md");
+    }
+    for row in doc.lines().filter(|l| l.starts_with("| `TOKENGATE_")) {
+        let name = row.trim_start_matches("| `").split('`').next().unwrap();
+        assert!(names.iter().any(|n| n == name), "the table documents {name}, which is not read");
+    }
+}
