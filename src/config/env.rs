@@ -6,15 +6,15 @@
 //! environment, so tests use a plain `HashMap`. A variable that is unset, empty or only whitespace
 //! counts as unset. Env values override the file.
 //!
-//! A value is written onto the parsed file through its JSON form and read back with the raw
-//! types' own `Deserialize`, so it is parsed exactly as the same text in the file would be
+//! A value is written onto the parsed file through its YAML value form (which keeps the file's
+//! order, e.g. of `identity.headers`) and read back with the raw types' own `Deserialize`, so it is parsed exactly as the same text in the file would be
 //! (durations, numbers, booleans, enum words), and checked alone first so an error names the
 //! variable and the key.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use serde_json::{Map, Value};
+use serde_norway::{Mapping, Value};
 
 use super::env_keys::{self, Kind, Scope, Setting, FILE_SUFFIX};
 use super::raw::{RawConfig, RawIssuer, RawRoute, RawScopeMatch};
@@ -209,11 +209,11 @@ fn split_list(value: &str) -> Vec<String> {
     value.split(|c: char| c == ',' || c.is_whitespace()).filter(|s| !s.is_empty()).map(str::to_string).collect()
 }
 
-/// A value found in the environment, its setting, and its JSON form (already checked).
+/// A value found in the environment, its setting, and its YAML form (already checked).
 struct Found {
     setting: &'static Setting,
     value: EnvValue,
-    json: Value,
+    yaml: Value,
 }
 
 /// Applies the `TOKENGATE_*` overrides to the parsed file (or to an empty config).
@@ -221,8 +221,8 @@ pub fn apply(raw: &mut RawConfig, env: &HashMap<String, String>, prov: &mut Prov
     let (mut global, mut issuer) = (Vec::new(), Vec::new());
     for setting in env_keys::settings() {
         let Some(value) = secret_file::resolve(env, setting)? else { continue };
-        let json = to_json(setting, &value)?;
-        let found = Found { setting, value, json };
+        let yaml = to_yaml(setting, &value)?;
+        let found = Found { setting, value, yaml };
         match setting.scope {
             Scope::Global => global.push(found),
             Scope::Issuer => issuer.push(found),
@@ -231,7 +231,7 @@ pub fn apply(raw: &mut RawConfig, env: &HashMap<String, String>, prov: &mut Prov
     if let Some(first) = global.first() {
         let mut doc = to_doc(&*raw);
         for found in &global {
-            insert(&mut doc, &found.setting.path, found.json.clone());
+            insert(&mut doc, &found.setting.path, found.yaml.clone());
             prov.record(found.setting.field(), &found.value.var);
         }
         *raw = from_doc(doc, first)?;
@@ -241,12 +241,12 @@ pub fn apply(raw: &mut RawConfig, env: &HashMap<String, String>, prov: &mut Prov
 }
 
 fn to_doc<T: serde::Serialize>(raw: &T) -> Value {
-    serde_json::to_value(raw).expect("the raw config serializes")
+    serde_norway::to_value(raw).expect("the raw config serializes")
 }
 
-/// Back from JSON; every value was checked alone, so this fails only on a bug (reported, not a panic).
+/// Back from the YAML value; every value was checked alone, so this fails only on a bug (reported, not a panic).
 fn from_doc<T: serde::de::DeserializeOwned>(doc: Value, first: &Found) -> Result<T, ConfigError> {
-    serde_json::from_value(doc).map_err(|_| {
+    serde_norway::from_value(doc).map_err(|_| {
         env_err(&first.value.var, first.setting.field(), "could not be applied to the configuration (a tokengate bug)")
     })
 }
@@ -256,23 +256,23 @@ fn insert(doc: &mut Value, path: &[&str], value: Value) {
     let Some((last, sections)) = path.split_last() else { return };
     let mut at = doc;
     for key in sections {
-        let object = ensure_object(at);
-        at = object.entry(key.to_string()).or_insert_with(|| Value::Object(Map::new()));
+        let mapping = ensure_mapping(at);
+        at = mapping.entry(Value::from(*key)).or_insert_with(|| Value::Mapping(Mapping::new()));
     }
-    ensure_object(at).insert(last.to_string(), value);
+    ensure_mapping(at).insert(Value::from(*last), value);
 }
 
-fn ensure_object(v: &mut Value) -> &mut Map<String, Value> {
-    if !v.is_object() {
-        *v = Value::Object(Map::new());
+fn ensure_mapping(v: &mut Value) -> &mut Mapping {
+    if !v.is_mapping() {
+        *v = Value::Mapping(Mapping::new());
     }
-    v.as_object_mut().expect("an object")
+    v.as_mapping_mut().expect("a mapping")
 }
 
-/// The JSON value the setting's type accepts for this text: the text as a string, else as a
+/// The YAML value the setting's type accepts for this text: the text as a string, else as a
 /// number or boolean (`3s` is a duration, `100` a count, `true` a flag, `12345` may be a client
 /// id). The error names the variable and the key, and never shows a secret.
-fn to_json(setting: &Setting, value: &EnvValue) -> Result<Value, ConfigError> {
+fn to_yaml(setting: &Setting, value: &EnvValue) -> Result<Value, ConfigError> {
     let field = setting.field();
     let text = value.text();
     let candidates: Vec<Value> = match &setting.kind {
@@ -287,7 +287,7 @@ fn to_json(setting: &Setting, value: &EnvValue) -> Result<Value, ConfigError> {
                 ));
             }
             let strings = items.iter().map(|i| Value::String(i.clone())).collect();
-            vec![Value::Array(strings), Value::Array(items.iter().map(|i| typed(i)).collect())]
+            vec![Value::Sequence(strings), Value::Sequence(items.iter().map(|i| typed(i)).collect())]
         }
         Kind::Scalar | Kind::Word(_) => vec![Value::String(text.to_string()), typed(text)],
     };
@@ -321,19 +321,21 @@ fn typed(text: &str) -> Value {
             .map(Value::from)
             .or_else(|_| text.parse::<i64>().map(Value::from))
             .ok()
-            .or_else(|| text.parse::<f64>().ok().and_then(serde_json::Number::from_f64).map(Value::Number))
+            .or_else(|| text.parse::<f64>().ok().filter(|f| f.is_finite()).map(Value::from))
             .unwrap_or_else(|| Value::String(text.to_string())),
     }
 }
 
 /// Deserializes the value alone, at its place in an otherwise empty config.
 fn check(setting: &Setting, value: &Value) -> Result<(), String> {
-    let mut doc = Value::Object(Map::new());
+    let mut doc = Value::Mapping(Mapping::new());
     insert(&mut doc, &setting.path, value.clone());
     if setting.scope == Scope::Issuer {
-        doc = serde_json::json!({ "issuers": [doc] });
+        let mut top = Mapping::new();
+        top.insert(Value::from("issuers"), Value::Sequence(vec![doc]));
+        doc = Value::Mapping(top);
     }
-    serde_json::from_value::<RawConfig>(doc).map(drop).map_err(|e| e.to_string())
+    serde_norway::from_value::<RawConfig>(doc).map(drop).map_err(|e| e.to_string())
 }
 
 /// serde's `invalid type: string "x", expected u32` as `"x" is not accepted; expected a whole number`.
@@ -412,7 +414,7 @@ fn apply_issuer(raw: &mut RawConfig, found: &[Found], prov: &mut Provenance) -> 
                 prov.record(format!("issuers[0].{section}"), &f.value.var);
             }
         }
-        insert(&mut doc, &f.setting.path, f.json.clone());
+        insert(&mut doc, &f.setting.path, f.yaml.clone());
         prov.record(f.setting.field(), &f.value.var);
     }
     issuers[0] = from_doc(doc, first)?;

@@ -395,6 +395,34 @@ mod tests {
         }
     }
 
+    /// A key added to a section gets its variable with no change here (the drain work adds
+    /// `server.drain_delay`, a humantime duration, next to `shutdown_grace`).
+    #[test]
+    fn new_keys_get_a_variable() {
+        #[derive(serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Doc {
+            server: Option<Server>,
+        }
+        #[derive(serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Server {
+            #[serde(with = "humantime_serde", default)]
+            drain_delay: Option<std::time::Duration>,
+            new_secret: Option<String>,
+        }
+        let mut out = Vec::new();
+        walk::<Doc>(Scope::Global, &mut Vec::new(), &mut out);
+        let got: Vec<(&str, String, bool)> = out.iter().map(|s| (s.var.as_str(), s.field(), s.secret)).collect();
+        assert_eq!(
+            got,
+            [
+                ("TOKENGATE_SERVER_DRAIN_DELAY", "server.drain_delay".to_string(), false),
+                ("TOKENGATE_SERVER_NEW_SECRET", "server.new_secret".to_string(), true),
+            ]
+        );
+    }
+
     /// Exactly the two secrets of today are secrets; a new `*_secret` key would be one too.
     #[test]
     fn secrets() {

@@ -141,6 +141,24 @@ fn env_overrides_one_key_of_a_section() {
     assert!(err.to_string().starts_with("TOKENGATE_SERVER_IDLE_TIMEOUT: server.idle_timeout: is 1s"), "{err}");
 }
 
+/// Applying variables leaves everything else in the file as it was, in file order: the identity
+/// headers, claim values, a fractional rate.
+#[test]
+fn applying_keeps_the_rest_of_the_file() {
+    let text = "upstream: { url: http://127.0.0.1:1 }\n\
+                identity:\n  headers: { X-Zed: subject, X-Alpha: scopes, X-Mid: 'claim:tenant' }\n\
+                issuers:\n  - issuer: https://i.example/\n    audiences: [api]\n    \
+                introspection: { client_id: gw, client_secret: s, rate_limit: 12.5 }\n\
+                routes:\n  - { id: r, path_prefix: /, claims: [{ claim: n, equals: 7 }, { claim: f, equals: 1.5 }] }\n";
+    let untouched = load_file(text, HashMap::new()).unwrap();
+    let e = env(&[("TOKENGATE_SERVER_SHUTDOWN_GRACE", "3s"), ("TOKENGATE_ISSUER_LEEWAY", "1s")]);
+    let applied = load_file(text, e).unwrap();
+    let names = |c: &crate::config::Config| c.identity.headers.iter().map(|h| h.name.to_string()).collect::<Vec<_>>();
+    assert_eq!(names(&applied), ["x-zed", "x-alpha", "x-mid"]);
+    assert_eq!(format!("{:?}", applied.routes), format!("{:?}", untouched.routes));
+    assert_eq!(applied.issuers[0].introspection.as_ref().unwrap().rate_limit, 12.5);
+}
+
 /// A value of the wrong type names the variable, the key and what is expected.
 #[test]
 fn bad_values_name_variable_key_and_type() {
