@@ -151,7 +151,9 @@ async fn bind(addr: SocketAddr, which: Listener) -> Result<(TcpListener, SocketA
     let (setting, flag) = match which {
         Listener::Proxy => ("listen", "TOKENGATE_LISTEN or `listen:` in the config file"),
         Listener::Admin => ("admin_listen", "TOKENGATE_ADMIN_LISTEN or `admin_listen:` in the config file"),
-        Listener::Decision => ("decision.listen", "TOKENGATE_DECISION_LISTEN or `decision: {listen}` in the config file"),
+        Listener::Decision => {
+            ("decision.listen", "TOKENGATE_DECISION_LISTEN or `decision: {listen}` in the config file")
+        }
     };
     let error = |source| StartError::Bind { addr, setting, flag, source };
     let listener = TcpListener::bind(addr).await.map_err(error)?;

@@ -40,10 +40,10 @@ pub async fn run(listen: SocketAddr) -> Result<(), DemoError> {
     let cfg = config::load_text(Path::new("config/demo.yaml"), DEMO_CONFIG, &env)?;
     let running = crate::app::start(cfg).await.map_err(|e| -> DemoError {
         match e {
-            crate::app::StartError::Bind { addr, source, .. } => {
-                format!("cannot listen on {addr}: {source}; pick another address with `tokengate demo --listen 127.0.0.1:8090`")
-                    .into()
-            }
+            crate::app::StartError::Bind { addr, source, .. } => format!(
+                "cannot listen on {addr}: {source}; pick another address with `tokengate demo --listen 127.0.0.1:8090`"
+            )
+            .into(),
             e => e.into(),
         }
     })?;

@@ -1,12 +1,25 @@
-//! `TOKENGATE_*` environment variables and `${NAME}` substitution in the file text.
+//! `TOKENGATE_*` environment variables: every scalar setting of the file has one (see
+//! `env_keys` for the names), secrets also a `_FILE` variant (`secret_file`), and
+//! `TOKENGATE_REQUIRED_SCOPES` adds scopes to the routes. `${NAME}` in the file text is `subst`.
 //!
 //! The environment is always passed in (`Sources::env`): nothing here reads the process
 //! environment, so tests use a plain `HashMap`. A variable that is unset, empty or only whitespace
 //! counts as unset. Env values override the file.
+//!
+//! A value is written onto the parsed file through its YAML value form (which keeps the file's
+//! order, e.g. of `identity.headers`) and read back with the raw types' own `Deserialize`, so it is parsed exactly as the same text in the file would be
+//! (durations, numbers, booleans, enum words), and checked alone first so an error names the
+//! variable and the key.
 
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
-use super::raw::{RawAudienceCheck, RawConfig, RawIssuer, RawRoute, RawScopeMatch};
+use serde_norway::{Mapping, Value};
+
+use super::env_keys::{self, Kind, Scope, Setting, FILE_SUFFIX};
+use super::raw::{RawConfig, RawIssuer, RawRoute, RawScopeMatch};
+use super::secret_file::{self, get, EnvValue};
+pub use super::subst::{substitute, SubstError};
 use super::validate::{check_scope_token, ConfigError, Origin};
 
 /// `listen`
@@ -27,6 +40,12 @@ pub const AUDIENCE_CHECK: &str = "TOKENGATE_AUDIENCE_CHECK";
 pub const REQUIRED_SCOPES: &str = "TOKENGATE_REQUIRED_SCOPES";
 /// The single issuer's `algorithms` allowlist, space- or comma-separated.
 pub const ALGORITHMS: &str = "TOKENGATE_ALGORITHMS";
+/// The single issuer's `introspection.endpoint`.
+pub const INTROSPECTION_URI: &str = "TOKENGATE_INTROSPECTION_URI";
+/// The single issuer's `introspection.client_id`.
+pub const CLIENT_ID: &str = "TOKENGATE_CLIENT_ID";
+/// The single issuer's `introspection.client_secret` (or `TOKENGATE_CLIENT_SECRET_FILE`).
+pub const CLIENT_SECRET: &str = "TOKENGATE_CLIENT_SECRET";
 /// `trusted_proxies`, comma- or space-separated CIDRs.
 pub const TRUSTED_PROXIES: &str = "TOKENGATE_TRUSTED_PROXIES";
 /// `decision.listen`: starts the decision service.
@@ -38,7 +57,7 @@ pub const CONFIG: &str = "TOKENGATE_CONFIG";
 /// Handled by `main` (`--log-format`), not by `load`.
 pub const LOG_FORMAT: &str = "TOKENGATE_LOG_FORMAT";
 
-/// Every variable `load` reads, in documentation order.
+/// The variables with a name of their own here, in documentation order; `names` lists all.
 pub const ALL: &[&str] = &[
     LISTEN,
     ADMIN_LISTEN,
@@ -49,16 +68,35 @@ pub const ALL: &[&str] = &[
     AUDIENCE_CHECK,
     REQUIRED_SCOPES,
     ALGORITHMS,
+    INTROSPECTION_URI,
+    CLIENT_ID,
+    CLIENT_SECRET,
     TRUSTED_PROXIES,
     DECISION_LISTEN,
     DECISION_TRUSTED_PEERS,
 ];
 
-/// The `TOKENGATE_*` names `main` reads; with `ALL`, every name the binary knows.
+/// The `TOKENGATE_*` names `main` reads.
 const READ_BY_MAIN: &[&str] = &[CONFIG, LOG_FORMAT];
 
+/// Every variable `load` reads: one per scalar setting, `_FILE` after each secret, then
+/// `TOKENGATE_REQUIRED_SCOPES`.
+pub fn names() -> &'static [String] {
+    static NAMES: OnceLock<Vec<String>> = OnceLock::new();
+    NAMES.get_or_init(|| {
+        let mut out = Vec::new();
+        for s in env_keys::settings() {
+            out.push(s.var.clone());
+            out.extend(s.file_var());
+        }
+        out.push(REQUIRED_SCOPES.to_string());
+        out
+    })
+}
+
+/// Every name the binary knows.
 fn known() -> impl Iterator<Item = &'static str> {
-    ALL.iter().chain(READ_BY_MAIN).copied()
+    names().iter().map(String::as_str).chain(READ_BY_MAIN.iter().copied())
 }
 
 /// Kubernetes injects `{SVC}_SERVICE_HOST`, `{SVC}_SERVICE_PORT[_NAME]`, `{SVC}_PORT` and
@@ -68,21 +106,25 @@ const SERVICE_LINK_PREFIXES: &[&str] = &["TOKENGATE_SERVICE_", "TOKENGATE_PORT"]
 
 /// Which config fields were set from which variable, so validation errors name the variable.
 #[derive(Debug, Default)]
-pub struct Provenance(Vec<(String, &'static str)>);
+pub struct Provenance(Vec<(String, String)>);
 
 impl Provenance {
-    fn record(&mut self, field: impl Into<String>, var: &'static str) {
-        self.0.push((field.into(), var));
+    fn record(&mut self, field: impl Into<String>, var: &str) {
+        self.0.push((field.into(), var.to_string()));
     }
 
-    /// The variable that supplied `field` or one of its ancestors (`issuers[0].audiences[1]` is
-    /// covered by `issuers[0].audiences`).
-    pub fn lookup(&self, field: &str) -> Option<&'static str> {
-        self.0.iter().find_map(|(f, var)| {
-            let covered = field == f
-                || field.strip_prefix(f.as_str()).is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['));
-            covered.then_some(*var)
-        })
+    /// The variable that supplied `field` or its nearest ancestor (`issuers[0].audiences[1]` is
+    /// covered by `issuers[0].audiences`; `issuers[0].introspection.client_id` by the variable
+    /// that created `issuers[0].introspection` unless one set it).
+    pub fn lookup(&self, field: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .filter(|(f, _)| {
+                field == f
+                    || field.strip_prefix(f.as_str()).is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+            })
+            .max_by_key(|(f, _)| f.len())
+            .map(|(_, var)| var.as_str())
     }
 }
 
@@ -100,28 +142,45 @@ pub fn unrecognized(env: &HashMap<String, String>) -> Vec<&str> {
 }
 
 /// One start-up warning per unrecognized `TOKENGATE_*` variable, naming the closest known one:
-/// a misspelt variable is otherwise silently ignored.
+/// a misspelt variable is otherwise silently ignored. The value is never shown.
 pub fn warnings(env: &HashMap<String, String>) -> Vec<String> {
-    unrecognized(env)
-        .into_iter()
-        .map(|name| match closest(name) {
-            Some(known) => format!("{name} is not a tokengate variable and is ignored; did you mean {known}?"),
-            None => format!("{name} is not a tokengate variable and is ignored (see config/sidecar-env.md)"),
-        })
-        .collect()
+    unrecognized(env).into_iter().map(warning).collect()
+}
+
+fn warning(name: &str) -> String {
+    let ignored = format!("{name} is not a tokengate variable and is ignored");
+    if let Some(base) = name.strip_suffix(FILE_SUFFIX).filter(|b| known().any(|k| k == *b)) {
+        return format!(
+            "{ignored}: only variables that hold a secret have a {FILE_SUFFIX} variant, and {base} does not \
+             (set {base} itself)"
+        );
+    }
+    match closest(name) {
+        Some(known) => format!("{ignored}; did you mean {known}?"),
+        None => format!("{ignored} (see config/sidecar-env.md)"),
+    }
 }
 
 /// The known variable nearest to `name` by edit distance, if it is near enough to be a typo
-/// (at most a third of the name's length after `TOKENGATE_`, and at most 4 edits).
+/// (at most a third of the name's length after `TOKENGATE_`, and at most 4 edits); else the one
+/// known variable that ends with the name (a missing section: `TOKENGATE_FETCH_TIMEOUT`).
 pub fn closest(name: &str) -> Option<&'static str> {
     let suffix = |v: &str| v.strip_prefix("TOKENGATE_").unwrap_or(v).to_ascii_uppercase();
     let wanted = suffix(name);
     let limit = (wanted.len() / 3).clamp(1, 4);
-    known()
+    let near = known()
         .map(|known| (edit_distance(&wanted, &suffix(known)), known))
         .filter(|(d, _)| *d <= limit)
         .min_by_key(|(d, _)| *d)
-        .map(|(_, known)| known)
+        .map(|(_, known)| known);
+    near.or_else(|| {
+        let tail = format!("_{wanted}");
+        let mut ending = known().filter(|k| !wanted.is_empty() && k.ends_with(&tail));
+        match (ending.next(), ending.next()) {
+            (Some(only), None) => Some(only),
+            _ => None,
+        }
+    })
 }
 
 /// Levenshtein distance over bytes; names are short ASCII, inputs capped so the cost is bounded.
@@ -141,11 +200,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
-fn get<'a>(env: &'a HashMap<String, String>, var: &str) -> Option<&'a str> {
-    env.get(var).map(|v| v.trim()).filter(|v| !v.is_empty())
-}
-
-fn env_err(var: &'static str, field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+fn env_err(var: &str, field: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { origin: Origin::Env(var.to_string()), field: field.into(), message: message.into() }
 }
 
@@ -154,68 +209,191 @@ fn split_list(value: &str) -> Vec<String> {
     value.split(|c: char| c == ',' || c.is_whitespace()).filter(|s| !s.is_empty()).map(str::to_string).collect()
 }
 
+/// A value found in the environment, its setting, and its YAML form (already checked).
+struct Found {
+    setting: &'static Setting,
+    value: EnvValue,
+    yaml: Value,
+}
+
 /// Applies the `TOKENGATE_*` overrides to the parsed file (or to an empty config).
 pub fn apply(raw: &mut RawConfig, env: &HashMap<String, String>, prov: &mut Provenance) -> Result<(), ConfigError> {
-    if let Some(v) = get(env, LISTEN) {
-        raw.listen = Some(v.to_string());
-        prov.record("listen", LISTEN);
+    let (mut global, mut issuer) = (Vec::new(), Vec::new());
+    for setting in env_keys::settings() {
+        let Some(value) = secret_file::resolve(env, setting)? else { continue };
+        let yaml = to_yaml(setting, &value)?;
+        let found = Found { setting, value, yaml };
+        match setting.scope {
+            Scope::Global => global.push(found),
+            Scope::Issuer => issuer.push(found),
+        }
     }
-    if let Some(v) = get(env, ADMIN_LISTEN) {
-        raw.admin_listen = Some(v.to_string());
-        prov.record("admin_listen", ADMIN_LISTEN);
+    if let Some(first) = global.first() {
+        let mut doc = to_doc(&*raw);
+        for found in &global {
+            insert(&mut doc, &found.setting.path, found.yaml.clone());
+            prov.record(found.setting.field(), &found.value.var);
+        }
+        *raw = from_doc(doc, first)?;
     }
-    if let Some(v) = get(env, UPSTREAM) {
-        raw.upstream.get_or_insert_with(Default::default).url = Some(v.to_string());
-        prov.record("upstream.url", UPSTREAM);
-    }
-    // Set but listing nothing would silently trust nobody where the operator meant someone.
-    if let Some(list) = list(env, prov, TRUSTED_PROXIES, "trusted_proxies", "network", "10.0.0.0/8,192.168.0.0/16")? {
-        raw.trusted_proxies = Some(list);
-    }
-    if let Some(v) = get(env, DECISION_LISTEN) {
-        raw.decision.get_or_insert_with(Default::default).listen = Some(v.to_string());
-        prov.record("decision.listen", DECISION_LISTEN);
-    }
-    if let Some(list) = list(env, prov, DECISION_TRUSTED_PEERS, "decision.trusted_peers", "network", "10.0.0.0/8")? {
-        raw.decision.get_or_insert_with(Default::default).trusted_peers = Some(list);
-    }
-    apply_issuer(raw, env, prov)?;
+    apply_issuer(raw, &issuer, prov)?;
     apply_required_scopes(raw, env)
 }
 
-fn apply_issuer(raw: &mut RawConfig, env: &HashMap<String, String>, prov: &mut Provenance) -> Result<(), ConfigError> {
-    let set: Vec<&'static str> = [ISSUER, JWKS_URI, AUDIENCE, AUDIENCE_CHECK, ALGORITHMS]
-        .into_iter()
-        .filter(|v| get(env, v).is_some())
-        .collect();
-    let Some(&first) = set.first() else {
+fn to_doc<T: serde::Serialize>(raw: &T) -> Value {
+    serde_norway::to_value(raw).expect("the raw config serializes")
+}
+
+/// Back from the YAML value; every value was checked alone, so this fails only on a bug (reported, not a panic).
+fn from_doc<T: serde::de::DeserializeOwned>(doc: Value, first: &Found) -> Result<T, ConfigError> {
+    serde_norway::from_value(doc).map_err(|_| {
+        env_err(&first.value.var, first.setting.field(), "could not be applied to the configuration (a tokengate bug)")
+    })
+}
+
+/// Sets `path` in the object `doc`, creating the sections on the way.
+fn insert(doc: &mut Value, path: &[&str], value: Value) {
+    let Some((last, sections)) = path.split_last() else { return };
+    let mut at = doc;
+    for key in sections {
+        let mapping = ensure_mapping(at);
+        at = mapping.entry(Value::from(*key)).or_insert_with(|| Value::Mapping(Mapping::new()));
+    }
+    ensure_mapping(at).insert(Value::from(*last), value);
+}
+
+fn ensure_mapping(v: &mut Value) -> &mut Mapping {
+    if !v.is_mapping() {
+        *v = Value::Mapping(Mapping::new());
+    }
+    v.as_mapping_mut().expect("a mapping")
+}
+
+/// The YAML value the setting's type accepts for this text: the text as a string, else as a
+/// number or boolean (`3s` is a duration, `100` a count, `true` a flag, `12345` may be a client
+/// id). The error names the variable and the key, and never shows a secret.
+fn to_yaml(setting: &Setting, value: &EnvValue) -> Result<Value, ConfigError> {
+    let field = setting.field();
+    let text = value.text();
+    let candidates: Vec<Value> = match &setting.kind {
+        Kind::List => {
+            let items = split_list(text);
+            if items.is_empty() {
+                let (item, example) = list_hint(&field);
+                return Err(env_err(
+                    &value.var,
+                    field,
+                    format!("holds no {item}; expected a space- or comma-separated list such as \"{example}\""),
+                ));
+            }
+            let strings = items.iter().map(|i| Value::String(i.clone())).collect();
+            vec![Value::Sequence(strings), Value::Sequence(items.iter().map(|i| typed(i)).collect())]
+        }
+        Kind::Scalar | Kind::Word(_) => vec![Value::String(text.to_string()), typed(text)],
+    };
+    let mut errors = Vec::new();
+    for candidate in candidates {
+        match check(setting, &candidate) {
+            Ok(()) => return Ok(candidate),
+            Err(e) => errors.push(e),
+        }
+    }
+    let message = if value.is_secret() {
+        "is not accepted".to_string()
+    } else if let Kind::Word(words) = setting.kind {
+        let words: Vec<String> = words.iter().map(|w| format!("`{w}`")).collect();
+        format!("{text:?} is not accepted; expected {}", words.join(" or "))
+    } else {
+        // The string's error, unless it only says a string is the wrong type.
+        let serde = errors.iter().find(|e| !e.starts_with("invalid type: string")).unwrap_or(&errors[0]);
+        describe(text, serde)
+    };
+    Err(env_err(&value.var, field, message))
+}
+
+/// `true`/`false` as a boolean, a number as a number, anything else as a string.
+fn typed(text: &str) -> Value {
+    match text {
+        "true" => Value::Bool(true),
+        "false" => Value::Bool(false),
+        _ => text
+            .parse::<u64>()
+            .map(Value::from)
+            .or_else(|_| text.parse::<i64>().map(Value::from))
+            .ok()
+            .or_else(|| text.parse::<f64>().ok().filter(|f| f.is_finite()).map(Value::from))
+            .unwrap_or_else(|| Value::String(text.to_string())),
+    }
+}
+
+/// Deserializes the value alone, at its place in an otherwise empty config.
+fn check(setting: &Setting, value: &Value) -> Result<(), String> {
+    let mut doc = Value::Mapping(Mapping::new());
+    insert(&mut doc, &setting.path, value.clone());
+    if setting.scope == Scope::Issuer {
+        let mut top = Mapping::new();
+        top.insert(Value::from("issuers"), Value::Sequence(vec![doc]));
+        doc = Value::Mapping(top);
+    }
+    serde_norway::from_value::<RawConfig>(doc).map(drop).map_err(|e| e.to_string())
+}
+
+/// serde's `invalid type: string "x", expected u32` as `"x" is not accepted; expected a whole number`.
+fn describe(text: &str, serde: &str) -> String {
+    let Some((_, expected)) = serde.split_once(", expected ") else {
+        return format!("{text:?} is not accepted: {serde}");
+    };
+    let expected = match expected {
+        "u8" => "a whole number from 0 to 255",
+        "u16" => "a whole number from 0 to 65535",
+        "u32" => "a whole number from 0 to 4294967295",
+        "u64" | "usize" => "a whole number, 0 or more",
+        "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number",
+        "f32" | "f64" => "a number",
+        "a boolean" => "`true` or `false`",
+        "a duration" => "a duration such as 500ms, 5s or 1m",
+        other => other,
+    };
+    format!("{text:?} is not accepted; expected {expected}")
+}
+
+/// What a list variable holds, for the error when it holds nothing.
+fn list_hint(field: &str) -> (&'static str, &'static str) {
+    match field {
+        "trusted_proxies" => ("network", "10.0.0.0/8,192.168.0.0/16"),
+        "decision.trusted_peers" => ("network", "10.0.0.0/8"),
+        "issuers[0].audiences" => ("audience", "api other-api"),
+        "issuers[0].algorithms" => ("algorithm", "RS256,ES256"),
+        _ => ("value", "a,b"),
+    }
+}
+
+/// The single-issuer variables: the file has no issuers → `TOKENGATE_ISSUER` creates one; one →
+/// each variable overrides its key; several → an error (which one would be meant is a guess).
+fn apply_issuer(raw: &mut RawConfig, found: &[Found], prov: &mut Provenance) -> Result<(), ConfigError> {
+    let Some(first) = found.first() else {
         return Ok(());
     };
+    let set: Vec<&str> = found.iter().map(|f| f.value.var.as_str()).collect();
     let issuers = raw.issuers.get_or_insert_with(Vec::new);
     match issuers.len() {
         0 => {
-            let Some(issuer) = get(env, ISSUER) else {
+            if !found.iter().any(|f| f.setting.var == ISSUER) {
                 return Err(env_err(
-                    first,
+                    &first.value.var,
                     "issuers",
                     format!(
                         "there is no issuer to apply this to: the config file defines no issuers and \
                          {ISSUER} is not set; set {ISSUER} (the token issuer URL) as well"
                     ),
                 ));
-            };
-            issuers.push(RawIssuer { issuer: Some(issuer.to_string()), ..RawIssuer::default() });
-            prov.record("issuers[0].issuer", ISSUER);
-        }
-        1 => {
-            if let Some(v) = get(env, ISSUER) {
-                issuers[0].issuer = Some(v.to_string());
-                prov.record("issuers[0].issuer", ISSUER);
             }
+            issuers.push(RawIssuer::default());
         }
+        1 => {}
         n => {
             return Err(env_err(
-                first,
+                &first.value.var,
                 "issuers",
                 format!(
                     "the config file defines {n} issuers, so it is ambiguous which one {} \
@@ -227,56 +405,20 @@ fn apply_issuer(raw: &mut RawConfig, env: &HashMap<String, String>, prov: &mut P
             ))
         }
     }
-    let issuer = &mut issuers[0];
-    if let Some(v) = get(env, JWKS_URI) {
-        issuer.jwks_uri = Some(v.to_string());
-        prov.record("issuers[0].jwks_uri", JWKS_URI);
-    }
-    if let Some(list) = list(env, prov, AUDIENCE, "issuers[0].audiences", "audience", "api other-api")? {
-        issuer.audiences = Some(list);
-    }
-    if let Some(v) = get(env, AUDIENCE_CHECK) {
-        // Only the exact words: an opt-out out of a security check is never guessed from a typo.
-        let check = match v {
-            "disabled" => RawAudienceCheck::Disabled,
-            "enabled" => RawAudienceCheck::Enabled,
-            other => {
-                return Err(env_err(
-                    AUDIENCE_CHECK,
-                    "issuers[0].audience_check",
-                    format!("{other:?} is not accepted; expected `disabled` (accept any audience) or `enabled`"),
-                ))
+    let mut doc = to_doc(&issuers[0]);
+    for f in found {
+        // Errors about a section the environment created (`client_id is required`) name the
+        // variable that created it.
+        if let [section, _, ..] = f.setting.path[..] {
+            if doc.get(section).is_none() {
+                prov.record(format!("issuers[0].{section}"), &f.value.var);
             }
-        };
-        issuer.audience_check = Some(check);
-        prov.record("issuers[0].audience_check", AUDIENCE_CHECK);
+        }
+        insert(&mut doc, &f.setting.path, f.yaml.clone());
+        prov.record(f.setting.field(), &f.value.var);
     }
-    if let Some(list) = list(env, prov, ALGORITHMS, "issuers[0].algorithms", "algorithm", "RS256,ES256")? {
-        issuer.algorithms = Some(list);
-    }
+    issuers[0] = from_doc(doc, first)?;
     Ok(())
-}
-
-/// `var` as a space- and/or comma-separated list for `field`; set but empty is an error.
-fn list(
-    env: &HashMap<String, String>,
-    prov: &mut Provenance,
-    var: &'static str,
-    field: &str,
-    item: &str,
-    example: &str,
-) -> Result<Option<Vec<String>>, ConfigError> {
-    let Some(v) = get(env, var) else { return Ok(None) };
-    let list = split_list(v);
-    if list.is_empty() {
-        return Err(env_err(
-            var,
-            field,
-            format!("holds no {item}; expected a space- or comma-separated list such as \"{example}\""),
-        ));
-    }
-    prov.record(field, var);
-    Ok(Some(list))
 }
 
 fn apply_required_scopes(raw: &mut RawConfig, env: &HashMap<String, String>) -> Result<(), ConfigError> {
@@ -313,274 +455,5 @@ fn apply_required_scopes(raw: &mut RawConfig, env: &HashMap<String, String>) -> 
     Ok(())
 }
 
-/// A `${…}` substitution failure, 1-based position in the file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SubstError {
-    pub line: usize,
-    pub column: usize,
-    pub message: String,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Quote {
-    Plain,
-    Single,
-    Double,
-}
-
-/// Replaces `${NAME}` with `env[NAME]` line by line (line numbers are kept); `$$` is a literal `$`,
-/// any other `$` is kept as is. Comments are copied untouched. The value is escaped for the scalar
-/// it lands in: inside `"…"` JSON-style, inside `'…'` by doubling `'`; in a plain scalar it must be
-/// plain-safe (letters, digits, `._/+=:~?&%@-`), else the error asks for double quotes.
-pub fn substitute(text: &str, env: &HashMap<String, String>) -> Result<String, SubstError> {
-    let mut out = String::with_capacity(text.len());
-    for (index, line) in text.split_inclusive('\n').enumerate() {
-        substitute_line(line, index + 1, env, &mut out)?;
-    }
-    Ok(out)
-}
-
-fn substitute_line(
-    line: &str,
-    line_no: usize,
-    env: &HashMap<String, String>,
-    out: &mut String,
-) -> Result<(), SubstError> {
-    let mut quote = Quote::Plain;
-    // Last non-space character outside quotes: decides whether a quote character opens a scalar.
-    let mut prev: Option<char> = None;
-    let mut chars = line.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
-        let column = line[..i].chars().count() + 1;
-        match (quote, c) {
-            (Quote::Plain, '#') if i == 0 || line[..i].ends_with(char::is_whitespace) => {
-                out.push_str(&line[i..]);
-                return Ok(());
-            }
-            (Quote::Plain, '"' | '\'') if matches!(prev, None | Some(':' | '-' | '[' | '{' | ',' | '?')) => {
-                quote = if c == '"' { Quote::Double } else { Quote::Single };
-                out.push(c);
-            }
-            (Quote::Double, '\\') => {
-                out.push(c);
-                if let Some((_, next)) = chars.next() {
-                    out.push(next);
-                }
-            }
-            (Quote::Double, '"') | (Quote::Single, '\'') => {
-                // `''` inside single quotes is an escaped quote and keeps the scalar open.
-                if quote == Quote::Single && chars.peek().is_some_and(|&(_, n)| n == '\'') {
-                    chars.next();
-                    out.push_str("''");
-                } else {
-                    quote = Quote::Plain;
-                    prev = Some(c);
-                    out.push(c);
-                }
-            }
-            (_, '$') => match chars.peek().map(|&(_, n)| n) {
-                Some('$') => {
-                    chars.next();
-                    out.push('$');
-                }
-                Some('{') => {
-                    let rest = &line[i + 2..];
-                    let Some(end) = rest.find('}') else {
-                        return Err(SubstError {
-                            line: line_no,
-                            column,
-                            message: "`${` without a closing `}`; write `$${` for a literal `${`".into(),
-                        });
-                    };
-                    let name = &rest[..end];
-                    let value = lookup(name, env).map_err(|message| SubstError { line: line_no, column, message })?;
-                    let escaped =
-                        escape(name, value, quote).map_err(|message| SubstError { line: line_no, column, message })?;
-                    out.push_str(&escaped);
-                    // Skip `{NAME}`.
-                    for _ in 0..name.chars().count() + 2 {
-                        chars.next();
-                    }
-                    prev = Some('}');
-                }
-                _ => out.push('$'),
-            },
-            _ => {
-                if quote == Quote::Plain && !c.is_whitespace() {
-                    prev = Some(c);
-                }
-                out.push(c);
-            }
-        }
-    }
-    Ok(())
-}
-
-fn lookup<'a>(name: &str, env: &'a HashMap<String, String>) -> Result<&'a str, String> {
-    let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if !valid {
-        return Err(format!(
-            "`${{{name}}}` is not a valid variable reference; expected `${{NAME}}` with NAME made of \
-             letters, digits and `_` (defaults such as `${{NAME:-x}}` are not supported)"
-        ));
-    }
-    env.get(name).map(String::as_str).ok_or_else(|| {
-        format!("`${{{name}}}`: environment variable {name} is not set (write `$${{{name}}}` for a literal)")
-    })
-}
-
-fn escape(name: &str, value: &str, quote: Quote) -> Result<String, String> {
-    match quote {
-        Quote::Double => {
-            let json = serde_json::to_string(value).expect("a string serializes");
-            Ok(json[1..json.len() - 1].to_string())
-        }
-        Quote::Single if value.contains(['\n', '\r']) => Err(format!(
-            "`${{{name}}}`: the value of {name} contains a line break, which a single-quoted scalar \
-             cannot hold; write \"${{{name}}}\" (double-quoted) instead"
-        )),
-        Quote::Single => Ok(value.replace('\'', "''")),
-        Quote::Plain if is_plain_safe(value) => Ok(value.to_string()),
-        Quote::Plain => Err(format!(
-            "`${{{name}}}`: the value of {name} is empty or contains characters that would change the \
-             YAML structure here; write \"${{{name}}}\" (double-quoted) instead"
-        )),
-    }
-}
-
-fn is_plain_safe(value: &str) -> bool {
-    let mut chars = value.chars();
-    let Some(first) = chars.next() else {
-        return false;
-    };
-    (first.is_ascii_alphanumeric() || "._/+=".contains(first))
-        && chars.all(|c| c.is_ascii_alphanumeric() || "._/+=:~?&%@-".contains(c))
-        && !value.ends_with(':')
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-    }
-
-    /// `${NAME}` is replaced in plain, single- and double-quoted scalars; lines stay where they were.
-    #[test]
-    fn substitutes_and_keeps_lines() {
-        let e = env(&[("A", "x/y"), ("Q", "it's \"q\"\n")]);
-        let text = "a: ${A}\nb: '${A}'\nc: \"${Q}\"\nd: 'p${A}'\n";
-        let out = substitute(text, &e).unwrap();
-        assert_eq!(out, "a: x/y\nb: 'x/y'\nc: \"it's \\\"q\\\"\\n\"\nd: 'px/y'\n");
-        assert_eq!(out.lines().count(), text.lines().count());
-    }
-
-    /// `$$` is a literal `$`; a lone `$` is kept.
-    #[test]
-    fn dollar_escape() {
-        let out = substitute("a: $${A} b$c $$\n", &env(&[])).unwrap();
-        assert_eq!(out, "a: ${A} b$c $\n");
-    }
-
-    /// An unset variable is an error at its line and column, naming the variable.
-    #[test]
-    fn missing_variable_has_position() {
-        let err = substitute("a: 1\nb:\n  c: ${NOPE}\n", &env(&[])).unwrap_err();
-        assert_eq!((err.line, err.column), (3, 6));
-        assert!(err.message.contains("NOPE is not set"), "{}", err.message);
-    }
-
-    /// Comments are not substituted, so commented-out examples need no variables.
-    #[test]
-    fn comments_are_left_alone() {
-        let text = "# x: ${NOPE}\na: b # ${NOPE}\nc: \"# ${A}\"\n";
-        let out = substitute(text, &env(&[("A", "1")])).unwrap();
-        assert_eq!(out, "# x: ${NOPE}\na: b # ${NOPE}\nc: \"# 1\"\n");
-    }
-
-    /// A value that would change the YAML structure in a plain scalar is refused, not injected.
-    #[test]
-    fn unsafe_plain_value_is_refused() {
-        let err = substitute("s: ${S}\n", &env(&[("S", "abc #def")])).unwrap_err();
-        assert!(err.message.contains("double-quoted"), "{}", err.message);
-        let err = substitute("s: ${S}\n", &env(&[("S", "")])).unwrap_err();
-        assert!(err.message.contains("S is empty"), "{}", err.message);
-    }
-
-    /// A malformed reference is an error naming it.
-    #[test]
-    fn malformed_reference() {
-        let err = substitute("a: ${A:-x}\n", &env(&[])).unwrap_err();
-        assert!(err.message.contains("${A:-x}"), "{}", err.message);
-        let err = substitute("a: ${A\n", &env(&[])).unwrap_err();
-        assert!(err.message.contains("closing"), "{}", err.message);
-    }
-
-    /// Lists split on spaces and commas.
-    #[test]
-    fn list_splitting() {
-        assert_eq!(split_list(" a, b  c,,d "), ["a", "b", "c", "d"]);
-    }
-
-    /// Unknown `TOKENGATE_*` names are reported for `main` to warn about.
-    #[test]
-    fn unrecognized_vars() {
-        let e = env(&[
-            ("TOKENGATE_AUDIENCES", "x"),
-            ("TOKENGATE_CONFIG", "f"),
-            ("TOKENGATE_LOG_FORMAT", "json"),
-            (LISTEN, "x"),
-            ("HOME", "/"),
-        ]);
-        assert_eq!(unrecognized(&e), ["TOKENGATE_AUDIENCES"]);
-    }
-
-    /// Service links injected for a Kubernetes Service named `tokengate` are not ours: no warning.
-    #[test]
-    fn kubernetes_service_links_are_ignored() {
-        let e = env(&[
-            ("TOKENGATE_SERVICE_HOST", "10.0.0.1"),
-            ("TOKENGATE_SERVICE_PORT", "8080"),
-            ("TOKENGATE_SERVICE_PORT_HTTP", "8080"),
-            ("TOKENGATE_PORT", "tcp://10.0.0.1:8080"),
-            ("TOKENGATE_PORT_8080_TCP", "tcp://10.0.0.1:8080"),
-            ("TOKENGATE_PORT_8080_TCP_PROTO", "tcp"),
-            ("TOKENGATE_PORT_8080_TCP_ADDR", "10.0.0.1"),
-        ]);
-        assert!(unrecognized(&e).is_empty(), "{:?}", unrecognized(&e));
-    }
-
-    /// A misspelt variable is named with the closest known one; a far-off name gets no guess.
-    #[test]
-    fn warnings_suggest_the_closest_name() {
-        assert_eq!(closest("TOKENGATE_AUDIENCES"), Some(AUDIENCE));
-        assert_eq!(closest("TOKENGATE_JWKS_URL"), Some(JWKS_URI));
-        assert_eq!(closest("TOKENGATE_UPSTREAM_URL"), Some(UPSTREAM));
-        assert_eq!(closest("TOKENGATE_AUDIENCE_CHEK"), Some(AUDIENCE_CHECK));
-        assert_eq!(closest("TOKENGATE_REQUIRED_SCOPE"), Some(REQUIRED_SCOPES));
-        assert_eq!(closest("TOKENGATE_X"), None);
-        assert_eq!(closest("TOKENGATE_SOMETHING_ELSE"), None);
-        let w = warnings(&env(&[("TOKENGATE_AUDIENCES", "orders")]));
-        assert_eq!(
-            w,
-            ["TOKENGATE_AUDIENCES is not a tokengate variable and is ignored; did you mean TOKENGATE_AUDIENCE?"]
-        );
-        assert!(!w[0].contains("orders"), "the value is never echoed");
-    }
-
-    /// TOKENGATE_AUDIENCE_CHECK takes only `disabled` or `enabled`.
-    #[test]
-    fn audience_check_words() {
-        let mut raw = RawConfig::default();
-        let e = env(&[(ISSUER, "https://i/"), (AUDIENCE_CHECK, "disabled")]);
-        apply(&mut raw, &e, &mut Provenance::default()).unwrap();
-        assert_eq!(raw.issuers.unwrap()[0].audience_check, Some(RawAudienceCheck::Disabled));
-        for bad in ["off", "false", "Disabled", "no"] {
-            let e = env(&[(ISSUER, "https://i/"), (AUDIENCE_CHECK, bad)]);
-            let err = apply(&mut RawConfig::default(), &e, &mut Provenance::default()).unwrap_err();
-            assert!(err.to_string().starts_with("TOKENGATE_AUDIENCE_CHECK: issuers[0].audience_check: "), "{err}");
-        }
-    }
-}
+mod tests;

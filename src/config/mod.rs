@@ -5,10 +5,13 @@
 //! (`TOKENGATE_*`) → validation. Errors name the file, line and field, and say what is wrong.
 
 pub mod env;
+mod env_keys;
 mod paths;
 pub mod print;
 pub mod raw;
 mod resource;
+mod secret_file;
+mod subst;
 pub mod validate;
 mod warnings;
 

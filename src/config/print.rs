@@ -4,7 +4,7 @@
 use super::raw::{
     HeaderMapping, RawAccessLog, RawAudienceCheck, RawAuth, RawClaimRule, RawClientAuthMethod, RawConfig, RawDecision,
     RawEncodedSlashes, RawIdentity, RawIntrospection, RawIssuer, RawJwks, RawMode, RawPaths, RawProtectedResource,
-    RawRoute, RawScopeMatch, RawServer, RawTokenCache, RawTokens, RawUpstream,
+    RawRoute, RawScopeMatch, RawSecret, RawServer, RawTokenCache, RawTokens, RawUpstream,
 };
 use super::{
     AudienceCheck, ClaimTest, ClientAuthMethod, Config, IdentityValue, Introspection, Issuer, KeySource, RouteAuth,
@@ -115,7 +115,7 @@ fn issuer(i: &Issuer) -> RawIssuer {
             _ => None,
         },
         hmac_secret: match &i.keys {
-            KeySource::Secret(_) => Some(REDACTED.to_string()),
+            KeySource::Secret(_) => Some(RawSecret(REDACTED.to_string())),
             _ => None,
         },
         audiences: Some(i.audiences.clone()),
@@ -140,7 +140,7 @@ fn introspection(x: &Introspection) -> RawIntrospection {
     RawIntrospection {
         endpoint: x.endpoint.clone(),
         client_id: Some(x.client_id.clone()),
-        client_secret: Some(REDACTED.to_string()),
+        client_secret: Some(RawSecret(REDACTED.to_string())),
         auth_method: Some(match x.auth_method {
             ClientAuthMethod::ClientSecretBasic => RawClientAuthMethod::ClientSecretBasic,
             ClientAuthMethod::ClientSecretPost => RawClientAuthMethod::ClientSecretPost,

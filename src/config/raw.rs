@@ -192,7 +192,7 @@ pub struct RawIssuer {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jwks_uri: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub hmac_secret: Option<String>,
+    pub hmac_secret: Option<RawSecret>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub audiences: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -209,6 +209,18 @@ pub struct RawIssuer {
     pub mode: Option<RawMode>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub introspection: Option<RawIntrospection>,
+}
+
+/// A secret as written in the file or the environment: `Debug` never shows it, so a logged or
+/// asserted `RawConfig` cannot leak it.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RawSecret(pub String);
+
+impl fmt::Debug for RawSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RawSecret(<redacted>)")
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -234,7 +246,7 @@ pub struct RawIntrospection {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_secret: Option<String>,
+    pub client_secret: Option<RawSecret>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_method: Option<RawClientAuthMethod>,
     #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]

@@ -632,7 +632,7 @@ fn issuers(ctx: &Ctx<'_>, raw: Vec<raw::RawIssuer>) -> Result<Vec<Issuer>, Confi
             }
             KeySource::None
         } else {
-            key_source(ctx, i, r.jwks_uri, r.hmac_secret)?
+            key_source(ctx, i, r.jwks_uri, r.hmac_secret.map(|s| s.0))?
         };
         let hmac = matches!(keys, KeySource::Secret(_));
         let algorithms = match keys {
@@ -723,7 +723,7 @@ fn introspection(ctx: &Ctx<'_>, field: &str, raw: raw::RawIntrospection) -> Resu
     let Some(client_id) = raw.client_id.filter(|id| !id.is_empty()) else {
         return Err(ctx.err(f("client_id"), "is required: the gateway's client id at the introspection endpoint"));
     };
-    let Some(client_secret) = raw.client_secret.filter(|s| !s.is_empty()) else {
+    let Some(client_secret) = raw.client_secret.map(|s| s.0).filter(|s| !s.is_empty()) else {
         return Err(ctx.err(f("client_secret"), "is required, e.g. \"${INTROSPECTION_CLIENT_SECRET}\""));
     };
     let breaker_failures = raw.breaker_failures.unwrap_or(DEFAULT_BREAKER_FAILURES);

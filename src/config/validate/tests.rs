@@ -78,7 +78,8 @@ fn example_file_parses_to_expected_config() {
     assert_eq!(c.admin_listen, "127.0.0.1:9090".parse().unwrap());
     assert_eq!(c.realm, "tokengate");
     assert_eq!(c.server.header_read_timeout, Duration::from_secs(10));
-    assert_eq!(c.server.shutdown_grace, Duration::from_secs(25));
+    assert_eq!(c.server.drain_delay, Duration::from_secs(5));
+    assert_eq!(c.server.shutdown_grace, Duration::from_secs(20));
     assert_eq!(c.server.max_header_bytes, 65536);
     assert_eq!(c.server.worker_threads, None);
     assert_eq!(c.server.max_connections, 10_000);
