@@ -22,9 +22,11 @@
 //! Routes are matched against decoded readings of this form. The first is Tomcat's and Spring's:
 //! `;parameters` removed from every segment (`/admin;x` is `/admin`), kept encoded separators
 //! read as `/`. A path with a `;` or a kept `%2F`/`%5C` has other readings too: parameters kept
-//! (Go, nginx: `/a;x/b` is not `/a/b` to them) and encoded separators as ordinary characters (Go
-//! 1.22's ServeMux, Spring without decoding, and `%5C` everywhere but IIS). The route table
-//! requires a request to satisfy every route any reading chooses (`proxy::route`).
+//! (Go, nginx: `/a;x/b` is not `/a/b` to them), encoded separators as ordinary characters (Go
+//! 1.22's ServeMux, Spring without decoding, and `%5C` everywhere but IIS), and parameters that
+//! swallow the encoded separators up to the next literal `/` (Tomcat and Spring remove them before
+//! they decode: `/;%2Fa/admin` is `/admin`). The route table requires a request to satisfy every
+//! route any reading chooses (`proxy::route`).
 
 use std::borrow::Cow;
 
@@ -146,12 +148,17 @@ fn rewrite(raw: &[u8], options: &PathOptions) -> Result<CanonPath<'static>, &'st
     if forwarded.as_bytes().windows(5).any(|w| w.starts_with(b"%25") && hex_pair(&w[3..]).is_some()) {
         return Err("path contains a double-encoded percent-escape");
     }
-    let strict = reading(&units, true, true);
+    let strict = reading(&units, Parameters::ToSeparator, true);
     // Every other reading, each once. Only paths that needed rewriting get here, so computing
-    // all three costs little, and no test could tell a shortcut that skipped some from this.
+    // all four costs little, and no test could tell a shortcut that skipped some from this.
     let mut others: Vec<Vec<u8>> = Vec::new();
-    for (strip, separate) in [(false, true), (true, false), (false, false)] {
-        let other = reading(&units, strip, separate);
+    for (parameters, separate) in [
+        (Parameters::Kept, true),
+        (Parameters::ToSeparator, false),
+        (Parameters::Kept, false),
+        (Parameters::ToSlash, true),
+    ] {
+        let other = reading(&units, parameters, separate);
         if other != strict && !others.contains(&other) {
             others.push(other);
         }
@@ -159,9 +166,22 @@ fn rewrite(raw: &[u8], options: &PathOptions) -> Result<CanonPath<'static>, &'st
     Ok(CanonPath { forwarded: Cow::Owned(forwarded), strict: Cow::Owned(strict), others })
 }
 
+/// Where a `;parameter` ends, in a reading that removes parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Parameters {
+    /// Not removed (Go, nginx).
+    Kept,
+    /// At the next separator, a kept `%2F`/`%5C` included: a framework that decodes the path
+    /// before it removes parameters.
+    ToSeparator,
+    /// At the next literal `/`, swallowing kept encoded separators: Tomcat and Spring remove
+    /// parameters from the undecoded path, then decode (`/;%2Fa/admin` is `/admin` to them).
+    ToSlash,
+}
+
 /// A decoded reading: `;parameters` removed from each segment or kept, kept encoded separators
 /// read as `/` or as their escape text (which no route prefix contains), separators merged.
-fn reading(units: &[Unit], strip_parameters: bool, separate: bool) -> Vec<u8> {
+fn reading(units: &[Unit], parameters: Parameters, separate: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(units.len());
     let mut in_parameters = false;
     for unit in units {
@@ -170,6 +190,8 @@ fn reading(units: &[Unit], strip_parameters: bool, separate: bool) -> Vec<u8> {
                 in_parameters = false;
                 push_separator(&mut out);
             }
+            // Part of the parameter it follows.
+            Unit::EncodedSeparator(_) if in_parameters && parameters == Parameters::ToSlash => {}
             Unit::EncodedSeparator(_) if separate => {
                 in_parameters = false;
                 push_separator(&mut out);
@@ -182,7 +204,7 @@ fn reading(units: &[Unit], strip_parameters: bool, separate: bool) -> Vec<u8> {
             Unit::EncodedSeparator(_) => {}
             Unit::Byte { value, encoded } => {
                 // A `;` parameter runs to the end of its segment (Tomcat, Spring). `%3B` was refused.
-                if value == b';' && !encoded && strip_parameters {
+                if value == b';' && !encoded && parameters != Parameters::Kept {
                     in_parameters = true;
                 }
                 if !in_parameters {
@@ -342,6 +364,11 @@ mod tests {
         assert_eq!(strict, "/a/q/b");
         assert_eq!(others.as_deref(), Some("/a;p/q/b;r /a/b /a;p%2Fq/b;r"));
         assert_eq!(canon("/a/b").unwrap().2, None);
+        // Tomcat and Spring remove `;%2Fa` before decoding: `/admin/`, which must be a reading
+        // (found by tests/path_normalisers.rs's proptest).
+        let (_, strict, others) = canon_with("/;%2Fa/admin%2F;", &KEEP).unwrap();
+        assert_eq!(strict, "/a/admin/");
+        assert!(others.unwrap().split(' ').any(|r| r == "/admin/"));
     }
 
     /// The readings are distinct (a duplicate would only cost, so nothing else would notice):

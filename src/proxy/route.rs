@@ -28,8 +28,9 @@ pub struct CompiledRoute {
     pub challenge_scope: Option<String>,
 }
 
-/// `CanonPath` has at most four readings (parameters kept or not × separators or not).
-const MAX_READINGS: usize = 4;
+/// `CanonPath` has at most five readings (parameters kept, or removed up to the next separator
+/// or the next literal slash × encoded separators as separators or not, where distinct).
+const MAX_READINGS: usize = 5;
 
 /// The routes some reading of a request's path chooses, distinct; `primary` is the route the
 /// request is named after (metrics, logs). A request is admitted only if it satisfies all of them.
