@@ -183,7 +183,7 @@ fn bench_metrics(c: &mut Criterion) {
     let route = m.route("api");
     let elapsed = std::time::Duration::from_micros(100);
     c.bench_function("metrics/record_request_resolved", |b| {
-        b.iter(|| route.record(black_box("allowed"), black_box(http::StatusCode::OK), elapsed))
+        b.iter(|| route.record(black_box("allowed"), black_box(http::StatusCode::OK), elapsed, None))
     });
 }
 

@@ -285,9 +285,9 @@ impl Decision {
         entry: Option<Box<Entry>>,
     ) {
         let state = &*self.state;
-        state.metrics.decisions.with_label_values(&[door.label(), decision]).inc();
+        state.metrics.decided(door.label(), decision);
         let metrics = route.map_or(&state.no_route_metrics, |r| &state.route_metrics[r.index]);
-        metrics.record(decision, status, started.elapsed());
+        metrics.record(decision, status, started.elapsed(), None);
         if let Some(mut e) = entry {
             e.route = route.map(|r| r.id.clone());
             e.status = status.as_u16();

@@ -1,9 +1,10 @@
 //! The upstream edge: HTTP/1.1 over pooled keep-alive connections, bodies streamed both ways, a
 //! connect timeout and a response-head timeout, a cap on requests in flight (503 beyond it, at
-//! once), and a classification of failures into 502 / 503 / 504.
+//! once), and a classification of failures into 502 / 503 / 504. Each request's outcome is
+//! counted per upstream: the response's status class and wait, or the error.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::HOST;
@@ -18,7 +19,8 @@ use tokio::net::TcpStream;
 use super::pool::{Pool, PooledBody, Sender};
 use crate::coalesce::Coalesce;
 use crate::config::UpstreamSettings;
-use crate::metrics::Metrics;
+pub use crate::metrics::InFlight;
+use crate::metrics::{Metrics, UpstreamMetrics};
 use crate::respond::UpstreamError;
 
 /// Body sent upstream: the client's stream as-is, or a body the gateway had to read (form tokens).
@@ -34,6 +36,7 @@ pub struct Forwarder {
     response_timeout: Duration,
     connections_opened: IntCounter,
     in_flight: InFlightCap,
+    metrics: UpstreamMetrics,
 }
 
 /// `upstream.max_in_flight`. The gauge is the count itself: one atomic add when a request is
@@ -46,8 +49,7 @@ struct InFlightCap {
 
 impl InFlightCap {
     fn admit(&self) -> Result<InFlight, UpstreamError> {
-        self.count.inc();
-        let admitted = InFlight(self.count.clone());
+        let admitted = InFlight::new(&self.count);
         // Concurrent admissions may both see the other and both refuse: never more than `max`
         // pass, and the cap is only ever reached under load anyway.
         if self.count.get() > self.max {
@@ -58,13 +60,10 @@ impl InFlightCap {
     }
 }
 
-/// One request counted in flight until dropped.
-pub struct InFlight(IntGauge);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
+/// The upstream's name in metrics labels and access-log lines: its configured URL, without a
+/// trailing slash.
+pub fn name(settings: &UpstreamSettings) -> String {
+    settings.uri.to_string().trim_end_matches('/').to_owned()
 }
 
 impl Forwarder {
@@ -87,13 +86,24 @@ impl Forwarder {
                 max: i64::try_from(settings.max_in_flight).unwrap_or(i64::MAX),
                 refused: metrics.upstream_refused.clone(),
             },
+            metrics: UpstreamMetrics::new(metrics, &name(settings)),
         }
     }
 
     /// Send the request upstream; the path and query go byte-for-byte in origin form. Returns
     /// once the response head has arrived; its body streams through afterwards. Refused at once
     /// when `upstream.max_in_flight` requests are in flight.
-    pub async fn send(&self, mut req: Request<UpstreamBody>) -> Result<Response<PooledBody>, UpstreamError> {
+    pub async fn send(&self, req: Request<UpstreamBody>) -> Result<Response<PooledBody>, UpstreamError> {
+        let started = Instant::now();
+        let result = self.send_uncounted(req).await;
+        match &result {
+            Ok(response) => self.metrics.response(response.status(), started.elapsed()),
+            Err(e) => self.metrics.error(*e, started.elapsed()),
+        }
+        result
+    }
+
+    async fn send_uncounted(&self, mut req: Request<UpstreamBody>) -> Result<Response<PooledBody>, UpstreamError> {
         let in_flight = self.in_flight.admit()?;
         let path = req.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
         *req.uri_mut() = Uri::from(path);
@@ -187,8 +197,9 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    /// A forwarder to `address` with a pool of its own and throwaway metrics.
-    fn forwarder(address: String) -> Forwarder {
+    /// A forwarder to `address` with a pool of its own, its upstream metrics in `metrics`
+    /// (labelled `http://up`) and throwaway others.
+    fn forwarder_with(address: String, metrics: &Metrics) -> Forwarder {
         let counter = || IntCounter::new("c", "c").unwrap();
         Forwarder {
             pool: Arc::new(Pool::new(4, Duration::from_secs(60))),
@@ -198,7 +209,49 @@ mod tests {
             response_timeout: Duration::from_secs(5),
             connections_opened: counter(),
             in_flight: InFlightCap { count: IntGauge::new("g", "g").unwrap(), max: 8, refused: counter() },
+            metrics: UpstreamMetrics::new(metrics, "http://up"),
         }
+    }
+
+    fn forwarder(address: String) -> Forwarder {
+        forwarder_with(address, &Metrics::new())
+    }
+
+    /// Each request is counted once per upstream: its response's class, or its error; the
+    /// wait is observed for responses and timeouts.
+    #[tokio::test]
+    async fn outcomes_are_counted_per_upstream() {
+        let m = Metrics::new();
+        let class = |c: &str| m.upstream_responses.with_label_values(&["http://up", c]).get();
+        let error = |e: &str| m.upstream_errors.with_label_values(&["http://up", e]).get();
+        let waits = || m.upstream_duration.with_label_values(&["http://up"]).get_sample_count();
+
+        let ok = forwarder_with(upstream().await, &m);
+        ok.send(get()).await.expect("answered");
+        assert_eq!((class("2xx"), waits()), (1, 1));
+
+        // Nothing listens on a port just freed.
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = closed.local_addr().unwrap().to_string();
+        drop(closed);
+        let refused = forwarder_with(address, &m);
+        assert_eq!(refused.send(get()).await.err(), Some(UpstreamError::Connect));
+        assert_eq!((error("connect"), waits()), (1, 1), "a connect error is not a wait");
+
+        // Accepts, never answers.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut slow = forwarder_with(silent.local_addr().unwrap().to_string(), &m);
+        slow.response_timeout = Duration::from_millis(50);
+        assert_eq!(slow.send(get()).await.err(), Some(UpstreamError::Timeout));
+        assert_eq!((error("timeout"), waits()), (1, 2));
+        let sum = m.upstream_duration.with_label_values(&["http://up"]).get_sample_sum();
+        assert!(sum >= 0.05, "the timeout's wait is observed: {sum}");
+
+        let mut full = forwarder_with(upstream().await, &m);
+        full.in_flight.max = 0;
+        assert_eq!(full.send(get()).await.err(), Some(UpstreamError::Overloaded));
+        assert_eq!((error("overloaded"), class("2xx"), error("broken")), (1, 1, 0));
+        drop(silent);
     }
 
     /// An upstream answering every request with 200 `ok`.

@@ -179,7 +179,7 @@ async fn handle(conn: &Gateway, mut req: Request<Incoming>) -> Response<Logged<B
     };
     response.headers_mut().insert(X_REQUEST_ID.clone(), request_id);
     let metrics = route.map_or(&state.no_route_metrics, |r| &state.route_metrics[r.index]);
-    metrics.record(decision, response.status(), started.elapsed());
+    metrics.record(decision, response.status(), started.elapsed(), trail.upstream);
     if let Some(e) = entry.as_deref_mut() {
         e.route = route.map(|r| r.id.clone());
         if decision != "allowed" {
@@ -356,6 +356,7 @@ fn is_form(headers: &http::HeaderMap) -> bool {
 /// Build the shared state from a validated config; `clock` is what authentication reads.
 pub fn state(config: Config, metrics: Metrics, http: &reqwest::Client, clock: Clock) -> State {
     let routes = RouteTable::new(&config.routes);
+    metrics.prepare(&config);
     State {
         route_metrics: routes.routes().map(|r| metrics.route(&r.route.id)).collect(),
         no_route_metrics: metrics.route(NO_ROUTE),

@@ -32,6 +32,8 @@ use prometheus::IntGauge;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use crate::metrics::InFlight;
+
 /// A connection's place under `server.max_connections`: counted in the open-connections gauge
 /// (which is the count the accept loop checks), and holding the drain open until dropped.
 pub(super) struct Slot {
@@ -104,10 +106,12 @@ impl Drop for Stream {
     }
 }
 
-/// A response body that keeps its HTTP/2 stream counted in flight while it lives.
+/// A response body that keeps its HTTP/2 stream, and its request, counted in flight while it
+/// lives.
 pub(super) struct Tracked<B> {
     body: B,
     _stream: Option<Stream>,
+    _request: Option<InFlight>,
 }
 
 impl<B: Body + Unpin> Body for Tracked<B> {
@@ -127,14 +131,17 @@ impl<B: Body + Unpin> Body for Tracked<B> {
     }
 }
 
-/// `service` reporting each request to `activity`: HTTP/1 requests cost one relaxed load.
-pub(super) fn tracked<S>(service: S, activity: Arc<Activity>) -> TrackedService<S> {
-    TrackedService { service, activity }
+/// `service` reporting each request to `activity` (HTTP/1 requests cost one relaxed load) and
+/// counting it in `in_flight` (the listener's `tokengate_in_flight_requests`) from its call
+/// until its response body is dropped: finished, or cancelled with its connection.
+pub(super) fn tracked<S>(service: S, activity: Arc<Activity>, in_flight: Option<IntGauge>) -> TrackedService<S> {
+    TrackedService { service, activity, in_flight }
 }
 
 pub(super) struct TrackedService<S> {
     service: S,
     activity: Arc<Activity>,
+    in_flight: Option<IntGauge>,
 }
 
 impl<S, B> Service<Request<Incoming>> for TrackedService<S>
@@ -150,7 +157,8 @@ where
         // HTTP/2 connection as one.
         let stream = (req.version() == Version::HTTP_2).then(|| Stream::begin(&self.activity));
         self.activity.saw_request();
-        TrackedFuture { inner: self.service.call(req), stream }
+        let request = self.in_flight.as_ref().map(InFlight::new);
+        TrackedFuture { inner: self.service.call(req), stream, request }
     }
 }
 
@@ -161,6 +169,7 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: F,
         stream: Option<Stream>,
+        request: Option<InFlight>,
     }
 }
 
@@ -174,7 +183,8 @@ where
         let this = self.project();
         let Ok(response) = std::task::ready!(this.inner.poll(cx));
         let stream = this.stream.take();
-        Poll::Ready(Ok(response.map(|body| Tracked { body, _stream: stream })))
+        let request = this.request.take();
+        Poll::Ready(Ok(response.map(|body| Tracked { body, _stream: stream, _request: request })))
     }
 }
 

@@ -115,7 +115,7 @@ pub async fn serve<S, B>(
         let _ = stream.set_nodelay(true);
         let slot = conn::Slot::new(metrics.open.clone(), alive.clone());
         let activity = Arc::new(conn::Activity::default());
-        let service = conn::tracked(make_service(remote), activity.clone());
+        let service = conn::tracked(make_service(remote), activity.clone(), metrics.in_flight.clone());
         let io = Framing::new(Coalesce(stream), limits.max_header_bytes, Some(on_refusal.clone()));
         let connection = builder.serve_connection(TokioIo::new(io), service).into_owned();
         tokio::spawn(conn::supervise(connection, |c| c.graceful_shutdown(), activity, timers, shutdown.clone(), slot));
