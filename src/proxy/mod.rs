@@ -367,7 +367,7 @@ pub fn state(config: Config, metrics: Metrics, http: &reqwest::Client, clock: Cl
         path_options: PathOptions { keep_encoded_slashes: config.paths.keep_encoded_slashes },
         realm: crate::respond::quote(&config.realm),
         resource_metadata: resource_metadata(&config),
-        upstream_name: config.upstream.as_ref().map(|u| Arc::from(u.uri.to_string().trim_end_matches('/'))),
+        upstream_name: config.upstream.as_ref().map(|u| Arc::from(forward::name(u))),
         metrics,
         config,
     }
