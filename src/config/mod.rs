@@ -6,6 +6,7 @@
 
 pub mod env;
 mod env_keys;
+mod locate;
 mod paths;
 pub mod print;
 pub mod raw;

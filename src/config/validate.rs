@@ -12,6 +12,7 @@ use http::{HeaderName, Method, Uri};
 use jsonwebtoken::{Algorithm, AlgorithmFamily};
 
 use super::env::{self, Provenance};
+use super::locate::Locations;
 use super::raw::{
     self, RawAudienceCheck, RawAuth, RawClientAuthMethod, RawConfig, RawDecision, RawMode, RawScopeMatch,
 };
@@ -106,8 +107,9 @@ pub struct Sources {
 /// What supplied a bad value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
-    /// The config file.
-    File(PathBuf),
+    /// The config file, and where in it (1-based line and column of the key, or of the
+    /// nearest enclosing key when the value was left to its default).
+    File(PathBuf, Option<(usize, usize)>),
     /// A `TOKENGATE_*` variable.
     Env(String),
     /// Neither: a required value is missing and there is no file.
@@ -136,6 +138,10 @@ pub enum ConfigError {
     /// A value parsed but is not acceptable.
     #[error("{}", fmt_invalid(origin, field, message))]
     Invalid { origin: Origin, field: String, message: String },
+    /// Several problems, each with its own place, in the order the sections are checked (the
+    /// order of `config/tokengate.example.yaml`).
+    #[error("{} problems:\n{}", .0.len(), .0.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
+    Many(Vec<ConfigError>),
 }
 
 impl ConfigError {
@@ -145,6 +151,7 @@ impl ConfigError {
             ConfigError::Read { .. } => None,
             ConfigError::Parse { field, .. } => field.as_deref(),
             ConfigError::Invalid { field, .. } => Some(field),
+            ConfigError::Many(all) => all.first().and_then(ConfigError::field),
         }
     }
 }
@@ -162,7 +169,8 @@ fn fmt_parse(file: &Path, location: Option<(usize, usize)>, field: Option<&str>,
 
 fn fmt_invalid(origin: &Origin, field: &str, message: &str) -> String {
     match origin {
-        Origin::File(path) => format!("{}: {field}: {message}", path.display()),
+        Origin::File(path, Some((line, column))) => format!("{}:{line}:{column}: {field}: {message}", path.display()),
+        Origin::File(path, None) => format!("{}: {field}: {message}", path.display()),
         Origin::Env(var) => format!("{var}: {field}: {message}"),
         Origin::Defaults => format!("{field}: {message}"),
     }
@@ -176,32 +184,48 @@ pub fn load(sources: &Sources) -> Result<Config, ConfigError> {
                 std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
             load_text(path, &text, &sources.env)
         }
-        None => finish(RawConfig::default(), None, &sources.env),
+        None => finish(RawConfig::default(), None, &Locations::default(), &sources.env),
     }
 }
 
 /// `load` for a config whose text is already in memory (the bundled demo config); `name` is
 /// used in error messages.
 pub fn load_text(name: &Path, text: &str, env: &HashMap<String, String>) -> Result<Config, ConfigError> {
-    finish(parse_file(name, text, env)?, Some(name), env)
+    let (raw, locations) = parse_located(name, text, env)?;
+    finish(raw, Some(name), &locations, env)
 }
 
-fn finish(mut raw: RawConfig, file: Option<&Path>, env: &HashMap<String, String>) -> Result<Config, ConfigError> {
+fn finish(
+    mut raw: RawConfig,
+    file: Option<&Path>,
+    locations: &Locations,
+    env: &HashMap<String, String>,
+) -> Result<Config, ConfigError> {
     let mut prov = Provenance::default();
     env::apply(&mut raw, env, &mut prov)?;
-    let ctx = Ctx { file, prov: &prov };
+    let ctx = Ctx { file, locations, prov: &prov };
     validate(raw, &ctx)
 }
 
 /// `${…}` substitution then YAML parsing; `file` is only used in error messages.
 pub fn parse_file(file: &Path, text: &str, env: &HashMap<String, String>) -> Result<RawConfig, ConfigError> {
+    parse_located(file, text, env).map(|(raw, _)| raw)
+}
+
+/// `parse_file`, and where each key is in the substituted text.
+fn parse_located(
+    file: &Path,
+    text: &str,
+    env: &HashMap<String, String>,
+) -> Result<(RawConfig, Locations), ConfigError> {
     let text = env::substitute(text, env).map_err(|e| ConfigError::Parse {
         file: file.to_path_buf(),
         location: Some((e.line, e.column)),
         field: None,
         message: e.message,
     })?;
-    serde_norway::from_str(&text).map_err(|e| yaml_error(file, &e))
+    let raw = serde_norway::from_str(&text).map_err(|e| yaml_error(file, &e))?;
+    Ok((raw, Locations::of(&text)))
 }
 
 /// serde_norway says `routes[1]: unknown field `x`, expected … at line 5 column 5`; split that into
@@ -237,6 +261,7 @@ fn yaml_error(file: &Path, e: &serde_norway::Error) -> ConfigError {
 
 pub(crate) struct Ctx<'a> {
     file: Option<&'a Path>,
+    locations: &'a Locations,
     prov: &'a Provenance,
 }
 
@@ -245,72 +270,123 @@ impl Ctx<'_> {
         let field = field.into();
         let origin = match (self.prov.lookup(&field), self.file) {
             (Some(var), _) => Origin::Env(var.to_string()),
-            (None, Some(file)) => Origin::File(file.to_path_buf()),
+            (None, Some(file)) => Origin::File(file.to_path_buf(), self.locations.find(&field)),
             (None, None) => Origin::Defaults,
         };
         ConfigError::Invalid { origin, field, message: message.into() }
     }
 }
 
+/// Every section is checked, and every problem found is reported at once: a section that
+/// fails does not hide the next one. A section that depends on another (routes name issuers) is
+/// checked once that one is valid; within a section the first problem is reported.
 fn validate(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Config, ConfigError> {
-    let listen = socket_addr(ctx, "listen", raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN))?;
-    let admin_listen = socket_addr(ctx, "admin_listen", raw.admin_listen.as_deref().unwrap_or(DEFAULT_ADMIN_LISTEN))?;
-    if overlaps(listen, admin_listen) {
-        return Err(ctx.err(
-            "admin_listen",
-            format!("{admin_listen} overlaps listen ({listen}); the admin listener needs its own port"),
-        ));
+    let mut p = Problems::default();
+    let listen = p.take(socket_addr(ctx, "listen", raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN)));
+    let admin_listen =
+        p.take(socket_addr(ctx, "admin_listen", raw.admin_listen.as_deref().unwrap_or(DEFAULT_ADMIN_LISTEN)));
+    if let (Some(listen), Some(admin_listen)) = (listen, admin_listen) {
+        if overlaps(listen, admin_listen) {
+            p.add(ctx.err(
+                "admin_listen",
+                format!("{admin_listen} overlaps listen ({listen}); the admin listener needs its own port"),
+            ));
+        }
     }
     let realm = raw.realm.unwrap_or_else(|| DEFAULT_REALM.to_string());
     if realm.is_empty() || realm.chars().any(|c| c == '"' || c == '\\' || c.is_control()) {
-        return Err(ctx.err(
+        p.add(ctx.err(
             "realm",
             "must be non-empty and contain no '\"', '\\' or control characters (it is sent as a \
              quoted-string in WWW-Authenticate)",
         ));
     }
-    // Validated in file order, so the first error reported is the first one in the file.
-    let server = server(ctx, raw.server.unwrap_or_default())?;
+    // Validated in the example file's order of sections, so problems are listed in that order.
+    let server = p.take(server(ctx, raw.server.unwrap_or_default()));
     // Without an upstream only the decision service runs; without either there is nothing to do.
     let upstream = match raw.upstream {
-        None if raw.decision.is_some() => None,
-        raw_upstream => Some(upstream(ctx, raw_upstream.unwrap_or_default())?),
+        None if raw.decision.is_some() => Some(None),
+        raw_upstream => p.take(upstream(ctx, raw_upstream.unwrap_or_default())).map(Some),
     };
-    let tokens = tokens(ctx, raw.tokens.unwrap_or_default())?;
-    let jwks = jwks(ctx, raw.jwks.unwrap_or_default())?;
-    let token_cache = token_cache(ctx, raw.token_cache.unwrap_or_default())?;
-    let issuers = issuers(ctx, raw.issuers.unwrap_or_default())?;
+    let tokens = p.take(tokens(ctx, raw.tokens.unwrap_or_default()));
+    let jwks = p.take(jwks(ctx, raw.jwks.unwrap_or_default()));
+    let token_cache = p.take(token_cache(ctx, raw.token_cache.unwrap_or_default()));
+    let issuers = p.take(issuers(ctx, raw.issuers.unwrap_or_default()));
     let paths = super::paths::paths(raw.paths);
-    let routes = routes(ctx, raw.routes, &issuers, &paths)?;
-    let identity = identity(ctx, raw.identity.unwrap_or_default())?;
-    let protected_resource = match raw.protected_resource {
-        Some(r) => Some(super::resource::protected_resource(ctx, r, &issuers, &routes)?),
+    let routes = match &issuers {
+        Some(issuers) => p.take(routes(ctx, raw.routes, issuers, &paths)),
         None => None,
     };
-    // Cross-section: reported once each section is valid on its own.
-    trust::check_audiences(ctx, &issuers, &routes)?;
-    let upstream_is_set = upstream.is_some();
+    let identity = p.take(identity(ctx, raw.identity.unwrap_or_default()));
+    let protected_resource = match (raw.protected_resource, &issuers, &routes) {
+        (None, ..) => Some(None),
+        (Some(r), Some(issuers), Some(routes)) => {
+            p.take(super::resource::protected_resource(ctx, r, issuers, routes)).map(Some)
+        }
+        (Some(_), ..) => None,
+    };
+    // Cross-section: checked once each section is valid on its own.
+    if let (Some(issuers), Some(routes)) = (&issuers, &routes) {
+        p.take(trust::check_audiences(ctx, issuers, routes));
+    }
+    let trusted_proxies = p.take(super::paths::trusted_proxies(ctx, raw.trusted_proxies));
+    let upstream_is_set = matches!(upstream, Some(Some(_)));
+    let decision = match (raw.decision, listen, admin_listen) {
+        (None, ..) => Some(None),
+        (Some(d), Some(listen), Some(admin_listen)) => {
+            p.take(decision(ctx, d, upstream_is_set.then_some(listen), admin_listen)).map(Some)
+        }
+        (Some(_), ..) => None,
+    };
+    p.finish()?;
+    // `finish` returned: no problem, so every section is there.
+    let missing = || ConfigError::Invalid {
+        origin: Origin::Defaults,
+        field: "config".into(),
+        message: "internal error: a section is missing after validation".into(),
+    };
     Ok(Config {
-        listen,
-        admin_listen,
+        listen: listen.ok_or_else(missing)?,
+        admin_listen: admin_listen.ok_or_else(missing)?,
         realm,
-        server,
-        upstream,
-        tokens,
-        jwks,
-        token_cache,
-        issuers,
+        server: server.ok_or_else(missing)?,
+        upstream: upstream.ok_or_else(missing)?,
+        tokens: tokens.ok_or_else(missing)?,
+        jwks: jwks.ok_or_else(missing)?,
+        token_cache: token_cache.ok_or_else(missing)?,
+        issuers: issuers.ok_or_else(missing)?,
         paths,
-        routes,
-        identity,
-        protected_resource,
-        trusted_proxies: super::paths::trusted_proxies(ctx, raw.trusted_proxies)?,
-        decision: raw
-            .decision
-            .map(|d| decision(ctx, d, upstream_is_set.then_some(listen), admin_listen))
-            .transpose()?,
+        routes: routes.ok_or_else(missing)?,
+        identity: identity.ok_or_else(missing)?,
+        protected_resource: protected_resource.ok_or_else(missing)?,
+        trusted_proxies: trusted_proxies.ok_or_else(missing)?,
+        decision: decision.ok_or_else(missing)?,
         access_log: access_log(raw.access_log.unwrap_or_default()),
     })
+}
+
+/// The problems found so far.
+#[derive(Default)]
+struct Problems(Vec<ConfigError>);
+
+impl Problems {
+    fn add(&mut self, e: ConfigError) {
+        self.0.push(e);
+    }
+
+    /// The value, or `None` with its problem kept.
+    fn take<T>(&mut self, result: Result<T, ConfigError>) -> Option<T> {
+        result.map_err(|e| self.add(e)).ok()
+    }
+
+    /// One problem as itself, several as `ConfigError::Many`.
+    fn finish(mut self) -> Result<(), ConfigError> {
+        match self.0.len() {
+            0 => Ok(()),
+            1 => Err(self.0.remove(0)),
+            _ => Err(ConfigError::Many(self.0)),
+        }
+    }
 }
 
 /// `decision:`. Its listener needs a port of its own (`listen` is `None` when no proxy listener
@@ -1050,7 +1126,7 @@ fn identity(ctx: &Ctx<'_>, raw: raw::RawIdentity) -> Result<Identity, ConfigErro
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Origin::File(p) => write!(f, "{}", p.display()),
+            Origin::File(p, _) => write!(f, "{}", p.display()),
             Origin::Env(v) => f.write_str(v),
             Origin::Defaults => f.write_str("defaults"),
         }

@@ -207,8 +207,10 @@ fn env_only_config() {
 #[test]
 fn empty_sources_name_the_missing_variable() {
     let err = load(&Sources::default()).unwrap_err();
-    assert_eq!(err.to_string().split(':').next(), Some("upstream.url"));
+    // Both missing values at once.
+    assert!(err.to_string().starts_with("2 problems:\n  upstream.url: "), "{err}");
     assert!(err.to_string().contains("TOKENGATE_UPSTREAM"), "{err}");
+    assert!(err.to_string().contains("\n  issuers: ") && err.to_string().contains("TOKENGATE_ISSUER"), "{err}");
     let err = load(&Sources { file: None, env: env(&[(env::UPSTREAM, "http://a:1")]) }).unwrap_err();
     assert!(err.to_string().starts_with("issuers: ") && err.to_string().contains("TOKENGATE_ISSUER"), "{err}");
 }
@@ -354,13 +356,31 @@ fn unreadable_file() {
     assert!(err.to_string().starts_with(&path.display().to_string()), "{err}");
 }
 
-/// Validation errors read `file: field: message`.
+/// Every section's problem is reported in one run, each at its line and column, in file order.
+#[test]
+fn every_problem_in_one_run() {
+    let text = "listen: nowhere\nserver:\n  max_connections: 0\nupstream:\n  url: https://app\nissuers:\n  - issuer: https://idp.example.com/\n    audiences: [api]\nrealm: 'a\"b'\n";
+    let file = TempFile::new(text);
+    let err = load(&Sources { file: Some(file.0.clone()), env: HashMap::new() }).unwrap_err();
+    let text = err.to_string();
+    let name = file.0.display().to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "4 problems:", "{text}");
+    assert!(lines[1].starts_with(&format!("  {name}:1:1: listen: ")), "{text}");
+    assert!(lines[2].starts_with(&format!("  {name}:9:1: realm: ")), "{text}");
+    assert!(lines[3].starts_with(&format!("  {name}:3:3: server.max_connections: ")), "{text}");
+    assert!(lines[4].starts_with(&format!("  {name}:5:3: upstream.url: ")), "{text}");
+    assert_eq!(err.field(), Some("listen"));
+}
+
+/// Validation errors read `file:line:column: field: message`, at the key's position.
 #[test]
 fn validation_error_format() {
     let text = format!("{BASE}    jwks_uri: http://idp.example.com/jwks\n");
+    let line = text.lines().count();
     let file = TempFile::new(&text);
     let err = load(&Sources { file: Some(file.0.clone()), env: HashMap::new() }).unwrap_err();
-    let prefix = format!("{}: issuers[0].jwks_uri: ", file.0.display());
+    let prefix = format!("{}:{line}:5: issuers[0].jwks_uri: ", file.0.display());
     assert!(err.to_string().starts_with(&prefix), "{err}");
     assert!(err.to_string().contains("must use https"), "{err}");
 }
