@@ -30,6 +30,8 @@ enum Command {
     Run,
     /// Validate the configuration and print the effective config (secrets redacted).
     CheckConfig,
+    /// Print the JSON Schema of the configuration file (config/tokengate.schema.json).
+    Schema,
     /// Run a self-contained demo on loopback: dev issuer, echo upstream and the gateway,
     /// and print curl commands with working tokens.
     Demo {
@@ -63,6 +65,10 @@ fn main() -> ExitCode {
             }
             Err(e) => config_error(e),
         },
+        Command::Schema => {
+            print!("{}", config::schema());
+            ExitCode::SUCCESS
+        }
         Command::Run => match load(&sources, |w| tracing::warn!("{w}")) {
             Ok(cfg) => run(runtime(cfg.server.worker_threads), async move {
                 let drain_delay = cfg.server.drain_delay;

@@ -11,6 +11,7 @@ mod paths;
 pub mod print;
 pub mod raw;
 mod resource;
+mod schema;
 mod secret_file;
 mod subst;
 pub mod validate;
@@ -24,6 +25,7 @@ use http::{HeaderName, Method, Uri};
 use jsonwebtoken::Algorithm;
 
 pub use print::render_effective;
+pub use schema::schema;
 pub use validate::{load, load_text, ConfigError, Origin, Sources};
 pub use warnings::warnings;
 

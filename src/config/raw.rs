@@ -7,206 +7,293 @@
 use std::fmt;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::de::{self, MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+use super::schema::{ClaimValue, HumantimeDuration};
+
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawConfig {
+    /// Proxy listener, ip:port (default 0.0.0.0:8080).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<String>,
+    /// Admin listener for /livez, /readyz and /metrics, ip:port; must not overlap `listen` (default 127.0.0.1:9090).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_listen: Option<String>,
+    /// `realm="..."` in every WWW-Authenticate challenge (default tokengate).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub realm: Option<String>,
+    /// Listener limits, timeouts and shutdown timings.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server: Option<RawServer>,
+    /// The protected service. Required unless only the decision service runs (`decision.listen`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream: Option<RawUpstream>,
+    /// Where a bearer token may be read from (RFC 6750 §2); the Authorization header always works.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tokens: Option<RawTokens>,
+    /// Refresh and fetch limits of the issuers' key sets (JWKS) and discovery documents.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jwks: Option<RawJwks>,
+    /// Verified-token cache: a JWT that validated once is admitted again by one lookup until its exp.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_cache: Option<RawTokenCache>,
+    /// Token issuers; a token's `iss` selects one. At least one is required (or TOKENGATE_ISSUER).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub issuers: Option<Vec<RawIssuer>>,
+    /// How request paths are read and matched.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub paths: Option<RawPaths>,
+    /// Routes, first match wins; a request matching none gets 404 (default: one route {id: default, path_prefix: /, auth: required}).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub routes: Option<Vec<RawRoute>>,
+    /// What the upstream learns about the caller; every header named here is removed from the client's request first.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identity: Option<RawIdentity>,
+    /// RFC 9728 protected resource metadata (off when omitted).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub protected_resource: Option<RawProtectedResource>,
+    /// Peers (CIDRs or addresses) whose X-Forwarded-* and Forwarded headers are kept (default []).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trusted_proxies: Option<Vec<String>>,
+    /// The decision service for an ingress that asks before it forwards (nginx auth_request, Traefik ForwardAuth, Envoy ext_authz); off when omitted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decision: Option<RawDecision>,
+    /// The access log: one line per request at info level.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub access_log: Option<RawAccessLog>,
 }
 
 /// `access_log:`, the one line per request.
-#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawAccessLog {
+    /// Write the line (default true).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
+    /// Log the token's subject and client id; false logs both as null (default true).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subjects: Option<bool>,
+    /// Log the query string, any access_token removed (default false).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub query: Option<bool>,
 }
 
 /// `decision:`, the decision service for an ingress that asks before it forwards.
-#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawDecision {
+    /// Where the decision service listens, ip:port. Required in the section (or TOKENGATE_DECISION_LISTEN).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<String>,
+    /// Peers (the ingress) allowed to describe a request, CIDRs or addresses (default [127.0.0.0/8, ::1/128]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trusted_peers: Option<Vec<String>>,
 }
 
-#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawPaths {
+    /// refuse: %2F and %5C in a path are 400 | keep: forwarded unchanged, and they count as "/" for matching (default refuse).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub encoded_slashes: Option<RawEncodedSlashes>,
+    /// Default of routes[].case_insensitive (default false).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub case_insensitive: Option<bool>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RawEncodedSlashes {
     Refuse,
     Keep,
 }
 
-#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawProtectedResource {
+    /// The resource identifier: an https URL, no query, no fragment. Required in the section.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resource: Option<String>,
+    /// Issuer URLs clients may get tokens from (default: every issuer).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub authorization_servers: Option<Vec<String>>,
+    /// Scopes worth asking for (default: every scope some route requires).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scopes_supported: Option<Vec<String>>,
+    /// Human-readable name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resource_name: Option<String>,
 }
 
-#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawServer {
+    /// A client must send its whole request head within this time, the slowloris guard (default 10s).
     #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<HumantimeDuration>")]
     pub header_read_timeout: Option<Duration>,
+    /// After SIGTERM, how long the listeners keep accepting while /readyz answers 503 (default 5s).
     #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<HumantimeDuration>")]
     pub drain_delay: Option<Duration>,
+    /// Once the listeners close, how long in-flight requests get to finish (default 20s).
     #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<HumantimeDuration>")]
     pub shutdown_grace: Option<Duration>,
+    /// Largest accepted request head in bytes, at least 8192 (default 65536).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_header_bytes: Option<usize>,
+    /// Tokio worker threads; null = one per CPU core (default null).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub worker_threads: Option<usize>,
+    /// Client connections served at once, per listener; one more is answered 503 (default 10000).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<usize>,
+    /// An HTTP/2 connection with no stream in flight for this long is closed; at least header_read_timeout (default 60s).
     #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<HumantimeDuration>")]
     pub idle_timeout: Option<Duration>,
+    /// Reading a form body for its access_token must finish within this, else 408 (default 10s).
     #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<HumantimeDuration>")]
     pub body_read_timeout: Option<Duration>,
+    /// HTTP/2 streams a client may have open at once on one connection (default 100).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http2_max_concurrent_streams: Option<u32>,
+    /// HTTP/2: a PING after this long without a frame from the client (default 30s).
     #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<HumantimeDuration>")]
     pub http2_keep_alive_interval: Option<Duration>,
+    /// HTTP/2: the connection is closed if the PING is not answered within this (default 10s).
     #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<HumantimeDuration>")]
     pub http2_keep_alive_timeout: Option<Duration>,
 }
 
-#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawUpstream {
+    /// The protected service, http://host[:port] with no path and no query. Required (or TOKENGATE_UPSTREAM).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// TCP connect timeout (default 2s).
     #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<HumantimeDuration>")]
     pub connect_timeout: Option<Duration>,
+    /// Time until the upstream's response head arrives (default 30s).
     #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<HumantimeDuration>")]
     pub response_timeout: Option<Duration>,
+    /// Idle pooled connections are closed after this long (default 90s).
     #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<HumantimeDuration>")]
     pub pool_idle_timeout: Option<Duration>,
+    /// Idle pooled connections kept per upstream host; 0 disables pooling (default 64).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pool_max_idle_per_host: Option<usize>,
+    /// Requests to the upstream in flight at once; one more is answered 503, never queued (default 1024).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_in_flight: Option<usize>,
 }
 
-#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawTokens {
+    /// Accept the `access_token` query parameter (RFC 6750 §2.3; leaks into logs, avoid) (default false).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub query: Option<bool>,
+    /// Accept `access_token` in a form-encoded body (RFC 6750 §2.2) (default false).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub form_body: Option<bool>,
+    /// Longer tokens are refused unparsed (default 16384).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_bytes: Option<usize>,
 }
 
-#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawJwks {
+    /// Lower bound for the JWKS response's Cache-Control max-age (default 60s).
     #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<HumantimeDuration>")]
     pub min_refresh: Option<Duration>,
+    /// Upper bound for the JWKS response's Cache-Control max-age (default 1h).
     #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<HumantimeDuration>")]
     pub max_refresh: Option<Duration>,
+    /// Refresh interval when there is no usable max-age, between min_refresh and max_refresh (default 5m).
     #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<HumantimeDuration>")]
     pub default_refresh: Option<Duration>,
+    /// At most one refetch per issuer per cooldown when a token names an unknown kid (default 30s).
     #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<HumantimeDuration>")]
     pub unknown_kid_cooldown: Option<Duration>,
+    /// Total time for one JWKS or discovery fetch (default 5s).
     #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<HumantimeDuration>")]
     pub fetch_timeout: Option<Duration>,
+    /// Larger JWKS or discovery documents are refused (default 262144).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_response_bytes: Option<usize>,
 }
 
-#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawTokenCache {
+    /// Turn the cache off to verify every signature on every request (default true).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
+    /// At most this many tokens are remembered (default 100000).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_entries: Option<usize>,
+    /// At most about this many bytes of verified claims (default 67108864, 64 MiB).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_bytes: Option<usize>,
 }
 
-#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawIssuer {
+    /// Name used by routes[].issuers; unique (default: the issuer URL).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// Exact `iss` value (case-sensitive). Required. https, or http for loopback hosts only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub issuer: Option<String>,
+    /// JWKS URL. Omit it (and hmac_secret) for discovery.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jwks_uri: Option<String>,
+    /// Shared HMAC secret, at least 32 bytes; excludes jwks_uri. Printed as <redacted>.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hmac_secret: Option<RawSecret>,
+    /// Tokens must carry one of these in `aud`; a route's `audiences` replace them (default []).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub audiences: Option<Vec<String>>,
+    /// enabled | disabled: `disabled` accepts any `aud` on routes that set no audiences (default enabled).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub audience_check: Option<RawAudienceCheck>,
+    /// Algorithm allowlist; "none" is always refused (default: the asymmetric ones, or [HS256] with hmac_secret).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub algorithms: Option<Vec<String>>,
+    /// Clock-skew allowance for exp and nbf, at most 5m (default 30s).
     #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<HumantimeDuration>")]
     pub leeway: Option<Duration>,
+    /// Require the RFC 9068 header typ: at+jwt (default false).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub require_typ_at_jwt: Option<bool>,
+    /// Claim holding the scopes (default: `scope`, space-separated, then `scp`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scope_claim: Option<String>,
+    /// jwt: checked locally | introspection: sent to the introspection endpoint | auto: JWTs locally, opaque tokens introspected (default jwt, or auto with introspection).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mode: Option<RawMode>,
+    /// RFC 7662 token introspection for this issuer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub introspection: Option<RawIntrospection>,
 }
@@ -223,14 +310,14 @@ impl fmt::Debug for RawSecret {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RawAudienceCheck {
     Enabled,
     Disabled,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RawMode {
     Jwt,
@@ -238,69 +325,98 @@ pub enum RawMode {
     Auto,
 }
 
-#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawIntrospection {
+    /// Introspection URL, https (http for loopback hosts only). Omit to read it from the issuer's discovery metadata.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
+    /// The gateway's own client id at the endpoint. Required.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
+    /// The gateway's own client secret at the endpoint. Required. Printed as <redacted>.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_secret: Option<RawSecret>,
+    /// client_secret_basic (HTTP Basic) | client_secret_post (form body) (default client_secret_basic).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_method: Option<RawClientAuthMethod>,
+    /// Total time for one introspection call (default 3s).
     #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<HumantimeDuration>")]
     pub timeout: Option<Duration>,
+    /// Active answers are reused for at most this long, never past the token's exp; 0s: no caching (default 60s).
     #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<HumantimeDuration>")]
     pub cache_max_ttl: Option<Duration>,
+    /// Inactive answers are reused for this long (default 5s).
     #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<HumantimeDuration>")]
     pub negative_ttl: Option<Duration>,
+    /// Most cached answers (default 100000).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache_capacity: Option<u64>,
+    /// At most about this many bytes of cached answers (default 33554432, 32 MiB).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache_max_bytes: Option<usize>,
+    /// Introspection calls under way at once (default 64).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_concurrent: Option<usize>,
+    /// Introspection calls started per second on average (default 200).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<f64>,
+    /// Introspection calls started at most in a burst (default 2 x rate_limit).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_burst: Option<u32>,
+    /// After this many consecutive failures the endpoint is not called, 503 at once (default 5).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub breaker_failures: Option<u32>,
+    /// How long the breaker stays open before one trial call (default 10s).
     #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<HumantimeDuration>")]
     pub breaker_open_for: Option<Duration>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RawClientAuthMethod {
     ClientSecretBasic,
     ClientSecretPost,
 }
 
-#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawRoute {
+    /// Unique name, [A-Za-z0-9_.-]+, used as the metrics `route` label. Required.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// Host to match, without case or trailing dot; with a port only requests for that port match.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// Matches the path and everything below it at a "/" or ";" boundary; must start with "/". Required.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path_prefix: Option<String>,
+    /// Compare path_prefix ignoring ASCII case (default paths.case_insensitive).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub case_insensitive: Option<bool>,
+    /// Methods to match, case-sensitive. Omit to match any method.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub methods: Option<Vec<String>>,
+    /// none: forwarded without a token | required: a valid token is needed (default required).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth: Option<RawAuth>,
+    /// Ids of the issuers whose tokens this route accepts (default: all). Only with auth: required.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub issuers: Option<Vec<String>>,
+    /// Overrides the issuer's audiences for this route. Only with auth: required.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub audiences: Option<Vec<String>>,
+    /// Scopes the token must carry (default []). Only with auth: required.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scopes: Option<Vec<String>>,
+    /// all: every listed scope | any: at least one (default all).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scope_match: Option<RawScopeMatch>,
+    /// Claim tests, all must pass. Only with auth: required.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub claims: Option<Vec<RawClaimRule>>,
 }
@@ -322,38 +438,46 @@ impl RawRoute {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RawAuth {
     None,
     Required,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RawScopeMatch {
     All,
     Any,
 }
 
-#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawClaimRule {
+    /// The top-level claim to test. Required.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub claim: Option<String>,
+    /// The claim equals this value (a string, number or boolean). Exactly one of equals or contains.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<ClaimValue>")]
     pub equals: Option<serde_json::Value>,
+    /// The claim is an array holding this value, or a space-separated string holding this word. Exactly one of equals or contains.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<ClaimValue>")]
     pub contains: Option<serde_json::Value>,
 }
 
-#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawIdentity {
+    /// Header name → source: subject | scopes | client_id | issuer | claim:<name>. `{}` sends none (default: X-Auth-Subject, X-Auth-Scopes, X-Auth-Client-Id, X-Auth-Issuer).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub headers: Option<HeaderMapping>,
+    /// Optional header carrying all verified claims as base64url(JSON).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub claims_header: Option<String>,
+    /// Forward the client's Authorization header upstream (default true).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub forward_authorization: Option<bool>,
 }
