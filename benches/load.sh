@@ -126,10 +126,23 @@ issuers:
 routes:
   - { id: bench, path_prefix: /, scopes: [read] }
 EOF
+# RUST_LOG=warn: no access log, as nginx runs with access_log off; tokengate-logged below has it.
 RUST_LOG=warn taskset -c "$SUT_CPU" target/release/tokengate --config "$work/tokengate.yaml" &
 tg_pid=$!
 pids+=("$tg_pid")
 wait_http "http://127.0.0.1:$tg_admin/readyz"
+
+# tokengate with its access log on (the default: one JSON line per request at info level),
+# written to a file as a log collector would read it: what the line costs.
+log_port=$(free_port)
+log_admin=$(free_port)
+sed -e "s/^listen: .*/listen: 127.0.0.1:$log_port/" -e "s/^admin_listen: .*/admin_listen: 127.0.0.1:$log_admin/" \
+    "$work/tokengate.yaml" >"$work/tokengate-logged.yaml"
+RUST_LOG=info TOKENGATE_LOG_FORMAT=json taskset -c "$SUT_CPU" target/release/tokengate \
+    --config "$work/tokengate-logged.yaml" 2>"$work/access.log" &
+log_pid=$!
+pids+=("$log_pid")
+wait_http "http://127.0.0.1:$log_admin/readyz"
 
 # tokengate as the decision service alone: the proxy's config without `listen` and `upstream`,
 # plus `decision.listen`. One process per front door, so each door has its own token cache.
@@ -281,6 +294,7 @@ run() {
 
 # Warm-up: connections, pools and the verified-token cache for the hot token.
 taskset -c "$AUX_CPU" wrk -t1 -c"$CONNECTIONS" -d2s -s benches/tokens.lua "http://127.0.0.1:$tg_port/bench" -- "$work/tokens/hot.txt" >/dev/null
+taskset -c "$AUX_CPU" wrk -t1 -c"$CONNECTIONS" -d2s -s benches/tokens.lua "http://127.0.0.1:$log_port/bench" -- "$work/tokens/hot.txt" >/dev/null
 taskset -c "$AUX_CPU" wrk -t1 -c"$CONNECTIONS" -d2s "http://127.0.0.1:$px_port/bench" >/dev/null
 taskset -c "$AUX_CPU" wrk -t1 -c"$CONNECTIONS" -d2s "http://127.0.0.1:$pt_port/bench" >/dev/null
 for e in "${envoy_systems[@]}"; do
@@ -307,6 +321,8 @@ for r in $(seq 1 "$ROUNDS"); do
     run tokengate reject "$tg_port" "$work/tokens/reject.txt" "$DURATION" "$tg_pid"
     run tokengate reject-new "$tg_port" "$slice:forge" "$COLD_DURATION" "$tg_pid"
     run tokengate introspect "$tg_port" "$work/tokens/opaque.txt" "$DURATION" "$tg_pid"
+    run tokengate-logged hot "$log_port" "$work/tokens/hot.txt" "$DURATION" "$log_pid"
+    run tokengate-logged reject "$log_port" "$work/tokens/reject.txt" "$DURATION" "$log_pid"
     # The earlier build and Envoy run the same four JWT workloads.
     for e in "${base_systems[@]}" "${envoy_systems[@]}"; do
         IFS=: read -r name port pid <<<"$e"
