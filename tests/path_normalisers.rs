@@ -126,7 +126,9 @@ fn every_three_segment_path() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 3000, failure_persistence: None, ..ProptestConfig::default() })]
+    // 20 000 cases (about two seconds): at 3 000, a real bypass with encoded slashes kept
+    // (`/;%2Fa/admin%2F;`) was found only now and then.
+    #![proptest_config(ProptestConfig { cases: 20_000, failure_persistence: None, ..ProptestConfig::default() })]
 
     /// Every framework serves a forwarded path under the route the gateway chose for it.
     #[test]
