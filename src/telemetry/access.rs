@@ -162,10 +162,13 @@ impl Entry {
     }
 
     fn write(&self, l: &mut Line<'_>) -> fmt::Result {
-        let text = |v: &HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned();
+        // Header values are visible ASCII unless a client sent obs-text: borrowed, not copied.
+        fn text(v: &HeaderValue) -> std::borrow::Cow<'_, str> {
+            String::from_utf8_lossy(v.as_bytes())
+        }
         l.str("request_id", &text(&self.request_id))?;
         l.str("door", self.door)?;
-        l.str("client", &self.client.to_string())?;
+        l.plain("client", self.client)?;
         l.str("method", self.method.as_str())?;
         l.opt("host", self.host.as_ref().map(text).as_deref())?;
         let (path, query) = match self.target.split_once('?') {

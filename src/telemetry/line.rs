@@ -64,6 +64,16 @@ impl<'w> Line<'w> {
         }
     }
 
+    /// A value whose `Display` never needs escaping (a timestamp, an IP address): quoted in
+    /// JSON, bare in logfmt, written without an intermediate string.
+    pub fn plain(&mut self, key: &str, value: impl fmt::Display) -> fmt::Result {
+        self.key(key)?;
+        match self.format {
+            Format::Json => write!(self.out, "\"{value}\""),
+            Format::Text => write!(self.out, "{value}"),
+        }
+    }
+
     /// A number or boolean: written as its `Display`, unquoted in both formats.
     pub fn num(&mut self, key: &str, value: impl fmt::Display) -> fmt::Result {
         self.key(key)?;

@@ -57,14 +57,24 @@ where
     fn format_event(&self, _: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
         let meta = event.metadata();
         let mut line = Line::start(&mut writer, self.0);
-        line.str("time", &humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string())?;
-        line.str("level", &meta.level().as_str().to_ascii_lowercase())?;
+        line.plain("time", humantime::format_rfc3339_micros(std::time::SystemTime::now()))?;
+        line.str("level", level(meta.level()))?;
         line.str("target", meta.target())?;
         let mut fields = Fields { line: &mut line, raw: meta.target() == access::TARGET, result: Ok(()) };
         event.record(&mut fields);
         fields.result?;
         line.end()?;
         writeln!(writer)
+    }
+}
+
+fn level(level: &tracing::Level) -> &'static str {
+    match *level {
+        tracing::Level::ERROR => "error",
+        tracing::Level::WARN => "warn",
+        tracing::Level::INFO => "info",
+        tracing::Level::DEBUG => "debug",
+        tracing::Level::TRACE => "trace",
     }
 }
 
