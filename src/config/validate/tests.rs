@@ -373,6 +373,27 @@ fn every_problem_in_one_run() {
     assert_eq!(err.field(), Some("listen"));
 }
 
+/// Inside the issuers and routes, every item's problem is reported, not only the first's.
+#[test]
+fn every_issuer_and_route_problem_in_one_run() {
+    let text = "upstream: { url: http://127.0.0.1:8081 }\nissuers:\n  - issuer: https://a.example/\n    audiences: [api]\n    leeway: 1h\n  - issuer: https://b.example/\n    audiences: [api]\n    scope_claim: ''\nroutes:\n  - { id: 'bad id', path_prefix: / }\n  - { id: ok, path_prefix: /x, methods: [get] }\n";
+    let file = TempFile::new(text);
+    let err = load(&Sources { file: Some(file.0.clone()), env: HashMap::new() }).unwrap_err().to_string();
+    let name = file.0.display().to_string();
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 3, "only the issuers, then routes once issuers are valid: {err}");
+    assert!(lines[1].starts_with(&format!("  {name}:5:5: issuers[0].leeway: ")), "{err}");
+    assert!(lines[2].starts_with(&format!("  {name}:8:5: issuers[1].scope_claim: ")), "{err}");
+    // With the issuers fixed, both routes' problems.
+    let text = text.replace("    leeway: 1h\n", "").replace("    scope_claim: ''\n", "");
+    let file = TempFile::new(&text);
+    let err = load(&Sources { file: Some(file.0.clone()), env: HashMap::new() }).unwrap_err().to_string();
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 3, "{err}");
+    assert!(lines[1].contains("routes[0].id: "), "{err}");
+    assert!(lines[2].contains("routes[1].methods[0]: "), "{err}");
+}
+
 /// Validation errors read `file:line:column: field: message`, at the key's position.
 #[test]
 fn validation_error_format() {
