@@ -33,17 +33,31 @@ pub fn format() -> Format {
     FORMAT.get().copied().unwrap_or(Format::Json)
 }
 
-/// Install the process's log subscriber: `RUST_LOG` filters (default `info`), stderr.
-pub fn init(format: Format) {
+/// Lines waiting for the writer thread, at most; a request that logs past this waits for it
+/// (no line is dropped).
+const LOG_QUEUE_LINES: usize = 64 * 1024;
+
+/// Install the process's log subscriber: `RUST_LOG` filters (default `info`), stderr. Lines
+/// are written by one thread, in batches (one `write` per batch instead of one per line: a
+/// request's access-log line is then not a system call); hold the guard until the process ends,
+/// its drop writes what is still queued.
+#[must_use = "dropping the guard stops the log writer"]
+pub fn init(format: Format) -> tracing_appender::non_blocking::WorkerGuard {
     let _ = FORMAT.set(format);
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .buffered_lines_limit(LOG_QUEUE_LINES)
+        .thread_name("tokengate-log")
+        .finish(std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr()));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(false)
         .event_format(Flat(format))
         .init();
+    guard
 }
 
 /// The event formatter: one flat line per event.
