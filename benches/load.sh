@@ -51,7 +51,20 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# A port nothing listens on, never one handed out before in this run (the kernel may give the
+# same ephemeral port to two calls in a row once the first socket is closed). Called as
+# $(free_port), a subshell: the ports given are kept in a file.
+given_ports=$(mktemp)
+free_port() {
+    local port
+    while :; do
+        port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+        grep -qx "$port" "$given_ports" && continue
+        echo "$port" >>"$given_ports"
+        echo "$port"
+        return
+    done
+}
 wait_http() { for _ in $(seq 1 300); do curl -s -o /dev/null "$1" && return 0; sleep 0.05; done; echo "no answer from $1" >&2; return 1; }
 cpu_ticks() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
 sys_ticks() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $15}' "/proc/$p/stat"))); done; echo "$t"; }
