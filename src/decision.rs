@@ -265,7 +265,7 @@ impl Decision {
             Err((route, denial)) => {
                 let reason = denial.reason();
                 if let Some(e) = entry {
-                    e.refused(reason);
+                    e.refused(&denial);
                 }
                 (route, reason, respond(denial, &decide::challenge(state, route)))
             }

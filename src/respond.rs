@@ -53,6 +53,12 @@ impl Denial {
             Denial::Upstream(_) => "upstream_error",
         }
     }
+
+    /// A dependency failed (an identity provider, the upstream): nothing was wrong with the
+    /// request itself. Logged as `error` rather than `denied`.
+    pub fn is_failure(&self) -> bool {
+        matches!(self, Denial::Upstream(_) | Denial::Auth(AuthError::Unavailable(_)))
+    }
 }
 
 /// Attributes of the challenge that come from configuration, pre-quoted at load time.
@@ -178,6 +184,27 @@ pub fn quote(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Only a failed dependency is a failure; every refusal of the request itself is not.
+    #[test]
+    fn failures_are_the_dependencies() {
+        let failures = [
+            Denial::Auth(AuthError::Unavailable("no keys")),
+            Denial::Upstream(UpstreamError::Connect),
+            Denial::Upstream(UpstreamError::Timeout),
+            Denial::Upstream(UpstreamError::Broken),
+            Denial::Upstream(UpstreamError::Overloaded),
+        ];
+        assert!(failures.iter().all(Denial::is_failure));
+        let refusals = [
+            Denial::NoRoute,
+            Denial::BadRequest("x"),
+            Denial::BodyTimeout,
+            Denial::UntrustedPeer,
+            Denial::Auth(AuthError::MissingToken),
+        ];
+        assert!(!refusals.iter().any(Denial::is_failure));
+    }
 
     fn challenge() -> Challenge<'static> {
         Challenge { realm: "api", scope: Some("read write"), resource_metadata: None }

@@ -338,29 +338,61 @@ fn validate(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Config, ConfigError> {
         }
         (Some(_), ..) => None,
     };
-    p.finish()?;
-    // `finish` returned: no problem, so every section is there.
-    let missing = || ConfigError::Invalid {
-        origin: Origin::Defaults,
-        field: "config".into(),
-        message: "internal error: a section is missing after validation".into(),
+    let (
+        Some(listen),
+        Some(admin_listen),
+        Some(server),
+        Some(upstream),
+        Some(tokens),
+        Some(jwks),
+        Some(token_cache),
+        Some(issuers),
+        Some(routes),
+        Some(identity),
+        Some(protected_resource),
+        Some(trusted_proxies),
+        Some(decision),
+    ) = (
+        listen,
+        admin_listen,
+        server,
+        upstream,
+        tokens,
+        jwks,
+        token_cache,
+        issuers,
+        routes,
+        identity,
+        protected_resource,
+        trusted_proxies,
+        decision,
+    )
+    else {
+        // A section is absent only when it had a problem, which `finish` reports.
+        return p.finish().and(Err(ConfigError::Invalid {
+            origin: Origin::Defaults,
+            field: "config".into(),
+            message: "internal error: a section is missing after validation".into(),
+        }));
     };
+    // Every section is there; a cross-section check may still have found a problem.
+    p.finish()?;
     Ok(Config {
-        listen: listen.ok_or_else(missing)?,
-        admin_listen: admin_listen.ok_or_else(missing)?,
+        listen,
+        admin_listen,
         realm,
-        server: server.ok_or_else(missing)?,
-        upstream: upstream.ok_or_else(missing)?,
-        tokens: tokens.ok_or_else(missing)?,
-        jwks: jwks.ok_or_else(missing)?,
-        token_cache: token_cache.ok_or_else(missing)?,
-        issuers: issuers.ok_or_else(missing)?,
+        server,
+        upstream,
+        tokens,
+        jwks,
+        token_cache,
+        issuers,
         paths,
-        routes: routes.ok_or_else(missing)?,
-        identity: identity.ok_or_else(missing)?,
-        protected_resource: protected_resource.ok_or_else(missing)?,
-        trusted_proxies: trusted_proxies.ok_or_else(missing)?,
-        decision: decision.ok_or_else(missing)?,
+        routes,
+        identity,
+        protected_resource,
+        trusted_proxies,
+        decision,
         access_log: access_log(raw.access_log.unwrap_or_default()),
     })
 }

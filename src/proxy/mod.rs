@@ -174,6 +174,9 @@ async fn handle(conn: &Gateway, mut req: Request<Incoming>) -> Response<Logged<B
             let challenge = decide::challenge(state, route);
             let id = route.map_or(NO_ROUTE, |r| r.route.id.as_str());
             tracing::debug!(route = id, reason = denial.reason(), "request denied");
+            if let Some(e) = entry.as_deref_mut() {
+                e.refused(&denial);
+            }
             (route, denial.reason(), respond(denial, &challenge).map(Either::Right))
         }
     };
@@ -182,9 +185,6 @@ async fn handle(conn: &Gateway, mut req: Request<Incoming>) -> Response<Logged<B
     metrics.record(decision, response.status(), started.elapsed(), trail.upstream);
     if let Some(e) = entry.as_deref_mut() {
         e.route = route.map(|r| r.id.clone());
-        if decision != "allowed" {
-            e.refused(decision);
-        }
         e.status = response.status().as_u16();
         e.principal = trail.principal;
         if let Some(elapsed) = trail.upstream {

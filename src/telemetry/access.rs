@@ -25,6 +25,7 @@ use http_body::{Body, Frame, SizeHint};
 use super::line::Line;
 use crate::auth::Principal;
 use crate::config::AccessLogSettings;
+use crate::respond::Denial;
 
 /// The tracing target of access-log lines (`RUST_LOG=access=off` silences them).
 pub const TARGET: &str = "access";
@@ -148,12 +149,9 @@ impl Entry {
     }
 
     /// Record a refusal: `error` for failures of a dependency, `denied` for the rest.
-    pub fn refused(&mut self, reason: &'static str) {
-        self.decision = match reason {
-            "auth_unavailable" | "upstream_error" | "upstream_timeout" | "upstream_overloaded" => "error",
-            _ => "denied",
-        };
-        self.reason = Some(reason);
+    pub fn refused(&mut self, denial: &Denial) {
+        self.decision = if denial.is_failure() { "error" } else { "denied" };
+        self.reason = Some(denial.reason());
     }
 
     /// Write the line.

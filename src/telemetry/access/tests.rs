@@ -103,15 +103,17 @@ fn query_is_logged_without_access_token() {
 
 #[test]
 fn refusals_are_denied_or_error() {
+    use crate::auth::AuthError;
+    use crate::respond::UpstreamError;
     let mut e = entry(AccessLogSettings::default());
-    e.refused("invalid_token_expired");
-    assert_eq!((e.decision, e.reason), ("denied", Some("invalid_token_expired")));
-    for reason in ["auth_unavailable", "upstream_error", "upstream_timeout", "upstream_overloaded"] {
-        e.refused(reason);
-        assert_eq!(e.decision, "error", "{reason}");
+    e.refused(&Denial::Auth(AuthError::MissingToken));
+    assert_eq!((e.decision, e.reason), ("denied", Some("missing_token")));
+    for denial in [Denial::Auth(AuthError::Unavailable("x")), Denial::Upstream(UpstreamError::Timeout)] {
+        e.refused(&denial);
+        assert_eq!((e.decision, e.reason), ("error", Some(denial.reason())));
     }
-    e.refused("no_route");
-    assert_eq!(e.decision, "denied");
+    e.refused(&Denial::NoRoute);
+    assert_eq!((e.decision, e.reason), ("denied", Some("no_route")));
 }
 
 /// Text is logfmt: `key=value` pairs, quoted where needed, nothing else.
