@@ -12,12 +12,12 @@ use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 
 use crate::config::TokenMode;
-use crate::proxy::State;
+use crate::proxy::Live;
 
 /// What the admin endpoints look at.
 #[derive(Clone)]
 pub struct Admin {
-    pub state: Arc<State>,
+    pub live: Arc<Live>,
     /// Set when shutdown starts so load balancers stop sending traffic.
     pub draining: Arc<AtomicBool>,
 }
@@ -32,7 +32,7 @@ impl Admin {
             "/readyz" => self.ready(),
             "/metrics" => {
                 self.issuers_waiting();
-                let (content_type, body) = self.state.metrics.render();
+                let (content_type, body) = self.live.load().metrics.render();
                 let mut r = Response::new(Full::new(Bytes::from(body)));
                 if let Ok(v) = HeaderValue::from_str(&content_type) {
                     r.headers_mut().insert(CONTENT_TYPE, v);
@@ -58,15 +58,16 @@ impl Admin {
 
 impl Admin {
     /// Issuers without a usable key set; also refreshes the `tokengate_jwks_ready` gauges.
-    fn issuers_waiting(&self) -> Vec<&str> {
+    fn issuers_waiting(&self) -> Vec<String> {
+        let state = self.live.load();
         let mut waiting = Vec::new();
-        for issuer in self.state.auth.issuers() {
+        for issuer in state.auth.issuers() {
             if issuer.config.mode != TokenMode::Introspection {
                 let loaded = i64::from(issuer.jwks.is_ready());
-                self.state.metrics.jwks_ready.with_label_values(&[&issuer.config.issuer]).set(loaded);
+                state.metrics.jwks_ready.with_label_values(&[&issuer.config.issuer]).set(loaded);
             }
             if !issuer.is_ready() {
-                waiting.push(issuer.config.issuer.as_str());
+                waiting.push(issuer.config.issuer.clone());
             }
         }
         waiting

@@ -1,10 +1,14 @@
-//! Wiring only: build the shared state, bind both listeners, start the JWKS refreshers, and
-//! own the shutdown sequence (mark draining → stop accepting → drain in-flight, bounded → close
-//! the admin port).
+//! Wiring only: build the shared state, bind both listeners, start the JWKS refreshers, swap
+//! in a reloaded configuration (`reload`), and own the shutdown sequence (mark draining → stop
+//! accepting → drain in-flight, bounded → close the admin port).
+
+mod reload;
+
+pub use reload::{run_until_stopped, shutdown_signal, ReloadError, Stop};
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -12,11 +16,12 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin::Admin;
+use crate::auth::jwks::JwksCache;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::decision::Decision;
 use crate::metrics::{Metrics, LISTENER_ADMIN, LISTENER_DECISION, LISTENER_PROXY};
-use crate::proxy::{self, Gateway, State};
+use crate::proxy::{self, Gateway, Live, State};
 use crate::server::{self, Limits};
 
 /// Total time for one IdP call is set per request; this bounds connection setup.
@@ -40,7 +45,16 @@ pub struct Running {
     pub admin_addr: SocketAddr,
     /// The decision service's address, when `decision.listen` is set.
     pub decision_addr: Option<SocketAddr>,
-    pub state: Arc<State>,
+    /// The configuration being served (`state()` reads it); `reload` replaces it.
+    pub live: Arc<Live>,
+    /// Shared by every configuration.
+    pub metrics: Metrics,
+    http: reqwest::Client,
+    clock: Clock,
+    limits: watch::Sender<Limits>,
+    /// One refresher task per key set in use; held while a reload builds and swaps, so two
+    /// reloads never interleave.
+    refreshers: Mutex<Vec<Refresher>>,
     draining: Arc<AtomicBool>,
     stop_proxy: watch::Sender<bool>,
     stop_admin: watch::Sender<bool>,
@@ -49,7 +63,18 @@ pub struct Running {
     /// Stopped with the proxy listener (by `stop_proxy`).
     decision: Option<JoinHandle<()>>,
     admin: JoinHandle<()>,
-    refreshers: Vec<JoinHandle<()>>,
+}
+
+/// A key set and the task that keeps it fresh.
+struct Refresher {
+    jwks: Arc<JwksCache>,
+    task: JoinHandle<()>,
+}
+
+impl Refresher {
+    fn start(jwks: &Arc<JwksCache>) -> Refresher {
+        Refresher { jwks: jwks.clone(), task: tokio::spawn(jwks.clone().run()) }
+    }
 }
 
 /// Bind the listeners and start serving. Returns once both ports accept connections.
@@ -79,35 +104,37 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Running, S
     };
     let decision_addr = decision_listener.as_ref().map(|(_, addr)| *addr);
     let addr = proxy_listener.as_ref().map(|(_, addr)| *addr).or(decision_addr).ok_or(StartError::NothingToServe)?;
-    let limits = Limits::new(&config.server);
-    let state = Arc::new(proxy::state(config, Metrics::new(), &http, clock));
-    let refreshers = state.auth.issuers().iter().map(|i| tokio::spawn(i.jwks.clone().run())).collect();
+    let (limits, limits_rx) = watch::channel(Limits::new(&config.server));
+    let metrics = Metrics::new();
+    let state = proxy::state(config, metrics.clone(), &http, clock.clone());
+    let refreshers = state.auth.issuers().iter().map(|i| Refresher::start(&i.jwks)).collect();
+    let live = Arc::new(Live::from_pointee(state));
     let draining = Arc::new(AtomicBool::new(false));
     let (stop_proxy, proxy_stopped) = watch::channel(false);
     let decision_stopped = proxy_stopped.clone();
     let (stop_admin, admin_stopped) = watch::channel(false);
 
     let proxy_task = proxy_listener.map(|(listener, _)| {
-        let gateway_state = state.clone();
+        let live = live.clone();
         tokio::spawn(server::serve(
             listener,
-            move |remote| Gateway::new(gateway_state.clone(), remote).into_service(),
-            limits,
-            state.metrics.listener(LISTENER_PROXY),
+            move |remote| Gateway::new(live.clone(), remote).into_service(),
+            limits_rx.clone(),
+            metrics.listener(LISTENER_PROXY),
             proxy_stopped,
         ))
     });
     let decision_task = decision_listener.map(|(listener, _)| {
-        let decision_state = state.clone();
+        let live = live.clone();
         tokio::spawn(server::serve(
             listener,
-            move |remote| Decision::new(decision_state.clone(), remote).into_service(),
-            limits,
-            state.metrics.listener(LISTENER_DECISION),
+            move |remote| Decision::new(live.clone(), remote).into_service(),
+            limits_rx.clone(),
+            metrics.listener(LISTENER_DECISION),
             decision_stopped,
         ))
     });
-    let admin = Admin { state: state.clone(), draining: draining.clone() };
+    let admin = Admin { live: live.clone(), draining: draining.clone() };
     let admin_task = tokio::spawn(server::serve(
         admin_listener,
         move |_| {
@@ -117,8 +144,8 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Running, S
                 async move { admin.handle(req).await }
             })
         },
-        limits,
-        state.metrics.listener(LISTENER_ADMIN),
+        limits_rx,
+        metrics.listener(LISTENER_ADMIN),
         admin_stopped,
     ));
     let decision = decision_addr.map(|a| a.to_string());
@@ -127,14 +154,18 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Running, S
         addr,
         admin_addr,
         decision_addr,
-        state,
+        live,
+        metrics,
+        http,
+        clock,
+        limits,
+        refreshers: Mutex::new(refreshers),
         draining,
         stop_proxy,
         stop_admin,
         proxy: proxy_task,
         decision: decision_task,
         admin: admin_task,
-        refreshers,
     })
 }
 
@@ -162,6 +193,45 @@ async fn bind(addr: SocketAddr, which: Listener) -> Result<(TcpListener, SocketA
 }
 
 impl Running {
+    /// The configuration being served now.
+    pub fn state(&self) -> Arc<State> {
+        self.live.load_full()
+    }
+
+    /// Serve `config` from now on: requests that started keep the configuration they started
+    /// with, new ones see the new one, atomically. Key sets, caches and upstream connections
+    /// that `config` did not change carry over (`proxy::state_after`); key sets no longer used
+    /// stop refreshing, new ones start. Listener addresses and worker threads cannot change
+    /// without a restart: such a config is refused and the old one keeps serving.
+    /// Returns the new configuration's epoch.
+    pub fn reload(&self, config: Config) -> Result<u64, ReloadError> {
+        let mut refreshers = self.refreshers.lock().unwrap_or_else(|e| e.into_inner());
+        let old = self.live.load_full();
+        reload::needs_restart(&old.config, &config)?;
+        let limits = Limits::new(&config.server);
+        let new = proxy::state_after(Some(&old), config, self.metrics.clone(), &self.http, self.clock.clone());
+        let in_use = |jwks: &Arc<JwksCache>| new.auth.issuers().iter().any(|i| Arc::ptr_eq(&i.jwks, jwks));
+        let (kept, dropped): (Vec<_>, Vec<_>) = refreshers.drain(..).partition(|r| in_use(&r.jwks));
+        let started: Vec<_> = new
+            .auth
+            .issuers()
+            .iter()
+            .filter(|i| !kept.iter().any(|r| Arc::ptr_eq(&r.jwks, &i.jwks)))
+            .map(|i| Refresher::start(&i.jwks))
+            .collect();
+        let (epoch, issuers, fresh) = (new.epoch, new.auth.issuers().len(), started.len());
+        self.live.store(Arc::new(new));
+        for r in dropped {
+            r.task.abort();
+        }
+        refreshers.extend(kept);
+        refreshers.extend(started);
+        self.limits.send_replace(limits);
+        self.metrics.reload_succeeded();
+        tracing::info!(epoch, issuers, new_key_sets = fresh, "configuration reloaded");
+        Ok(epoch)
+    }
+
     /// Stop at once (tests, SIGINT): `drain` with no delay.
     pub async fn shutdown(self) {
         self.drain(Duration::ZERO).await
@@ -188,51 +258,9 @@ impl Running {
         }
         let _ = self.stop_admin.send(true);
         let _ = self.admin.await;
-        for task in self.refreshers {
-            task.abort();
+        for r in self.refreshers.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            r.task.abort();
         }
         tracing::info!("tokengate stopped");
-    }
-}
-
-/// Why the process was asked to stop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stop {
-    /// SIGTERM (Kubernetes, systemd): drain with the configured delay.
-    Terminate,
-    /// SIGINT (a terminal's Ctrl-C): stop without the delay.
-    Interrupt,
-}
-
-/// Resolves on SIGTERM or SIGINT. SIGHUP, which would otherwise end the process, is caught: the
-/// configuration is not reloaded yet, and the log says so.
-pub async fn shutdown_signal() -> Stop {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::hangup())) else {
-            let _ = tokio::signal::ctrl_c().await;
-            return Stop::Interrupt;
-        };
-        loop {
-            tokio::select! {
-                _ = term.recv() => {
-                    tracing::info!("SIGTERM: shutting down");
-                    return Stop::Terminate;
-                }
-                _ = tokio::signal::ctrl_c() => {
-                    tracing::info!("SIGINT: shutting down");
-                    return Stop::Interrupt;
-                }
-                _ = hup.recv() => {
-                    tracing::warn!("SIGHUP: configuration reload is not implemented yet; restart to apply a new configuration");
-                }
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        Stop::Interrupt
     }
 }

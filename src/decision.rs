@@ -23,6 +23,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use envoy_types::ext_authz::v3::pb::AuthorizationServer;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
@@ -36,7 +37,7 @@ use crate::canon::{self, CanonHost};
 use crate::decide::{self, Credentials, Refusal};
 use crate::proxy::headers::IdentityValues;
 use crate::proxy::route::CompiledRoute;
-use crate::proxy::{forwarded, State};
+use crate::proxy::{forwarded, Live, State};
 use crate::respond::{respond, Denial};
 use crate::telemetry::access::{self, Entry, X_REQUEST_ID};
 
@@ -172,23 +173,49 @@ fn split_url(url: &str) -> Option<(&str, &str)> {
     Some((host, target))
 }
 
-/// One decision-service connection.
+/// One decision-service connection, and (`current`) one question on it.
 #[derive(Clone)]
 pub struct Decision {
+    live: Arc<Live>,
+    /// The configuration the question runs under, loaded once per question.
     state: Arc<State>,
     client: IpAddr,
     /// The peer is in `decision.trusted_peers`.
     trusted: bool,
+    /// What the connection remembers under `state` (for this question).
+    memo: Arc<Memo>,
+    /// The connection's memo, shared by its questions (`current`).
+    memos: Arc<ArcSwap<Memo>>,
+}
+
+/// What a connection remembers under the configuration snapshot numbered `epoch`.
+struct Memo {
+    epoch: u64,
     /// The last JWT this connection's questions carried (an ingress keeps a few connections
     /// open and asks about one client's requests on them in a row).
-    last_token: Arc<LastToken>,
+    last_token: LastToken,
 }
 
 impl Decision {
-    pub fn new(state: Arc<State>, remote: SocketAddr) -> Decision {
+    pub fn new(live: Arc<Live>, remote: SocketAddr) -> Decision {
+        let state = live.load_full();
+        let memo = Arc::new(Memo { epoch: state.epoch, last_token: LastToken::default() });
+        let memos = Arc::new(ArcSwap::new(memo.clone()));
+        Decision { live, state, client: remote.ip(), trusted: false, memo, memos }.current()
+    }
+
+    /// This connection under the configuration being served now (a reload may have replaced
+    /// the trusted peers, the routes or the issuers since the connection's last question).
+    fn current(&self) -> Decision {
+        let state = self.live.load_full();
         let trusted =
-            state.config.decision.as_ref().is_some_and(|d| forwarded::is_trusted(remote.ip(), &d.trusted_peers));
-        Decision { state, client: remote.ip(), trusted, last_token: Arc::new(LastToken::default()) }
+            state.config.decision.as_ref().is_some_and(|d| forwarded::is_trusted(self.client, &d.trusted_peers));
+        let mut memo = self.memos.load_full();
+        if memo.epoch != state.epoch {
+            memo = Arc::new(Memo { epoch: state.epoch, last_token: LastToken::default() });
+            self.memos.store(memo.clone());
+        }
+        Decision { live: self.live.clone(), state, client: self.client, trusted, memo, memos: self.memos.clone() }
     }
 
     /// The connection's hyper service: gRPC `Check` calls go to tonic (HTTP/2 on the same
@@ -202,7 +229,7 @@ impl Decision {
         let max = 2 * self.state.config.server.max_header_bytes;
         let grpc = AuthorizationServer::new(grpc::GrpcDoor(self.clone())).max_decoding_message_size(max);
         hyper::service::service_fn(move |req: Request<Incoming>| {
-            let this = self.clone();
+            let this = self.current();
             let mut grpc = grpc.clone();
             async move {
                 if req.uri().path() == GRPC_CHECK_PATH {
@@ -324,7 +351,7 @@ impl Decision {
         }
         let routes = decide::route(state, host.as_ref(), &path, &original.method)?;
         let credentials = Credentials { headers, query, form: None };
-        let principal = decide::admit(state, &routes, &credentials, &self.last_token).await?;
+        let principal = decide::admit(state, &routes, &credentials, &self.memo.last_token).await?;
         let admitted = principal
             .map(|p| IdentityValues::render(&p, &state.config.identity).map(|identity| (p, identity)))
             .transpose()

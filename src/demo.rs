@@ -48,7 +48,7 @@ pub async fn run(listen: SocketAddr) -> Result<(), DemoError> {
         }
     })?;
     for _ in 0..500 {
-        if running.state.auth.issuers().iter().all(|i| i.is_ready()) {
+        if running.state().auth.issuers().iter().all(|i| i.is_ready()) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;

@@ -1,6 +1,6 @@
 //! The `tokengate` binary: parse the command line, load and validate the configuration before
-//! binding anything (exit 64 on a bad config), run until SIGTERM/SIGINT, drain (after
-//! `server.drain_delay` on SIGTERM), exit 0.
+//! binding anything (exit 64 on a bad config), run until SIGTERM/SIGINT (reloading on SIGHUP
+//! and when the config file changes), drain (after `server.drain_delay` on SIGTERM), exit 0.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -72,10 +72,12 @@ fn main() -> ExitCode {
         }
         Command::Run => match load(&sources, |w| tracing::warn!("{w}")) {
             Ok(cfg) => run(runtime(cfg.server.worker_threads), async move {
-                let drain_delay = cfg.server.drain_delay;
                 let running = tokengate::app::start(cfg).await?;
-                let delay = match tokengate::app::shutdown_signal().await {
-                    tokengate::app::Stop::Terminate => drain_delay,
+                let reload = || load(&sources, |w| tracing::warn!("{w}"));
+                let stop = tokengate::app::run_until_stopped(&running, reload, cli.config.as_deref()).await;
+                let delay = match stop {
+                    // The drain delay of the configuration being served, reloaded or not.
+                    tokengate::app::Stop::Terminate => running.state().config.server.drain_delay,
                     tokengate::app::Stop::Interrupt => std::time::Duration::ZERO,
                 };
                 running.drain(delay).await;

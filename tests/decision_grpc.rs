@@ -85,7 +85,7 @@ async fn allowed_with_identity_headers() {
     assert_eq!(code, 0);
     assert!(!headers.contains_key("x-auth-subject"));
     assert!(remove.contains(&"x-auth-subject".to_owned()), "{remove:?}");
-    assert_eq!(env.gw.state.metrics.decisions.with_label_values(&["ext_authz_grpc", "allowed"]).get(), 2);
+    assert_eq!(env.gw.metrics.decisions.with_label_values(&["ext_authz_grpc", "allowed"]).get(), 2);
 }
 
 /// Refused: UNAUTHENTICATED / PERMISSION_DENIED with the HTTP status, WWW-Authenticate and JSON

@@ -24,7 +24,7 @@ fn statuses(raw: &str) -> Vec<u16> {
 }
 
 fn refusals(gw: &tokengate::app::Running, reason: &str) -> u64 {
-    gw.state.metrics.framing_refusals.with_label_values(&["proxy", reason]).get()
+    gw.metrics.framing_refusals.with_label_values(&["proxy", reason]).get()
 }
 
 /// Sends `request` and expects one 400, then the connection closed (`raw` reads to EOF within
@@ -167,7 +167,7 @@ async fn bodies_are_opaque() {
     assert_eq!(statuses(&response), [200, 200, 200], "{response}");
     let seen: Vec<(String, usize)> = up.seen().into_iter().map(|s| (s.target, s.body_len)).collect();
     assert_eq!(seen, [("/length".to_string(), 37), ("/chunked".to_string(), 8), ("/last".to_string(), 0)]);
-    assert_eq!(gw.state.metrics.framing_refusals.get_metric_with_label_values(&["proxy", "bare_lf"]).unwrap().get(), 0);
+    assert_eq!(gw.metrics.framing_refusals.get_metric_with_label_values(&["proxy", "bare_lf"]).unwrap().get(), 0);
 }
 
 /// HTTP/2 with prior knowledge is passed through untouched, binary frames and all.
@@ -190,7 +190,7 @@ async fn admin_listener_refuses_too() {
     let (_up, gw) = setup().await;
     let response = raw(gw.admin_addr, b"GET /livez HTTP/1.1\r\nHost: x\nX: y\r\n\r\n").await;
     assert_eq!(statuses(&response), [400], "{response}");
-    let refused = gw.state.metrics.framing_refusals.with_label_values(&["admin", "bare_lf"]).get();
+    let refused = gw.metrics.framing_refusals.with_label_values(&["admin", "bare_lf"]).get();
     assert_eq!(refused, 1);
     // A good request still works there.
     let resp = client(false).get(format!("http://{}/livez", gw.admin_addr)).send().await.unwrap();

@@ -368,7 +368,7 @@ async fn jwt_issuer_alongside_introspection() {
         cfg.issuers.insert(0, issuer(dev.issuer(), &dev.jwks_uri(), &["api"]));
     })
     .await;
-    assert_eq!(env.gw.state.config.issuers[0].mode, TokenMode::Jwt);
+    assert_eq!(env.gw.state().config.issuers[0].mode, TokenMode::Jwt);
     wait_ready(&env.gw).await;
 
     let jwt = dev.mint(json!({"sub": "jwt-user", "aud": "api", "scope": "read"}));

@@ -92,8 +92,8 @@ async fn connections_beyond_the_limit_get_503_at_once() {
     cfg.server.max_connections = 2;
     cfg.server.header_read_timeout = Duration::from_secs(30);
     let gw = gateway(cfg).await;
-    let open = gw.state.metrics.open_connections.with_label_values(&["proxy"]);
-    let refused = gw.state.metrics.refused_connections.with_label_values(&["proxy"]);
+    let open = gw.metrics.open_connections.with_label_values(&["proxy"]);
+    let refused = gw.metrics.refused_connections.with_label_values(&["proxy"]);
 
     let mut first = TcpStream::connect(gw.addr).await.unwrap();
     let mut second = TcpStream::connect(gw.addr).await.unwrap();
@@ -261,7 +261,7 @@ async fn upstream_in_flight_cap_answers_503_at_once() {
     assert_eq!(body["error"], "upstream_overloaded");
 
     assert_eq!(first.await.unwrap().unwrap().status(), 504);
-    let metrics = &gw.state.metrics;
+    let metrics = &gw.metrics;
     assert_eq!(metrics.upstream_refused.get(), 1);
     eventually("the in-flight count to drop", || metrics.upstream_in_flight.get() == 0).await;
     assert_eq!(client(false).get(&url).send().await.unwrap().status(), 504, "admitted again");
@@ -282,7 +282,7 @@ async fn upstream_in_flight_spans_the_response_body() {
     assert_eq!(refused.status(), 503);
     up.release_out();
     assert_eq!(streaming.text().await.unwrap(), "first;second");
-    let metrics = &gw.state.metrics;
+    let metrics = &gw.metrics;
     eventually("the in-flight count to drop", || metrics.upstream_in_flight.get() == 0).await;
     assert_eq!(client(false).get(format!("http://{}/x", gw.addr)).send().await.unwrap().status(), 200);
 }
@@ -310,7 +310,7 @@ async fn trickling_form_body_is_cut() {
     let answer = read_to_close(&mut stream).await;
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert_eq!(up.count(), 0);
-    let decisions = gw.state.metrics.requests.with_label_values(&["api", "body_timeout", "408"]).get();
+    let decisions = gw.metrics.requests.with_label_values(&["api", "body_timeout", "408"]).get();
     assert_eq!(decisions, 1);
 }
 

@@ -180,7 +180,7 @@ async fn in_flight_requests_and_gateway_time_over_real_sockets() {
     let mut cfg = config(&up.url(), vec![], vec![public_route("public", "/")]);
     cfg.upstream.as_mut().unwrap().response_timeout = std::time::Duration::from_secs(10);
     let gw = gateway(cfg).await;
-    let in_flight = gw.state.metrics.in_flight.with_label_values(&["proxy"]);
+    let in_flight = gw.metrics.in_flight.with_label_values(&["proxy"]);
     let url = format!("http://{}/slow/300", gw.addr);
     let slow = tokio::spawn(client(false).get(url).send());
     up.wait_for_requests(1).await;
@@ -192,9 +192,9 @@ async fn in_flight_requests_and_gateway_time_over_real_sockets() {
         assert!(std::time::Instant::now() < deadline, "still in flight: {}", in_flight.get());
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    let total = gw.state.metrics.duration.with_label_values(&["public"]).get_sample_sum();
-    let own = gw.state.metrics.gateway_duration.with_label_values(&["public"]).get_sample_sum();
-    let upstream = gw.state.metrics.upstream_duration.with_label_values(&[&up.url()]).get_sample_sum();
+    let total = gw.metrics.duration.with_label_values(&["public"]).get_sample_sum();
+    let own = gw.metrics.gateway_duration.with_label_values(&["public"]).get_sample_sum();
+    let upstream = gw.metrics.upstream_duration.with_label_values(&[&up.url()]).get_sample_sum();
     assert!(total >= 0.3 && upstream >= 0.3 && own < 0.25, "total {total}, upstream {upstream}, gateway {own}");
 
     // A client that gives up long before the upstream answers: its request is no longer

@@ -69,7 +69,10 @@ pub struct JwksCache {
     http: reqwest::Client,
     fetches: IntCounterVec,
     current: ArcSwapOption<KeySet>,
+    /// Names the installed key set; unique in the process (see `next_generation`).
     generation: AtomicU64,
+    /// Key sets installed so far (1 after the first fetch), for the log and tests.
+    installs: AtomicU64,
     /// Reference point for `last_attempt`.
     epoch: Instant,
     /// When the last fetch attempt ended, as nanoseconds since `epoch` plus one; 0 = never.
@@ -83,7 +86,7 @@ impl std::fmt::Debug for JwksCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JwksCache")
             .field("issuer", &self.issuer)
-            .field("generation", &self.generation())
+            .field("installs", &self.installs())
             .field("keys", &self.keys())
             .finish_non_exhaustive()
     }
@@ -147,6 +150,13 @@ impl Drop for AttemptMark<'_> {
     }
 }
 
+/// Key-set generations, shared by every cache in the process.
+static GENERATIONS: AtomicU64 = AtomicU64::new(1);
+
+fn next_generation() -> u64 {
+    GENERATIONS.fetch_add(1, Ordering::Relaxed)
+}
+
 impl JwksCache {
     /// `http` is the app's shared client (User-Agent, redirects disabled, connect timeout);
     /// every request still gets `settings.fetch_timeout` as its total timeout.
@@ -164,7 +174,7 @@ impl JwksCache {
             KeySource::Discovery => (Source::Discovery, None),
             KeySource::None => (Source::None, None),
         };
-        let generation = u64::from(initial.is_some());
+        let installs = u64::from(initial.is_some());
         Arc::new(JwksCache {
             issuer: issuer.issuer.clone(),
             algorithms: issuer.algorithms.clone(),
@@ -173,7 +183,8 @@ impl JwksCache {
             http,
             fetches,
             current: ArcSwapOption::new(initial),
-            generation: AtomicU64::new(generation),
+            generation: AtomicU64::new(next_generation()),
+            installs: AtomicU64::new(installs),
             epoch: Instant::now(),
             last_attempt: AtomicU64::new(0),
             guard: Mutex::new(FetchState::default()),
@@ -191,8 +202,16 @@ impl JwksCache {
     }
 
     /// Incremented every time a different key set is installed.
+    /// Changes every time a different key set is installed. No two caches in the process ever
+    /// share a value: after a config reload, an issuer at the same position is a new cache, and
+    /// a verdict tagged (position, generation) under the old one can never pass for the new one's.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
+    }
+
+    /// How many key sets were installed (a secret counts as one at once).
+    pub fn installs(&self) -> u64 {
+        self.installs.load(Ordering::Relaxed)
     }
 
     /// For a token whose `kid` (or `alg`) matches no current key: refetch, unless such a
@@ -295,14 +314,14 @@ impl JwksCache {
         match result {
             Ok(fetched) => {
                 if state.installed_doc.as_ref() != Some(&fetched.doc) {
-                    let generation = self.generation.load(Ordering::Relaxed) + 1;
+                    let installs = self.installs.fetch_add(1, Ordering::Relaxed) + 1;
                     // Only kids and algorithms are logged (KeySet's Debug), never key material.
                     tracing::info!(
-                        issuer = %self.issuer, generation, keys = ?fetched.keys,
+                        issuer = %self.issuer, installs, keys = ?fetched.keys,
                         "installed new JWKS key set"
                     );
                     self.current.store(Some(Arc::new(fetched.keys)));
-                    self.generation.store(generation, Ordering::Release);
+                    self.generation.store(next_generation(), Ordering::Release);
                     state.installed_doc = Some(fetched.doc);
                 } else {
                     tracing::debug!(issuer = %self.issuer, "JWKS unchanged");

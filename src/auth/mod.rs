@@ -33,7 +33,7 @@ pub use claims::{KeptClaims, Principal, TokenSource};
 pub use error::AuthError;
 
 use crate::clock::Clock;
-use crate::config::{Config, Issuer, TokenMode};
+use crate::config::{Config, Issuer, JwksSettings, TokenCacheSettings, TokenMode};
 use crate::metrics::Metrics;
 use introspect::Introspector;
 use jwks::JwksCache;
@@ -57,32 +57,68 @@ impl IssuerState {
 }
 
 pub struct Authenticator {
-    issuers: Vec<IssuerState>,
+    /// Shared with the authenticator of the previous configuration where it did not change.
+    issuers: Vec<Arc<IssuerState>>,
     by_iss: HashMap<String, usize>,
     /// Where tokens that name no jwt/auto issuer go on a route accepting every issuer: the first
     /// issuer with introspection.
     default_introspection: Option<usize>,
     /// JWTs that verified recently; `None` when disabled.
-    token_cache: Option<TokenCache>,
+    token_cache: Option<Arc<TokenCache>>,
     /// What principals keep of their claims.
     kept_claims: KeptClaims,
+    /// Settings every key set was built with.
+    jwks_settings: JwksSettings,
+    token_cache_settings: TokenCacheSettings,
     /// The wall clock for `exp`/`nbf` (the system clock outside tests).
     clock: Clock,
 }
 
 impl Authenticator {
     pub fn new(config: &Config, http: &reqwest::Client, metrics: &Metrics, clock: Clock) -> Authenticator {
+        Authenticator::after(None, config, http, metrics, clock)
+    }
+
+    /// The authenticator for `config`, keeping what `previous` (the one serving until now) has
+    /// that `config` did not change, so a reload costs no key fetch and no cold cache:
+    /// - an issuer's key set when the issuer sits at the same position with the same settings,
+    ///   under the same JWKS settings; its introspection client and cache too when principals
+    ///   keep the same claims;
+    /// - the verified-token cache when its settings and the kept claims are the same. Its
+    ///   entries name their issuer by position and key-set generation; generations are unique
+    ///   in the process (`JwksCache::generation`), so an entry made under an issuer that changed
+    ///   or moved never matches the new one.
+    pub fn after(
+        previous: Option<&Authenticator>,
+        config: &Config,
+        http: &reqwest::Client,
+        metrics: &Metrics,
+        clock: Clock,
+    ) -> Authenticator {
         let kept_claims = KeptClaims::for_config(config);
-        let issuers: Vec<IssuerState> = config
+        let same_keeping = previous.filter(|p| p.kept_claims == kept_claims);
+        let same_fetching = previous.filter(|p| p.jwks_settings == config.jwks);
+        let issuers: Vec<Arc<IssuerState>> = config
             .issuers
             .iter()
             .enumerate()
             .map(|(index, issuer)| {
+                let unchanged = |p: &Authenticator| p.issuers.get(index).filter(|s| s.config == *issuer).cloned();
+                let old = same_fetching.and_then(unchanged);
+                if let Some(state) = old.as_ref().filter(|_| same_keeping.is_some()) {
+                    return state.clone();
+                }
+                // Principals now keep other claims: the introspection cache starts again, the
+                // key set carries over.
+                let jwks = match old {
+                    Some(old) => old.jwks.clone(),
+                    None => JwksCache::new(issuer, &config.jwks, http.clone(), metrics.jwks_fetches.clone()),
+                };
                 let id: Arc<str> = Arc::from(issuer.issuer.as_str());
                 let max_bytes = config.jwks.max_response_bytes;
-                IssuerState {
+                Arc::new(IssuerState {
                     config: issuer.clone(),
-                    jwks: JwksCache::new(issuer, &config.jwks, http.clone(), metrics.jwks_fetches.clone()),
+                    jwks,
                     introspector: Introspector::new(
                         issuer,
                         index,
@@ -94,17 +130,29 @@ impl Authenticator {
                     )
                     .map(|i| i.with_clock(clock.clone())),
                     id,
-                }
+                })
             })
             .collect();
         let by_iss = issuers.iter().enumerate().map(|(i, s)| (s.config.issuer.clone(), i)).collect();
         // Routes accepting several introspecting issuers are reported by `config::warnings`.
         let default_introspection = issuers.iter().position(|i| i.introspector.is_some());
-        let token_cache = TokenCache::new(&config.token_cache, &metrics.token_cache_lookups, clock.clone());
-        Authenticator { issuers, by_iss, default_introspection, token_cache, kept_claims, clock }
+        let token_cache = match same_keeping.filter(|p| p.token_cache_settings == config.token_cache) {
+            Some(p) => p.token_cache.clone(),
+            None => TokenCache::new(&config.token_cache, &metrics.token_cache_lookups, clock.clone()).map(Arc::new),
+        };
+        Authenticator {
+            issuers,
+            by_iss,
+            default_introspection,
+            token_cache,
+            kept_claims,
+            jwks_settings: config.jwks.clone(),
+            token_cache_settings: config.token_cache.clone(),
+            clock,
+        }
     }
 
-    pub fn issuers(&self) -> &[IssuerState] {
+    pub fn issuers(&self) -> &[Arc<IssuerState>] {
         &self.issuers
     }
 

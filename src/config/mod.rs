@@ -47,7 +47,7 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
 pub const DEFAULT_REALM: &str = "tokengate";
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
@@ -130,7 +130,7 @@ pub struct ProtectedResource {
     pub resource_name: Option<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServerSettings {
     /// Slowloris guard: a client must send its request head within this time (default 10 s).
     pub header_read_timeout: Duration,
@@ -162,7 +162,7 @@ pub struct ServerSettings {
     pub http2_keep_alive_timeout: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamSettings {
     /// `http://host:port`, no path: the request's path and query are appended byte-for-byte.
     pub uri: Uri,
@@ -177,7 +177,7 @@ pub struct UpstreamSettings {
 }
 
 /// Where a bearer token may come from (RFC 6750 §2). Only the header by default.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TokenSettings {
     /// `access_token` query parameter (RFC 6750 §2.3). Default off.
     pub allow_query: bool,
@@ -187,7 +187,7 @@ pub struct TokenSettings {
     pub max_token_bytes: usize,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct JwksSettings {
     /// Bounds applied to the JWKS response's `Cache-Control: max-age` (defaults 60 s / 1 h).
     pub min_refresh: Duration,
@@ -214,7 +214,7 @@ pub struct TokenCacheSettings {
     pub max_bytes: usize,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Issuer {
     /// The name routes use in `issuers:` (default: the issuer URL). Unique.
     pub id: String,
@@ -285,7 +285,7 @@ pub enum TokenMode {
 }
 
 /// RFC 7662 introspection settings of one issuer.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Introspection {
     /// The introspection endpoint; `None` = `introspection_endpoint` from the issuer's metadata.
     pub endpoint: Option<String>,
@@ -326,7 +326,7 @@ pub enum ClientAuthMethod {
     ClientSecretPost,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum KeySource {
     /// A configured JWKS URL.
     JwksUri(String),
@@ -354,7 +354,7 @@ impl fmt::Display for Secret {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Route {
     /// Stable name used as the metrics `route` label.
     pub id: String,
@@ -389,7 +389,7 @@ impl Route {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum RouteAuth {
     /// `auth: none`: forwarded without a token (identity headers are still stripped).
     Public,
@@ -397,7 +397,7 @@ pub enum RouteAuth {
     Required(Policy),
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Policy {
     /// Indices into `Config::issuers` of the issuers whose tokens this route accepts (`issuers:`
     /// ids resolved at load time); `None` = every issuer.
@@ -438,7 +438,7 @@ pub enum ClaimTest {
     Contains(serde_json::Value),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Identity {
     pub headers: Vec<IdentityHeader>,
     /// Optional header carrying all verified claims as base64url(JSON).

@@ -32,7 +32,8 @@ impl Authorization for GrpcDoor {
         &self,
         request: tonic::Request<CheckRequest>,
     ) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
-        Ok(tonic::Response::new(self.0.check(request.into_inner()).await))
+        // Each call under the configuration being served when it arrives.
+        Ok(tonic::Response::new(self.0.current().check(request.into_inner()).await))
     }
 }
 

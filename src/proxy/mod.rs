@@ -14,7 +14,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwapOption;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HOST};
 use http::uri::PathAndQuery;
@@ -43,13 +43,21 @@ pub type Body = Either<PooledBody, Full<Bytes>>;
 /// Form bodies read for an `access_token` are capped (RFC 6750 §2.2 tokens are small).
 const MAX_FORM_BODY: usize = 64 * 1024;
 
-/// Everything a request needs, built once at start-up.
+/// The configuration being served: replaced whole by a reload (`crate::app::Running::reload`).
+/// A request loads it once and ends on the snapshot it started with.
+pub type Live = ArcSwap<State>;
+
+/// Everything a request needs: one configuration snapshot, built at start-up and at each
+/// reload, never changed in place.
 pub struct State {
+    /// Counts snapshots (0 at start-up): per-connection memories are only valid under the one
+    /// they were made with.
+    pub epoch: u64,
     pub config: Config,
     pub routes: RouteTable,
     pub auth: Authenticator,
     /// `None` when only the decision service runs (no upstream, no proxy listener).
-    pub forwarder: Option<Forwarder>,
+    pub forwarder: Option<Arc<Forwarder>>,
     pub identity_names: IdentityNames,
     pub path_options: PathOptions,
     pub metrics: Metrics,
@@ -69,7 +77,7 @@ pub struct State {
 /// connection.
 #[derive(Clone)]
 pub struct Gateway {
-    state: Arc<State>,
+    live: Arc<Live>,
     connection: Arc<Connection>,
 }
 
@@ -79,6 +87,14 @@ struct Connection {
     client: IpAddr,
     /// The client's address as the `X-Forwarded-For` value, built once per connection.
     client_ip: HeaderValue,
+    memo: ArcSwap<Memo>,
+}
+
+/// What a connection learnt under one configuration snapshot; a request under a newer one
+/// starts a new memo (a reload may change trusted proxies, issuers, kept claims or identity
+/// headers, and nothing remembered under the old rules may answer under the new).
+struct Memo {
+    epoch: u64,
     /// The peer is in `trusted_proxies`: its forwarding headers are kept.
     trusted_peer: bool,
     /// The last JWT this connection presented, admitted again without a cache lookup.
@@ -88,6 +104,17 @@ struct Connection {
     identity: ArcSwapOption<RenderedIdentity>,
 }
 
+impl Memo {
+    fn new(state: &State, client: IpAddr) -> Memo {
+        Memo {
+            epoch: state.epoch,
+            trusted_peer: forwarded::is_trusted(client, &state.config.trusted_proxies),
+            last_token: LastToken::default(),
+            identity: ArcSwapOption::empty(),
+        }
+    }
+}
+
 struct RenderedIdentity {
     /// Held, so the pointer comparison cannot match a new principal at a reused address.
     principal: Arc<Principal>,
@@ -95,17 +122,22 @@ struct RenderedIdentity {
 }
 
 impl Gateway {
-    pub fn new(state: Arc<State>, remote: SocketAddr) -> Gateway {
+    pub fn new(live: Arc<Live>, remote: SocketAddr) -> Gateway {
         let client_ip = HeaderValue::from_str(&remote.ip().to_string()).expect("an IP address is a valid header value");
-        let trusted_peer = forwarded::is_trusted(remote.ip(), &state.config.trusted_proxies);
-        let connection = Connection {
-            client: remote.ip(),
-            client_ip,
-            trusted_peer,
-            last_token: LastToken::default(),
-            identity: ArcSwapOption::empty(),
-        };
-        Gateway { state, connection: Arc::new(connection) }
+        let memo = ArcSwap::from_pointee(Memo::new(&live.load(), remote.ip()));
+        let connection = Connection { client: remote.ip(), client_ip, memo };
+        Gateway { live, connection: Arc::new(connection) }
+    }
+
+    /// The connection's memo for `state`: a fresh one when the configuration changed since.
+    fn memo(&self, state: &State) -> Arc<Memo> {
+        let memo = self.connection.memo.load_full();
+        if memo.epoch == state.epoch {
+            return memo;
+        }
+        let fresh = Arc::new(Memo::new(state, self.connection.client));
+        self.connection.memo.store(fresh.clone());
+        fresh
     }
 
     /// The connection's hyper service. Its future is not boxed: on HTTP/1 hyper keeps one
@@ -120,11 +152,20 @@ impl Gateway {
             async move { Ok(handle(&conn, req).await) }
         })
     }
+}
 
+/// One request's view: the snapshot it runs under and the connection's memo for it.
+struct Scope<'a> {
+    state: &'a State,
+    conn: &'a Gateway,
+    memo: &'a Memo,
+}
+
+impl Scope<'_> {
     /// Set `principal`'s identity headers, rendered for this connection's previous request
     /// when that was the same principal (an admission from the token caches shares one).
     fn set_identity(&self, headers: &mut HeaderMap, principal: &Arc<Principal>) -> Result<(), AuthError> {
-        let last = self.connection.identity.load();
+        let last = self.memo.identity.load();
         if let Some(rendered) = last.as_deref().filter(|r| Arc::ptr_eq(&r.principal, principal)) {
             return rendered.values.as_ref().map(|values| values.apply(headers)).map_err(|e| *e);
         }
@@ -133,7 +174,7 @@ impl Gateway {
             values.apply(headers);
         }
         let error = values.as_ref().err().copied();
-        self.connection.identity.store(Some(Arc::new(RenderedIdentity { principal: principal.clone(), values })));
+        self.memo.identity.store(Some(Arc::new(RenderedIdentity { principal: principal.clone(), values })));
         error.map_or(Ok(()), Err)
     }
 }
@@ -150,14 +191,17 @@ struct Trail {
 }
 
 async fn handle(conn: &Gateway, mut req: Request<Incoming>) -> Response<Logged<Body>> {
-    let state = &*conn.state;
+    let state = conn.live.load_full();
+    let state = &*state;
     if let Some((path, body)) = &state.resource_metadata {
         if req.uri().path() == path && matches!(*req.method(), Method::GET | Method::HEAD) {
             return metadata_response(body.clone()).map(|b| Logged::new(b, None));
         }
     }
     let started = Instant::now();
-    let request_id = access::request_id(req.headers(), conn.connection.trusted_peer);
+    let memo = conn.memo(state);
+    let scope = Scope { state, conn, memo: &memo };
+    let request_id = access::request_id(req.headers(), memo.trusted_peer);
     let mut entry = Entry::start(&state.config.access_log, "proxy", &request_id, conn.connection.client, started);
     if let Some(e) = entry.as_deref_mut() {
         let authority = req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok());
@@ -168,7 +212,7 @@ async fn handle(conn: &Gateway, mut req: Request<Incoming>) -> Response<Logged<B
     // The upstream sees the same id as the client and the log.
     req.headers_mut().insert(X_REQUEST_ID.clone(), request_id.clone());
     let mut trail = Trail::default();
-    let (route, decision, mut response) = match decide_and_forward(state, conn, req, &mut trail).await {
+    let (route, decision, mut response) = match decide_and_forward(&scope, req, &mut trail).await {
         Ok((route, response)) => (Some(route), "allowed", response),
         Err((route, denial)) => {
             let challenge = decide::challenge(state, route);
@@ -197,11 +241,11 @@ async fn handle(conn: &Gateway, mut req: Request<Incoming>) -> Response<Logged<B
 }
 
 async fn decide_and_forward<'s>(
-    state: &'s State,
-    conn: &Gateway,
+    scope: &Scope<'s>,
     req: Request<Incoming>,
     trail: &mut Trail,
 ) -> Result<(&'s CompiledRoute, Response<Body>), Refusal<'s>> {
+    let Scope { state, conn, memo } = *scope;
     let (mut parts, body) = req.into_parts();
     let bad = |d: &'static str| (None, Denial::BadRequest(d));
     // The route is chosen from the canonical path and host, and the upstream gets those same
@@ -220,8 +264,7 @@ async fn decide_and_forward<'s>(
     }
 
     headers::strip_hop_by_hop(&mut parts.headers);
-    let untrusted =
-        Untrusted { forwarding: !conn.connection.trusted_peer, method_override: state.routes.matches_methods };
+    let untrusted = Untrusted { forwarding: !memo.trusted_peer, method_override: state.routes.matches_methods };
     headers::strip_client(&mut parts.headers, &state.identity_names, untrusted);
 
     let mut body: UpstreamBody = Either::Left(body);
@@ -245,9 +288,9 @@ async fn decide_and_forward<'s>(
     };
     let credentials = Credentials { headers: &parts.headers, query: parts.uri.query(), form: form.as_deref() };
     // Every route some reading of the path chooses must admit the request; usually one.
-    if let Some(principal) = decide::admit(state, &routes, &credentials, &conn.connection.last_token).await? {
+    if let Some(principal) = decide::admit(state, &routes, &credentials, &memo.last_token).await? {
         trail.principal = Some(principal.clone());
-        conn.set_identity(&mut parts.headers, &principal).map_err(|e| (first_required, Denial::Auth(e)))?;
+        scope.set_identity(&mut parts.headers, &principal).map_err(|e| (first_required, Denial::Auth(e)))?;
         if !state.config.identity.forward_authorization {
             // The upstream sees no token in any place the gateway accepts one.
             strip_form_token(&mut parts.headers, &mut body, form.as_deref());
@@ -355,14 +398,31 @@ fn is_form(headers: &http::HeaderMap) -> bool {
 
 /// Build the shared state from a validated config; `clock` is what authentication reads.
 pub fn state(config: Config, metrics: Metrics, http: &reqwest::Client, clock: Clock) -> State {
+    state_after(None, config, metrics, http, clock)
+}
+
+/// The snapshot for `config`, keeping from `previous` (the one serving until now) the key sets,
+/// caches and upstream connections that `config` did not change (`Authenticator::after`).
+pub fn state_after(
+    previous: Option<&State>,
+    config: Config,
+    metrics: Metrics,
+    http: &reqwest::Client,
+    clock: Clock,
+) -> State {
     let routes = RouteTable::new(&config.routes);
     metrics.prepare(&config);
+    let forwarder = match (previous, &config.upstream) {
+        (Some(p), Some(u)) if p.config.upstream.as_ref() == Some(u) => p.forwarder.clone(),
+        (_, u) => u.as_ref().map(|u| Arc::new(Forwarder::new(u, &metrics))),
+    };
     State {
+        epoch: previous.map_or(0, |p| p.epoch + 1),
         route_metrics: routes.routes().map(|r| metrics.route(&r.route.id)).collect(),
         no_route_metrics: metrics.route(NO_ROUTE),
         routes,
-        auth: Authenticator::new(&config, http, &metrics, clock),
-        forwarder: config.upstream.as_ref().map(|u| Forwarder::new(u, &metrics)),
+        auth: Authenticator::after(previous.map(|p| &p.auth), &config, http, &metrics, clock),
+        forwarder,
         identity_names: IdentityNames::new(&config.identity),
         path_options: PathOptions { keep_encoded_slashes: config.paths.keep_encoded_slashes },
         realm: crate::respond::quote(&config.realm),

@@ -32,8 +32,8 @@ use crate::framing::{Framing, OnRefusal};
 use crate::metrics::ListenerMetrics;
 use crate::respond::TOO_MANY_CONNECTIONS;
 
-/// Listener limits.
-#[derive(Debug, Clone, Copy)]
+/// Listener limits. A reload sends new ones: connections accepted afterwards get them.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Limits {
     pub header_read_timeout: Duration,
     pub max_header_bytes: usize,
@@ -67,11 +67,11 @@ const MAX_LINGERING: usize = 64;
 const LINGER: Duration = Duration::from_secs(1);
 
 /// Serve `listener` until `shutdown` turns true (or its sender is dropped), then drain for at
-/// most `limits.shutdown_grace`.
+/// most `limits.shutdown_grace`. `limits` is read again whenever it changes (a reload).
 pub async fn serve<S, B>(
     listener: TcpListener,
     make_service: impl Fn(SocketAddr) -> S,
-    limits: Limits,
+    mut limits: watch::Receiver<Limits>,
     metrics: ListenerMetrics,
     mut shutdown: watch::Receiver<bool>,
 ) where
@@ -80,13 +80,8 @@ pub async fn serve<S, B>(
     B: Body<Data: Buf + Send> + Unpin + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let builder = builder(&limits);
-    let timers = conn::Timers {
-        header_read_timeout: limits.header_read_timeout,
-        idle_timeout: limits.idle_timeout,
-        shutdown_grace: limits.shutdown_grace,
-    };
-    let max_open = i64::try_from(limits.max_connections).unwrap_or(i64::MAX);
+    let mut current = *limits.borrow_and_update();
+    let mut builder = builder(&current);
     let lingering = Arc::new(Semaphore::new(MAX_LINGERING));
     let framing_metrics = metrics.clone();
     let on_refusal: OnRefusal = Arc::new(move |reason| framing_metrics.framing_refused(reason.as_str()));
@@ -106,6 +101,11 @@ pub async fn serve<S, B>(
                 continue;
             }
         };
+        if limits.has_changed().unwrap_or(false) {
+            current = *limits.borrow_and_update();
+            builder = self::builder(&current);
+        }
+        let max_open = i64::try_from(current.max_connections).unwrap_or(i64::MAX);
         // Only this loop adds to the gauge, so the check cannot be raced past the limit.
         if metrics.open.get() >= max_open {
             metrics.refused.inc();
@@ -116,14 +116,20 @@ pub async fn serve<S, B>(
         let slot = conn::Slot::new(metrics.open.clone(), alive.clone());
         let activity = Arc::new(conn::Activity::default());
         let service = conn::tracked(make_service(remote), activity.clone(), metrics.in_flight.clone());
-        let io = Framing::new(Coalesce(stream), limits.max_header_bytes, Some(on_refusal.clone()));
+        let io = Framing::new(Coalesce(stream), current.max_header_bytes, Some(on_refusal.clone()));
         let connection = builder.serve_connection(TokioIo::new(io), service).into_owned();
+        let timers = conn::Timers {
+            header_read_timeout: current.header_read_timeout,
+            idle_timeout: current.idle_timeout,
+            shutdown_grace: current.shutdown_grace,
+        };
         tokio::spawn(conn::supervise(connection, |c| c.graceful_shutdown(), activity, timers, shutdown.clone(), slot));
     }
     drop(listener);
     drop(alive);
-    if tokio::time::timeout(limits.shutdown_grace, drained.recv()).await.is_err() {
-        tracing::warn!(grace = ?limits.shutdown_grace, "in-flight requests did not finish in time");
+    let grace = limits.borrow().shutdown_grace;
+    if tokio::time::timeout(grace, drained.recv()).await.is_err() {
+        tracing::warn!(?grace, "in-flight requests did not finish in time");
     }
 }
 

@@ -369,7 +369,7 @@ impl DecisionEnv {
 
     /// Decisions counted by front door `door` with outcome `decision` (the metrics' labels).
     pub fn decisions(&self, door: &str, decision: &str) -> u64 {
-        self.gw.state.metrics.decisions.with_label_values(&[door, decision]).get()
+        self.gw.metrics.decisions.with_label_values(&[door, decision]).get()
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
@@ -38,17 +38,26 @@ impl GatewayProcess {
     /// Start the gateway with `env` (nothing inherited but `PATH`) and, when given, `config` as
     /// its YAML file; JSON logs unless `env` says otherwise. Returns once it logs that it listens.
     pub async fn start(env: &[(&str, &str)], config: Option<&str>) -> GatewayProcess {
-        let mut command = Command::new(BIN);
-        command.env_clear().env("RUST_LOG", "info").env("TOKENGATE_LOG_FORMAT", "json");
-        command.envs(env.iter().copied());
         let config = config.map(|yaml| {
             static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
             let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let path = std::env::temp_dir().join(format!("tokengate-proc-{}-{n}.yaml", std::process::id()));
             std::fs::write(&path, yaml).unwrap();
-            command.arg("--config").arg(&path);
             path
         });
+        let mut process = GatewayProcess::start_with(env, config.as_deref()).await;
+        process.config = config;
+        process
+    }
+
+    /// `start` with `--config path`, a file the caller owns (and may change while it runs).
+    pub async fn start_with(env: &[(&str, &str)], path: Option<&Path>) -> GatewayProcess {
+        let mut command = Command::new(BIN);
+        command.env_clear().env("RUST_LOG", "info").env("TOKENGATE_LOG_FORMAT", "json");
+        command.envs(env.iter().copied());
+        if let Some(path) = path {
+            command.arg("--config").arg(path);
+        }
         let mut child = command.stderr(Stdio::piped()).spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let lines = Arc::new(Mutex::new(Vec::new()));
@@ -68,7 +77,7 @@ impl GatewayProcess {
             addr: "0.0.0.0:0".parse().unwrap(),
             admin_addr: "0.0.0.0:0".parse().unwrap(),
             decision_addr: None,
-            config,
+            config: None,
         };
         let listening = process.wait_for(|l| l.contains("tokengate listening")).await;
         let field = |key: &str| -> Option<SocketAddr> {
@@ -99,11 +108,17 @@ impl GatewayProcess {
         self.lines.lock().unwrap().clone()
     }
 
-    /// The first line (from the start) that satisfies `pred`, waiting for it (bounded by WAIT).
-    pub async fn wait_for(&mut self, pred: impl Fn(&str) -> bool) -> String {
+    /// How many lines logged so far satisfy `pred`.
+    pub fn count(&self, pred: impl Fn(&str) -> bool) -> usize {
+        self.lines.lock().unwrap().iter().filter(|l| pred(l)).count()
+    }
+
+    /// The `n`th line (counting from 1, from the start) that satisfies `pred`, waiting for it
+    /// (bounded by WAIT).
+    pub async fn wait_for_nth(&mut self, n: usize, pred: impl Fn(&str) -> bool) -> String {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            if let Some(line) = self.lines.lock().unwrap().iter().find(|l| pred(l)) {
+            if let Some(line) = self.lines.lock().unwrap().iter().filter(|l| pred(l)).nth(n - 1) {
                 return line.clone();
             }
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -112,6 +127,11 @@ impl GatewayProcess {
             let changed = tokio::time::timeout_at(deadline, self.count.changed()).await;
             assert!(matches!(changed, Ok(Ok(()))), "no such log line in time:\n{}", self.lines().join("\n"));
         }
+    }
+
+    /// The first line (from the start) that satisfies `pred`, waiting for it (bounded by WAIT).
+    pub async fn wait_for(&mut self, pred: impl Fn(&str) -> bool) -> String {
+        self.wait_for_nth(1, pred).await
     }
 
     /// The access-log line (JSON) whose `request_id` is `id`.

@@ -254,7 +254,7 @@ async fn initial_fetch_populates_keys() {
     let (cache, fetches) = jwks_cache(&server, &settings());
     assert!(!cache.is_ready());
     assert!(cache.keys().is_none());
-    assert_eq!(cache.generation(), 0);
+    assert_eq!(cache.installs(), 0);
 
     let task = tokio::spawn(cache.clone().run());
     eventually(Duration::from_secs(3), "ready", || cache.is_ready()).await;
@@ -263,7 +263,7 @@ async fn initial_fetch_populates_keys() {
     let keys = cache.keys().unwrap();
     assert!(keys.has_kid("k1") && keys.has_kid("k2"));
     assert_eq!(keys.len(), 2);
-    assert_eq!(cache.generation(), 1);
+    assert_eq!(cache.installs(), 1);
     assert_eq!(server.hits("/jwks"), 1);
     assert_eq!(count(&fetches, "https://issuer.test", "success"), 1);
 }
@@ -312,7 +312,7 @@ async fn concurrent_unknown_kid_refreshes_coalesce_when_nothing_changes() {
     let results = callers.join_all().await;
     task.abort();
     assert_eq!(server.hits("/jwks"), 2, "the waiting callers fetched again");
-    assert_eq!(cache.generation(), 1);
+    assert_eq!(cache.installs(), 1);
     assert!(results.iter().all(|r| r.as_ref().is_some_and(|k| Arc::ptr_eq(k, &loaded))));
 }
 
@@ -360,7 +360,7 @@ async fn unknown_kid_refetch_is_rate_limited_by_cooldown() {
     }
     assert!(server.hit_times("/jwks")[1] - first_done >= cooldown);
     assert!(has_kid(&cache, "new"));
-    assert_eq!(cache.generation(), 2);
+    assert_eq!(cache.installs(), 2);
     // And the new fetch starts a new cooldown.
     let _ = cache.refresh_for_unknown_kid().await;
     assert_eq!(server.hits("/jwks"), 2);
@@ -385,7 +385,7 @@ async fn failing_endpoint_keeps_previous_keys() {
     let kept = |cache: &JwksCache| {
         assert!(Arc::ptr_eq(&cache.keys().unwrap(), &good));
         assert!(cache.is_ready());
-        assert_eq!(cache.generation(), 1);
+        assert_eq!(cache.installs(), 1);
     };
 
     server.set("/jwks", Reply::status(500));
@@ -437,7 +437,7 @@ async fn background_refresh_retries_and_keeps_keys_while_failing() {
     server.set("/jwks", Reply::ok(jwks(&["k2"])));
     eventually(Duration::from_secs(3), "recovered", || has_kid(&cache, "k2")).await;
     assert!(!has_kid(&cache, "k1"));
-    assert_eq!(cache.generation(), 2);
+    assert_eq!(cache.installs(), 2);
     task.abort();
 }
 
@@ -727,7 +727,7 @@ async fn invalid_documents_keep_old_keys() {
         assert!(Arc::ptr_eq(&keys, &good), "{body} replaced the key set");
     }
     assert_eq!(count(&fetches, "https://issuer.test", "invalid"), 5);
-    assert_eq!(cache.generation(), 1);
+    assert_eq!(cache.installs(), 1);
 }
 
 /// A shared-secret issuer is ready at once and never touches the network.
@@ -742,12 +742,12 @@ async fn secret_source_ready_without_network() {
     assert_eq!(cache.keys().unwrap().candidates(None, Algorithm::HS256).count(), 1);
     assert!(cache.refresh_for_unknown_kid().await.is_some());
     tokio::time::timeout(Duration::from_secs(1), cache.clone().run()).await.expect("run returns at once for a secret");
-    assert_eq!(cache.generation(), 1);
+    assert_eq!(cache.installs(), 1);
     assert_eq!(count(&fetches, "https://hmac.test", "success"), 0);
     // Debug names the issuer and its key set, never the secret (in any spelling).
     let dump = format!("{cache:?}");
     assert!(
-        dump.starts_with("JwksCache {") && dump.contains("https://hmac.test") && dump.contains("generation: 1"),
+        dump.starts_with("JwksCache {") && dump.contains("https://hmac.test") && dump.contains("installs: 1"),
         "{dump}"
     );
     assert!(!dump.contains("0123456789abcdef") && !dump.contains("48, 49, 50"), "the secret shows in Debug: {dump}");
