@@ -323,12 +323,14 @@ async fn refetch_for_unknown_key_reports_only_a_new_set() {
     let server = TestServer::start().await;
     server.set("/jwks", Reply::ok(jwks(&["k1"])));
     let (cache, _) = jwks_cache(&server, &JwksSettings { unknown_kid_cooldown: Duration::ZERO, ..settings() });
+    let before = cache.generation();
     let (generation, first) = cache.refetch_for_unknown_key(None).await.expect("the first set");
-    assert_eq!(generation, 1);
+    assert!(generation != before && generation == cache.generation());
     assert!(cache.refetch_for_unknown_key(Some(&first)).await.is_none(), "the same document again");
     server.set("/jwks", Reply::ok(jwks(&["k1", "k2"])));
-    let (generation, second) = cache.refetch_for_unknown_key(Some(&first)).await.expect("a new set");
-    assert_eq!(generation, 2);
+    let (second_generation, second) = cache.refetch_for_unknown_key(Some(&first)).await.expect("a new set");
+    assert!(second_generation != generation && second_generation == cache.generation());
+    assert_eq!(cache.installs(), 2);
     assert!(second.has_kid("k2"));
 }
 
@@ -751,4 +753,18 @@ async fn secret_source_ready_without_network() {
         "{dump}"
     );
     assert!(!dump.contains("0123456789abcdef") && !dump.contains("48, 49, 50"), "the secret shows in Debug: {dump}");
+}
+
+/// No two caches ever share a generation, whatever their issuers: a reload builds new caches,
+/// and a verdict tagged with an old cache's generation must never match a new one's.
+#[test]
+fn generations_are_unique_in_the_process() {
+    let settings = settings();
+    let http = reqwest::Client::new();
+    let fetches = prometheus::IntCounterVec::new(prometheus::Opts::new("f", "f"), &["issuer", "outcome"]).unwrap();
+    let issuer = Issuer::new("https://issuer.test", KeySource::JwksUri("https://issuer.test/jwks".into()));
+    let a = JwksCache::new(&issuer, &settings, http.clone(), fetches.clone());
+    let b = JwksCache::new(&issuer, &settings, http, fetches);
+    assert_ne!(a.generation(), b.generation());
+    assert!(a.generation() > 0 && b.generation() > 0);
 }
