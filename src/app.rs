@@ -8,11 +8,11 @@ pub use reload::{run_until_stopped, shutdown_signal, ReloadError, Stop};
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Mutex};
 use tokio::task::JoinHandle;
 
 use crate::admin::Admin;
@@ -200,25 +200,30 @@ impl Running {
 
     /// Serve `config` from now on: requests that started keep the configuration they started
     /// with, new ones see the new one, atomically. Key sets, caches and upstream connections
-    /// that `config` did not change carry over (`proxy::state_after`); key sets no longer used
-    /// stop refreshing, new ones start. Listener addresses and worker threads cannot change
-    /// without a restart: such a config is refused and the old one keeps serving.
-    /// Returns the new configuration's epoch.
-    pub fn reload(&self, config: Config) -> Result<u64, ReloadError> {
-        let mut refreshers = self.refreshers.lock().unwrap_or_else(|e| e.into_inner());
+    /// that `config` did not change carry over (`proxy::state_after`). A new key set is
+    /// fetched first (within `jwks.fetch_timeout`): one that cannot be fetched refuses the
+    /// reload, rather than serving an issuer that can verify nothing and turning `/readyz` 503
+    /// on every replica at once. Key sets no longer used stop refreshing. Listener addresses
+    /// and worker threads cannot change without a restart: such a config is refused too. A
+    /// refused config changes nothing. Returns the new configuration's epoch.
+    pub async fn reload(&self, config: Config) -> Result<u64, ReloadError> {
+        let mut refreshers = self.refreshers.lock().await;
         let old = self.live.load_full();
         reload::needs_restart(&old.config, &config)?;
         let limits = Limits::new(&config.server);
+        let fetch_timeout = config.jwks.fetch_timeout;
         let new = proxy::state_after(Some(&old), config, self.metrics.clone(), &self.http, self.clock.clone());
+        let is_new = |jwks: &Arc<JwksCache>| !refreshers.iter().any(|r| Arc::ptr_eq(&r.jwks, jwks));
+        let fresh: Vec<_> = new.auth.issuers().iter().filter(|i| is_new(&i.jwks)).cloned().collect();
+        for issuer in &fresh {
+            let _ = tokio::time::timeout(fetch_timeout, issuer.jwks.refresh_for_unknown_kid()).await;
+            if !issuer.is_ready() {
+                return Err(ReloadError::NoKeys { issuer: issuer.config.issuer.clone() });
+            }
+        }
         let in_use = |jwks: &Arc<JwksCache>| new.auth.issuers().iter().any(|i| Arc::ptr_eq(&i.jwks, jwks));
         let (kept, dropped): (Vec<_>, Vec<_>) = refreshers.drain(..).partition(|r| in_use(&r.jwks));
-        let started: Vec<_> = new
-            .auth
-            .issuers()
-            .iter()
-            .filter(|i| !kept.iter().any(|r| Arc::ptr_eq(&r.jwks, &i.jwks)))
-            .map(|i| Refresher::start(&i.jwks))
-            .collect();
+        let started: Vec<_> = fresh.iter().map(|i| Refresher::start(&i.jwks)).collect();
         let (epoch, issuers, fresh) = (new.epoch, new.auth.issuers().len(), started.len());
         self.live.store(Arc::new(new));
         for r in dropped {
@@ -258,7 +263,7 @@ impl Running {
         }
         let _ = self.stop_admin.send(true);
         let _ = self.admin.await;
-        for r in self.refreshers.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        for r in self.refreshers.into_inner() {
             r.task.abort();
         }
         tracing::info!("tokengate stopped");

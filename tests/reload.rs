@@ -277,10 +277,10 @@ impl Inproc {
         request.send().await.unwrap().status().as_u16()
     }
 
-    fn reload(&self, tweak: impl FnOnce(&mut Config)) -> u64 {
+    async fn reload(&self, tweak: impl FnOnce(&mut Config)) -> u64 {
         let mut cfg = self.cfg.clone();
         tweak(&mut cfg);
-        self.gw.reload(cfg).expect("the reload applies")
+        self.gw.reload(cfg).await.expect("the reload applies")
     }
 }
 
@@ -300,11 +300,11 @@ async fn a_kept_connection_meets_the_new_policy() {
         }
         vec![route]
     };
-    assert_eq!(env.reload(|c| c.routes = with_rule("ops")), 1);
+    assert_eq!(env.reload(|c| c.routes = with_rule("ops")).await, 1);
     assert_eq!(env.get(&token, &[]).await, 200, "judged on a principal that kept no `dept`");
-    assert_eq!(env.reload(|c| c.routes = with_rule("sales")), 2);
+    assert_eq!(env.reload(|c| c.routes = with_rule("sales")).await, 2);
     assert_eq!(env.get(&token, &[]).await, 403, "the old policy answered on a kept connection");
-    assert_eq!(env.reload(|c| c.routes = vec![required_route("orders", "/orders", &["admin"])]), 3);
+    assert_eq!(env.reload(|c| c.routes = vec![required_route("orders", "/orders", &["admin"])]).await, 3);
     assert_eq!(env.get(&token, &[]).await, 403);
     assert_eq!(env.up.count(), 3);
     let fetches = env.gw.metrics.jwks_fetches.with_label_values(&[env.idp.issuer(), "success"]);
@@ -321,7 +321,7 @@ async fn a_changed_issuer_forgets_what_it_verified() {
     let issuer = env.idp.issuer().to_owned();
     let fetches = env.gw.metrics.jwks_fetches.with_label_values(&[issuer.as_str(), "success"]);
     assert_eq!(fetches.get(), 1);
-    env.reload(|c| c.issuers[0].audiences = vec!["other".into()]);
+    env.reload(|c| c.issuers[0].audiences = vec!["other".into()]).await;
     assert_eq!(env.get(&token, &[]).await, 401);
     let fresh = client(false).get(format!("http://{}/orders/1", env.gw.addr)).bearer_auth(&token);
     assert_eq!(fresh.send().await.unwrap().status(), 401);
@@ -336,7 +336,7 @@ async fn a_kept_connection_meets_the_new_trust_and_headers() {
     let env = Inproc::new().await;
     let token = env.idp.mint(json!({"sub": "alice", "aud": "api", "scope": "read"}));
     let spoof = [("x-forwarded-for", "203.0.113.7"), ("x-user", "mallory")];
-    env.reload(|c| c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()]);
+    env.reload(|c| c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()]).await;
     assert_eq!(env.get(&token, &spoof).await, 200);
     let seen = env.up.last();
     assert!(seen.headers["x-forwarded-for"].to_str().unwrap().starts_with("203.0.113.7"));
@@ -344,7 +344,8 @@ async fn a_kept_connection_meets_the_new_trust_and_headers() {
         c.trusted_proxies = Vec::new();
         c.identity.headers =
             vec![IdentityHeader { name: HeaderName::from_static("x-user"), value: IdentityValue::Subject }];
-    });
+    })
+    .await;
     assert_eq!(env.get(&token, &spoof).await, 200);
     let seen = env.up.last();
     assert_eq!(seen.headers["x-forwarded-for"], "127.0.0.1", "a no longer trusted chain was kept");
@@ -358,7 +359,7 @@ async fn listener_changes_need_a_restart() {
     let env = Inproc::new().await;
     let mut cfg = env.cfg.clone();
     cfg.admin_listen = "127.0.0.1:1".parse().unwrap();
-    let error = env.gw.reload(cfg).unwrap_err().to_string();
+    let error = env.gw.reload(cfg).await.unwrap_err().to_string();
     assert!(error.contains("admin_listen") && error.contains("restart"), "{error}");
     assert_eq!(env.gw.state().epoch, 0);
 }
@@ -386,12 +387,30 @@ async fn the_decision_service_meets_the_new_config() {
         policy.claims = vec![ClaimRule { claim: "dept".into(), test: ClaimTest::Equals(json!("ops")) }];
     }
     cfg.routes = vec![route];
-    env.gw.reload(cfg.clone()).unwrap();
+    env.gw.reload(cfg.clone()).await.unwrap();
     assert_eq!(ask().send().await.unwrap().status(), 200, "judged on a principal that kept no `dept`");
 
     // No longer a trusted peer: its description of a request is not believed.
     cfg.decision.as_mut().unwrap().trusted_peers = vec!["192.0.2.0/24".parse().unwrap()];
-    env.gw.reload(cfg).unwrap();
+    env.gw.reload(cfg).await.unwrap();
     let status = ask().send().await.unwrap().status();
     assert!(status.is_client_error() && status != 404, "an untrusted peer was believed: {status}");
+}
+
+/// A reload that adds an issuer whose key set cannot be fetched is refused: the old config keeps
+/// serving and `/readyz` stays 200 (every replica taking the same file would otherwise leave
+/// the Service without endpoints).
+#[tokio::test]
+async fn an_issuer_without_keys_is_refused() {
+    let env = Inproc::new().await;
+    let mut cfg = env.cfg.clone();
+    cfg.jwks.fetch_timeout = Duration::from_millis(500);
+    cfg.issuers.push(issuer("https://unreachable.test", "http://127.0.0.1:9/jwks", &["api"]));
+    let error = env.gw.reload(cfg).await.unwrap_err().to_string();
+    assert!(error.contains("https://unreachable.test") && error.contains("no key set"), "{error}");
+    assert_eq!(env.gw.state().epoch, 0);
+    let ready = client(false).get(format!("http://{}/readyz", env.gw.admin_addr)).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let token = env.idp.mint(json!({"sub": "alice", "aud": "api", "scope": "read"}));
+    assert_eq!(env.get(&token, &[]).await, 200);
 }

@@ -24,6 +24,10 @@ pub enum ReloadError {
     Config(#[from] ConfigError),
     #[error("`{setting}` changed: it takes effect only after a restart; the running configuration is kept")]
     NeedsRestart { setting: &'static str },
+    #[error(
+        "issuer {issuer}: no key set could be fetched (see the JWKS error above); the running configuration is kept"
+    )]
+    NoKeys { issuer: String },
 }
 
 /// Settings bound at start-up (listening sockets, the runtime): a reload cannot apply them.
@@ -64,23 +68,27 @@ pub async fn run_until_stopped(
     load: impl Fn() -> Result<Config, ConfigError>,
     watched: Option<&Path>,
 ) -> Stop {
-    let reload = |why: &str| {
-        if let Err(e) = load().map_err(ReloadError::from).and_then(|config| running.reload(config)) {
+    let reload = async |why: &'static str| {
+        let result = match load() {
+            Ok(config) => running.reload(config).await,
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = result {
             running.metrics.reload_failed();
             tracing::error!(trigger = why, "configuration reload refused: {e}");
         }
     };
     let watched = watched.map(|path| Watched::new(path.to_owned()));
-    signals(|| reload("SIGHUP"), watched, || reload("file")).await
+    signals(async || reload("SIGHUP").await, watched, async || reload("file").await).await
 }
 
 /// Resolves on SIGTERM or SIGINT, for the commands that have nothing to reload (`demo`,
 /// `dev-issuer`): SIGHUP, which would otherwise end the process, is logged and ignored.
 pub async fn shutdown_signal() -> Stop {
-    signals(|| tracing::info!("SIGHUP: nothing to reload"), None, || {}).await
+    signals(async || tracing::info!("SIGHUP: nothing to reload"), None, async || {}).await
 }
 
-async fn signals(on_hup: impl Fn(), mut watched: Option<Watched>, on_change: impl Fn()) -> Stop {
+async fn signals(on_hup: impl AsyncFn(), mut watched: Option<Watched>, on_change: impl AsyncFn()) -> Stop {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -106,12 +114,12 @@ async fn signals(on_hup: impl Fn(), mut watched: Option<Watched>, on_change: imp
                     if let Some(w) = watched.as_mut() {
                         w.changed();
                     }
-                    on_hup();
+                    on_hup().await;
                 }
                 _ = poll.tick(), if watched.is_some() => {
                     if watched.as_mut().is_some_and(Watched::changed) {
                         tracing::info!("the configuration file changed: reloading");
-                        on_change();
+                        on_change().await;
                     }
                 }
             }
