@@ -414,3 +414,22 @@ async fn an_issuer_without_keys_is_refused() {
     let token = env.idp.mint(json!({"sub": "alice", "aud": "api", "scope": "read"}));
     assert_eq!(env.get(&token, &[]).await, 200);
 }
+
+/// The upstream's pooled connections carry over a reload that leaves the upstream alone; a
+/// reload that names another upstream sends the next request there.
+#[tokio::test]
+async fn the_upstream_pool_carries_over_and_a_new_upstream_takes_over() {
+    let env = Inproc::new().await;
+    let token = env.idp.mint(json!({"sub": "alice", "aud": "api", "scope": "read"}));
+    assert_eq!(env.get(&token, &[]).await, 200);
+    assert_eq!(env.get(&token, &[]).await, 200);
+    assert_eq!(env.up.connections(), 1);
+    env.reload(|c| c.routes.push(public_route("beta", "/beta"))).await;
+    assert_eq!(env.get(&token, &[]).await, 200);
+    assert_eq!(env.up.connections(), 1, "the reload dropped the upstream's pooled connection");
+
+    let second = Upstream::start().await;
+    env.reload(|c| c.upstream.as_mut().unwrap().uri = second.url().parse().unwrap()).await;
+    assert_eq!(env.get(&token, &[]).await, 200);
+    assert_eq!((env.up.count(), second.count()), (3, 1), "the old upstream got the request");
+}
