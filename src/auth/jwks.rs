@@ -314,10 +314,10 @@ impl JwksCache {
         match result {
             Ok(fetched) => {
                 if state.installed_doc.as_ref() != Some(&fetched.doc) {
-                    let installs = self.installs.fetch_add(1, Ordering::Relaxed) + 1;
+                    self.installs.fetch_add(1, Ordering::Relaxed);
                     // Only kids and algorithms are logged (KeySet's Debug), never key material.
                     tracing::info!(
-                        issuer = %self.issuer, installs, keys = ?fetched.keys,
+                        issuer = %self.issuer, installs = self.installs(), keys = ?fetched.keys,
                         "installed new JWKS key set"
                     );
                     self.current.store(Some(Arc::new(fetched.keys)));
