@@ -295,8 +295,9 @@ fn cache_lookup(hit: bool) {
 }
 
 /// `authenticate`: run `authentication` under its span. `tokengate.cache` is `miss` when the
-/// token was verified or introspected, `hit` when the answer came from a cache, absent when the
-/// token was refused before any lookup; `tokengate.issuer` names the issuer that vouched for
+/// token was verified or introspected, `hit` when it was admitted from a cache (or its cached
+/// introspection answer refused it), absent for a refusal that needed no verification (before
+/// any lookup, or a remembered refusal); `tokengate.issuer` names the issuer that vouched for
 /// it, `tokengate.reason` why it was refused.
 pub async fn authenticate<F>(authentication: F) -> Result<Arc<Principal>, AuthError>
 where
