@@ -64,8 +64,8 @@ enum Verdict {
 }
 
 impl Verdict {
-    /// The `outcome` label of the call that gave this answer.
-    fn outcome(&self) -> &'static str {
+    /// The `outcome` label of the call that gave this answer (also a cached answer's, on its span).
+    fn counted_as(&self) -> &'static str {
         match self {
             Verdict::Active(_) => "active",
             Verdict::Inactive(INACTIVE) => "inactive",
@@ -201,7 +201,7 @@ impl Introspector {
         let fresh = result.as_ref().map_or(true, |entry| entry.is_fresh());
         if fresh { &self.lookups.1 } else { &self.lookups.0 }.inc();
         let verdict = result.map_err(|e| *e).map(|entry| entry.into_value().verdict);
-        span.looked_up(fresh, || verdict.as_ref().map_or("error", Verdict::outcome));
+        span.looked_up(fresh, || verdict.as_ref().map_or("error", Verdict::counted_as));
         match verdict? {
             Verdict::Active(principal) => Ok(principal),
             Verdict::Inactive(e) => Err(e),
@@ -238,7 +238,7 @@ impl Introspector {
                 permit.success();
                 let now = self.clock.now();
                 let verdict = self.verdict(answer, UNIX_EPOCH + now);
-                self.count(verdict.outcome());
+                self.count(verdict.counted_as());
                 Ok(Cached::new(verdict, now, self.settings.cache_max_ttl, self.settings.negative_ttl))
             }
             Err(e) => {
