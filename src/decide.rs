@@ -13,6 +13,7 @@ use crate::canon::{CanonHost, CanonPath};
 use crate::proxy::route::{Candidates, CompiledRoute};
 use crate::proxy::State;
 use crate::respond::{Challenge, Denial};
+use crate::telemetry::otel;
 
 /// A refused request: the route it is counted under (none when no route matched) and why.
 pub type Refusal<'s> = (Option<&'s CompiledRoute>, Denial);
@@ -51,7 +52,8 @@ pub async fn admit<'s>(
     let token = extract::bearer(credentials.headers, credentials.query, credentials.form, &state.config.tokens)
         .map_err(deny)?
         .ok_or(deny(AuthError::MissingToken))?;
-    let principal = state.auth.authenticate(&token, policy.issuers.as_deref(), last_token).await.map_err(deny)?;
+    let authentication = state.auth.authenticate(&token, policy.issuers.as_deref(), last_token);
+    let principal = otel::authenticate(authentication).await.map_err(deny)?;
     drop(token);
     let issuer = state.auth.issuer_config(principal.issuer);
     for (route, policy) in std::iter::once((first, policy)).chain(required) {

@@ -40,6 +40,7 @@ use crate::proxy::route::CompiledRoute;
 use crate::proxy::{forwarded, Live, State};
 use crate::respond::{respond, Denial};
 use crate::telemetry::access::{self, Entry, X_REQUEST_ID};
+use crate::telemetry::otel::RequestSpan;
 
 /// Envoy's HTTP `ext_authz` removes the headers listed here from the request it forwards.
 static ENVOY_HEADERS_TO_REMOVE: HeaderName = HeaderName::from_static("x-envoy-auth-headers-to-remove");
@@ -244,14 +245,24 @@ impl Decision {
     async fn answer(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
         let started = Instant::now();
         let request_id = access::request_id(req.headers(), self.trusted);
-        let (door, outcome, original) = match describe(req.method(), req.uri(), req.headers()) {
+        let described = match describe(req.method(), req.uri(), req.headers()) {
             Err(None) => return not_a_door(),
-            Err(Some(reason)) => (door_of(req.uri()), Err((None, Denial::BadRequest(reason))), None),
-            Ok(original) => (original.door, self.decide(&original, req.headers()).await, Some(original)),
+            described => described.map_err(Option::unwrap_or_default),
         };
+        // The span describes the original request, as the access-log line does.
+        let method = described.as_ref().map_or(req.method(), |o| &o.method);
+        let mut span = RequestSpan::start(req.headers(), method, &request_id);
+        let (door, outcome, original) = match described {
+            Err(reason) => (door_of(req.uri()), Err((None, Denial::BadRequest(reason))), None),
+            Ok(original) => (original.door, span.scope(self.decide(&original, req.headers())).await, Some(original)),
+        };
+        if let Err((_, denial)) = &outcome {
+            span.refused(denial);
+        }
         let mut entry = self.entry(door, &request_id, original.as_ref(), req.headers(), started);
         let (route, decision, mut response) = self.render(door, outcome, entry.as_deref_mut());
         response.headers_mut().insert(X_REQUEST_ID.clone(), request_id);
+        span.finish(door.label(), route.map(|r| &r.id), response.status());
         self.record(door, route, decision, response.status(), started, entry);
         response
     }

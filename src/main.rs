@@ -52,7 +52,7 @@ enum LogFormat {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Held to the end of `main`: its drop writes the log lines still queued.
+    // Held to the end of `main`: its drop exports the spans and writes the log lines still queued.
     let _log = init_tracing(cli.log_format);
     // One crypto provider for every TLS user in the process (rustls, reqwest).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -137,7 +137,7 @@ fn runtime(workers: Option<usize>) -> tokio::runtime::Runtime {
     builder.enable_all().build().expect("the tokio runtime starts")
 }
 
-fn init_tracing(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+fn init_tracing(format: LogFormat) -> tokengate::telemetry::Guard {
     tokengate::telemetry::init(match format {
         LogFormat::Text => tokengate::telemetry::Format::Text,
         LogFormat::Json => tokengate::telemetry::Format::Json,

@@ -41,6 +41,7 @@ use super::{jws, jwt, AuthError, KeptClaims, Principal, TokenSource};
 use crate::clock::Clock;
 use crate::config::{ClientAuthMethod, Introspection, Issuer};
 use crate::metrics::{Metrics, CACHE_INTROSPECTION};
+use crate::telemetry::otel;
 
 const INACTIVE: AuthError = AuthError::InvalidToken("token is not active");
 const NOT_ACCESS_TOKEN: AuthError = AuthError::InvalidToken("token is not an access token");
@@ -60,6 +61,17 @@ enum Verdict {
     Active(Arc<Principal>),
     /// `active: false`, or active but refused by a claim check (the reason).
     Inactive(AuthError),
+}
+
+impl Verdict {
+    /// The `outcome` label of the call that gave this answer (also a cached answer's, on its span).
+    fn counted_as(&self) -> &'static str {
+        match self {
+            Verdict::Active(_) => "active",
+            Verdict::Inactive(INACTIVE) => "inactive",
+            Verdict::Inactive(_) => "rejected",
+        }
+    }
 }
 
 /// Why one introspection call failed. Each maps to one metrics `outcome`; none is cached.
@@ -175,19 +187,22 @@ impl Introspector {
     /// The principal behind `token`, from the cache or from one (coalesced) introspection call.
     /// Shared with the cache entry: a hit copies nothing.
     pub async fn introspect(&self, token: &str) -> Result<Arc<Principal>, AuthError> {
+        let span = otel::Span::introspection(&self.id);
         let key = Key::of(token);
-        let mut result = self.cache.entry(key).or_try_insert_with(self.call(token, &key)).await;
+        let mut result = span.scope(self.cache.entry(key).or_try_insert_with(self.call(token, &key))).await;
         // Past its end on the gateway's clock though moka's monotonic clock has not dropped it
         // yet (the wall clock stepped forward, or a test moved it): drop it and ask once more.
         // The second answer is served as it comes: it was judged just now.
         if result.as_ref().is_ok_and(|entry| !entry.is_fresh() && !entry.value().is_live(self.clock.now())) {
             self.cache.invalidate(&key).await;
-            result = self.cache.entry(key).or_try_insert_with(self.call(token, &key)).await;
+            result = span.scope(self.cache.entry(key).or_try_insert_with(self.call(token, &key))).await;
         }
         // Coalesced waiters read the value the one caller fetched: for them it is a hit.
         let fresh = result.as_ref().map_or(true, |entry| entry.is_fresh());
         if fresh { &self.lookups.1 } else { &self.lookups.0 }.inc();
-        match result.map_err(|e| *e)?.into_value().verdict {
+        let verdict = result.map_err(|e| *e).map(|entry| entry.into_value().verdict);
+        span.looked_up(fresh, || verdict.as_ref().map_or("error", Verdict::counted_as));
+        match verdict? {
             Verdict::Active(principal) => Ok(principal),
             Verdict::Inactive(e) => Err(e),
         }
@@ -211,6 +226,7 @@ impl Introspector {
                 }
                 .inc();
                 tracing::debug!(issuer = %self.issuer.issuer, limit = limit.label(), "introspection call refused by its limit");
+                otel::outcome("busy");
                 return Err(BUSY);
             }
         };
@@ -222,11 +238,7 @@ impl Introspector {
                 permit.success();
                 let now = self.clock.now();
                 let verdict = self.verdict(answer, UNIX_EPOCH + now);
-                self.count(match &verdict {
-                    Verdict::Active(_) => "active",
-                    Verdict::Inactive(INACTIVE) => "inactive",
-                    Verdict::Inactive(_) => "rejected",
-                });
+                self.count(verdict.counted_as());
                 Ok(Cached::new(verdict, now, self.settings.cache_max_ttl, self.settings.negative_ttl))
             }
             Err(e) => {
@@ -248,7 +260,9 @@ impl Introspector {
         }
     }
 
-    fn count(&self, outcome: &str) {
+    /// Count a call's outcome, and record it on its `introspection` span.
+    fn count(&self, outcome: &'static str) {
+        otel::outcome(outcome);
         self.requests.with_label_values(&[self.issuer.issuer.as_str(), outcome]).inc();
     }
 

@@ -305,11 +305,13 @@ impl JwksCache {
     /// One refresh attempt, with the guard held: fetch, install if changed, record the outcome.
     /// Returns when the next refresh is due, or `Err` (already logged) on failure.
     async fn fetch_locked(&self, state: &mut FetchState) -> Result<Instant, ()> {
+        let span = crate::telemetry::otel::Span::jwks_fetch(&self.issuer);
         let result = self.fetch(state).await;
         let outcome = match &result {
             Ok(_) => "success",
             Err(e) => e.outcome(),
         };
+        span.fetched(outcome);
         self.fetches.with_label_values(&[self.issuer.as_str(), outcome]).inc();
         match result {
             Ok(fetched) => {

@@ -214,6 +214,7 @@ impl Authenticator {
     /// that a cache entry is never tagged newer than the keys that verified it (and a refusal
     /// that depends on the keys, with the generation it was decided under).
     async fn verify_jwt(&self, token: &str) -> Result<(Principal, u64), Refusal> {
+        crate::telemetry::otel::verified();
         let jws = jws::parse(token)?;
         let iss = jws
             .claims

@@ -189,7 +189,7 @@ fn precreated_outcomes_are_the_counted_ones() {
 
     let introspect = include_str!("../auth/introspect.rs");
     let mut counted = literals_in(introspect, "fn outcome(&self)");
-    counted.extend(literals_in(introspect, "self.count(match"));
+    counted.extend(literals_in(introspect, "fn counted_as(&self)"));
     counted.extend(introspect.split("self.count(\"").skip(1).map(|s| s[..s.find('"').unwrap()].to_owned()));
     counted.sort();
     counted.dedup();

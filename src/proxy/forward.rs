@@ -22,6 +22,7 @@ use crate::config::UpstreamSettings;
 pub use crate::metrics::InFlight;
 use crate::metrics::{Metrics, UpstreamMetrics};
 use crate::respond::UpstreamError;
+use crate::telemetry::otel;
 
 /// Body sent upstream: the client's stream as-is, or a body the gateway had to read (form tokens).
 pub type UpstreamBody = Either<Incoming, Full<Bytes>>;
@@ -93,9 +94,12 @@ impl Forwarder {
     /// Send the request upstream; the path and query go byte-for-byte in origin form. Returns
     /// once the response head has arrived; its body streams through afterwards. Refused at once
     /// when `upstream.max_in_flight` requests are in flight.
-    pub async fn send(&self, req: Request<UpstreamBody>) -> Result<Response<PooledBody>, UpstreamError> {
+    /// Traced, the request carries the `upstream` span's context (`traceparent`, `tracestate`).
+    pub async fn send(&self, mut req: Request<UpstreamBody>) -> Result<Response<PooledBody>, UpstreamError> {
+        let span = otel::Span::upstream(req.headers_mut());
         let started = Instant::now();
         let result = self.send_uncounted(req).await;
+        span.answered(result.as_ref().map(Response::status).map_err(|e| *e));
         match &result {
             Ok(response) => self.metrics.response(response.status(), started.elapsed()),
             Err(e) => self.metrics.error(*e, started.elapsed()),

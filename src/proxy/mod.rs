@@ -32,6 +32,7 @@ use crate::decide::{self, Credentials, Refusal};
 use crate::metrics::{Metrics, RouteMetrics, NO_ROUTE};
 use crate::respond::{respond, Denial, UpstreamError};
 use crate::telemetry::access::{self, Entry, Logged, X_REQUEST_ID};
+use crate::telemetry::otel::RequestSpan;
 use forward::{Forwarder, UpstreamBody};
 use headers::{IdentityNames, IdentityValues, Untrusted};
 use pool::PooledBody;
@@ -202,6 +203,7 @@ async fn handle(conn: &Gateway, mut req: Request<Incoming>) -> Response<Logged<B
     let memo = conn.memo(state);
     let scope = Scope { state, conn, memo: &memo };
     let request_id = access::request_id(req.headers(), memo.trusted_peer);
+    let mut span = RequestSpan::start(req.headers(), req.method(), &request_id);
     let mut entry = Entry::start(&state.config.access_log, "proxy", &request_id, conn.connection.client, started);
     if let Some(e) = entry.as_deref_mut() {
         let authority = req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok());
@@ -212,7 +214,7 @@ async fn handle(conn: &Gateway, mut req: Request<Incoming>) -> Response<Logged<B
     // The upstream sees the same id as the client and the log.
     req.headers_mut().insert(X_REQUEST_ID.clone(), request_id.clone());
     let mut trail = Trail::default();
-    let (route, decision, mut response) = match decide_and_forward(&scope, req, &mut trail).await {
+    let (route, decision, mut response) = match span.scope(decide_and_forward(&scope, req, &mut trail)).await {
         Ok((route, response)) => (Some(route), "allowed", response),
         Err((route, denial)) => {
             let challenge = decide::challenge(state, route);
@@ -221,12 +223,14 @@ async fn handle(conn: &Gateway, mut req: Request<Incoming>) -> Response<Logged<B
             if let Some(e) = entry.as_deref_mut() {
                 e.refused(&denial);
             }
+            span.refused(&denial);
             (route, denial.reason(), respond(denial, &challenge).map(Either::Right))
         }
     };
     response.headers_mut().insert(X_REQUEST_ID.clone(), request_id);
     let metrics = route.map_or(&state.no_route_metrics, |r| &state.route_metrics[r.index]);
     metrics.record(decision, response.status(), started.elapsed(), trail.upstream);
+    span.finish("proxy", route.map(|r| &r.id), response.status());
     if let Some(e) = entry.as_deref_mut() {
         e.route = route.map(|r| r.id.clone());
         e.status = response.status().as_u16();

@@ -1,10 +1,12 @@
 //! Log output (`TOKENGATE_LOG_FORMAT`): every event is one flat line, a JSON object or logfmt,
 //! with `time`, `level`, `target` and `msg` first, then its fields; never colour codes (logs
 //! are read by pipelines and written to files). Access-log lines (`access`) come from the same
-//! writer, with their fields rendered by `access`.
+//! writer, with their fields rendered by `access`. Traces (`otel`) are exported over OTLP when
+//! the standard `OTEL_*` variables name an endpoint.
 
 pub mod access;
 pub mod line;
+pub mod otel;
 
 use std::fmt;
 use std::sync::OnceLock;
@@ -37,12 +39,19 @@ pub fn format() -> Format {
 /// (no line is dropped).
 const LOG_QUEUE_LINES: usize = 64 * 1024;
 
+/// Held until the process ends: its drop exports the spans still queued, then writes the log
+/// lines still queued (in that order, so that a failed export is still logged).
+#[must_use = "dropping the guard stops the log writer and span export"]
+pub struct Guard {
+    _traces: otel::Guard,
+    _log: tracing_appender::non_blocking::WorkerGuard,
+}
+
 /// Install the process's log subscriber: `RUST_LOG` filters (default `info`), stderr. Lines
 /// are written by one thread, in batches (one `write` per batch instead of one per line: a
-/// request's access-log line is then not a system call); hold the guard until the process ends,
-/// its drop writes what is still queued.
-#[must_use = "dropping the guard stops the log writer"]
-pub fn init(format: Format) -> tracing_appender::non_blocking::WorkerGuard {
+/// request's access-log line is then not a system call). Then the OTLP span exporter, when the
+/// environment configures one (`otel::init`). Call outside any async runtime.
+pub fn init(format: Format) -> Guard {
     let _ = FORMAT.set(format);
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -57,7 +66,7 @@ pub fn init(format: Format) -> tracing_appender::non_blocking::WorkerGuard {
         .with_ansi(false)
         .event_format(Flat(format))
         .init();
-    guard
+    Guard { _traces: otel::init(), _log: guard }
 }
 
 /// The event formatter: one flat line per event.
