@@ -433,3 +433,23 @@ async fn the_upstream_pool_carries_over_and_a_new_upstream_takes_over() {
     assert_eq!(env.get(&token, &[]).await, 200);
     assert_eq!((env.up.count(), second.count()), (3, 1), "the old upstream got the request");
 }
+
+/// Listener limits reload too, for connections accepted afterwards: with `max_connections`
+/// lowered to 1 while one connection is open, the next is answered 503; raised again, served.
+#[tokio::test]
+async fn listener_limits_apply_to_new_connections() {
+    let env = Inproc::new().await;
+    let token = env.idp.mint(json!({"sub": "alice", "aud": "api", "scope": "read"}));
+    assert_eq!(env.get(&token, &[]).await, 200);
+    let another = || async {
+        let request =
+            format!("GET /orders/1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n");
+        let answer = raw(env.gw.addr, request.as_bytes()).await;
+        answer[9..12].parse::<u16>().unwrap()
+    };
+    env.reload(|c| c.server.max_connections = 1).await;
+    assert_eq!(another().await, 503, "the lowered limit was not applied");
+    assert_eq!(env.get(&token, &[]).await, 200, "the open connection is still served");
+    env.reload(|c| c.server.max_connections = 10).await;
+    assert_eq!(another().await, 200);
+}

@@ -79,7 +79,15 @@ pub async fn run_until_stopped(
         }
     };
     let watched = watched.map(|path| Watched::new(path.to_owned()));
-    signals(async || reload("SIGHUP").await, watched, async || reload("file").await).await
+    let on_hup = async || {
+        tracing::info!("SIGHUP: reloading the configuration");
+        reload("SIGHUP").await
+    };
+    let on_change = async || {
+        tracing::info!("the configuration file changed: reloading");
+        reload("file").await
+    };
+    signals(on_hup, watched, on_change).await
 }
 
 /// Resolves on SIGTERM or SIGINT, for the commands that have nothing to reload (`demo`,
@@ -109,7 +117,6 @@ async fn signals(on_hup: impl AsyncFn(), mut watched: Option<Watched>, on_change
                     return Stop::Interrupt;
                 }
                 _ = hup.recv() => {
-                    tracing::info!("SIGHUP: reloading the configuration");
                     // What SIGHUP loads is what the next poll compares with.
                     if let Some(w) = watched.as_mut() {
                         w.changed();
@@ -118,7 +125,6 @@ async fn signals(on_hup: impl AsyncFn(), mut watched: Option<Watched>, on_change
                 }
                 _ = poll.tick(), if watched.is_some() => {
                     if watched.as_mut().is_some_and(Watched::changed) {
-                        tracing::info!("the configuration file changed: reloading");
                         on_change().await;
                     }
                 }
