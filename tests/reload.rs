@@ -453,3 +453,27 @@ async fn listener_limits_apply_to_new_connections() {
     env.reload(|c| c.server.max_connections = 10).await;
     assert_eq!(another().await, 200);
 }
+
+/// A reload that removes an issuer moves the next one up a position, while the verified-token
+/// cache (same kept claims) carries over: a token cached under the old position must be
+/// verified again, not answered with a panic or judged as another issuer's.
+#[tokio::test]
+async fn an_issuer_removed_before_a_cached_one() {
+    let env = Inproc::new().await;
+    let key = Arc::new(SigningKey::ec("k2", jsonwebtoken::Algorithm::ES256));
+    let second = DevIssuer::start("127.0.0.1:0".parse().unwrap(), vec![key]).await.unwrap();
+    let two = issuer(second.issuer(), &second.jwks_uri(), &["api"]);
+    env.reload(|c| c.issuers.push(two.clone())).await;
+    let token = second.mint(json!({"sub": "bob", "aud": "api", "scope": "read"}));
+    let fresh = || client(false).get(format!("http://{}/orders/1", env.gw.addr)).bearer_auth(&token);
+    assert_eq!(fresh().send().await.unwrap().status(), 200, "verified, and cached as issuer #2");
+    assert_eq!(fresh().send().await.unwrap().status(), 200);
+
+    env.reload(|c| c.issuers = vec![two.clone()]).await;
+    assert_eq!(fresh().send().await.unwrap().status(), 200, "the cached verdict of a position now gone");
+    assert_eq!(env.up.last().headers["x-auth-subject"], "bob");
+    assert_eq!(env.up.last().headers["x-auth-issuer"], second.issuer());
+    let first = env.idp.mint(json!({"sub": "alice", "aud": "api", "scope": "read"}));
+    let refused = client(false).get(format!("http://{}/orders/1", env.gw.addr)).bearer_auth(&first);
+    assert_eq!(refused.send().await.unwrap().status(), 401, "the removed issuer's token");
+}

@@ -173,7 +173,9 @@ impl Authenticator {
         accepted: Option<&[usize]>,
         last: &LastToken,
     ) -> Result<Arc<Principal>, AuthError> {
-        let generation = |i: usize| self.issuers[i].jwks.generation();
+        // A verdict remembered under a configuration with more issuers can name a position that
+        // no longer exists: generation 0 is never given out, so it matches nothing.
+        let generation = |i: usize| self.issuers.get(i).map_or(0, |s| s.jwks.generation());
         if let Some(principal) = self.token_cache.as_ref().and_then(|c| c.remembered(token, last, generation)) {
             return Ok(principal);
         }
