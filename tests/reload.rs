@@ -16,7 +16,7 @@ use serde_json::json;
 use support::process::GatewayProcess;
 use support::*;
 use tokengate::config::{ClaimRule, ClaimTest, Config, IdentityHeader, IdentityValue, RouteAuth};
-use tokengate::dev_issuer::{DevIssuer, SigningKey};
+use tokengate::dev_issuer::DevIssuer;
 
 /// A ConfigMap-style directory holding the config file.
 struct Mounted {
@@ -67,9 +67,7 @@ struct Env {
 
 impl Env {
     async fn new() -> Env {
-        let key = Arc::new(SigningKey::ec("k", jsonwebtoken::Algorithm::ES256));
-        let idp = DevIssuer::start("127.0.0.1:0".parse().unwrap(), vec![key]).await.unwrap();
-        Env { idp, up: Upstream::start().await }
+        Env { idp: dev_issuer("k").await, up: Upstream::start().await }
     }
 
     /// `/orders` needs a token; `routes` come first.
@@ -254,8 +252,7 @@ struct Inproc {
 
 impl Inproc {
     async fn new() -> Inproc {
-        let key = Arc::new(SigningKey::ec("k", jsonwebtoken::Algorithm::ES256));
-        let idp = DevIssuer::start("127.0.0.1:0".parse().unwrap(), vec![key]).await.unwrap();
+        let idp = dev_issuer("k").await;
         let up = Upstream::start().await;
         let mut cfg = config(
             &up.url(),
@@ -460,8 +457,7 @@ async fn listener_limits_apply_to_new_connections() {
 #[tokio::test]
 async fn an_issuer_removed_before_a_cached_one() {
     let env = Inproc::new().await;
-    let key = Arc::new(SigningKey::ec("k2", jsonwebtoken::Algorithm::ES256));
-    let second = DevIssuer::start("127.0.0.1:0".parse().unwrap(), vec![key]).await.unwrap();
+    let second = dev_issuer("k2").await;
     let two = issuer(second.issuer(), &second.jwks_uri(), &["api"]);
     env.reload(|c| c.issuers.push(two.clone())).await;
     let token = second.mint(json!({"sub": "bob", "aud": "api", "scope": "read"}));

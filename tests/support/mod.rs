@@ -323,6 +323,12 @@ impl<T> futures_core::Stream for ChannelStream<mpsc::Receiver<T>> {
     }
 }
 
+/// The embedded dev issuer on a loopback port, signing with one ES256 key named `kid`.
+pub async fn dev_issuer(kid: &str) -> DevIssuer {
+    let key = Arc::new(SigningKey::ec(kid, jsonwebtoken::Algorithm::ES256));
+    DevIssuer::start("127.0.0.1:0".parse().unwrap(), vec![key]).await.unwrap()
+}
+
 // === the decision service (issue 12) ===
 
 /// The decision service's environment: the dev issuer (one ES256 key `k`), the app upstream,
@@ -341,8 +347,7 @@ impl DecisionEnv {
 
     /// The same, `tweak` applied to the config last (e.g. `cfg.upstream = None`).
     pub async fn with(routes: Vec<Route>, trusted: &str, tweak: impl FnOnce(&mut Config)) -> DecisionEnv {
-        let key = Arc::new(SigningKey::ec("k", jsonwebtoken::Algorithm::ES256));
-        let idp = DevIssuer::start("127.0.0.1:0".parse().unwrap(), vec![key]).await.unwrap();
+        let idp = dev_issuer("k").await;
         let up = Upstream::start().await;
         let mut cfg = config(&up.url(), vec![issuer(idp.issuer(), &idp.jwks_uri(), &["api"])], routes);
         cfg.decision = Some(DecisionSettings {
