@@ -181,8 +181,6 @@ pub struct Decision {
     /// The configuration the question runs under, loaded once per question.
     state: Arc<State>,
     client: IpAddr,
-    /// The peer is in `decision.trusted_peers`.
-    trusted: bool,
     /// What the connection remembers under `state` (for this question).
     memo: Arc<Memo>,
     /// The connection's memo, shared by its questions (`current`).
@@ -192,31 +190,38 @@ pub struct Decision {
 /// What a connection remembers under the configuration snapshot numbered `epoch`.
 struct Memo {
     epoch: u64,
+    /// The peer is in `decision.trusted_peers`.
+    trusted: bool,
     /// The last JWT this connection's questions carried (an ingress keeps a few connections
     /// open and asks about one client's requests on them in a row).
     last_token: LastToken,
 }
 
+impl Memo {
+    fn new(state: &State, client: IpAddr) -> Memo {
+        let trusted = state.config.decision.as_ref().is_some_and(|d| forwarded::is_trusted(client, &d.trusted_peers));
+        Memo { epoch: state.epoch, trusted, last_token: LastToken::default() }
+    }
+}
+
 impl Decision {
     pub fn new(live: Arc<Live>, remote: SocketAddr) -> Decision {
         let state = live.load_full();
-        let memo = Arc::new(Memo { epoch: state.epoch, last_token: LastToken::default() });
+        let memo = Arc::new(Memo::new(&state, remote.ip()));
         let memos = Arc::new(ArcSwap::new(memo.clone()));
-        Decision { live, state, client: remote.ip(), trusted: false, memo, memos }.current()
+        Decision { live, state, client: remote.ip(), memo, memos }
     }
 
     /// This connection under the configuration being served now (a reload may have replaced
     /// the trusted peers, the routes or the issuers since the connection's last question).
     fn current(&self) -> Decision {
         let state = self.live.load_full();
-        let trusted =
-            state.config.decision.as_ref().is_some_and(|d| forwarded::is_trusted(self.client, &d.trusted_peers));
         let mut memo = self.memos.load_full();
         if memo.epoch != state.epoch {
-            memo = Arc::new(Memo { epoch: state.epoch, last_token: LastToken::default() });
+            memo = Arc::new(Memo::new(&state, self.client));
             self.memos.store(memo.clone());
         }
-        Decision { live: self.live.clone(), state, client: self.client, trusted, memo, memos: self.memos.clone() }
+        Decision { live: self.live.clone(), state, client: self.client, memo, memos: self.memos.clone() }
     }
 
     /// The connection's hyper service: gRPC `Check` calls go to tonic (HTTP/2 on the same
@@ -244,7 +249,7 @@ impl Decision {
 
     async fn answer(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
         let started = Instant::now();
-        let request_id = access::request_id(req.headers(), self.trusted);
+        let request_id = access::request_id(req.headers(), self.memo.trusted);
         let described = match describe(req.method(), req.uri(), req.headers()) {
             Err(None) => return not_a_door(),
             described => described.map_err(Option::unwrap_or_default),
@@ -342,7 +347,7 @@ impl Decision {
         headers: &HeaderMap,
     ) -> Result<Admitted<'s>, Refusal<'s>> {
         let state = &*self.state;
-        if !self.trusted {
+        if !self.memo.trusted {
             return Err((None, Denial::UntrustedPeer));
         }
         let bad = |reason: &'static str| (None, Denial::BadRequest(reason));

@@ -50,7 +50,7 @@ impl Decision {
             }
             Ok((original, headers)) => {
                 // Envoy's own `x-request-id`, which its access log and the upstream see too.
-                let id = crate::telemetry::access::request_id(&headers, self.trusted);
+                let id = crate::telemetry::access::request_id(&headers, self.memo.trusted);
                 let entry = self.entry(Door::ExtAuthzGrpc, &id, Some(&original), &headers, started);
                 (self.decide(&original, &headers).await, entry)
             }
