@@ -66,7 +66,7 @@ fn token(key: &SigningKey) -> String {
 
 fn principal() -> Principal {
     let Value::Object(map) = claims() else { unreachable!() };
-    Principal::from_claims(0, Arc::from(ISS), map, None)
+    Principal::from_claims(0, Arc::from(ISS), map, &Default::default())
 }
 
 fn request_headers(token: &str) -> HeaderMap {
@@ -141,7 +141,10 @@ fn bench_policy(c: &mut Criterion) {
     let policy = Policy {
         audiences: None,
         scopes: vec!["read".into(), "write".into()],
-        claims: vec![ClaimRule { claim: "tenant".into(), test: ClaimTest::Equals(json!("acme")) }],
+        claims: vec![ClaimRule {
+            claim: tokengate::config::ClaimPath::top("tenant"),
+            test: ClaimTest::Equals(json!("acme")),
+        }],
         ..Policy::default()
     };
     let issuer = issuer();
@@ -212,6 +215,7 @@ fn bench_introspection_cached(c: &mut Criterion) {
                 client_id: "gateway".into(),
                 client_secret: Secret(b"gateway-secret".to_vec()),
                 auth_method: ClientAuthMethod::ClientSecretBasic,
+                protocol: Default::default(),
                 timeout: std::time::Duration::from_secs(2),
                 cache_max_ttl: std::time::Duration::from_secs(600),
                 negative_ttl: std::time::Duration::from_secs(60),

@@ -35,11 +35,57 @@ const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
         ],
     ),
     ("deploy/kustomize/base/tokengate.yaml", &[]),
+    // One per identity provider (README "Your identity provider").
+    (
+        "config/idp/auth0.yaml",
+        &[
+            UPSTREAM,
+            ("AUTH0_DOMAIN", "acme.eu.auth0.com"),
+            ("AUTH0_AUDIENCE", "https://api.example.com"),
+            ("AUTH0_JOBS_CLIENT_ID", "jobs"),
+        ],
+    ),
+    (
+        "config/idp/authelia.yaml",
+        &[UPSTREAM, ("AUTHELIA_URL", "https://auth.example.com"), ("AUTHELIA_INTROSPECTION_SECRET", "s3cret")],
+    ),
+    (
+        "config/idp/cognito.yaml",
+        &[
+            UPSTREAM,
+            ("COGNITO_REGION", "eu-west-1"),
+            ("COGNITO_USER_POOL_ID", "eu-west-1_AbC"),
+            ("COGNITO_WEB_CLIENT_ID", "web"),
+            ("COGNITO_JOBS_CLIENT_ID", "jobs"),
+        ],
+    ),
+    (
+        "config/idp/entra.yaml",
+        &[
+            UPSTREAM,
+            ("ENTRA_API_CLIENT_ID", "00000000-0000-0000-0000-000000000001"),
+            ("ENTRA_TENANT_ID", "72f988bf-86f1-41af-91ab-2d7cd011db47"),
+            ("ENTRA_PARTNER_TENANT_ID", "11111111-86f1-41af-91ab-2d7cd011db47"),
+        ],
+    ),
+    ("config/idp/google.yaml", &[UPSTREAM, ("GOOGLE_CLIENT_ID", "1234.apps.googleusercontent.com")]),
+    ("config/idp/keycloak.yaml", &[UPSTREAM, ("KEYCLOAK_URL", "https://sso.example.com"), ("KEYCLOAK_REALM", "acme")]),
+    (
+        "config/idp/okta.yaml",
+        &[
+            UPSTREAM,
+            ("OKTA_DOMAIN", "acme.okta.com"),
+            ("OKTA_AUDIENCE", "api://default"),
+            ("OKTA_INTROSPECTION_SECRET", "s3cret"),
+        ],
+    ),
     // The fuzzer's seeds name their variables in `#env NAME=VALUE` lines.
     ("fuzz/corpus/config_load/seed-full.yaml", &[]),
     ("fuzz/corpus/config_load/seed-minimal.yaml", &[]),
     ("fuzz/corpus/config_load/seed-env.yaml", &[]),
 ];
+
+const UPSTREAM: (&str, &str) = ("UPSTREAM_URL", "http://127.0.0.1:8081");
 
 /// YAML files under `config/` that are not tokengate configs.
 const NOT_CONFIGS: &[(&str, &str)] = &[("config/dev-issuer.yaml", "the dev-issuer's own file format")];
@@ -188,11 +234,13 @@ fn example_names_the_schema_for_editors() {
 #[test]
 fn every_example_config_validates() {
     let listed: Vec<&str> = EXAMPLES.iter().map(|(f, _)| *f).chain(NOT_CONFIGS.iter().map(|(f, _)| *f)).collect();
-    for entry in std::fs::read_dir(Path::new(ROOT).join("config")).unwrap() {
-        let name = entry.unwrap().file_name().into_string().unwrap();
-        if name.ends_with(".yaml") || name.ends_with(".yml") {
-            let file = format!("config/{name}");
-            assert!(listed.contains(&file.as_str()), "{file} is neither checked here nor listed in NOT_CONFIGS");
+    for dir in ["config", "config/idp"] {
+        for entry in std::fs::read_dir(Path::new(ROOT).join(dir)).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            if name.ends_with(".yaml") || name.ends_with(".yml") {
+                let file = format!("{dir}/{name}");
+                assert!(listed.contains(&file.as_str()), "{file} is neither checked here nor listed in NOT_CONFIGS");
+            }
         }
     }
     let mut docs = BTreeMap::new();

@@ -407,7 +407,7 @@ async fn near_miss_scopes_refused() {
 #[tokio::test]
 async fn scope_modes_and_claim_rules() {
     let env = Env::with(|cfg| {
-        cfg.issuers[0].scope_claim = Some("permissions".into());
+        cfg.issuers[0].sources.scopes = vec![tokengate::config::ClaimPath::top("permissions")];
         cfg.routes.insert(
             0,
             tokengate::config::Route::new(
@@ -417,7 +417,10 @@ async fn scope_modes_and_claim_rules() {
                     audiences: None,
                     scopes: vec!["admin:read".into(), "admin:all".into()],
                     scope_match: ScopeMatch::Any,
-                    claims: vec![ClaimRule { claim: "tenant".into(), test: ClaimTest::Equals(json!("acme")) }],
+                    claims: vec![ClaimRule {
+                        claim: tokengate::config::ClaimPath::top("tenant"),
+                        test: ClaimTest::Equals(json!("acme")),
+                    }],
                     ..Policy::default()
                 }),
             ),
@@ -661,7 +664,7 @@ async fn kept_claims_serve_rules_and_headers() {
         cfg.identity.claims_header = None;
         cfg.identity.headers.push(tokengate::config::IdentityHeader {
             name: http::HeaderName::from_static("x-tenant"),
-            value: tokengate::config::IdentityValue::Claim("tenant".into()),
+            value: tokengate::config::IdentityValue::Claim(tokengate::config::ClaimPath::top("tenant")),
         });
         cfg.routes.insert(
             0,
@@ -669,7 +672,10 @@ async fn kept_claims_serve_rules_and_headers() {
                 "ops",
                 "/ops",
                 RouteAuth::Required(Policy {
-                    claims: vec![ClaimRule { claim: "groups".into(), test: ClaimTest::Contains(json!("ops")) }],
+                    claims: vec![ClaimRule {
+                        claim: tokengate::config::ClaimPath::top("groups"),
+                        test: ClaimTest::Contains(json!("ops")),
+                    }],
                     ..Policy::default()
                 }),
             ),

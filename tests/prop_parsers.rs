@@ -1,5 +1,5 @@
 //! Property tests for the parsers of untrusted input (issue 9, "Trust boundary"): bearer
-//! extraction, JWS, JWKS, introspection answers and config text, through their public entry
+//! extraction, JWS, JWKS, introspection answers, config text and claim paths, through their public entry
 //! points. Every property runs a bounded number of cases so the file stays CI-fast; the `fuzz/`
 //! crate explores the same entry points without bounds.
 //!
@@ -9,6 +9,8 @@
 use proptest::prelude::*;
 use serde_json::{Map, Number, Value};
 
+#[path = "prop_parsers/claim_path.rs"]
+mod claim_path;
 #[path = "prop_parsers/config.rs"]
 mod config;
 #[path = "prop_parsers/extract.rs"]

@@ -293,7 +293,10 @@ async fn a_kept_connection_meets_the_new_policy() {
     let with_rule = |dept: &str| {
         let mut route = required_route("orders", "/orders", &["read"]);
         if let RouteAuth::Required(policy) = &mut route.auth {
-            policy.claims = vec![ClaimRule { claim: "dept".into(), test: ClaimTest::Equals(json!(dept)) }];
+            policy.claims = vec![ClaimRule {
+                claim: tokengate::config::ClaimPath::top("dept"),
+                test: ClaimTest::Equals(json!(dept)),
+            }];
         }
         vec![route]
     };
@@ -381,7 +384,8 @@ async fn the_decision_service_meets_the_new_config() {
     let mut cfg = env.gw.state().config.clone();
     let mut route = required_route("api", "/api", &["read"]);
     if let RouteAuth::Required(policy) = &mut route.auth {
-        policy.claims = vec![ClaimRule { claim: "dept".into(), test: ClaimTest::Equals(json!("ops")) }];
+        policy.claims =
+            vec![ClaimRule { claim: tokengate::config::ClaimPath::top("dept"), test: ClaimTest::Equals(json!("ops")) }];
     }
     cfg.routes = vec![route];
     env.gw.reload(cfg.clone()).await.unwrap();

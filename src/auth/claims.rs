@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use crate::config::{Config, IdentityValue, RouteAuth};
+use crate::config::{words, ClaimPath, ClaimSources, Config, IdentityValue, RouteAuth};
 
 /// The verified identity behind a request. Built only from claims whose signature (or
 /// introspection response) has been checked.
@@ -19,11 +19,14 @@ pub struct Principal {
     pub issuer_id: Arc<str>,
     /// `sub`
     pub subject: Option<String>,
-    /// `aud`, as a list whether the token carried a string or an array.
+    /// `aud` (or the issuer's `audience_claim`), as a list whether the token carried a string
+    /// or an array.
     pub audiences: Vec<String>,
-    /// From `scope` (space-delimited) or `scp` (string or array), or the configured claim.
+    /// From `scope` (space-delimited) or `scp` (string or array), or the configured claims.
     pub scopes: Vec<String>,
-    /// `client_id`, else `azp`.
+    /// From the issuer's `roles_claim` (none by default).
+    pub roles: Vec<String>,
+    /// `client_id`, else `azp`, or the first configured claim present.
     pub client_id: Option<String>,
     /// `exp`, seconds since the epoch; 0 when the token has none (introspection answers).
     pub expires_at: u64,
@@ -61,11 +64,11 @@ impl KeptClaims {
             return KeptClaims::All;
         }
         let rules = config.routes.iter().flat_map(|r| match &r.auth {
-            RouteAuth::Required(p) => p.claims.iter().map(|rule| rule.claim.clone()).collect(),
+            RouteAuth::Required(p) => p.claims.iter().map(|rule| rule.claim.root().to_owned()).collect(),
             RouteAuth::Public => Vec::new(),
         });
         let headers = config.identity.headers.iter().filter_map(|h| match &h.value {
-            IdentityValue::Claim(name) => Some(name.clone()),
+            IdentityValue::Claim(path) => Some(path.root().to_owned()),
             _ => None,
         });
         let mut names: Vec<String> = rules.chain(headers).collect();
@@ -76,26 +79,33 @@ impl KeptClaims {
 }
 
 impl Principal {
-    /// Build a principal from verified claims (`source` Jwt; introspection sets its own).
-    /// `scope_claim` overrides where scopes are read.
+    /// Build a principal from verified claims (`source` Jwt; introspection sets its own), reading
+    /// them where the issuer's `sources` say.
     pub fn from_claims(
         issuer: usize,
         issuer_id: Arc<str>,
         claims: Map<String, Value>,
-        scope_claim: Option<&str>,
+        sources: &ClaimSources,
     ) -> Principal {
         let string = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
-        let audiences = match claims.get("aud") {
+        let at = |path: &ClaimPath| path.get(&claims);
+        let audiences = match sources.audience.as_ref().map_or_else(|| claims.get("aud"), at) {
             Some(Value::String(s)) => vec![s.clone()],
             Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
             _ => Vec::new(),
         };
-        let scopes = match scope_claim {
-            Some(name) => scopes_of(claims.get(name)),
-            None => match claims.get("scope") {
+        let scopes = if sources.scopes.is_empty() {
+            match claims.get("scope") {
                 Some(v) => scopes_of(Some(v)),
                 None => scopes_of(claims.get("scp")),
-            },
+            }
+        } else {
+            union(sources.scopes.iter().map(at))
+        };
+        let client_id = if sources.client_id.is_empty() {
+            string("client_id").or_else(|| string("azp"))
+        } else {
+            sources.client_id.iter().find_map(|p| at(p).and_then(Value::as_str)).map(str::to_owned)
         };
         let expires_at = claims.get("exp").and_then(Value::as_f64).map_or(0, |e| e.max(0.0) as u64);
         Principal {
@@ -105,7 +115,8 @@ impl Principal {
             subject: string("sub"),
             audiences,
             scopes,
-            client_id: string("client_id").or_else(|| string("azp")),
+            roles: union(sources.roles.iter().map(at)),
+            client_id,
             expires_at,
             not_before: claims.get("nbf").and_then(Value::as_f64),
             claims,
@@ -113,13 +124,20 @@ impl Principal {
     }
 }
 
+/// The words of several claims, each once, in order of appearance.
+fn union<'a>(values: impl Iterator<Item = Option<&'a Value>>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for word in values.flat_map(words) {
+        if !out.iter().any(|w| w == word) {
+            out.push(word.to_owned());
+        }
+    }
+    out
+}
+
 /// Scopes from a space-delimited string (RFC 8693 §4.2, RFC 9068 §2.2.3) or an array of strings.
 fn scopes_of(value: Option<&Value>) -> Vec<String> {
-    match value {
-        Some(Value::String(s)) => s.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
-        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
-        _ => Vec::new(),
-    }
+    words(value).map(str::to_owned).collect()
 }
 
 impl Principal {
@@ -143,7 +161,46 @@ mod tests {
 
     fn principal(claims: Value, scope_claim: Option<&str>) -> Principal {
         let Value::Object(map) = claims else { unreachable!() };
-        Principal::from_claims(0, Arc::from("https://idp"), map, scope_claim)
+        let sources =
+            ClaimSources { scopes: scope_claim.map(ClaimPath::top).into_iter().collect(), ..Default::default() };
+        Principal::from_claims(0, Arc::from("https://idp"), map, &sources)
+    }
+
+    fn with(claims: Value, sources: &ClaimSources) -> Principal {
+        let Value::Object(map) = claims else { unreachable!() };
+        Principal::from_claims(0, Arc::from("https://idp"), map, sources)
+    }
+
+    fn paths(list: &[&str]) -> Vec<ClaimPath> {
+        list.iter().map(|p| ClaimPath::parse(p).unwrap()).collect()
+    }
+
+    /// Configured sources: nested and namespaced claims, unions, first client id present,
+    /// and an audience from another claim (Cognito).
+    #[test]
+    fn configured_sources() {
+        let sources = ClaimSources {
+            audience: Some(ClaimPath::top("client_id")),
+            client_id: paths(&["cid", "appid"]),
+            scopes: paths(&["scp", "roles"]),
+            roles: paths(&["realm_access.roles", "resource_access.api.roles", r"https://x\.example/roles"]),
+        };
+        let p = with(
+            json!({
+                "aud": "ignored", "client_id": "c1", "appid": "c2",
+                "scp": "read write", "roles": ["Task.Read", "read"],
+                "realm_access": {"roles": ["admin"]},
+                "resource_access": {"api": {"roles": ["reader", "admin"]}},
+                "https://x.example/roles": ["ns"],
+            }),
+            &sources,
+        );
+        assert_eq!(p.audiences, ["c1"]);
+        assert_eq!(p.client_id.as_deref(), Some("c2"));
+        assert_eq!(p.scopes, ["read", "write", "Task.Read"]);
+        assert_eq!(p.roles, ["admin", "reader", "ns"]);
+        let bare = with(json!({"aud": "a"}), &sources);
+        assert!(bare.audiences.is_empty() && bare.roles.is_empty() && bare.client_id.is_none());
     }
 
     /// `scope` is a space-delimited string; `scp` may be a string or an array.
@@ -153,6 +210,7 @@ mod tests {
         assert_eq!(principal(json!({"scp": ["a", "b"]}), None).scopes, ["a", "b"]);
         assert_eq!(principal(json!({"scp": "a b"}), None).scopes, ["a", "b"]);
         assert_eq!(principal(json!({"permissions": ["x:y"]}), Some("permissions")).scopes, ["x:y"]);
+        assert!(principal(json!({"roles": ["r"]}), None).roles.is_empty());
         assert!(principal(json!({"scope": "a"}), Some("permissions")).scopes.is_empty());
     }
 

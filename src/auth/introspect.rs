@@ -19,6 +19,7 @@
 mod breaker;
 mod cache;
 mod limits;
+mod tokeninfo;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -39,7 +40,7 @@ use self::limits::{Limit, Limits};
 use super::jwks::{error_chain, metadata_urls};
 use super::{jws, jwt, AuthError, KeptClaims, Principal, TokenSource};
 use crate::clock::Clock;
-use crate::config::{ClientAuthMethod, Introspection, Issuer};
+use crate::config::{ClientAuthMethod, Introspection, IntrospectionProtocol, Issuer};
 use crate::metrics::{Metrics, CACHE_INTROSPECTION};
 use crate::telemetry::otel;
 
@@ -149,7 +150,9 @@ impl Introspector {
         kept_claims: KeptClaims,
     ) -> Option<Introspector> {
         let settings = issuer.introspection.clone()?;
-        let basic_auth = (settings.auth_method == ClientAuthMethod::ClientSecretBasic)
+        // Tokeninfo takes no client credentials.
+        let basic_auth = (settings.auth_method == ClientAuthMethod::ClientSecretBasic
+            && settings.protocol == IntrospectionProtocol::Rfc7662)
             .then(|| basic_auth(settings.client_id.as_bytes(), &settings.client_secret.0));
         let cache = cache::answer_cache(&settings);
         let limited =
@@ -271,7 +274,8 @@ impl Introspector {
     /// Returns the answer's members when `active` is `true`, `None` when it is `false`.
     async fn request(&self, token: &str) -> Result<Option<Map<String, Value>>, CallError> {
         let endpoint = self.endpoint().await?;
-        let body = self.form_body(token);
+        let tokeninfo = self.settings.protocol == IntrospectionProtocol::GoogleTokeninfo;
+        let body = if tokeninfo { tokeninfo::form_body(token) } else { self.form_body(token) };
         let mut request = self
             .http
             .post(endpoint)
@@ -283,6 +287,10 @@ impl Introspector {
             request = request.header(AUTHORIZATION, value.clone());
         }
         let response = request.send().await.map_err(|e| self.classify(e))?;
+        if tokeninfo {
+            let status = response.status();
+            return tokeninfo::answer(status, &self.read_capped(response).await?);
+        }
         // RFC 7662 §2.2: the answer is a 200 JSON object; anything else (a 401 means the endpoint
         // refused *our* credentials) says nothing about the token.
         if response.status() != StatusCode::OK {
@@ -340,9 +348,15 @@ impl Introspector {
     /// OpenID Connect Discovery metadata first, then RFC 8414 (which defines
     /// `introspection_endpoint`, §2).
     async fn discover(&self) -> Result<String, CallError> {
-        let (oidc, oauth) = metadata_urls(&self.issuer.issuer).map_err(CallError::Discovery)?;
+        let urls = match &self.issuer.discovery_url {
+            Some(url) => vec![url.clone()],
+            None => {
+                let (oidc, oauth) = metadata_urls(&self.issuer.issuer).map_err(CallError::Discovery)?;
+                vec![oidc, oauth]
+            }
+        };
         let mut reasons = Vec::new();
-        for url in [oidc, oauth] {
+        for url in urls {
             match self.endpoint_from_metadata(&url).await {
                 Ok(endpoint) => {
                     tracing::info!(issuer = %self.issuer.issuer, %endpoint, "discovered the introspection endpoint");
@@ -398,8 +412,7 @@ impl Introspector {
         }
         // `active` describes the answer, not the token: it is not a claim.
         claims.remove("active");
-        let mut principal =
-            Principal::from_claims(self.index, self.id.clone(), claims, self.issuer.scope_claim.as_deref());
+        let mut principal = Principal::from_claims(self.index, self.id.clone(), claims, &self.issuer.sources);
         principal.source = TokenSource::Introspection;
         principal.retain_claims(&self.kept_claims);
         Verdict::Active(Arc::new(principal))
@@ -440,7 +453,7 @@ fn check_claims(claims: &Map<String, Value>, issuer: &Issuer, now: u64) -> Resul
     // An answer vouching for another issuer's token is not this issuer's to give.
     match claims.get("iss") {
         None => {}
-        Some(Value::String(iss)) if *iss == issuer.issuer => {}
+        Some(Value::String(iss)) if super::iss::names(issuer, iss, super::iss::tenant_of(claims)) => {}
         Some(Value::String(_)) => return Err(WRONG_ISSUER),
         Some(_) => return Err(MALFORMED_CLAIM),
     }
@@ -452,7 +465,8 @@ fn check_claims(claims: &Map<String, Value>, issuer: &Issuer, now: u64) -> Resul
             return Err(NOT_ACCESS_TOKEN);
         }
     }
-    jwt::check_claim_shapes(claims, issuer)
+    jwt::check_claim_shapes(claims, issuer)?;
+    jwt::check_required_claims(claims, issuer)
 }
 
 /// `Bearer` (RFC 6750 §6.1.1, case-insensitive), `access_token`, or the RFC 8693 §3 URN.
@@ -465,16 +479,27 @@ fn is_access_token_type(token_type: &str) -> bool {
 /// The (unverified) `iss` of a JWS-shaped token, to pick the issuer that handles it; `None` for
 /// an opaque token or a JWS without a string `iss`.
 pub fn jws_issuer(token: &str) -> Option<String> {
+    jws_issuer_and_tenant(token).map(|(iss, _)| iss)
+}
+
+/// `jws_issuer`, and the (unverified) `tid` that a tenant-templated issuer needs to be found.
+pub fn jws_issuer_and_tenant(token: &str) -> Option<(String, Option<String>)> {
     #[derive(Deserialize)]
     struct Claims {
         iss: Option<Value>,
+        tid: Option<Value>,
     }
     if !jws::looks_like_jws(token) {
         return None;
     }
     let payload = URL_SAFE_NO_PAD.decode(token.split('.').nth(1)?).ok()?;
-    match serde_json::from_slice::<Claims>(&payload).ok()?.iss? {
-        Value::String(iss) => Some(iss),
+    let claims = serde_json::from_slice::<Claims>(&payload).ok()?;
+    let tid = match claims.tid {
+        Some(Value::String(tid)) => Some(tid),
+        _ => None,
+    };
+    match claims.iss? {
+        Value::String(iss) => Some((iss, tid)),
         _ => None,
     }
 }

@@ -63,6 +63,8 @@ struct FetchState {
 /// The keys of one issuer, kept fresh.
 pub struct JwksCache {
     issuer: String,
+    /// The configured metadata URL, instead of the ones derived from `issuer`.
+    discovery_url: Option<String>,
     algorithms: Vec<Algorithm>,
     source: Source,
     settings: JwksSettings,
@@ -177,6 +179,7 @@ impl JwksCache {
         let installs = u64::from(initial.is_some());
         Arc::new(JwksCache {
             issuer: issuer.issuer.clone(),
+            discovery_url: issuer.discovery_url.clone(),
             algorithms: issuer.algorithms.clone(),
             source,
             settings: settings.clone(),
@@ -384,6 +387,10 @@ impl JwksCache {
     /// when that document is missing or unusable (but not on a network failure or timeout,
     /// which the second request to the same host would most likely repeat).
     async fn discover(&self) -> Result<String, FetchError> {
+        // A configured metadata URL (a tenant template has no derivable one) is the only one.
+        if let Some(url) = &self.discovery_url {
+            return self.fetch_metadata(url).await;
+        }
         let (oidc, oauth) = metadata_urls(&self.issuer).map_err(|reason| FetchError::invalid(&self.issuer, reason))?;
         match self.fetch_metadata(&oidc).await {
             Ok(uri) => Ok(uri),

@@ -36,6 +36,9 @@ pub struct JoseHeader {
     pub kid: Option<String>,
     /// `typ` (RFC 7515 §4.1.9), as written.
     pub typ: Option<String>,
+    /// A `nonce` member: Microsoft Graph's access tokens carry one, and their signature covers a
+    /// hash of it, so no one but Graph can verify them. Only read to say so in the refusal.
+    pub nonce: bool,
 }
 
 /// A parsed, *unverified* JWS.
@@ -151,7 +154,12 @@ fn header_from(json: &Map<String, Value>) -> Result<JoseHeader, AuthError> {
         return Err(UNSIGNED);
     }
     let alg: Algorithm = alg.parse().map_err(|_| UNSUPPORTED_ALG)?;
-    Ok(JoseHeader { alg, kid: optional_string(json, "kid")?, typ: optional_string(json, "typ")? })
+    Ok(JoseHeader {
+        alg,
+        kid: optional_string(json, "kid")?,
+        typ: optional_string(json, "typ")?,
+        nonce: json.contains_key("nonce"),
+    })
 }
 
 fn optional_string(json: &Map<String, Value>, name: &str) -> Result<Option<String>, AuthError> {
@@ -299,7 +307,7 @@ mod tests {
         let jws = parse(&t).unwrap();
         assert_eq!(
             jws.header,
-            JoseHeader { alg: Algorithm::RS256, kid: Some("k1".into()), typ: Some("at+jwt".into()) }
+            JoseHeader { alg: Algorithm::RS256, kid: Some("k1".into()), typ: Some("at+jwt".into()), nonce: false }
         );
         assert_eq!(jws.claims.get("sub"), Some(&json!("alice")));
         let (input, sig) = t.rsplit_once('.').unwrap();
@@ -313,7 +321,7 @@ mod tests {
     fn kid_and_typ_are_optional() {
         let jws_token = token(json!({"alg": "ES256"}), json!({}));
         let jws = parse(&jws_token).unwrap();
-        assert_eq!(jws.header, JoseHeader { alg: Algorithm::ES256, kid: None, typ: None });
+        assert_eq!(jws.header, JoseHeader { alg: Algorithm::ES256, kid: None, typ: None, nonce: false });
     }
 
     /// Only exactly three segments are a JWS; five is a JWE and is refused as such.

@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 use super::jws::{JoseHeader, Jws};
 use super::keyset::{KeySet, NoCandidate};
 use super::token_cache::Holds;
-use super::{AuthError, Principal};
+use super::{iss, policy, AuthError, Principal};
 use crate::config::Issuer;
 
 const ALG_NOT_ALLOWED: AuthError = AuthError::InvalidToken("algorithm not allowed");
@@ -34,6 +34,15 @@ const EXPIRED: AuthError = AuthError::InvalidToken("token expired");
 const NOT_YET_VALID: AuthError = AuthError::InvalidToken("token not yet valid");
 const WRONG_ISSUER: AuthError = AuthError::InvalidToken("wrong issuer");
 const MALFORMED_CLAIM: AuthError = AuthError::InvalidToken("malformed claim");
+/// The issuer's `required_claims` do not hold: an ID token (Cognito `token_use: id`, Keycloak
+/// `typ: ID`) or a refresh token is not an access token.
+pub const NOT_AN_ACCESS_TOKEN: AuthError =
+    AuthError::InvalidToken("token is not an access token of this issuer (a required claim does not match)");
+/// Microsoft Graph's tokens carry a `nonce` header and only Graph can verify them.
+const GRAPH_TOKEN: AuthError = AuthError::InvalidToken(
+    "signature verification failed: the token has a nonce header, as Microsoft Graph tokens do, and only \
+     Graph can verify it; request a token for this API instead",
+);
 
 /// Header checks that need the issuer but no key.
 pub fn check_header(header: &JoseHeader, issuer: &Issuer) -> Result<(), AuthError> {
@@ -80,7 +89,7 @@ pub fn accept(
     now: u64,
 ) -> Result<Principal, AuthError> {
     check_claims(&jws.claims, issuer, now)?;
-    Ok(Principal::from_claims(issuer_index, issuer_id, jws.claims, issuer.scope_claim.as_deref()))
+    Ok(Principal::from_claims(issuer_index, issuer_id, jws.claims, &issuer.sources))
 }
 
 /// How long a refusal from `verify` stays true for the same token bytes: a signature that did
@@ -89,7 +98,9 @@ pub fn accept(
 /// the next JWKS may bring, `nbf` not reached) is decided anew.
 pub fn refusal_holds(e: &AuthError, issuer: usize, generation: u64) -> Holds {
     match *e {
-        BAD_SIGNATURE | TOO_MANY_KEYS | TOO_MANY_KEYS_FOR_KID => Holds::WhileKeySet { issuer, generation },
+        BAD_SIGNATURE | GRAPH_TOKEN | TOO_MANY_KEYS | TOO_MANY_KEYS_FOR_KID => {
+            Holds::WhileKeySet { issuer, generation }
+        }
         EXPIRED => Holds::Always,
         _ => Holds::NotAtAll,
     }
@@ -102,7 +113,7 @@ pub fn refusal_holds(e: &AuthError, issuer: usize, generation: u64) -> Holds {
 pub fn refetch_may_help(e: &AuthError, header: &JoseHeader) -> bool {
     match *e {
         NO_KEYS | UNKNOWN_KEY => true,
-        BAD_SIGNATURE => header.kid.is_none(),
+        BAD_SIGNATURE | GRAPH_TOKEN => header.kid.is_none(),
         _ => false,
     }
 }
@@ -124,20 +135,30 @@ pub fn check_signature(jws: &Jws, keys: Option<&KeySet>) -> Result<(), AuthError
     if candidates.any(|key| key.verify(alg, message, &signature, jws.signature)) {
         return Ok(());
     }
-    Err(BAD_SIGNATURE)
+    Err(if jws.header.nonce { GRAPH_TOKEN } else { BAD_SIGNATURE })
 }
 
 /// Claim checks, run only on signed claims.
 fn check_claims(claims: &Map<String, Value>, issuer: &Issuer, now: u64) -> Result<(), AuthError> {
     // RFC 9068 §2.2: `exp` is REQUIRED in an access token.
     check_time_window(claims, issuer, now, true)?;
-    // RFC 9068 §4: `iss` MUST exactly match the issuer; RFC 7519 §4.1.1: a case-sensitive string.
+    // RFC 9068 §4: `iss` MUST exactly match the issuer; RFC 7519 §4.1.1: a case-sensitive string
+    // (one of the issuer's documented spellings, a tenant template bound to `tid`: `iss`).
     match claims.get("iss") {
-        Some(Value::String(iss)) if *iss == issuer.issuer => {}
+        Some(Value::String(iss)) if iss::names(issuer, iss, iss::tenant_of(claims)) => {}
         Some(Value::String(_)) | None => return Err(WRONG_ISSUER),
         Some(_) => return Err(MALFORMED_CLAIM),
     }
-    check_claim_shapes(claims, issuer)
+    check_claim_shapes(claims, issuer)?;
+    check_required_claims(claims, issuer)
+}
+
+/// The issuer's `required_claims`: what makes its token an access token.
+pub(super) fn check_required_claims(claims: &Map<String, Value>, issuer: &Issuer) -> Result<(), AuthError> {
+    match issuer.required_claims.iter().all(|rule| policy::holds(rule, claims)) {
+        true => Ok(()),
+        false => Err(NOT_AN_ACCESS_TOKEN),
+    }
 }
 
 /// `exp` and `nbf` with the issuer's leeway — shared by JWTs and introspection answers (where
@@ -182,8 +203,12 @@ pub(super) fn check_claim_shapes(claims: &Map<String, Value>, issuer: &Issuer) -
         }
     }
     optional_string_or_strings(claims.get("scp"))?;
-    if let Some(name) = issuer.scope_claim.as_deref() {
-        optional_string_or_strings(claims.get(name))?;
+    let sources = &issuer.sources;
+    for path in sources.audience.iter().chain(&sources.scopes).chain(&sources.roles) {
+        optional_string_or_strings(path.get(claims))?;
+    }
+    if !sources.client_id.iter().all(|path| matches!(path.get(claims), None | Some(Value::String(_)))) {
+        return Err(MALFORMED_CLAIM);
     }
     Ok(())
 }
@@ -437,7 +462,12 @@ mod tests {
     /// that no current key verifies; not a bad signature by a named key, nor a too-large set.
     #[test]
     fn when_a_refetch_may_help() {
-        let header = |kid: Option<&str>| JoseHeader { alg: Algorithm::RS256, kid: kid.map(str::to_owned), typ: None };
+        let header = |kid: Option<&str>| JoseHeader {
+            alg: Algorithm::RS256,
+            kid: kid.map(str::to_owned),
+            typ: None,
+            nonce: false,
+        };
         let (named, unnamed) = (header(Some("k")), header(None));
         for e in [NO_KEYS, UNKNOWN_KEY] {
             assert!(refetch_may_help(&e, &named) && refetch_may_help(&e, &unnamed), "{e}");
@@ -729,7 +759,7 @@ mod tests {
         c["scp"] = json!(["a", "b"]);
         assert_eq!(run(&rs256(&c, &enc), &set, &issuer(), NOW).unwrap().scopes, ["a", "b"]);
         let mut iss = issuer();
-        iss.scope_claim = Some("permissions".into());
+        iss.sources.scopes = vec![crate::config::ClaimPath::top("permissions")];
         c["permissions"] = json!(["x:y"]);
         assert_eq!(run(&rs256(&c, &enc), &set, &iss, NOW).unwrap().scopes, ["x:y"]);
         c["permissions"] = json!([{"x": "y"}]);
@@ -763,7 +793,7 @@ mod tests {
     fn check_header_rules() {
         let mut iss = issuer();
         iss.require_at_jwt = true;
-        let header = |alg, typ: Option<&str>| JoseHeader { alg, kid: None, typ: typ.map(str::to_owned) };
+        let header = |alg, typ: Option<&str>| JoseHeader { alg, kid: None, typ: typ.map(str::to_owned), nonce: false };
         assert_eq!(check_header(&header(Algorithm::HS256, Some("at+jwt")), &iss), Err(ALG_NOT_ALLOWED));
         assert_eq!(check_header(&header(Algorithm::RS256, None), &iss), Err(NOT_AT_JWT));
         assert_eq!(check_header(&header(Algorithm::RS256, Some("at+JWT")), &iss), Ok(()));

@@ -19,6 +19,7 @@ pub mod claims;
 pub mod error;
 pub mod extract;
 pub mod introspect;
+pub mod iss;
 pub mod jwks;
 pub mod jws;
 pub mod jwt;
@@ -59,7 +60,10 @@ impl IssuerState {
 pub struct Authenticator {
     /// Shared with the authenticator of the previous configuration where it did not change.
     issuers: Vec<Arc<IssuerState>>,
+    /// Exact spellings of `iss` (issuers and their aliases) → position.
     by_iss: HashMap<String, usize>,
+    /// Positions of the issuers with a `{tenantid}` template, tried when no exact spelling matches.
+    templated: Vec<usize>,
     /// Where tokens that name no jwt/auto issuer go on a route accepting every issuer: the first
     /// issuer with introspection.
     default_introspection: Option<usize>,
@@ -133,7 +137,18 @@ impl Authenticator {
                 })
             })
             .collect();
-        let by_iss = issuers.iter().enumerate().map(|(i, s)| (s.config.issuer.clone(), i)).collect();
+        let mut by_iss = HashMap::new();
+        let mut templated = Vec::new();
+        for (i, state) in issuers.iter().enumerate() {
+            for spelling in iss::spellings(&state.config) {
+                if iss::is_template(spelling) {
+                    templated.push(i);
+                } else {
+                    by_iss.entry(spelling.to_owned()).or_insert(i);
+                }
+            }
+        }
+        templated.dedup();
         // Routes accepting several introspecting issuers are reported by `config::warnings`.
         let default_introspection = issuers.iter().position(|i| i.introspector.is_some());
         let token_cache = match same_keeping.filter(|p| p.token_cache_settings == config.token_cache) {
@@ -143,6 +158,7 @@ impl Authenticator {
         Authenticator {
             issuers,
             by_iss,
+            templated,
             default_introspection,
             token_cache,
             kept_claims,
@@ -200,7 +216,8 @@ impl Authenticator {
         if accepted.is_none() && self.default_introspection.is_none() {
             return Ok(None);
         }
-        let named = introspect::jws_issuer(token).and_then(|iss| self.by_iss.get(&iss).copied());
+        let named =
+            introspect::jws_issuer_and_tenant(token).and_then(|(iss, tid)| self.issuer_named(&iss, tid.as_deref()));
         Ok(match (named, accepted) {
             (Some(i), Some(list)) if !list.contains(&i) => return Err(policy::ISSUER_NOT_ACCEPTED),
             (Some(i), _) if self.issuers[i].config.mode != TokenMode::Introspection => None,
@@ -210,6 +227,14 @@ impl Authenticator {
             (None, Some(list)) => list.iter().find_map(|&i| self.issuers[i].introspector.as_ref()),
             (None, None) => self.default_introspection.and_then(|i| self.issuers[i].introspector.as_ref()),
         })
+    }
+
+    /// The issuer whose spelling `iss` is (a template only with a `tid` on its allowlist).
+    fn issuer_named(&self, iss: &str, tid: Option<&str>) -> Option<usize> {
+        if let Some(&i) = self.by_iss.get(iss) {
+            return Some(i);
+        }
+        self.templated.iter().copied().find(|&i| iss::names(&self.issuers[i].config, iss, tid))
     }
 
     /// Full verification; also returns the issuer's key-set generation, read before its keys so
@@ -223,7 +248,8 @@ impl Authenticator {
             .get("iss")
             .and_then(serde_json::Value::as_str)
             .ok_or(AuthError::InvalidToken("token has no issuer"))?;
-        let index = *self.by_iss.get(iss).ok_or(AuthError::InvalidToken("unknown issuer"))?;
+        let index =
+            self.issuer_named(iss, iss::tenant_of(&jws.claims)).ok_or(AuthError::InvalidToken("unknown issuer"))?;
         let issuer = &self.issuers[index];
         jwt::check_header(&jws.header, &issuer.config)?;
         let (mut generation, keys) = (issuer.jwks.generation(), issuer.jwks.keys());

@@ -3,9 +3,9 @@
 //! Pure. Evaluated on every request, also for tokens admitted from a cache, so a token that
 //! passed one route never passes another that needs more. This is where the route's issuers are
 //! checked, then the audience (routes may override the issuer's audiences), then scopes, then
-//! claim rules.
+//! roles, then claim rules.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::{AuthError, Principal, TokenSource};
 use crate::config::{AudienceCheck, ClaimRule, ClaimTest, Issuer, Policy, ScopeMatch};
@@ -32,7 +32,15 @@ pub fn authorize(principal: &Principal, policy: &Policy, issuer: &Issuer) -> Res
     if !scopes_ok {
         return Err(AuthError::InsufficientScope("token lacks a required scope"));
     }
-    if !policy.claims.iter().all(|rule| holds(rule, principal)) {
+    let has = |role: &String| principal.roles.contains(role);
+    let roles_ok = match policy.roles_match {
+        ScopeMatch::All => policy.roles.iter().all(has),
+        ScopeMatch::Any => policy.roles.is_empty() || policy.roles.iter().any(has),
+    };
+    if !roles_ok {
+        return Err(AuthError::InsufficientScope("token lacks a required role"));
+    }
+    if !policy.claims.iter().all(|rule| holds(rule, &principal.claims)) {
         return Err(AuthError::InsufficientScope("token lacks a required claim"));
     }
     Ok(())
@@ -65,8 +73,9 @@ fn check_audience(principal: &Principal, policy: &Policy, issuer: &Issuer) -> Re
     Ok(())
 }
 
-fn holds(rule: &ClaimRule, principal: &Principal) -> bool {
-    let Some(actual) = principal.claims.get(&rule.claim) else { return false };
+/// Whether `claims` pass `rule` (route claim rules and an issuer's required claims).
+pub fn holds(rule: &ClaimRule, claims: &Map<String, Value>) -> bool {
+    let Some(actual) = rule.claim.get(claims) else { return false };
     match &rule.test {
         ClaimTest::Equals(expected) => actual == expected,
         ClaimTest::Contains(expected) => match (actual, expected) {
@@ -80,13 +89,13 @@ fn holds(rule: &ClaimRule, principal: &Principal) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::KeySource;
+    use crate::config::{ClaimPath, KeySource};
     use serde_json::json;
     use std::sync::Arc;
 
     fn principal(claims: Value) -> Principal {
         let Value::Object(map) = claims else { unreachable!() };
-        Principal::from_claims(0, Arc::from("https://idp"), map, None)
+        Principal::from_claims(0, Arc::from("https://idp"), map, &Default::default())
     }
 
     fn introspected(claims: Value) -> Principal {
@@ -180,18 +189,42 @@ mod tests {
         assert_eq!(authorize(&tok, &policy(&[], ScopeMatch::Any), &any), Ok(()));
     }
 
+    /// Roles (from the issuer's roles_claim) are required like scopes, all or any.
+    #[test]
+    fn roles_all_and_any() {
+        let tok = Principal { roles: strings(&["reader"]), ..principal(json!({"scope": "reader"})) };
+        let any = any_audience();
+        let roles = |list: &[&str], roles_match| Policy { roles: strings(list), roles_match, ..Policy::default() };
+        assert_eq!(authorize(&tok, &roles(&["reader"], ScopeMatch::All), &any), Ok(()));
+        assert_eq!(authorize(&tok, &roles(&["admin", "reader"], ScopeMatch::Any), &any), Ok(()));
+        assert_eq!(
+            authorize(&tok, &roles(&["admin", "reader"], ScopeMatch::All), &any),
+            Err(AuthError::InsufficientScope("token lacks a required role"))
+        );
+        // A scope of the same name is not a role.
+        let scoped = principal(json!({"scope": "admin"}));
+        assert!(authorize(&scoped, &roles(&["admin"], ScopeMatch::Any), &any).is_err());
+    }
+
     /// Claim rules: equals compares JSON values; contains looks in arrays and space lists.
     #[test]
     fn claim_rules() {
-        let tok = principal(json!({"tenant": "acme", "groups": ["admins"], "roles": "a b", "level": 3}));
+        let tok = principal(json!({"tenant": "acme", "groups": ["admins"], "roles": "a b", "level": 3,
+            "realm_access": {"roles": ["ops"]}, "https://x.example/team": "blue"}));
         let any = any_audience();
-        let rule =
-            |claim: &str, test| Policy { claims: vec![ClaimRule { claim: claim.into(), test }], ..Policy::default() };
+        let rule = |claim: &str, test| Policy {
+            claims: vec![ClaimRule { claim: ClaimPath::parse(claim).unwrap(), test }],
+            ..Policy::default()
+        };
         assert_eq!(authorize(&tok, &rule("tenant", ClaimTest::Equals(json!("acme"))), &any), Ok(()));
         assert_eq!(authorize(&tok, &rule("level", ClaimTest::Equals(json!(3))), &any), Ok(()));
         assert_eq!(authorize(&tok, &rule("groups", ClaimTest::Contains(json!("admins"))), &any), Ok(()));
         assert_eq!(authorize(&tok, &rule("roles", ClaimTest::Contains(json!("b"))), &any), Ok(()));
+        assert_eq!(authorize(&tok, &rule("realm_access.roles", ClaimTest::Contains(json!("ops"))), &any), Ok(()));
+        assert_eq!(authorize(&tok, &rule(r"https://x\.example/team", ClaimTest::Equals(json!("blue"))), &any), Ok(()));
         for bad in [
+            rule("realm_access.roles", ClaimTest::Contains(json!("admin"))),
+            rule("realm_access", ClaimTest::Contains(json!("ops"))),
             rule("tenant", ClaimTest::Equals(json!("evil"))),
             rule("missing", ClaimTest::Equals(json!("x"))),
             rule("groups", ClaimTest::Contains(json!("root"))),

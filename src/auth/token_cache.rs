@@ -357,7 +357,7 @@ mod tests {
 
     fn principal(claims: Value) -> Principal {
         let Value::Object(map) = claims else { unreachable!() };
-        Principal::from_claims(0, Arc::from("https://idp"), map, None)
+        Principal::from_claims(0, Arc::from("https://idp"), map, &Default::default())
     }
 
     fn at(secs: u64) -> Duration {

@@ -86,6 +86,9 @@ pub const SHORT: &[(&str, Scope, &str)] = &[
     ("TOKENGATE_CLIENT_SECRET", Scope::Issuer, "introspection.client_secret"),
 ];
 
+/// Keys of type `raw::OneOrMany` (serde's untagged enums look free-form to the probe).
+const ONE_OR_MANY: &[&str] = &["client_id_claim", "scope_claim", "roles_claim"];
+
 /// A key holds a secret when its name says so; `print` redacts the same keys.
 fn is_secret(key: &str) -> bool {
     key == "secret" || key.ends_with("_secret") || key.contains("password") || key.ends_with("private_key")
@@ -123,6 +126,8 @@ fn walk<T: DeserializeOwned>(scope: Scope, prefix: &mut Vec<&'static str>, out: 
                 walk::<T>(scope, prefix, out);
                 None
             }
+            // A string or a list (`raw::OneOrMany`): a list, from the environment.
+            Shape::Any if ONE_OR_MANY.contains(&key) => Some(Kind::List),
             // Maps and free-form values (`identity.headers`, claim values) are file-only.
             Shape::Map | Shape::Any => None,
         };

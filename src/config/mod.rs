@@ -4,11 +4,13 @@
 //! `load` is the only way in: YAML file (optional) → `${ENV}` substitution → env overrides
 //! (`TOKENGATE_*`) → validation. Errors name the file, line and field, and say what is wrong.
 
+mod claim_path;
 pub mod env;
 mod env_keys;
 mod locate;
 mod paths;
 pub mod print;
+pub mod provider;
 pub mod raw;
 mod resource;
 mod schema;
@@ -24,6 +26,7 @@ use std::time::Duration;
 use http::{HeaderName, Method, Uri};
 use jsonwebtoken::Algorithm;
 
+pub use claim_path::{words, ClaimPath};
 pub use print::render_effective;
 pub use schema::schema;
 pub use validate::{load, load_text, ConfigError, Origin, Sources};
@@ -218,8 +221,19 @@ pub struct TokenCacheSettings {
 pub struct Issuer {
     /// The name routes use in `issuers:` (default: the issuer URL). Unique.
     pub id: String,
-    /// Exact `iss` value (RFC 7519 §4.1.1: compared as a case-sensitive string).
+    /// Exact `iss` value (RFC 7519 §4.1.1: compared as a case-sensitive string), or a template
+    /// holding `{tenantid}` (multi-tenant Entra ID; see `tenants`).
     pub issuer: String,
+    /// Which IdP's preset filled the unset settings (`crate::config::provider`).
+    pub provider: Provider,
+    /// Other exact `iss` spellings the IdP documents for the same issuer (Google's
+    /// `accounts.google.com`); templates allowed as in `issuer`.
+    pub aliases: Vec<String>,
+    /// Tenant ids accepted where `issuer` or an alias is a template: the token's `tid` must be
+    /// one of them and equal the tenant in its `iss`. Never empty when a template is configured.
+    pub tenants: Vec<String>,
+    /// Explicit metadata document URL; `None` = derived from `issuer`.
+    pub discovery_url: Option<String>,
     pub keys: KeySource,
     /// Tokens must carry one of these in `aud` (a route's `audiences` replace them). Empty only
     /// when every route accepting this issuer names its own, or `audience_check` is `Disabled`.
@@ -233,8 +247,11 @@ pub struct Issuer {
     pub leeway: Duration,
     /// Require the RFC 9068 header `typ: at+jwt`.
     pub require_at_jwt: bool,
-    /// Claim holding the scopes; `None` = `scope` (space-delimited) then `scp` (string or array).
-    pub scope_claim: Option<String>,
+    /// Where audience, client id, scopes and roles are read in this issuer's tokens.
+    pub sources: ClaimSources,
+    /// Every token of this issuer must pass these (e.g. Cognito's `token_use: access`), or it
+    /// is not an access token of this issuer: 401 invalid_token.
+    pub required_claims: Vec<ClaimRule>,
     /// How this issuer's tokens are validated.
     pub mode: TokenMode,
     /// RFC 7662 token introspection; `Some` exactly when `mode` is `Introspection` or `Auto`.
@@ -249,17 +266,50 @@ impl Issuer {
         Issuer {
             id: issuer.to_owned(),
             issuer: issuer.to_owned(),
+            provider: Provider::Generic,
+            aliases: Vec::new(),
+            tenants: Vec::new(),
+            discovery_url: None,
             keys,
             audiences: Vec::new(),
             audience_check: AudienceCheck::Enabled,
             algorithms: DEFAULT_ALGORITHMS.to_vec(),
             leeway: DEFAULT_LEEWAY,
             require_at_jwt: false,
-            scope_claim: None,
+            sources: ClaimSources::default(),
+            required_claims: Vec::new(),
             mode: TokenMode::Jwt,
             introspection: None,
         }
     }
+}
+
+/// The identity provider an issuer's preset came from (`issuers[].provider`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Provider {
+    #[default]
+    Generic,
+    Entra,
+    Okta,
+    Auth0,
+    Cognito,
+    Keycloak,
+    Google,
+    Authelia,
+}
+
+/// Where an issuer's tokens carry what a `Principal` is made of. Empty lists and `None` mean
+/// the standard claims.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClaimSources {
+    /// Compared with the audiences; `None` = `aud` (Cognito access tokens have none: `client_id`).
+    pub audience: Option<ClaimPath>,
+    /// First one present wins; empty = `client_id`, then `azp`.
+    pub client_id: Vec<ClaimPath>,
+    /// Union of all; empty = `scope` (space-delimited), else `scp` (string or array).
+    pub scopes: Vec<ClaimPath>,
+    /// Union of all; empty = no roles.
+    pub roles: Vec<ClaimPath>,
 }
 
 /// Whether a token's `aud` must name this API (RFC 9068 §4, RFC 8725 §3.9).
@@ -293,6 +343,8 @@ pub struct Introspection {
     pub client_secret: Secret,
     /// How the gateway authenticates to the endpoint (RFC 6749 §2.3.1).
     pub auth_method: ClientAuthMethod,
+    /// What the endpoint speaks.
+    pub protocol: IntrospectionProtocol,
     /// Total time for one introspection call (default 3 s).
     pub timeout: Duration,
     /// Upper bound on how long an active answer is reused; never past the token's `exp` (default 60 s).
@@ -314,6 +366,17 @@ pub struct Introspection {
     pub breaker_failures: u32,
     /// How long an open breaker fails fast before one trial call (default 10 s).
     pub breaker_open_for: Duration,
+}
+
+/// The kind of endpoint that vouches for opaque tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IntrospectionProtocol {
+    /// RFC 7662 token introspection.
+    #[default]
+    Rfc7662,
+    /// Google's tokeninfo endpoint: no client authentication; 200 with the token's claims for a
+    /// valid token, 400 for any other.
+    GoogleTokeninfo,
 }
 
 /// Client authentication at the introspection endpoint (RFC 6749 §2.3.1).
@@ -406,6 +469,9 @@ pub struct Policy {
     pub audiences: Option<Vec<String>>,
     pub scopes: Vec<String>,
     pub scope_match: ScopeMatch,
+    /// Roles the token must carry (its issuer's `roles_claim`), as `roles_match` says.
+    pub roles: Vec<String>,
+    pub roles_match: ScopeMatch,
     pub claims: Vec<ClaimRule>,
 }
 
@@ -425,8 +491,7 @@ pub enum ScopeMatch {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClaimRule {
-    /// Top-level claim name.
-    pub claim: String,
+    pub claim: ClaimPath,
     pub test: ClaimTest,
 }
 
@@ -463,8 +528,10 @@ pub enum IdentityValue {
     ClientId,
     /// `iss`
     Issuer,
-    /// Any other top-level claim: strings as-is, numbers and booleans as JSON text.
-    Claim(String),
+    /// The token's roles, space-separated.
+    Roles,
+    /// Any claim: strings as-is, arrays of strings joined with `,`, anything else as JSON text.
+    Claim(ClaimPath),
 }
 
 impl Identity {

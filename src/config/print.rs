@@ -2,13 +2,14 @@
 //! Every default is spelled out; secrets are printed as `<redacted>`.
 
 use super::raw::{
-    HeaderMapping, RawAccessLog, RawAudienceCheck, RawAuth, RawClaimRule, RawClientAuthMethod, RawConfig, RawDecision,
-    RawEncodedSlashes, RawIdentity, RawIntrospection, RawIssuer, RawJwks, RawMode, RawPaths, RawProtectedResource,
-    RawRoute, RawScopeMatch, RawSecret, RawServer, RawTokenCache, RawTokens, RawUpstream,
+    HeaderMapping, OneOrMany, RawAccessLog, RawAudienceCheck, RawAuth, RawClaimRule, RawClientAuthMethod, RawConfig,
+    RawDecision, RawEncodedSlashes, RawIdentity, RawIntrospection, RawIntrospectionProtocol, RawIssuer, RawJwks,
+    RawMode, RawPaths, RawProtectedResource, RawRoute, RawScopeMatch, RawSecret, RawServer, RawTokenCache, RawTokens,
+    RawUpstream,
 };
 use super::{
-    AudienceCheck, ClaimTest, ClientAuthMethod, Config, IdentityValue, Introspection, Issuer, KeySource, RouteAuth,
-    ScopeMatch, TokenMode,
+    AudienceCheck, ClaimTest, ClientAuthMethod, Config, IdentityValue, Introspection, IntrospectionProtocol, Issuer,
+    KeySource, RouteAuth, ScopeMatch, TokenMode,
 };
 
 /// What `render_effective` prints in place of a secret.
@@ -110,6 +111,10 @@ fn issuer(i: &Issuer) -> RawIssuer {
     RawIssuer {
         id: Some(i.id.clone()),
         issuer: Some(i.issuer.clone()),
+        provider: Some(i.provider.into()),
+        issuer_aliases: Some(i.aliases.clone()),
+        tenants: (!i.tenants.is_empty()).then(|| i.tenants.clone()),
+        discovery_url: i.discovery_url.clone(),
         jwks_uri: match &i.keys {
             KeySource::JwksUri(u) => Some(u.clone()),
             _ => None,
@@ -126,7 +131,15 @@ fn issuer(i: &Issuer) -> RawIssuer {
         algorithms: local.then(|| i.algorithms.iter().map(|a| format!("{a:?}")).collect()),
         leeway: Some(i.leeway),
         require_typ_at_jwt: local.then_some(i.require_at_jwt),
-        scope_claim: i.scope_claim.clone(),
+        // The effective sources: the defaults spelled out where that reads back the same.
+        audience_claim: Some(i.sources.audience.as_ref().map_or_else(|| "aud".to_owned(), ToString::to_string)),
+        client_id_claim: Some(match i.sources.client_id.is_empty() {
+            true => OneOrMany::Many(vec!["client_id".into(), "azp".into()]),
+            false => paths(&i.sources.client_id),
+        }),
+        scope_claim: (!i.sources.scopes.is_empty()).then(|| paths(&i.sources.scopes)),
+        roles_claim: Some(paths(&i.sources.roles)),
+        required_claims: Some(i.required_claims.iter().map(claim_rule).collect()),
         mode: Some(match i.mode {
             TokenMode::Jwt => RawMode::Jwt,
             TokenMode::Introspection => RawMode::Introspection,
@@ -137,13 +150,19 @@ fn issuer(i: &Issuer) -> RawIssuer {
 }
 
 fn introspection(x: &Introspection) -> RawIntrospection {
+    // Tokeninfo takes no client credentials.
+    let credentials = x.protocol == IntrospectionProtocol::Rfc7662;
     RawIntrospection {
         endpoint: x.endpoint.clone(),
-        client_id: Some(x.client_id.clone()),
-        client_secret: Some(RawSecret(REDACTED.to_string())),
-        auth_method: Some(match x.auth_method {
+        client_id: credentials.then(|| x.client_id.clone()),
+        client_secret: credentials.then(|| RawSecret(REDACTED.to_string())),
+        auth_method: credentials.then_some(match x.auth_method {
             ClientAuthMethod::ClientSecretBasic => RawClientAuthMethod::ClientSecretBasic,
             ClientAuthMethod::ClientSecretPost => RawClientAuthMethod::ClientSecretPost,
+        }),
+        protocol: Some(match x.protocol {
+            IntrospectionProtocol::Rfc7662 => RawIntrospectionProtocol::Rfc7662,
+            IntrospectionProtocol::GoogleTokeninfo => RawIntrospectionProtocol::GoogleTokeninfo,
         }),
         timeout: Some(x.timeout),
         cache_max_ttl: Some(x.cache_max_ttl),
@@ -181,27 +200,37 @@ fn route(r: &super::Route, issuers: &[Issuer]) -> RawRoute {
                 ScopeMatch::All => RawScopeMatch::All,
                 ScopeMatch::Any => RawScopeMatch::Any,
             });
-            raw.claims = Some(
-                p.claims
-                    .iter()
-                    .map(|c| {
-                        let (equals, contains) = match &c.test {
-                            ClaimTest::Equals(v) => (Some(v.clone()), None),
-                            ClaimTest::Contains(v) => (None, Some(v.clone())),
-                        };
-                        RawClaimRule { claim: Some(c.claim.clone()), equals, contains }
-                    })
-                    .collect(),
-            );
+            raw.roles = Some(p.roles.clone());
+            raw.roles_match = Some(match p.roles_match {
+                ScopeMatch::All => RawScopeMatch::All,
+                ScopeMatch::Any => RawScopeMatch::Any,
+            });
+            raw.claims = Some(p.claims.iter().map(claim_rule).collect());
         }
     }
     raw
+}
+
+fn claim_rule(c: &super::ClaimRule) -> RawClaimRule {
+    let (equals, contains) = match &c.test {
+        ClaimTest::Equals(v) => (Some(v.clone()), None),
+        ClaimTest::Contains(v) => (None, Some(v.clone())),
+    };
+    RawClaimRule { claim: Some(c.claim.to_string()), equals, contains }
+}
+
+fn paths(list: &[super::ClaimPath]) -> OneOrMany {
+    match list {
+        [one] => OneOrMany::One(one.to_string()),
+        many => OneOrMany::Many(many.iter().map(ToString::to_string).collect()),
+    }
 }
 
 fn source(v: &IdentityValue) -> String {
     match v {
         IdentityValue::Subject => "subject".into(),
         IdentityValue::Scopes => "scopes".into(),
+        IdentityValue::Roles => "roles".into(),
         IdentityValue::ClientId => "client_id".into(),
         IdentityValue::Issuer => "issuer".into(),
         IdentityValue::Claim(name) => format!("claim:{name}"),

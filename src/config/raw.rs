@@ -262,9 +262,21 @@ pub struct RawIssuer {
     /// Name used by routes[].issuers; unique (default: the issuer URL).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
-    /// Exact `iss` value (case-sensitive). Required. https, or http for loopback hosts only.
+    /// Exact `iss` value (case-sensitive). Required. https, or http for loopback hosts only. May hold {tenantid} (multi-tenant Entra ID; needs tenants).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub issuer: Option<String>,
+    /// Preset for an identity provider; fills the keys left unset: generic | entra | okta | auth0 | cognito | keycloak | google | authelia (default generic).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<RawProvider>,
+    /// Other exact `iss` spellings the IdP documents for this issuer (Google: accounts.google.com); may hold {tenantid}.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer_aliases: Option<Vec<String>>,
+    /// Tenant ids accepted when issuer or an alias holds {tenantid}: the token's tid must be one of them and match its iss. Required then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenants: Option<Vec<String>>,
+    /// OpenID Connect or RFC 8414 metadata URL (default: derived from issuer); its `issuer` must still equal issuer exactly.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discovery_url: Option<String>,
     /// JWKS URL. Omit it (and hmac_secret) for discovery.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jwks_uri: Option<String>,
@@ -287,15 +299,64 @@ pub struct RawIssuer {
     /// Require the RFC 9068 header typ: at+jwt (default false).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub require_typ_at_jwt: Option<bool>,
-    /// Claim holding the scopes (default: `scope`, space-separated, then `scp`).
+    /// Claim compared with audiences, a claim path (default aud; Cognito access tokens: client_id).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub scope_claim: Option<String>,
+    pub audience_claim: Option<String>,
+    /// Claim path(s) holding the client id; the first present wins (default [client_id, azp]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id_claim: Option<OneOrMany>,
+    /// Claim path(s) holding the scopes, space-separated strings or arrays; all are read (default: scope, else scp).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope_claim: Option<OneOrMany>,
+    /// Claim path(s) holding the roles, for routes[].roles and the `roles` identity header (default: none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub roles_claim: Option<OneOrMany>,
+    /// Claim tests every token of this issuer must pass, as in routes[].claims; failing one is 401 invalid_token (e.g. Cognito token_use: access).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub required_claims: Option<Vec<RawClaimRule>>,
     /// jwt: checked locally | introspection: sent to the introspection endpoint | auto: JWTs locally, opaque tokens introspected (default jwt, or auto with introspection).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mode: Option<RawMode>,
     /// RFC 7662 token introspection for this issuer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub introspection: Option<RawIntrospection>,
+}
+
+/// A string or a list of strings (`scope_claim: scp` or `scope_claim: [scp, roles]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RawProvider {
+    Generic,
+    Entra,
+    Okta,
+    Auth0,
+    Cognito,
+    Keycloak,
+    Google,
+    Authelia,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawIntrospectionProtocol {
+    Rfc7662,
+    GoogleTokeninfo,
 }
 
 /// A secret as written in the file or the environment: `Debug` never shows it, so a logged or
@@ -340,6 +401,9 @@ pub struct RawIntrospection {
     /// client_secret_basic (HTTP Basic) | client_secret_post (form body) (default client_secret_basic).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_method: Option<RawClientAuthMethod>,
+    /// rfc7662 | google_tokeninfo: Google's tokeninfo endpoint, which takes no client credentials (default rfc7662).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<RawIntrospectionProtocol>,
     /// Total time for one introspection call (default 3s).
     #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<HumantimeDuration>")]
@@ -416,6 +480,12 @@ pub struct RawRoute {
     /// all: every listed scope | any: at least one (default all).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scope_match: Option<RawScopeMatch>,
+    /// Roles the token must carry (read from its issuer's roles_claim) (default []). Only with auth: required.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<String>>,
+    /// all: every listed role | any: at least one (default all).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub roles_match: Option<RawScopeMatch>,
     /// Claim tests, all must pass. Only with auth: required.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub claims: Option<Vec<RawClaimRule>>,
@@ -455,7 +525,7 @@ pub enum RawScopeMatch {
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawClaimRule {
-    /// The top-level claim to test. Required.
+    /// The claim to test: a name, a dotted path (`realm_access.roles`, `\\.` for a literal dot) or a JSON pointer (`/a~1b`). Required.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub claim: Option<String>,
     /// The claim equals this value (a string, number or boolean). Exactly one of equals or contains.
@@ -471,7 +541,7 @@ pub struct RawClaimRule {
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawIdentity {
-    /// Header name → source: subject | scopes | client_id | issuer | claim:<name>. `{}` sends none (default: X-Auth-Subject, X-Auth-Scopes, X-Auth-Client-Id, X-Auth-Issuer).
+    /// Header name → source: subject | scopes | roles | client_id | issuer | claim:<path>. `{}` sends none (default: X-Auth-Subject, X-Auth-Scopes, X-Auth-Client-Id, X-Auth-Issuer).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub headers: Option<HeaderMapping>,
     /// Optional header carrying all verified claims as base64url(JSON).
@@ -502,7 +572,9 @@ impl<'de> Deserialize<'de> for HeaderMapping {
         impl<'de> Visitor<'de> for V {
             type Value = HeaderMapping;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a mapping of header name to source (subject, scopes, client_id, issuer, claim:<name>)")
+                f.write_str(
+                    "a mapping of header name to source (subject, scopes, roles, client_id, issuer, claim:<path>)",
+                )
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<HeaderMapping, A::Error> {
                 let mut out: Vec<(String, String)> = Vec::new();

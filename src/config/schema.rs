@@ -82,8 +82,8 @@ impl JsonSchema for HeaderMapping {
             "propertyNames": { "pattern": "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$" },
             "additionalProperties": {
                 "type": "string",
-                "pattern": "^(subject|scopes|client_id|issuer|claim:.+)$",
-                "description": "subject | scopes | client_id | issuer | claim:<name>",
+                "pattern": "^(subject|scopes|roles|client_id|issuer|claim:.+)$",
+                "description": "subject | scopes | roles | client_id | issuer | claim:<path>",
             },
         })
     }

@@ -17,10 +17,10 @@ use super::raw::{
     self, RawAudienceCheck, RawAuth, RawClientAuthMethod, RawConfig, RawDecision, RawMode, RawScopeMatch,
 };
 use super::{
-    AccessLogSettings, AudienceCheck, ClaimRule, ClaimTest, ClientAuthMethod, Config, DecisionSettings, Identity,
-    IdentityHeader, IdentityValue, Introspection, Issuer, JwksSettings, KeySource, PathSettings, Policy, Route,
-    RouteAuth, ScopeMatch, Secret, ServerSettings, TokenCacheSettings, TokenMode, TokenSettings, UpstreamSettings,
-    DEFAULT_ADMIN_LISTEN, DEFAULT_ALGORITHMS, DEFAULT_LEEWAY, DEFAULT_LISTEN, DEFAULT_REALM,
+    AccessLogSettings, AudienceCheck, ClaimPath, ClaimRule, ClaimTest, ClientAuthMethod, Config, DecisionSettings,
+    Identity, IdentityHeader, IdentityValue, Introspection, Issuer, JwksSettings, KeySource, PathSettings, Policy,
+    Route, RouteAuth, ScopeMatch, Secret, ServerSettings, TokenCacheSettings, TokenMode, TokenSettings,
+    UpstreamSettings, DEFAULT_ADMIN_LISTEN, DEFAULT_ALGORITHMS, DEFAULT_LEEWAY, DEFAULT_LISTEN, DEFAULT_REALM,
 };
 
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -696,15 +696,20 @@ fn header_name(ctx: &Ctx<'_>, field: &str, name: &str) -> Result<HeaderName, Con
     Ok(h)
 }
 
-fn identity_value(source: &str) -> Option<IdentityValue> {
-    Some(match source {
+fn identity_value(source: &str) -> Result<IdentityValue, String> {
+    Ok(match source {
         "subject" => IdentityValue::Subject,
         "scopes" => IdentityValue::Scopes,
+        "roles" => IdentityValue::Roles,
         "client_id" => IdentityValue::ClientId,
         "issuer" => IdentityValue::Issuer,
         _ => match source.strip_prefix("claim:") {
-            Some(name) if !name.is_empty() => IdentityValue::Claim(name.to_string()),
-            _ => return None,
+            Some(path) if !path.is_empty() => IdentityValue::Claim(ClaimPath::parse(path)?),
+            _ => {
+                return Err(format!(
+                    "unknown source {source:?}; expected subject, scopes, roles, client_id, issuer or claim:<path>"
+                ))
+            }
         },
     })
 }
@@ -720,14 +725,7 @@ fn identity(ctx: &Ctx<'_>, raw: raw::RawIdentity) -> Result<Identity, ConfigErro
                 if out.iter().any(|x| x.name == h) {
                     return Err(ctx.err(field, "is listed twice (header names are case-insensitive)"));
                 }
-                let value = identity_value(&source).ok_or_else(|| {
-                    ctx.err(
-                        &field,
-                        format!(
-                            "unknown source {source:?}; expected subject, scopes, client_id, issuer or claim:<name>"
-                        ),
-                    )
-                })?;
+                let value = identity_value(&source).map_err(|m| ctx.err(&field, m))?;
                 out.push(IdentityHeader { name: h, value });
             }
             out

@@ -156,7 +156,14 @@ impl IdentityValues {
                     put(&principal.issuer_id);
                     true
                 }
-                IdentityValue::Claim(name) => principal.claims.get(name).map(|v| put(&claim_text(v))).is_some(),
+                IdentityValue::Roles => {
+                    for (i, role) in principal.roles.iter().enumerate() {
+                        put(if i == 0 { "" } else { " " });
+                        put(role);
+                    }
+                    true
+                }
+                IdentityValue::Claim(path) => path.get(&principal.claims).map(|v| put(&claim_text(v))).is_some(),
             };
             if present {
                 spans.push((h.name.clone(), start..text.len()));
@@ -191,10 +198,14 @@ impl IdentityValues {
     }
 }
 
-/// Strings as they are; anything else as JSON text.
+/// Strings as they are; an array of strings none of which holds a comma as its items joined by
+/// `,` (an HTTP list, RFC 9110 §5.6.1); anything else as JSON text.
 fn claim_text(value: &Value) -> Cow<'_, str> {
     match value {
         Value::String(s) => Cow::Borrowed(s),
+        Value::Array(items) if items.iter().all(|i| i.as_str().is_some_and(|s| !s.contains(','))) => {
+            Cow::Owned(items.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","))
+        }
         other => Cow::Owned(other.to_string()),
     }
 }
@@ -224,7 +235,7 @@ mod tests {
 
     fn principal(claims: Value) -> Principal {
         let Value::Object(map) = claims else { unreachable!() };
-        Principal::from_claims(0, Arc::from("https://idp"), map, None)
+        Principal::from_claims(0, Arc::from("https://idp"), map, &Default::default())
     }
 
     fn set_identity(headers: &mut HeaderMap, principal: &Principal, identity: &Identity) -> Result<(), AuthError> {
@@ -317,7 +328,7 @@ mod tests {
         let mut with_claim = identity();
         with_claim.headers.push(IdentityHeader {
             name: HeaderName::from_static("x-tenant"),
-            value: IdentityValue::Claim("tenant".into()),
+            value: IdentityValue::Claim(crate::config::ClaimPath::top("tenant")),
         });
         let mut h = HeaderMap::new();
         set_identity(&mut h, &principal(json!({"tenant": 42})), &with_claim).unwrap();

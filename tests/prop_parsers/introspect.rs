@@ -26,6 +26,7 @@ fn introspector() -> &'static Introspector {
             client_id: "gateway".into(),
             client_secret: Secret(b"secret".to_vec()),
             auth_method: ClientAuthMethod::ClientSecretBasic,
+            protocol: Default::default(),
             timeout: Duration::from_secs(1),
             cache_max_ttl: Duration::from_secs(60),
             negative_ttl: Duration::from_secs(5),

@@ -605,6 +605,7 @@ pub fn introspection(client_id: &str, client_secret: &str, method: ClientAuthMet
         client_id: client_id.into(),
         client_secret: Secret(client_secret.as_bytes().to_vec()),
         auth_method: method,
+        protocol: Default::default(),
         timeout: Duration::from_secs(2),
         cache_max_ttl: Duration::from_secs(60),
         negative_ttl: Duration::from_secs(60),
@@ -630,13 +631,13 @@ pub fn introspection_issuer(issuer: &str, endpoint: &str, audiences: &[&str], me
         algorithms: vec![],
         leeway: DEFAULT_LEEWAY,
         require_at_jwt: false,
-        scope_claim: None,
         mode: TokenMode::Introspection,
         introspection: Some(Introspection {
             endpoint: Some(endpoint.into()),
             timeout: Duration::from_millis(500),
             ..introspection(INTROSPECTION_CLIENT_ID, INTROSPECTION_CLIENT_SECRET, method)
         }),
+        ..Issuer::new(issuer, KeySource::None)
     }
 }
 

@@ -116,7 +116,7 @@ mod tests {
         let serde_json::Value::Object(claims) = json!({"sub": "alice", "extra": "x".repeat(1000)}) else {
             unreachable!()
         };
-        let principal = Arc::new(Principal::from_claims(0, Arc::from("i"), claims, None));
+        let principal = Arc::new(Principal::from_claims(0, Arc::from("i"), claims, &Default::default()));
         let active = approx_bytes(&Verdict::Active(principal.clone()));
         assert_eq!(active, inactive + principal_bytes(&principal));
         assert!(active > inactive + 1000);

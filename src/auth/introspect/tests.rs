@@ -204,9 +204,9 @@ fn issuer(iss: &str, settings: Introspection) -> Issuer {
         algorithms: vec![],
         leeway: DEFAULT_LEEWAY,
         require_at_jwt: false,
-        scope_claim: None,
         mode: TokenMode::Introspection,
         introspection: Some(settings),
+        ..Issuer::new(iss, KeySource::None)
     }
 }
 
@@ -216,6 +216,7 @@ fn settings(endpoint: Option<String>, method: ClientAuthMethod) -> Introspection
         client_id: ID.to_owned(),
         client_secret: Secret(SECRET.as_bytes().to_vec()),
         auth_method: method,
+        protocol: Default::default(),
         timeout: Duration::from_secs(2),
         cache_max_ttl: Duration::from_secs(60),
         negative_ttl: Duration::from_secs(60),
@@ -517,7 +518,7 @@ fn cache_lifetime() {
     let (max, neg) = (Duration::from_secs(60), Duration::from_secs(5));
     let active = |claims: Value| {
         let Value::Object(map) = claims else { unreachable!() };
-        Verdict::Active(Arc::new(Principal::from_claims(0, Arc::from("i"), map, None)))
+        Verdict::Active(Arc::new(Principal::from_claims(0, Arc::from("i"), map, &Default::default())))
     };
     let secs = unix_seconds(now);
     assert_eq!(ttl(&active(json!({})), now, max, neg), max, "no exp: the cap");
@@ -535,12 +536,12 @@ fn cache_lifetime_of_out_of_range_exp() {
     let (max, neg) = (Duration::from_secs(60), Duration::from_secs(5));
     for exp in [json!(1e19), json!(u64::MAX), json!(1e308), json!(i64::MAX), json!(18446744073709551615.0)] {
         let Value::Object(map) = json!({ "exp": exp }) else { unreachable!() };
-        let verdict = Verdict::Active(Arc::new(Principal::from_claims(0, Arc::from("i"), map, None)));
+        let verdict = Verdict::Active(Arc::new(Principal::from_claims(0, Arc::from("i"), map, &Default::default())));
         assert_eq!(ttl(&verdict, now, max, neg), max, "{exp}");
     }
     // A clock before the epoch (misconfigured host) is not a panic either.
     let Value::Object(map) = json!({ "exp": 10 }) else { unreachable!() };
-    let verdict = Verdict::Active(Arc::new(Principal::from_claims(0, Arc::from("i"), map, None)));
+    let verdict = Verdict::Active(Arc::new(Principal::from_claims(0, Arc::from("i"), map, &Default::default())));
     assert_eq!(ttl(&verdict, UNIX_EPOCH - Duration::from_secs(5), max, neg), Duration::from_secs(10));
 }
 

@@ -123,7 +123,7 @@ fn every_section_is_reachable() {
     assert!(!c.identity.forward_authorization);
     assert_eq!(c.realm, "12345");
     assert_eq!(c.issuers[0].leeway, std::time::Duration::from_secs(10));
-    assert_eq!(c.issuers[0].scope_claim.as_deref(), Some("permissions"));
+    assert_eq!(c.issuers[0].sources.scopes, [crate::config::ClaimPath::top("permissions")]);
 }
 
 /// A variable overrides its key; the file's other keys in the same section stay.

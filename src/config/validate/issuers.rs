@@ -1,6 +1,10 @@
 //! `issuers:`: each issuer's keys, algorithms, audiences and introspection, checked one by one.
 
+use super::routes::claim_rules;
 use super::*;
+use crate::config::provider;
+use crate::config::raw::RawIntrospectionProtocol;
+use crate::config::{ClaimPath, ClaimSources, IntrospectionProtocol, Provider};
 
 pub(super) fn issuers(ctx: &Ctx<'_>, raw: Vec<raw::RawIssuer>) -> Result<Vec<Issuer>, ConfigError> {
     if raw.is_empty() {
@@ -24,21 +28,62 @@ pub(super) fn issuers(ctx: &Ctx<'_>, raw: Vec<raw::RawIssuer>) -> Result<Vec<Iss
 pub(super) fn issuer(
     ctx: &Ctx<'_>,
     i: usize,
-    r: raw::RawIssuer,
+    mut r: raw::RawIssuer,
     seen: &mut HashMap<String, usize>,
     seen_ids: &mut HashMap<String, usize>,
 ) -> Result<Issuer, ConfigError> {
     let f = |name: &str| format!("issuers[{i}].{name}");
+    provider::apply(&mut r);
+    let provider = r.provider.map(Provider::from).unwrap_or_default();
     let Some(issuer) = r.issuer else {
         return Err(ctx.err(f("issuer"), "is required: the exact `iss` value of the tokens"));
     };
-    let uri = check_idp_url(ctx, &f("issuer"), &issuer)?;
-    if uri.query().is_some() {
-        return Err(ctx.err(f("issuer"), format!("{issuer:?} must not contain a query (RFC 8414 §2)")));
+    let aliases = r.issuer_aliases.unwrap_or_default();
+    // Every spelling of `iss` this issuer answers to: unique across issuers, templates included.
+    for (field, name) in std::iter::once((f("issuer"), &issuer))
+        .chain(aliases.iter().enumerate().map(|(k, a)| (format!("{}[{k}]", f("issuer_aliases")), a)))
+    {
+        iss_spelling(ctx, &field, name, provider)?;
+        if let Some(j) = seen.insert(name.clone(), i) {
+            return Err(ctx.err(field, format!("{name:?} is already an issuer or alias of issuers[{j}]")));
+        }
     }
-    if let Some(j) = seen.insert(issuer.clone(), i) {
-        return Err(ctx.err(f("issuer"), format!("{issuer:?} is already configured as issuers[{j}].issuer")));
+    let templated = std::iter::once(&issuer).chain(&aliases).any(|s| s.contains(provider::TENANT));
+    let tenants = r.tenants.unwrap_or_default();
+    non_empty_strings(ctx, &f("tenants"), &tenants)?;
+    match (templated, tenants.is_empty()) {
+        (true, true) => {
+            return Err(ctx.err(
+                f("tenants"),
+                "is required: the issuer is a {tenantid} template, and only the listed tenants' tokens are accepted",
+            ))
+        }
+        (false, false) => {
+            return Err(ctx.err(f("tenants"), "only applies when issuer or an alias holds {tenantid}; remove it"))
+        }
+        _ => {}
     }
+    if let Some(k) =
+        tenants.iter().position(|t| !t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'))
+    {
+        return Err(ctx.err(format!("{}[{k}]", f("tenants")), "expected a tenant id (letters, digits, '-' and '.')"));
+    }
+    let discovery_url = match r.discovery_url {
+        Some(_) if r.jwks_uri.is_some() || r.hmac_secret.is_some() => {
+            return Err(ctx.err(f("discovery_url"), "cannot be combined with jwks_uri or hmac_secret"))
+        }
+        Some(url) => {
+            check_idp_url(ctx, &f("discovery_url"), &url)?;
+            Some(url)
+        }
+        None if templated && r.jwks_uri.is_none() && r.hmac_secret.is_none() && r.mode != Some(RawMode::Introspection) => {
+            return Err(ctx.err(
+                f("discovery_url"),
+                "is required with a {tenantid} issuer (or set jwks_uri): the metadata URL cannot be derived from a template",
+            ))
+        }
+        None => None,
+    };
     let id = trust::issuer_id(ctx, i, r.id, &issuer, seen_ids)?;
     let introspection = match r.introspection {
         Some(raw) => Some(introspection(ctx, &f("introspection"), raw)?),
@@ -102,22 +147,89 @@ pub(super) fn issuer(
     if leeway > MAX_LEEWAY {
         return Err(ctx.err(f("leeway"), format!("is {}; expected at most 5m", humantime::format_duration(leeway))));
     }
-    if r.scope_claim.as_deref() == Some("") {
-        return Err(ctx.err(f("scope_claim"), "must not be empty; omit it to read `scope` then `scp`"));
+    let paths = |name: &str, list: Option<raw::OneOrMany>| -> Result<Vec<ClaimPath>, ConfigError> {
+        match list {
+            None => Ok(Vec::new()),
+            Some(raw::OneOrMany::One(p)) => Ok(vec![ClaimPath::parse(&p).map_err(|m| ctx.err(f(name), m))?]),
+            Some(raw::OneOrMany::Many(list)) => list
+                .iter()
+                .enumerate()
+                .map(|(k, p)| ClaimPath::parse(p).map_err(|m| ctx.err(format!("{}[{k}]", f(name)), m)))
+                .collect(),
+        }
+    };
+    let mut sources = ClaimSources {
+        audience: match r.audience_claim {
+            Some(p) => Some(ClaimPath::parse(&p).map_err(|m| ctx.err(f("audience_claim"), m))?),
+            None => None,
+        },
+        client_id: paths("client_id_claim", r.client_id_claim)?,
+        scopes: paths("scope_claim", r.scope_claim)?,
+        roles: paths("roles_claim", r.roles_claim)?,
+    };
+    // The defaults spelled out are the defaults (what `check-config` prints reads back the same).
+    if sources.audience.as_ref().is_some_and(|p| p.is("aud")) {
+        sources.audience = None;
     }
+    if let [a, b] = sources.client_id.as_slice() {
+        if a.is("client_id") && b.is("azp") {
+            sources.client_id.clear();
+        }
+    }
+    let required_claims = claim_rules(ctx, &f("required_claims"), r.required_claims.unwrap_or_default())?;
     Ok(Issuer {
         id,
         issuer,
+        provider,
+        aliases,
+        tenants,
+        discovery_url,
         keys,
         audiences: dedup(audiences),
         audience_check,
         algorithms,
         leeway,
         require_at_jwt: r.require_typ_at_jwt.unwrap_or(false),
-        scope_claim: r.scope_claim,
+        sources,
+        required_claims,
         mode,
         introspection,
     })
+}
+
+/// One spelling of `iss` (`issuer` or an alias): an https URL (http on loopback) without query,
+/// or a bare host name where the IdP documents one (Google's `accounts.google.com`), holding
+/// `{tenantid}` at most once, as a whole path segment.
+fn iss_spelling(ctx: &Ctx<'_>, field: &str, iss: &str, provider: Provider) -> Result<(), ConfigError> {
+    if iss.is_empty() {
+        return Err(ctx.err(field, "must not be empty"));
+    }
+    let bare_host = !iss.contains('/') && !iss.contains(':');
+    if bare_host && field.contains("issuer_aliases") {
+        // The alias is compared as a string; only the metadata's issuer must be a URL.
+    } else {
+        let url = check_idp_url(ctx, field, &iss.replace(provider::TENANT, "tenant"))?;
+        if url.query().is_some() {
+            return Err(ctx.err(field, format!("{iss:?} must not contain a query (RFC 8414 §2)")));
+        }
+    }
+    let count = iss.matches(provider::TENANT).count();
+    if count > 1 || (count == 1 && !iss.split('/').any(|seg| seg == provider::TENANT)) {
+        return Err(ctx.err(field, "{tenantid} may appear once, as a whole path segment"));
+    }
+    if iss.replace(provider::TENANT, "").contains(['{', '}']) {
+        return Err(ctx.err(field, "the only placeholder is {tenantid}"));
+    }
+    match provider {
+        Provider::Okta if !iss.contains("/oauth2/") => Err(ctx.err(
+            field,
+            "is Okta's org authorization server, whose access tokens are not meant to be validated by              anyone but Okta; use a custom authorization server (https://{org}.okta.com/oauth2/default or /oauth2/{id})",
+        )),
+        Provider::Auth0 if field.ends_with(".issuer") && !iss.ends_with('/') => {
+            Err(ctx.err(field, "Auth0's `iss` ends with `/` (https://{tenant}.auth0.com/); add it"))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Where issuer `i` (mode jwt or auto) gets its keys: `jwks_uri`, `hmac_secret` or discovery.
@@ -167,12 +279,31 @@ pub(super) fn introspection(
         }
         None => None,
     };
-    // RFC 7662 §2.1: the endpoint MUST require authorization, so the gateway always authenticates.
-    let Some(client_id) = raw.client_id.filter(|id| !id.is_empty()) else {
-        return Err(ctx.err(f("client_id"), "is required: the gateway's client id at the introspection endpoint"));
+    let protocol = match raw.protocol {
+        Some(RawIntrospectionProtocol::GoogleTokeninfo) => IntrospectionProtocol::GoogleTokeninfo,
+        Some(RawIntrospectionProtocol::Rfc7662) | None => IntrospectionProtocol::Rfc7662,
     };
-    let Some(client_secret) = raw.client_secret.map(|s| s.0).filter(|s| !s.is_empty()) else {
-        return Err(ctx.err(f("client_secret"), "is required, e.g. \"${INTROSPECTION_CLIENT_SECRET}\""));
+    let (client_id, client_secret) = if protocol == IntrospectionProtocol::GoogleTokeninfo {
+        // Tokeninfo takes no client credentials: none may be configured to leak there.
+        if raw.client_id.is_some() || raw.client_secret.is_some() || raw.auth_method.is_some() {
+            return Err(ctx.err(f("client_id"), "is not used with protocol: google_tokeninfo (the endpoint takes no client credentials); remove client_id, client_secret and auth_method"));
+        }
+        if endpoint.is_none() {
+            return Err(ctx.err(
+                f("endpoint"),
+                format!("is required with protocol: google_tokeninfo, e.g. {}", provider::GOOGLE_TOKENINFO),
+            ));
+        }
+        (String::new(), String::new())
+    } else {
+        // RFC 7662 §2.1: the endpoint MUST require authorization, so the gateway always authenticates.
+        let Some(client_id) = raw.client_id.filter(|id| !id.is_empty()) else {
+            return Err(ctx.err(f("client_id"), "is required: the gateway's client id at the introspection endpoint"));
+        };
+        let Some(client_secret) = raw.client_secret.map(|s| s.0).filter(|s| !s.is_empty()) else {
+            return Err(ctx.err(f("client_secret"), "is required, e.g. \"${INTROSPECTION_CLIENT_SECRET}\""));
+        };
+        (client_id, client_secret)
     };
     let breaker_failures = raw.breaker_failures.unwrap_or(DEFAULT_BREAKER_FAILURES);
     if breaker_failures == 0 {
@@ -199,6 +330,7 @@ pub(super) fn introspection(
             Some(RawClientAuthMethod::ClientSecretPost) => ClientAuthMethod::ClientSecretPost,
             Some(RawClientAuthMethod::ClientSecretBasic) | None => ClientAuthMethod::ClientSecretBasic,
         },
+        protocol,
         timeout: positive(ctx, &f("timeout"), raw.timeout.unwrap_or(DEFAULT_INTROSPECTION_TIMEOUT))?,
         cache_max_ttl: raw.cache_max_ttl.unwrap_or(DEFAULT_INTROSPECTION_CACHE_MAX_TTL),
         negative_ttl: raw.negative_ttl.unwrap_or(DEFAULT_INTROSPECTION_NEGATIVE_TTL),

@@ -81,6 +81,8 @@ pub(super) fn route(
                 ("audiences", r.audiences.is_some()),
                 ("scopes", r.scopes.is_some()),
                 ("scope_match", r.scope_match.is_some()),
+                ("roles", r.roles.is_some()),
+                ("roles_match", r.roles_match.is_some()),
                 ("claims", r.claims.is_some()),
             ];
             if let Some((name, _)) = stray.iter().find(|(_, set)| *set) {
@@ -130,27 +132,9 @@ pub(super) fn policy(ctx: &Ctx<'_>, i: usize, r: raw::RawRoute, issuers: &[Issue
     for (k, scope) in scopes.iter().enumerate() {
         check_scope_token(scope).map_err(|m| ctx.err(format!("{}[{k}]", f("scopes")), m))?;
     }
-    let mut claims = Vec::new();
-    for (k, c) in r.claims.unwrap_or_default().into_iter().enumerate() {
-        let cf = |name: &str| format!("routes[{i}].claims[{k}].{name}");
-        let Some(claim) = c.claim.filter(|c| !c.is_empty()) else {
-            return Err(ctx.err(cf("claim"), "is required: the top-level claim name to test"));
-        };
-        let (name, test) = match (c.equals, c.contains) {
-            (Some(v), None) => ("equals", ClaimTest::Equals(v)),
-            (None, Some(v)) => ("contains", ClaimTest::Contains(v)),
-            _ => {
-                return Err(
-                    ctx.err(format!("routes[{i}].claims[{k}]"), "expected exactly one of `equals` or `contains`")
-                )
-            }
-        };
-        let (ClaimTest::Equals(v) | ClaimTest::Contains(v)) = &test;
-        if !(v.is_string() || v.is_number() || v.is_boolean()) {
-            return Err(ctx.err(cf(name), "expected a scalar (string, number or boolean)"));
-        }
-        claims.push(ClaimRule { claim, test });
-    }
+    let claims = claim_rules(ctx, &f("claims"), r.claims.unwrap_or_default())?;
+    let roles = r.roles.unwrap_or_default();
+    non_empty_strings(ctx, &f("roles"), &roles)?;
     Ok(Policy {
         issuers: accepted,
         audiences: r.audiences.map(dedup),
@@ -159,6 +143,39 @@ pub(super) fn policy(ctx: &Ctx<'_>, i: usize, r: raw::RawRoute, issuers: &[Issue
             Some(RawScopeMatch::Any) => ScopeMatch::Any,
             Some(RawScopeMatch::All) | None => ScopeMatch::All,
         },
+        roles: dedup(roles),
+        roles_match: match r.roles_match {
+            Some(RawScopeMatch::Any) => ScopeMatch::Any,
+            Some(RawScopeMatch::All) | None => ScopeMatch::All,
+        },
         claims,
     })
+}
+
+/// Claim tests (`routes[i].claims`, `issuers[i].required_claims`): a claim path and exactly one
+/// scalar to compare with.
+pub(super) fn claim_rules(
+    ctx: &Ctx<'_>,
+    field: &str,
+    raw: Vec<raw::RawClaimRule>,
+) -> Result<Vec<ClaimRule>, ConfigError> {
+    let mut rules = Vec::with_capacity(raw.len());
+    for (k, c) in raw.into_iter().enumerate() {
+        let cf = |name: &str| format!("{field}[{k}].{name}");
+        let Some(claim) = c.claim.filter(|c| !c.is_empty()) else {
+            return Err(ctx.err(cf("claim"), "is required: the claim to test (a name or a path)"));
+        };
+        let claim = ClaimPath::parse(&claim).map_err(|m| ctx.err(cf("claim"), m))?;
+        let (name, test) = match (c.equals, c.contains) {
+            (Some(v), None) => ("equals", ClaimTest::Equals(v)),
+            (None, Some(v)) => ("contains", ClaimTest::Contains(v)),
+            _ => return Err(ctx.err(format!("{field}[{k}]"), "expected exactly one of `equals` or `contains`")),
+        };
+        let (ClaimTest::Equals(v) | ClaimTest::Contains(v)) = &test;
+        if !(v.is_string() || v.is_number() || v.is_boolean()) {
+            return Err(ctx.err(cf(name), "expected a scalar (string, number or boolean)"));
+        }
+        rules.push(ClaimRule { claim, test });
+    }
+    Ok(rules)
 }

@@ -117,13 +117,13 @@ fn example_file_parses_to_expected_config() {
     assert_eq!(a.algorithms, [Algorithm::RS256, Algorithm::ES256]);
     assert_eq!(a.leeway, DEFAULT_LEEWAY);
     assert!(!a.require_at_jwt);
-    assert_eq!(a.scope_claim.as_deref(), Some("permissions"));
+    assert_eq!(a.sources.scopes, [crate::config::ClaimPath::top("permissions")]);
     let b = &c.issuers[1];
     assert_eq!(b.id, b.issuer, "the id defaults to the issuer URL");
     assert!(matches!(b.keys, KeySource::Discovery));
     assert_eq!(b.audiences, ["api", "api://default"]);
     assert_eq!(b.algorithms, DEFAULT_ALGORITHMS);
-    assert_eq!(b.scope_claim, None);
+    assert!(b.sources.scopes.is_empty());
     let s = &c.issuers[2];
     assert!(matches!(&s.keys, KeySource::Secret(x) if x.0 == SECRET.as_bytes()));
     assert_eq!(s.algorithms, [Algorithm::HS256]);
@@ -164,8 +164,8 @@ fn example_file_parses_to_expected_config() {
     assert_eq!(
         admin.claims,
         [
-            ClaimRule { claim: "tenant".into(), test: ClaimTest::Equals("acme".into()) },
-            ClaimRule { claim: "groups".into(), test: ClaimTest::Contains("admins".into()) },
+            ClaimRule { claim: crate::config::ClaimPath::top("tenant"), test: ClaimTest::Equals("acme".into()) },
+            ClaimRule { claim: crate::config::ClaimPath::top("groups"), test: ClaimTest::Contains("admins".into()) },
         ]
     );
     let RouteAuth::Required(api) = &c.routes[2].auth else { panic!("api requires auth") };
@@ -561,7 +561,11 @@ fn jwks_uri_https_or_loopback() {
 /// Two issuers with the same issuer string are refused.
 #[test]
 fn duplicate_issuers() {
-    assert_invalid("  - issuer: https://idp.example.com/\n", "issuers[1].issuer", "already configured as issuers[0]");
+    assert_invalid(
+        "  - issuer: https://idp.example.com/\n",
+        "issuers[1].issuer",
+        "already an issuer or alias of issuers[0]",
+    );
 }
 
 /// jwks_uri and hmac_secret are mutually exclusive.
@@ -840,13 +844,13 @@ fn identity_header_forbidden_names() {
     assert_invalid("identity: { claims_header: Keep-Alive }\n", "identity.claims_header", "cannot carry identity");
 }
 
-/// Identity sources are subject | scopes | client_id | issuer | claim:<name>.
+/// Identity sources are subject | scopes | roles | client_id | issuer | claim:<path>.
 #[test]
 fn identity_sources() {
     assert_invalid("identity: { headers: { X-A: sub } }\n", "identity.headers.X-A", "expected subject, scopes");
-    assert_invalid("identity: { headers: { X-A: 'claim:' } }\n", "identity.headers.X-A", "claim:<name>");
+    assert_invalid("identity: { headers: { X-A: 'claim:' } }\n", "identity.headers.X-A", "claim:<path>");
     let c = load_ok(&format!("{BASE}identity: {{ headers: {{ X-Tenant: 'claim:tenant' }} }}\n"));
-    assert_eq!(c.identity.headers[0].value, IdentityValue::Claim("tenant".into()));
+    assert_eq!(c.identity.headers[0].value, IdentityValue::Claim(crate::config::ClaimPath::top("tenant")));
     assert_eq!(load_ok(&format!("{BASE}identity: {{ headers: {{}} }}\n")).identity.headers, []);
 }
 
@@ -1009,3 +1013,5 @@ fn render_env_only_round_trips() {
     let second = load_text(&rendered, HashMap::new()).unwrap_or_else(|e| panic!("{e}\n{rendered}"));
     assert_eq!(format!("{first:?}"), format!("{second:?}"));
 }
+
+mod idp;

@@ -20,7 +20,8 @@ fn entry(settings: AccessLogSettings) -> Entry {
     e.request(&Method::POST, Some(&host), "/orders/7?access_token=SECRET&page=2", &headers);
     e.route = Some(Arc::from("orders"));
     e.status = 200;
-    e.principal = Some(Arc::new(Principal::from_claims(0, Arc::from("https://idp.example"), claims, None)));
+    e.principal =
+        Some(Arc::new(Principal::from_claims(0, Arc::from("https://idp.example"), claims, &Default::default())));
     e.upstream = Some(Arc::from("http://127.0.0.1:8081"));
     e.upstream_status = Some(200);
     e.upstream_duration = Some(Duration::from_micros(1500));

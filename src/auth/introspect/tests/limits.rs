@@ -8,7 +8,7 @@ use super::*;
 
 fn active_verdict(claims: Value) -> Verdict {
     let Value::Object(map) = claims else { unreachable!() };
-    Verdict::Active(Arc::new(Principal::from_claims(0, Arc::from("i"), map, None)))
+    Verdict::Active(Arc::new(Principal::from_claims(0, Arc::from("i"), map, &Default::default())))
 }
 
 /// An entry weighs at least its bookkeeping, and an active one its strings and kept claims.

@@ -1,0 +1,85 @@
+//! Google's tokeninfo endpoint, the check Google documents for its opaque access tokens (it is
+//! not RFC 7662): the token goes in a form body as `access_token` (never in the URL, where
+//! access logs would keep it); a valid token is answered 200 with its claims, any other with
+//! 400. The answer is mapped onto an RFC 7662 one so the same claim checks, cache and breaker
+//! apply.
+
+use serde_json::{Map, Value};
+
+use super::CallError;
+
+/// The form body of a tokeninfo call.
+pub fn form_body(token: &str) -> String {
+    form_urlencoded::Serializer::new(String::new()).append_pair("access_token", token).finish()
+}
+
+/// A 200 answer's claims, or `None` for the 400 that every invalid or expired token gets.
+/// Numbers arrive as strings (`"exp": "1700000000"`); `exp` is made a NumericDate so the usual
+/// time checks apply, and an `exp` that is not a whole number is a broken answer.
+pub fn answer(status: reqwest::StatusCode, body: &[u8]) -> Result<Option<Map<String, Value>>, CallError> {
+    match status.as_u16() {
+        200 => {}
+        400 => return Ok(None),
+        _ => return Err(CallError::Status(status)),
+    }
+    let mut claims = crate::auth::jws::strict_object(body)
+        .ok_or_else(|| CallError::Invalid("answer is not a JSON object with unique member names".into()))?;
+    // Google answers an error in a 200 only if something is badly wrong; never admit one.
+    if claims.contains_key("error") || claims.contains_key("error_description") {
+        return Err(CallError::Invalid("a 200 answer carries an error".into()));
+    }
+    let exp = match claims.get("exp") {
+        Some(Value::String(s)) => s.parse::<u64>().map_err(|_| CallError::Invalid("`exp` is not a number".into()))?,
+        Some(Value::Number(n)) => n.as_u64().ok_or_else(|| CallError::Invalid("`exp` is not a number".into()))?,
+        _ => return Err(CallError::Invalid("answer has no `exp`".into())),
+    };
+    claims.insert("exp".into(), Value::from(exp));
+    // Derived from `exp` at the time of the answer; meaningless once cached.
+    claims.remove("expires_in");
+    Ok(Some(claims))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::StatusCode;
+    use serde_json::json;
+
+    fn ok(body: Value) -> Result<Option<Map<String, Value>>, CallError> {
+        answer(StatusCode::OK, body.to_string().as_bytes())
+    }
+
+    #[test]
+    fn valid_answer_becomes_claims() {
+        let claims = ok(json!({
+            "azp": "c.apps.googleusercontent.com", "aud": "c.apps.googleusercontent.com",
+            "sub": "1234", "scope": "openid https://www.googleapis.com/auth/userinfo.email",
+            "exp": "1700000000", "expires_in": "3599", "email": "a@example.com", "email_verified": "true",
+        }))
+        .unwrap()
+        .unwrap();
+        assert_eq!(claims["exp"], json!(1_700_000_000u64));
+        assert!(!claims.contains_key("expires_in"));
+        assert_eq!(claims["aud"], json!("c.apps.googleusercontent.com"));
+    }
+
+    #[test]
+    fn invalid_tokens_and_broken_answers() {
+        let invalid = json!({"error": "invalid_token", "error_description": "Invalid Value"}).to_string();
+        assert!(answer(StatusCode::BAD_REQUEST, invalid.as_bytes()).unwrap().is_none());
+        for status in [StatusCode::UNAUTHORIZED, StatusCode::INTERNAL_SERVER_ERROR, StatusCode::TOO_MANY_REQUESTS] {
+            assert!(answer(status, b"{}").is_err(), "{status}");
+        }
+        assert!(ok(json!({"error": "invalid_token", "exp": "1"})).is_err());
+        assert!(ok(json!({"sub": "x"})).is_err());
+        assert!(ok(json!({"exp": "soon"})).is_err());
+        assert!(ok(json!({"exp": "-1"})).is_err());
+        assert!(answer(StatusCode::OK, b"not json").is_err());
+        assert!(answer(StatusCode::OK, br#"{"exp":"1","exp":"2"}"#).is_err());
+    }
+
+    #[test]
+    fn token_goes_in_the_body() {
+        assert_eq!(form_body("ya29.a+b/c="), "access_token=ya29.a%2Bb%2Fc%3D");
+    }
+}
