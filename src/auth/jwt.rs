@@ -272,7 +272,11 @@ mod tests {
 
     /// jsonwebtoken's aws-lc RSA signer wants PKCS#1 DER; its PEM reader unwraps PKCS#8.
     fn rsa_encoding_key() -> EncodingKey {
-        let body = STANDARD.encode(rsa_pkcs8());
+        rsa_encoding_key_from(rsa_pkcs8())
+    }
+
+    fn rsa_encoding_key_from(der: &[u8]) -> EncodingKey {
+        let body = STANDARD.encode(der);
         let lines: Vec<&str> = body.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap()).collect();
         let pem = format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n", lines.join("\n"));
         EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap()
@@ -826,5 +830,112 @@ mod tests {
             run(&format!("{input}.{sig}"), &set, &issuer(), NOW).unwrap_err(),
             AuthError::InvalidToken("malformed token")
         );
+    }
+
+    fn path(p: &str) -> crate::config::ClaimPath {
+        crate::config::ClaimPath::parse(p).unwrap()
+    }
+
+    /// Configured sources must have the shapes they are read as; a client id is a string.
+    #[test]
+    fn configured_sources_are_shape_checked() {
+        let (enc, set) = rsa();
+        let mut iss = issuer();
+        iss.sources.audience = Some(path("client_id"));
+        iss.sources.roles = vec![path("realm_access.roles")];
+        iss.sources.client_id = vec![path("cid")];
+        let mut c = claims();
+        c["realm_access"] = json!({"roles": ["admin"]});
+        c["cid"] = json!("c9");
+        let p = run(&rs256(&c, &enc), &set, &iss, NOW).unwrap();
+        assert_eq!((p.audiences.as_slice(), p.roles.as_slice()), (&["c1".to_string()][..], &["admin".to_string()][..]));
+        assert_eq!(p.client_id.as_deref(), Some("c9"));
+        for (name, value) in [
+            ("realm_access", json!({"roles": [1]})),
+            ("realm_access", json!({"roles": {"a": 1}})),
+            ("cid", json!(["c9"])),
+        ] {
+            let mut bad = c.clone();
+            bad[name] = value;
+            assert_eq!(run(&rs256(&bad, &enc), &set, &iss, NOW).unwrap_err(), MALFORMED_CLAIM, "{name}");
+        }
+        let mut bad = c.clone();
+        bad["client_id"] = json!(3);
+        assert_eq!(run(&rs256(&bad, &enc), &set, &iss, NOW).unwrap_err(), MALFORMED_CLAIM);
+    }
+
+    /// An issuer's required claims decide whether its token is an access token at all.
+    #[test]
+    fn required_claims_refuse_other_token_kinds() {
+        use crate::config::{ClaimRule, ClaimTest};
+        let (enc, set) = rsa();
+        let mut iss = issuer();
+        iss.required_claims = vec![ClaimRule { claim: path("token_use"), test: ClaimTest::Equals(json!("access")) }];
+        let mut c = claims();
+        c["token_use"] = json!("access");
+        assert!(run(&rs256(&c, &enc), &set, &iss, NOW).is_ok());
+        for kind in [json!("id"), json!("ACCESS"), json!(["access"])] {
+            c["token_use"] = kind;
+            assert_eq!(run(&rs256(&c, &enc), &set, &iss, NOW).unwrap_err(), NOT_AN_ACCESS_TOKEN);
+        }
+        c.as_object_mut().unwrap().remove("token_use");
+        assert_eq!(run(&rs256(&c, &enc), &set, &iss, NOW).unwrap_err(), NOT_AN_ACCESS_TOKEN);
+        // Not remembered: a reload may change the rule.
+        assert_eq!(refusal_holds(&NOT_AN_ACCESS_TOKEN, 0, 1), Holds::NotAtAll);
+    }
+
+    /// `iss` may be an alias or a tenant template bound to `tid`, never anything looser.
+    #[test]
+    fn issuer_spellings_after_the_signature() {
+        let (enc, set) = rsa();
+        let mut iss = issuer();
+        iss.aliases = vec!["idp.example.com".into(), "https://login.example.com/{tenantid}/v2.0".into()];
+        iss.tenants = vec!["t1".into()];
+        let with = |iss_claim: &str, tid: Option<&str>| {
+            let mut c = claims();
+            c["iss"] = json!(iss_claim);
+            if let Some(tid) = tid {
+                c["tid"] = json!(tid);
+            }
+            rs256(&c, &enc)
+        };
+        assert!(run(&with("idp.example.com", None), &set, &iss, NOW).is_ok());
+        assert!(run(&with("https://login.example.com/t1/v2.0", Some("t1")), &set, &iss, NOW).is_ok());
+        for (claim, tid) in [
+            ("https://login.example.com/t2/v2.0", Some("t2")),
+            ("https://login.example.com/t1/v2.0", Some("t2")),
+            ("https://login.example.com/t1/v2.0", None),
+            ("IDP.example.com", None),
+        ] {
+            assert_eq!(run(&with(claim, tid), &set, &iss, NOW).unwrap_err(), WRONG_ISSUER, "{claim} {tid:?}");
+        }
+    }
+
+    /// A token with a `nonce` header (Microsoft Graph's) that no key verifies says why.
+    #[test]
+    fn graph_tokens_are_named() {
+        let (enc, set) = rsa();
+        let other = rsa_encoding_key_other();
+        let header = json!({"alg": "RS256", "kid": "rsa", "typ": "JWT", "nonce": "abc"});
+        let forged = sign(&header, &claims(), &other, Algorithm::RS256);
+        assert_eq!(run(&forged, &set, &issuer(), NOW).unwrap_err(), GRAPH_TOKEN);
+        assert_eq!(refusal_holds(&GRAPH_TOKEN, 0, 4), Holds::WhileKeySet { issuer: 0, generation: 4 });
+        let unnamed = JoseHeader { alg: Algorithm::RS256, kid: None, typ: None, nonce: true };
+        assert!(refetch_may_help(&GRAPH_TOKEN, &unnamed));
+        // With no nonce, the plain refusal; and a nonce header on a good signature is no obstacle.
+        let plain = sign(&json!({"alg": "RS256", "kid": "rsa"}), &claims(), &other, Algorithm::RS256);
+        assert_eq!(run(&plain, &set, &issuer(), NOW).unwrap_err(), BAD_SIGNATURE);
+        assert!(run(&sign(&header, &claims(), &enc, Algorithm::RS256), &set, &issuer(), NOW).is_ok());
+    }
+
+    /// A second RSA key, for signatures no key in `rsa()` verifies.
+    fn rsa_encoding_key_other() -> EncodingKey {
+        static KEY: OnceLock<Vec<u8>> = OnceLock::new();
+        let der = KEY.get_or_init(|| {
+            let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+            let der: Pkcs8V1Der<'static> = pair.as_der().unwrap();
+            der.as_ref().to_vec()
+        });
+        rsa_encoding_key_from(der)
     }
 }

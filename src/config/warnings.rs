@@ -1,7 +1,7 @@
 //! Valid but weaker-than-default settings, reported by `check-config` and logged at start so an
 //! opt-out never goes unnoticed.
 
-use super::{AudienceCheck, Config, RouteAuth};
+use super::{AudienceCheck, Config, Provider, RouteAuth};
 
 /// One line per weakened setting, in config order.
 pub fn warnings(config: &Config) -> Vec<String> {
@@ -11,6 +11,14 @@ pub fn warnings(config: &Config) -> Vec<String> {
             out.push(format!(
                 "issuers[{i}] ({:?}) has audience_check: disabled: on routes that set no audiences, its \
                  tokens are accepted whatever their `aud`, including tokens minted for other APIs and ID tokens",
+                issuer.id
+            ));
+        }
+        // Keycloak puts `account` (its account console) in the `aud` of every user's token.
+        if issuer.provider == Provider::Keycloak && issuer.audiences.iter().any(|a| a == "account") {
+            out.push(format!(
+                "issuers[{i}] ({:?}) lists the audience \"account\", which Keycloak puts in every user's token: \
+                 any client's token passes; add an Audience mapper for this API's client and list that instead",
                 issuer.id
             ));
         }
@@ -35,4 +43,24 @@ pub fn warnings(config: &Config) -> Vec<String> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(yaml: &str) -> Config {
+        crate::config::load_text(std::path::Path::new("t.yaml"), yaml, &Default::default()).unwrap()
+    }
+
+    #[test]
+    fn keycloak_account_audience() {
+        let yaml = |aud: &str| {
+            format!(
+                "upstream: {{ url: http://127.0.0.1:8081 }}\nissuers:\n  - issuer: https://sso.example.com/realms/acme\n    provider: keycloak\n    audiences: [{aud}]\n"
+            )
+        };
+        assert!(warnings(&load(&yaml("account"))).iter().any(|w| w.contains("\"account\"")));
+        assert!(warnings(&load(&yaml("orders-api"))).is_empty());
+    }
 }

@@ -335,6 +335,43 @@ mod tests {
         assert_eq!(h["x-tenant"], "42");
     }
 
+    /// Roles space-separated; nested claims by path; arrays of strings joined with `,` unless an
+    /// item holds a comma (then JSON text, which cannot be misread as a list).
+    #[test]
+    fn roles_and_claim_paths() {
+        let header = |name: &'static str, value| IdentityHeader { name: HeaderName::from_static(name), value };
+        let path = |p: &str| IdentityValue::Claim(crate::config::ClaimPath::parse(p).unwrap());
+        let identity = Identity {
+            headers: vec![
+                header("x-roles", IdentityValue::Roles),
+                header("x-realm", path("realm_access.roles")),
+                header("x-team", path(r"https://x\.example/team")),
+                header("x-odd", path("odd")),
+                header("x-missing", path("realm_access.missing")),
+            ],
+            claims_header: None,
+            forward_authorization: true,
+        };
+        let claims = json!({
+            "realm_access": {"roles": ["admin", "ops"]},
+            "https://x.example/team": "blue",
+            "odd": ["a,b", "c"],
+        });
+        let mut p = principal(claims);
+        p.roles = vec!["admin".into(), "reader".into()];
+        let mut h = HeaderMap::new();
+        set_identity(&mut h, &p, &identity).unwrap();
+        assert_eq!(h["x-roles"], "admin reader");
+        assert_eq!(h["x-realm"], "admin,ops");
+        assert_eq!(h["x-team"], "blue");
+        assert_eq!(h["x-odd"], r#"["a,b","c"]"#);
+        assert!(!h.contains_key("x-missing"));
+        // No roles: an empty header, as for scopes.
+        let mut h = HeaderMap::new();
+        set_identity(&mut h, &principal(json!({})), &identity).unwrap();
+        assert_eq!(h["x-roles"], "");
+    }
+
     /// Authorization is forwarded unless configured otherwise.
     #[test]
     fn authorization_forwarding() {
