@@ -275,7 +275,7 @@ impl Introspector {
     async fn request(&self, token: &str) -> Result<Option<Map<String, Value>>, CallError> {
         let endpoint = self.endpoint().await?;
         let tokeninfo = self.settings.protocol == IntrospectionProtocol::GoogleTokeninfo;
-        let body = if tokeninfo { tokeninfo::form_body(token) } else { self.form_body(token) };
+        let body = if tokeninfo { String::new() } else { self.form_body(token) };
         let mut request = self
             .http
             .post(endpoint)
@@ -285,6 +285,9 @@ impl Introspector {
             .body(body);
         if let Some(value) = &self.basic_auth {
             request = request.header(AUTHORIZATION, value.clone());
+        }
+        if tokeninfo {
+            request = request.header(AUTHORIZATION, tokeninfo::authorization(token)?);
         }
         let response = request.send().await.map_err(|e| self.classify(e))?;
         if tokeninfo {

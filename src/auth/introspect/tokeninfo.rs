@@ -1,16 +1,22 @@
-//! Google's tokeninfo endpoint, the check Google documents for its opaque access tokens (it is
-//! not RFC 7662): the token goes in a form body as `access_token` (never in the URL, where
-//! access logs would keep it); a valid token is answered 200 with its claims, any other with
-//! 400. The answer is mapped onto an RFC 7662 one so the same claim checks, cache and breaker
-//! apply.
+//! Google's tokeninfo endpoint, the check Google offers for its opaque access tokens (it is
+//! not RFC 7662). The call is the one Google's own client library makes
+//! (google-auth-library-nodejs `OAuth2Client.getTokenInfo`): `POST` with the token as
+//! `Authorization: Bearer` and an empty form body, so the token is never in a URL, where access
+//! logs would keep it. A valid token is answered 200 with its claims, any other with 400. The
+//! answer is mapped onto an RFC 7662 one so the same claim checks, cache and breaker apply.
 
+use reqwest::header::HeaderValue;
 use serde_json::{Map, Value};
 
 use super::CallError;
 
-/// The form body of a tokeninfo call.
-pub fn form_body(token: &str) -> String {
-    form_urlencoded::Serializer::new(String::new()).append_pair("access_token", token).finish()
+/// The `Authorization` header of a tokeninfo call, marked sensitive (never logged).
+pub fn authorization(token: &str) -> Result<HeaderValue, CallError> {
+    // The extractor admits only RFC 6750 b64token characters, all valid in a header value.
+    let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
+        .map_err(|_| CallError::Invalid("the token cannot be sent in a header".into()))?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 /// A 200 answer's claims, or `None` for the 400 that every invalid or expired token gets.
@@ -79,7 +85,10 @@ mod tests {
     }
 
     #[test]
-    fn token_goes_in_the_body() {
-        assert_eq!(form_body("ya29.a+b/c="), "access_token=ya29.a%2Bb%2Fc%3D");
+    fn token_goes_in_a_sensitive_header() {
+        let value = authorization("ya29.a+b/c=").unwrap();
+        assert_eq!(value, "Bearer ya29.a+b/c=");
+        assert!(value.is_sensitive());
+        assert!(authorization("a\nb").is_err());
     }
 }
