@@ -44,6 +44,9 @@ pub enum TokenSource {
     Jwt,
     /// An RFC 7662 introspection answer, where every member but `active` is optional.
     Introspection,
+    /// A Google tokeninfo answer: Google always names the token's audience (the OAuth client it
+    /// was issued to), so one without `aud` is refused as a JWT without it is.
+    Tokeninfo,
 }
 
 /// Which claims a principal keeps once subject, audiences, scopes and client id are extracted.

@@ -416,7 +416,10 @@ impl Introspector {
         // `active` describes the answer, not the token: it is not a claim.
         claims.remove("active");
         let mut principal = Principal::from_claims(self.index, self.id.clone(), claims, &self.issuer.sources);
-        principal.source = TokenSource::Introspection;
+        principal.source = match self.settings.protocol {
+            IntrospectionProtocol::Rfc7662 => TokenSource::Introspection,
+            IntrospectionProtocol::GoogleTokeninfo => TokenSource::Tokeninfo,
+        };
         principal.retain_claims(&self.kept_claims);
         Verdict::Active(Arc::new(principal))
     }

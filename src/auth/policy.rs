@@ -61,7 +61,7 @@ fn check_audience(principal: &Principal, policy: &Policy, issuer: &Issuer) -> Re
         return match principal.source {
             // RFC 7519 §4.1.3: if the principal processing the claim does not identify itself with
             // a value in "aud", the JWT MUST be rejected. A JWT without `aud` cannot identify us.
-            TokenSource::Jwt => Err(NO_AUDIENCE),
+            TokenSource::Jwt | TokenSource::Tokeninfo => Err(NO_AUDIENCE),
             // RFC 7662 §2.2: `aud` is OPTIONAL in an introspection answer; the endpoint vouched
             // for the token and named no audience to disagree with.
             TokenSource::Introspection => Ok(()),
@@ -100,6 +100,15 @@ mod tests {
 
     fn introspected(claims: Value) -> Principal {
         Principal { source: TokenSource::Introspection, ..principal(claims) }
+    }
+
+    /// A tokeninfo answer without `aud` is refused like a JWT without it.
+    #[test]
+    fn tokeninfo_audience_is_required() {
+        let api = issuer(&["api"]);
+        let tokeninfo = |claims| Principal { source: TokenSource::Tokeninfo, ..principal(claims) };
+        assert_eq!(authorize(&tokeninfo(json!({})), &Policy::default(), &api), Err(NO_AUDIENCE));
+        assert_eq!(authorize(&tokeninfo(json!({"aud": "api"})), &Policy::default(), &api), Ok(()));
     }
 
     fn policy(scopes: &[&str], scope_match: ScopeMatch) -> Policy {

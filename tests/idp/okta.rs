@@ -188,8 +188,6 @@ fn okta_org_authorization_server_is_refused() {
 
 /// The same message reads as one sentence: no run of spaces from a broken line continuation.
 #[test]
-#[ignore = "bug: src/config/validate/issuers.rs iss_spelling: the Okta org-server message has 14 spaces \
-            inside it (\"validated by              anyone\"), a string literal continued without `\\`"]
 fn okta_org_authorization_server_message_is_clean() {
     let yaml = "upstream: { url: \"http://127.0.0.1:8081\" }\n\
                 issuers: [{ issuer: \"https://acme.okta.com\", provider: okta, audiences: [\"api://default\"] }]\n";

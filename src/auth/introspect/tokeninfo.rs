@@ -40,6 +40,16 @@ pub fn answer(status: reqwest::StatusCode, body: &[u8]) -> Result<Option<Map<Str
         _ => return Err(CallError::Invalid("answer has no `exp`".into())),
     };
     claims.insert("exp".into(), Value::from(exp));
+    // A boolean sent as a string: made the boolean an ID token carries, so one claim rule
+    // (`email_verified equals true`) holds for both kinds of Google token.
+    if let Some(Value::String(verified)) = claims.get("email_verified") {
+        let verified = match verified.as_str() {
+            "true" => true,
+            "false" => false,
+            _ => return Err(CallError::Invalid("`email_verified` is not a boolean".into())),
+        };
+        claims.insert("email_verified".into(), Value::Bool(verified));
+    }
     // Derived from `exp` at the time of the answer; meaningless once cached.
     claims.remove("expires_in");
     Ok(Some(claims))
@@ -67,6 +77,10 @@ mod tests {
         assert_eq!(claims["exp"], json!(1_700_000_000u64));
         assert!(!claims.contains_key("expires_in"));
         assert_eq!(claims["aud"], json!("c.apps.googleusercontent.com"));
+        assert_eq!(claims["email_verified"], json!(true));
+        let unverified = ok(json!({"exp": "1", "email_verified": "false"})).unwrap().unwrap();
+        assert_eq!(unverified["email_verified"], json!(false));
+        assert!(ok(json!({"exp": "1", "email_verified": "yes"})).is_err());
     }
 
     #[test]

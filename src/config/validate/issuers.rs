@@ -223,7 +223,7 @@ fn iss_spelling(ctx: &Ctx<'_>, field: &str, iss: &str, provider: Provider) -> Re
     match provider {
         Provider::Okta if !iss.contains("/oauth2/") => Err(ctx.err(
             field,
-            "is Okta's org authorization server, whose access tokens are not meant to be validated by              anyone but Okta; use a custom authorization server (https://{org}.okta.com/oauth2/default or /oauth2/{id})",
+            "is Okta's org authorization server, whose access tokens are not meant to be validated by anyone but Okta; use a custom authorization server (https://{org}.okta.com/oauth2/default or /oauth2/{id})",
         )),
         Provider::Auth0 if field.ends_with(".issuer") && !iss.ends_with('/') => {
             Err(ctx.err(field, "Auth0's `iss` ends with `/` (https://{tenant}.auth0.com/); add it"))
