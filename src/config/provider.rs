@@ -113,7 +113,8 @@ pub fn apply(r: &mut RawIssuer) {
             // `typ` in the payload: Bearer for access tokens, ID for ID tokens, Refresh.
             default!(scope_claim, one("scope"));
             default!(roles_claim, one("realm_access.roles"));
-            default!(client_id_claim, one("azp"));
+            // `azp` names the client in user tokens; service-account tokens also carry `client_id`.
+            default!(client_id_claim, many(&["azp", "client_id"]));
             default!(required_claims, equals("typ", "Bearer"));
         }
         RawProvider::Google => {
