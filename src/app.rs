@@ -4,7 +4,7 @@
 
 mod reload;
 
-pub use reload::{run_until_stopped, shutdown_signal, ReloadError, Stop};
+pub use reload::{run_until_stopped, shutdown_signal, ReloadError, Signals, Stop};
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -72,9 +72,11 @@ fn main() -> ExitCode {
         }
         Command::Run => match load(&sources, |w| tracing::warn!("{w}")) {
             Ok(cfg) => run(runtime(cfg.server.worker_threads), async move {
+                // Before start logs "listening", so no signal finds the default action.
+                let signals = tokengate::app::Signals::install();
                 let running = tokengate::app::start(cfg).await?;
                 let reload = || load(&sources, |w| tracing::warn!("{w}"));
-                let stop = tokengate::app::run_until_stopped(&running, reload, cli.config.as_deref()).await;
+                let stop = tokengate::app::run_until_stopped(&running, signals, reload, cli.config.as_deref()).await;
                 let delay = match stop {
                     // The drain delay of the configuration being served, reloaded or not.
                     tokengate::app::Stop::Terminate => running.state().config.server.drain_delay,

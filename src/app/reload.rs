@@ -61,10 +61,36 @@ pub enum Stop {
     Interrupt,
 }
 
+/// The process's SIGTERM and SIGHUP handlers, installed before anything announces that the
+/// gateway listens: until a handler is installed, a signal has its default action, and a
+/// SIGHUP sent as soon as "tokengate listening" is logged would end the process.
+pub struct Signals {
+    #[cfg(unix)]
+    handlers: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Signals {
+    /// Needs a Tokio runtime.
+    pub fn install() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let handlers = match (signal(SignalKind::terminate()), signal(SignalKind::hangup())) {
+                (Ok(term), Ok(hup)) => Some((term, hup)),
+                _ => None,
+            };
+            Signals { handlers }
+        }
+        #[cfg(not(unix))]
+        Signals {}
+    }
+}
+
 /// Serve until SIGTERM or SIGINT, reloading with `load` on SIGHUP and whenever the content of
 /// `watched` (the `--config` file, if any) changes.
 pub async fn run_until_stopped(
     running: &Running,
+    signals: Signals,
     load: impl Fn() -> Result<Config, ConfigError>,
     watched: Option<&Path>,
 ) -> Stop {
@@ -87,20 +113,24 @@ pub async fn run_until_stopped(
         tracing::info!("the configuration file changed: reloading");
         reload("file").await
     };
-    signals(on_hup, watched, on_change).await
+    until_stopped(signals, on_hup, watched, on_change).await
 }
 
 /// Resolves on SIGTERM or SIGINT, for the commands that have nothing to reload (`demo`,
 /// `dev-issuer`): SIGHUP, which would otherwise end the process, is logged and ignored.
 pub async fn shutdown_signal() -> Stop {
-    signals(async || tracing::info!("SIGHUP: nothing to reload"), None, async || {}).await
+    until_stopped(Signals::install(), async || tracing::info!("SIGHUP: nothing to reload"), None, async || {}).await
 }
 
-async fn signals(on_hup: impl AsyncFn(), mut watched: Option<Watched>, on_change: impl AsyncFn()) -> Stop {
+async fn until_stopped(
+    signals: Signals,
+    on_hup: impl AsyncFn(),
+    mut watched: Option<Watched>,
+    on_change: impl AsyncFn(),
+) -> Stop {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::hangup())) else {
+        let Some((mut term, mut hup)) = signals.handlers else {
             let _ = tokio::signal::ctrl_c().await;
             return Stop::Interrupt;
         };
@@ -133,7 +163,7 @@ async fn signals(on_hup: impl AsyncFn(), mut watched: Option<Watched>, on_change
     }
     #[cfg(not(unix))]
     {
-        let _ = (on_hup, &mut watched, on_change);
+        let _ = (signals, on_hup, &mut watched, on_change);
         let _ = tokio::signal::ctrl_c().await;
         Stop::Interrupt
     }
