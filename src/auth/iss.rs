@@ -74,6 +74,13 @@ mod tests {
     }
 
     #[test]
+    fn which_spellings_are_templates() {
+        assert!(is_template("https://login.microsoftonline.com/{tenantid}/v2.0"));
+        assert!(!is_template("https://login.microsoftonline.com/t1/v2.0"));
+        assert!(!is_template("accounts.google.com"));
+    }
+
+    #[test]
     fn exact_spellings_only() {
         let g = Issuer {
             aliases: vec!["accounts.google.com".into()],

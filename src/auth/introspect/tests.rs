@@ -719,6 +719,11 @@ fn jws_issuer_of_tokens() {
     assert_eq!(jws_issuer(&jws(json!({"iss": 1}))), None);
     assert_eq!(jws_issuer("2YotnFZFEjr1zCsicMWpAA"), None);
     assert_eq!(jws_issuer("a.b.c"), None);
+    // The tenant, for an issuer template, when it is a string.
+    let both = |claims| jws_issuer_and_tenant(&jws(claims));
+    assert_eq!(both(json!({"iss": "https://i/t1", "tid": "t1"})), Some(("https://i/t1".into(), Some("t1".into()))));
+    assert_eq!(both(json!({"iss": "https://i", "tid": 7})), Some(("https://i".into(), None)));
+    assert_eq!(both(json!({"tid": "t1"})), None);
 }
 
 mod limits;
