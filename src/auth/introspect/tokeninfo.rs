@@ -94,6 +94,10 @@ mod tests {
         assert!(ok(json!({"sub": "x"})).is_err());
         assert!(ok(json!({"exp": "soon"})).is_err());
         assert!(ok(json!({"exp": "-1"})).is_err());
+        // A number is taken as it is (Google's own library types it so), if it is a whole one.
+        assert_eq!(ok(json!({"exp": 1_700_000_000u64})).unwrap().unwrap()["exp"], json!(1_700_000_000u64));
+        assert!(ok(json!({"exp": 1.5})).is_err());
+        assert!(ok(json!({"exp": -1})).is_err());
         assert!(answer(StatusCode::OK, b"not json").is_err());
         assert!(answer(StatusCode::OK, br#"{"exp":"1","exp":"2"}"#).is_err());
     }
