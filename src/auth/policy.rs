@@ -24,20 +24,10 @@ pub fn authorize(principal: &Principal, policy: &Policy, issuer: &Issuer) -> Res
         return Err(ISSUER_NOT_ACCEPTED);
     }
     check_audience(principal, policy, issuer)?;
-    let has = |scope: &String| principal.scopes.contains(scope);
-    let scopes_ok = match policy.scope_match {
-        ScopeMatch::All => policy.scopes.iter().all(has),
-        ScopeMatch::Any => policy.scopes.is_empty() || policy.scopes.iter().any(has),
-    };
-    if !scopes_ok {
+    if !satisfied(&policy.scopes, policy.scope_match, &principal.scopes) {
         return Err(AuthError::InsufficientScope("token lacks a required scope"));
     }
-    let has = |role: &String| principal.roles.contains(role);
-    let roles_ok = match policy.roles_match {
-        ScopeMatch::All => policy.roles.iter().all(has),
-        ScopeMatch::Any => policy.roles.is_empty() || policy.roles.iter().any(has),
-    };
-    if !roles_ok {
+    if !satisfied(&policy.roles, policy.roles_match, &principal.roles) {
         return Err(AuthError::InsufficientScope("token lacks a required role"));
     }
     if !policy.claims.iter().all(|rule| holds(rule, &principal.claims)) {
@@ -71,6 +61,16 @@ fn check_audience(principal: &Principal, policy: &Policy, issuer: &Issuer) -> Re
         return Err(WRONG_AUDIENCE);
     }
     Ok(())
+}
+
+/// Whether the token `held` every (`All`) or at least one (`Any`) of the `required` names; an
+/// empty requirement is always met. Scopes and roles are required alike.
+fn satisfied(required: &[String], how: ScopeMatch, held: &[String]) -> bool {
+    let has = |name: &String| held.contains(name);
+    match how {
+        ScopeMatch::All => required.iter().all(has),
+        ScopeMatch::Any => required.is_empty() || required.iter().any(has),
+    }
 }
 
 /// Whether `claims` pass `rule` (route claim rules and an issuer's required claims).
