@@ -22,13 +22,15 @@ async fn main() {
     let upstream = args.next().expect("usage: passthrough LISTEN UPSTREAM");
     let settings = UpstreamSettings {
         uri: format!("http://{upstream}").parse().expect("UPSTREAM is host:port"),
+        protocol: tokengate::config::UpstreamProtocol::Http1,
+        tls: None,
         connect_timeout: std::time::Duration::from_secs(5),
         response_timeout: std::time::Duration::from_secs(30),
         pool_idle_timeout: std::time::Duration::from_secs(90),
         pool_max_idle_per_host: 64,
         max_in_flight: 1 << 20,
     };
-    let forwarder = Arc::new(Forwarder::new(&settings, &tokengate::metrics::Metrics::new()));
+    let forwarder = Arc::new(Forwarder::new(&settings, "upstream", &tokengate::metrics::Metrics::new()));
     let listener = tokio::net::TcpListener::bind(&listen).await.unwrap();
     loop {
         let (stream, _) = listener.accept().await.unwrap();

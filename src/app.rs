@@ -93,9 +93,9 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Running, S
         .redirect(reqwest::redirect::Policy::none())
         .build()?;
     // No upstream: the decision service runs alone, and no proxy listener is opened.
-    let proxy_listener = match config.upstream {
-        Some(_) => Some(bind(config.listen, Listener::Proxy).await?),
-        None => None,
+    let proxy_listener = match config.proxies() {
+        true => Some(bind(config.listen, Listener::Proxy).await?),
+        false => None,
     };
     let (admin_listener, admin_addr) = bind(config.admin_listen, Listener::Admin).await?;
     let decision_listener = match &config.decision {

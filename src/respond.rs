@@ -74,24 +74,7 @@ pub struct Challenge<'a> {
 
 /// Build the response for a denial.
 pub fn respond(denial: Denial, challenge: &Challenge<'_>) -> Response<Full<Bytes>> {
-    let (status, error, description) = match denial {
-        Denial::NoRoute => (StatusCode::NOT_FOUND, "not_found", "no route matches this request"),
-        Denial::BadRequest(d) => (StatusCode::BAD_REQUEST, "invalid_request", d),
-        Denial::BodyTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout", "request body not received in time"),
-        Denial::UntrustedPeer => {
-            (StatusCode::FORBIDDEN, "untrusted_peer", "this peer is not in decision.trusted_peers")
-        }
-        Denial::Upstream(UpstreamError::Overloaded) => {
-            (StatusCode::SERVICE_UNAVAILABLE, "upstream_overloaded", "too many requests in flight to the upstream")
-        }
-        Denial::Upstream(UpstreamError::Timeout) => {
-            (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", "upstream did not answer in time")
-        }
-        Denial::Upstream(e @ (UpstreamError::Connect | UpstreamError::Broken)) => {
-            (StatusCode::BAD_GATEWAY, "bad_gateway", upstream_description(e))
-        }
-        Denial::Auth(e) => (auth_status(&e), e.code().unwrap_or("unauthorized"), e.description()),
-    };
+    let (status, error, description) = classify(denial);
     let mut response = Response::new(Full::new(json_body(error, description)));
     *response.status_mut() = status;
     let headers = response.headers_mut();
@@ -116,6 +99,83 @@ pub fn respond(denial: Denial, challenge: &Challenge<'_>) -> Response<Full<Bytes
         }
     }
     response
+}
+
+/// Status, RFC 6750 `error` code and description of a denial.
+fn classify(denial: Denial) -> (StatusCode, &'static str, &'static str) {
+    match denial {
+        Denial::NoRoute => (StatusCode::NOT_FOUND, "not_found", "no route matches this request"),
+        Denial::BadRequest(d) => (StatusCode::BAD_REQUEST, "invalid_request", d),
+        Denial::BodyTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout", "request body not received in time"),
+        Denial::UntrustedPeer => {
+            (StatusCode::FORBIDDEN, "untrusted_peer", "this peer is not in decision.trusted_peers")
+        }
+        Denial::Upstream(UpstreamError::Overloaded) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "upstream_overloaded", "too many requests in flight to the upstream")
+        }
+        Denial::Upstream(UpstreamError::Timeout) => {
+            (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", "upstream did not answer in time")
+        }
+        Denial::Upstream(e @ (UpstreamError::Connect | UpstreamError::Broken)) => {
+            (StatusCode::BAD_GATEWAY, "bad_gateway", upstream_description(e))
+        }
+        Denial::Auth(e) => (auth_status(&e), e.code().unwrap_or("unauthorized"), e.description()),
+    }
+}
+
+/// A gRPC call (HTTP/2, `content-type: application/grpc` or `application/grpc+proto` and the
+/// like; not gRPC-Web, which has its own framing): its refusal must be a gRPC status, or the
+/// client sees a protocol error instead of the reason.
+pub fn is_grpc(version: http::Version, headers: &http::HeaderMap) -> bool {
+    version == http::Version::HTTP_2
+        && headers.get(CONTENT_TYPE).is_some_and(|v| {
+            let v = v.as_bytes();
+            v.len() >= 16
+                && v[..16].eq_ignore_ascii_case(b"application/grpc")
+                && matches!(v.get(16), None | Some(b'+' | b';'))
+        })
+}
+
+/// The gRPC form of a refusal: HTTP 200 with no body and the status in the headers (a
+/// "Trailers-Only" response, gRPC over HTTP/2 protocol spec): `grpc-status` 16 UNAUTHENTICATED
+/// for 401, 7 PERMISSION_DENIED for 403, the others after gRPC's HTTP-to-gRPC status mapping;
+/// `grpc-message` is the description, and `www-authenticate` and `retry-after` stay.
+pub fn grpc(response: Response<Full<Bytes>>, denial: Denial) -> Response<Full<Bytes>> {
+    let code: u16 = match response.status() {
+        StatusCode::BAD_REQUEST => 3,                                    // INVALID_ARGUMENT
+        StatusCode::UNAUTHORIZED => 16,                                  // UNAUTHENTICATED
+        StatusCode::FORBIDDEN => 7,                                      // PERMISSION_DENIED
+        StatusCode::NOT_FOUND => 12,                                     // UNIMPLEMENTED
+        StatusCode::REQUEST_TIMEOUT | StatusCode::GATEWAY_TIMEOUT => 4,  // DEADLINE_EXCEEDED
+        StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE => 14, // UNAVAILABLE
+        _ => 2,                                                          // UNKNOWN
+    };
+    let mut grpc = Response::new(Full::new(Bytes::new()));
+    let headers = grpc.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    headers.insert("grpc-status", HeaderValue::from(code));
+    if let Ok(message) = HeaderValue::from_str(&grpc_message(classify(denial).2)) {
+        headers.insert("grpc-message", message);
+    }
+    for name in [WWW_AUTHENTICATE, RETRY_AFTER] {
+        if let Some(v) = response.headers().get(&name) {
+            headers.insert(name, v.clone());
+        }
+    }
+    grpc
+}
+
+/// gRPC's `grpc-message` encoding: percent-encoded outside printable ASCII, and `%` itself.
+fn grpc_message(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if (0x20..=0x7e).contains(&b) && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 fn upstream_description(e: UpstreamError) -> &'static str {
@@ -184,6 +244,55 @@ pub fn quote(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Only HTTP/2 requests of gRPC's content types get gRPC refusals (not gRPC-Web).
+    #[test]
+    fn grpc_requests_are_recognised() {
+        let with = |ct: &str| {
+            let mut h = http::HeaderMap::new();
+            h.insert(CONTENT_TYPE, HeaderValue::from_str(ct).unwrap());
+            h
+        };
+        for ct in ["application/grpc", "application/grpc+proto", "Application/GRPC; charset=x"] {
+            assert!(is_grpc(http::Version::HTTP_2, &with(ct)), "{ct}");
+            assert!(!is_grpc(http::Version::HTTP_11, &with(ct)), "{ct} over HTTP/1.1");
+        }
+        for ct in ["application/grpc-web", "application/grpcx", "application/json", "application/grp"] {
+            assert!(!is_grpc(http::Version::HTTP_2, &with(ct)), "{ct}");
+        }
+        assert!(!is_grpc(http::Version::HTTP_2, &http::HeaderMap::new()));
+    }
+
+    /// Each refusal's gRPC status, with the description as `grpc-message` and the challenge
+    /// kept; an HTTP 200 with no body (Trailers-Only).
+    #[test]
+    fn grpc_refusals() {
+        let challenge = Challenge { realm: "r", ..Challenge::default() };
+        let cases = [
+            (Denial::Auth(AuthError::MissingToken), "16"),
+            (Denial::Auth(AuthError::InsufficientScope("token lacks a required scope")), "7"),
+            (Denial::BadRequest("bad path"), "3"),
+            (Denial::NoRoute, "12"),
+            (Denial::BodyTimeout, "4"),
+            (Denial::Upstream(UpstreamError::Timeout), "4"),
+            (Denial::Upstream(UpstreamError::Connect), "14"),
+            (Denial::Upstream(UpstreamError::Overloaded), "14"),
+            (Denial::UntrustedPeer, "7"),
+        ];
+        for (denial, code) in cases {
+            let r = grpc(respond(denial, &challenge), denial);
+            assert_eq!(r.status(), StatusCode::OK, "{denial:?}");
+            assert_eq!(r.headers()["grpc-status"], code, "{denial:?}");
+            assert_eq!(r.headers()[CONTENT_TYPE], "application/grpc");
+            assert!(http_body::Body::is_end_stream(r.body()), "{denial:?}");
+        }
+        let r = grpc(respond(Denial::Auth(AuthError::MissingToken), &challenge), Denial::Auth(AuthError::MissingToken));
+        assert_eq!(r.headers()["grpc-message"], "a bearer token is required");
+        assert_eq!(r.headers()[WWW_AUTHENTICATE], "Bearer realm=\"r\"");
+        let overloaded = Denial::Upstream(UpstreamError::Overloaded);
+        assert_eq!(grpc(respond(overloaded, &challenge), overloaded).headers()[RETRY_AFTER], "1");
+        assert_eq!(grpc_message("50% done\n é"), "50%25 done%0A %C3%A9");
+    }
 
     /// Only a failed dependency is a failure; every refusal of the request itself is not.
     #[test]

@@ -35,6 +35,7 @@ const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
         ],
     ),
     ("deploy/kustomize/base/tokengate.yaml", &[]),
+    ("config/upstreams.yaml", &[]),
     // One per identity provider (README "Your identity provider").
     (
         "config/idp/auth0.yaml",
@@ -277,7 +278,7 @@ fn example_with(change: impl FnOnce(&mut Value)) -> Value {
 #[test]
 fn broken_configs_fail() {
     let cases: Vec<(&str, Value, &str)> = vec![
-        ("unknown top-level key", example_with(|d| d["upstreams"] = json!({})), "'upstreams' was unexpected"),
+        ("unknown top-level key", example_with(|d| d["upstream_list"] = json!({})), "'upstream_list' was unexpected"),
         (
             "misspelt key in a section",
             example_with(|d| d["server"]["drain_dealy"] = json!("5s")),

@@ -263,7 +263,8 @@ async fn upstream_in_flight_cap_answers_503_at_once() {
     assert_eq!(first.await.unwrap().unwrap().status(), 504);
     let metrics = &gw.metrics;
     assert_eq!(metrics.upstream_refused.get(), 1);
-    eventually("the in-flight count to drop", || metrics.upstream_in_flight.get() == 0).await;
+    let in_flight = metrics.upstream_in_flight.with_label_values(&[silent.url.trim_end_matches('/')]);
+    eventually("the in-flight count to drop", || in_flight.get() == 0).await;
     assert_eq!(client(false).get(&url).send().await.unwrap().status(), 504, "admitted again");
     assert_eq!(silent.accepted(), 2);
 }
@@ -282,8 +283,8 @@ async fn upstream_in_flight_spans_the_response_body() {
     assert_eq!(refused.status(), 503);
     up.release_out();
     assert_eq!(streaming.text().await.unwrap(), "first;second");
-    let metrics = &gw.metrics;
-    eventually("the in-flight count to drop", || metrics.upstream_in_flight.get() == 0).await;
+    let in_flight = gw.metrics.upstream_in_flight.with_label_values(&[up.url().trim_end_matches('/')]);
+    eventually("the in-flight count to drop", || in_flight.get() == 0).await;
     assert_eq!(client(false).get(format!("http://{}/x", gw.addr)).send().await.unwrap().status(), 200);
 }
 

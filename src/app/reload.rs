@@ -33,11 +33,11 @@ pub enum ReloadError {
 /// Settings bound at start-up (listening sockets, the runtime): a reload cannot apply them.
 pub(super) fn needs_restart(old: &Config, new: &Config) -> Result<(), ReloadError> {
     let refuse = |setting| Err(ReloadError::NeedsRestart { setting });
-    if old.upstream.is_some() != new.upstream.is_some() {
+    if old.proxies() != new.proxies() {
         // The proxy listener runs exactly when an upstream is configured.
         return refuse("upstream");
     }
-    if old.upstream.is_some() && old.listen != new.listen {
+    if old.proxies() && old.listen != new.listen {
         return refuse("listen");
     }
     if old.admin_listen != new.admin_listen {

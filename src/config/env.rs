@@ -165,6 +165,16 @@ fn warning(name: &str) -> String {
 /// (at most a third of the name's length after `TOKENGATE_`, and at most 4 edits); else the one
 /// known variable that ends with the name (a missing section: `TOKENGATE_FETCH_TIMEOUT`).
 pub fn closest(name: &str) -> Option<&'static str> {
+    // The names the short variables would have had by the naming rule: a guess of the rule,
+    // which edit distance would send to a neighbour (`TOKENGATE_UPSTREAM_CA`).
+    const LONG_FORMS: &[(&str, &str)] = &[
+        ("TOKENGATE_UPSTREAM_URL", UPSTREAM),
+        ("TOKENGATE_ISSUER_ISSUER", ISSUER),
+        ("TOKENGATE_INTROSPECTION_ENDPOINT", INTROSPECTION_URI),
+    ];
+    if let Some((_, short)) = LONG_FORMS.iter().find(|(long, _)| long.eq_ignore_ascii_case(name)) {
+        return Some(short);
+    }
     let suffix = |v: &str| v.strip_prefix("TOKENGATE_").unwrap_or(v).to_ascii_uppercase();
     let wanted = suffix(name);
     let limit = (wanted.len() / 3).clamp(1, 4);

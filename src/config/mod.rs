@@ -16,6 +16,7 @@ mod resource;
 mod schema;
 mod secret_file;
 mod subst;
+mod upstream;
 pub mod validate;
 mod warnings;
 
@@ -23,12 +24,13 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use http::{HeaderName, Method, Uri};
+use http::{HeaderName, Method};
 use jsonwebtoken::Algorithm;
 
 pub use claim_path::{words, ClaimPath};
 pub use print::render_effective;
 pub use schema::schema;
+pub use upstream::{ClientIdentity, UpstreamProtocol, UpstreamSettings, UpstreamTls, WrittenTls};
 pub use validate::{load, load_text, ConfigError, Origin, Sources};
 pub use warnings::warnings;
 
@@ -59,6 +61,8 @@ pub struct Config {
     pub server: ServerSettings,
     /// `None` only when the decision service runs alone (no proxy listener).
     pub upstream: Option<UpstreamSettings>,
+    /// `upstreams`: more upstreams by name, for routes that name one.
+    pub upstreams: Vec<(String, UpstreamSettings)>,
     pub tokens: TokenSettings,
     pub jwks: JwksSettings,
     pub token_cache: TokenCacheSettings,
@@ -77,6 +81,13 @@ pub struct Config {
     /// The decision service, when `decision.listen` is set.
     pub decision: Option<DecisionSettings>,
     pub access_log: AccessLogSettings,
+}
+
+impl Config {
+    /// The proxy listener runs: some upstream is configured.
+    pub fn proxies(&self) -> bool {
+        self.upstream.is_some() || !self.upstreams.is_empty()
+    }
 }
 
 /// `access_log:`: one line per request at info level (`crate::telemetry::access`).
@@ -163,20 +174,6 @@ pub struct ServerSettings {
     pub http2_keep_alive_interval: Duration,
     /// … and the connection closed when it is not answered within this (default 10 s).
     pub http2_keep_alive_timeout: Duration,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct UpstreamSettings {
-    /// `http://host:port`, no path: the request's path and query are appended byte-for-byte.
-    pub uri: Uri,
-    pub connect_timeout: Duration,
-    /// Time until the upstream's response head arrives (default 30 s).
-    pub response_timeout: Duration,
-    pub pool_idle_timeout: Duration,
-    pub pool_max_idle_per_host: usize,
-    /// Requests to the upstream in flight at once (default 1024); one more is answered 503 at
-    /// once, never queued.
-    pub max_in_flight: usize,
 }
 
 /// Where a bearer token may come from (RFC 6750 §2). Only the header by default.
@@ -434,6 +431,8 @@ pub struct Route {
     /// `None` matches any method.
     pub methods: Option<Vec<Method>>,
     pub auth: RouteAuth,
+    /// The name of the upstream (one of `Config::upstreams`); `None`: the default `upstream`.
+    pub upstream: Option<String>,
 }
 
 impl Route {
@@ -448,6 +447,7 @@ impl Route {
             case_insensitive: false,
             methods: None,
             auth,
+            upstream: None,
         }
     }
 }

@@ -9,7 +9,7 @@ use super::raw::{
 };
 use super::{
     AudienceCheck, ClaimTest, ClientAuthMethod, Config, IdentityValue, Introspection, IntrospectionProtocol, Issuer,
-    KeySource, RouteAuth, ScopeMatch, TokenMode,
+    KeySource, RouteAuth, ScopeMatch, TokenMode, UpstreamSettings,
 };
 
 /// What `render_effective` prints in place of a secret.
@@ -40,17 +40,9 @@ fn to_raw(c: &Config) -> RawConfig {
             http2_keep_alive_interval: Some(c.server.http2_keep_alive_interval),
             http2_keep_alive_timeout: Some(c.server.http2_keep_alive_timeout),
         }),
-        upstream: c.upstream.as_ref().map(|u| RawUpstream {
-            url: Some(match u.uri.authority() {
-                Some(a) => format!("http://{a}"),
-                None => u.uri.to_string(),
-            }),
-            connect_timeout: Some(u.connect_timeout),
-            response_timeout: Some(u.response_timeout),
-            pool_idle_timeout: Some(u.pool_idle_timeout),
-            pool_max_idle_per_host: Some(u.pool_max_idle_per_host),
-            max_in_flight: Some(u.max_in_flight),
-        }),
+        upstream: c.upstream.as_ref().map(upstream),
+        upstreams: (!c.upstreams.is_empty())
+            .then(|| c.upstreams.iter().map(|(name, u)| (name.clone(), upstream(u))).collect()),
         tokens: Some(RawTokens {
             query: Some(c.tokens.allow_query),
             form_body: Some(c.tokens.allow_form_body),
@@ -187,6 +179,7 @@ fn route(r: &super::Route, issuers: &[Issuer]) -> RawRoute {
         case_insensitive: Some(r.case_insensitive),
         path_prefix: Some(r.path_prefix.clone()),
         methods: r.methods.as_ref().map(|ms| ms.iter().map(|m| m.as_str().to_string()).collect()),
+        upstream: r.upstream.clone(),
         ..RawRoute::default()
     };
     match &r.auth {
@@ -234,5 +227,21 @@ fn source(v: &IdentityValue) -> String {
         IdentityValue::ClientId => "client_id".into(),
         IdentityValue::Issuer => "issuer".into(),
         IdentityValue::Claim(name) => format!("claim:{name}"),
+    }
+}
+
+fn upstream(u: &UpstreamSettings) -> RawUpstream {
+    let written = u.tls.as_ref().map(|t| t.written.clone()).unwrap_or_default();
+    RawUpstream {
+        url: Some(u.uri.to_string().trim_end_matches('/').to_owned()),
+        ca: written.ca,
+        server_name: written.server_name,
+        client_cert: written.client_cert,
+        client_key: written.client_key,
+        connect_timeout: Some(u.connect_timeout),
+        response_timeout: Some(u.response_timeout),
+        pool_idle_timeout: Some(u.pool_idle_timeout),
+        pool_max_idle_per_host: Some(u.pool_max_idle_per_host),
+        max_in_flight: Some(u.max_in_flight),
     }
 }

@@ -4,6 +4,7 @@
 //! `env::apply`. The same structs serialize the effective config back out (`print`), so the printed
 //! form is the file schema by construction.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -32,6 +33,9 @@ pub struct RawConfig {
     /// The protected service. Required unless only the decision service runs (`decision.listen`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream: Option<RawUpstream>,
+    /// More upstreams by name, for routes that name one (`routes[].upstream`); same keys as `upstream`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstreams: Option<BTreeMap<String, RawUpstream>>,
     /// Where a bearer token may be read from (RFC 6750 §2); the Authorization header always works.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tokens: Option<RawTokens>,
@@ -177,9 +181,21 @@ pub struct RawServer {
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawUpstream {
-    /// The protected service, http://host[:port] with no path and no query. Required (or TOKENGATE_UPSTREAM).
+    /// The protected service: http://host[:port] (HTTP/1.1), https://host[:port] (TLS, HTTP/2 when ALPN offers it) or h2c://host[:port] (cleartext HTTP/2, e.g. gRPC), with no path and no query. Required (or TOKENGATE_UPSTREAM).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// https: PEM file of the CA certificates the upstream's certificate must chain to (default: the system's webpki roots).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca: Option<String>,
+    /// https: the name sent as SNI and checked against the upstream's certificate (default: the URL's host).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    /// https: PEM file of the client certificate chain presented to the upstream (mTLS); needs client_key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_cert: Option<String>,
+    /// https: PEM file of client_cert's private key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<String>,
     /// TCP connect timeout (default 2s).
     #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<HumantimeDuration>")]
@@ -489,6 +505,9 @@ pub struct RawRoute {
     /// Claim tests, all must pass. Only with auth: required.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub claims: Option<Vec<RawClaimRule>>,
+    /// Name of the upstream (a key of `upstreams`) this route forwards to (default: `upstream`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
 }
 
 impl RawRoute {

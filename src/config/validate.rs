@@ -20,7 +20,7 @@ use super::{
     AccessLogSettings, AudienceCheck, ClaimPath, ClaimRule, ClaimTest, ClientAuthMethod, Config, DecisionSettings,
     Identity, IdentityHeader, IdentityValue, Introspection, Issuer, JwksSettings, KeySource, PathSettings, Policy,
     Route, RouteAuth, ScopeMatch, Secret, ServerSettings, TokenCacheSettings, TokenMode, TokenSettings,
-    UpstreamSettings, DEFAULT_ADMIN_LISTEN, DEFAULT_ALGORITHMS, DEFAULT_LEEWAY, DEFAULT_LISTEN, DEFAULT_REALM,
+    DEFAULT_ADMIN_LISTEN, DEFAULT_ALGORITHMS, DEFAULT_LEEWAY, DEFAULT_LISTEN, DEFAULT_REALM,
 };
 
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -304,10 +304,13 @@ fn validate(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Config, ConfigError> {
     // Validated in the example file's order of sections, so problems are listed in that order.
     let server = p.take(server(ctx, raw.server.unwrap_or_default()));
     // Without an upstream only the decision service runs; without either there is nothing to do.
+    // Named upstreams alone are enough when every route names one (checked below).
+    let has_named = raw.upstreams.as_ref().is_some_and(|u| !u.is_empty());
     let upstream = match raw.upstream {
-        None if raw.decision.is_some() => Some(None),
-        raw_upstream => p.take(upstream(ctx, raw_upstream.unwrap_or_default())).map(Some),
+        None if raw.decision.is_some() || has_named => Some(None),
+        raw_upstream => p.take(upstreams::upstream(ctx, "upstream", raw_upstream.unwrap_or_default())).map(Some),
     };
+    let named_upstreams = p.take(upstreams::named(ctx, raw.upstreams));
     let tokens = p.take(tokens(ctx, raw.tokens.unwrap_or_default()));
     let jwks = p.take(jwks(ctx, raw.jwks.unwrap_or_default()));
     let token_cache = p.take(token_cache(ctx, raw.token_cache.unwrap_or_default()));
@@ -330,7 +333,12 @@ fn validate(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Config, ConfigError> {
         p.take(trust::check_audiences(ctx, issuers, routes));
     }
     let trusted_proxies = p.take(super::paths::trusted_proxies(ctx, raw.trusted_proxies));
-    let upstream_is_set = matches!(upstream, Some(Some(_)));
+    if let (Some(routes), Some(named), Some(default)) = (&routes, &named_upstreams, &upstream) {
+        // Without any upstream only the decision service runs, and a route needs none.
+        let default_is_set = default.is_some() || named.is_empty();
+        p.take(upstreams::check_routes(ctx, routes, named, default_is_set));
+    }
+    let upstream_is_set = matches!(upstream, Some(Some(_))) || named_upstreams.as_ref().is_some_and(|n| !n.is_empty());
     let decision = match (raw.decision, listen, admin_listen) {
         (None, ..) => Some(None),
         (Some(d), Some(listen), Some(admin_listen)) => {
@@ -343,6 +351,7 @@ fn validate(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Config, ConfigError> {
         Some(admin_listen),
         Some(server),
         Some(upstream),
+        Some(upstreams),
         Some(tokens),
         Some(jwks),
         Some(token_cache),
@@ -357,6 +366,7 @@ fn validate(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Config, ConfigError> {
         admin_listen,
         server,
         upstream,
+        named_upstreams,
         tokens,
         jwks,
         token_cache,
@@ -383,6 +393,7 @@ fn validate(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Config, ConfigError> {
         realm,
         server,
         upstream,
+        upstreams,
         tokens,
         jwks,
         token_cache,
@@ -549,58 +560,6 @@ fn server(ctx: &Ctx<'_>, raw: raw::RawServer) -> Result<ServerSettings, ConfigEr
     })
 }
 
-fn upstream(ctx: &Ctx<'_>, raw: raw::RawUpstream) -> Result<UpstreamSettings, ConfigError> {
-    const FIELD: &str = "upstream.url";
-    let Some(url) = raw.url else {
-        return Err(ctx.err(
-            FIELD,
-            format!(
-                "is required: set upstream.url in the config file or {} (e.g. http://127.0.0.1:8081), or \
-                 only {} to run the decision service alone",
-                env::UPSTREAM,
-                env::DECISION_LISTEN
-            ),
-        ));
-    };
-    let bad = |what: &str| ctx.err(FIELD, format!("{url:?} {what}; expected http://host:port with no path or query"));
-    let uri: Uri = url.parse().map_err(|_| bad("is not a URL"))?;
-    if uri.scheme_str() != Some("http") {
-        return Err(bad("must use the http scheme (the upstream is a plain-HTTP local service)"));
-    }
-    let Some(authority) = uri.authority() else {
-        return Err(bad("has no host"));
-    };
-    if authority.as_str().contains('@') {
-        return Err(bad("must not contain user info"));
-    }
-    if authority.host().is_empty() {
-        return Err(bad("has no host"));
-    }
-    if uri.path() != "/" {
-        return Err(bad("has a path"));
-    }
-    if uri.query().is_some() {
-        return Err(bad("has a query"));
-    }
-    let uri = format!("http://{authority}").parse().map_err(|_| bad("is not a URL"))?;
-    Ok(UpstreamSettings {
-        uri,
-        connect_timeout: positive(
-            ctx,
-            "upstream.connect_timeout",
-            raw.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
-        )?,
-        response_timeout: positive(
-            ctx,
-            "upstream.response_timeout",
-            raw.response_timeout.unwrap_or(DEFAULT_RESPONSE_TIMEOUT),
-        )?,
-        pool_idle_timeout: raw.pool_idle_timeout.unwrap_or(DEFAULT_POOL_IDLE_TIMEOUT),
-        pool_max_idle_per_host: raw.pool_max_idle_per_host.unwrap_or(DEFAULT_POOL_MAX_IDLE_PER_HOST),
-        max_in_flight: nonzero(ctx, "upstream.max_in_flight", raw.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT))?,
-    })
-}
-
 fn tokens(ctx: &Ctx<'_>, raw: raw::RawTokens) -> Result<TokenSettings, ConfigError> {
     Ok(TokenSettings {
         allow_query: raw.query.unwrap_or(false),
@@ -757,6 +716,7 @@ impl fmt::Display for Origin {
 mod issuers;
 mod routes;
 mod trust;
+mod upstreams;
 
 use issuers::*;
 pub(crate) use routes::check_scope_token;

@@ -103,7 +103,8 @@ pub struct Metrics {
     /// Upstream connections opened; against request counts, it shows how well the pool reuses them.
     pub upstream_connections: IntCounter,
     /// Requests sent upstream whose response has not ended; `upstream.max_in_flight` caps it.
-    pub upstream_in_flight: IntGauge,
+    /// By `upstream`.
+    pub upstream_in_flight: IntGaugeVec,
     /// Requests answered 503 because `upstream.max_in_flight` were in flight.
     pub upstream_refused: IntCounter,
     /// `upstream`, `class` (1xx … 5xx): response heads received from the upstream.
@@ -192,8 +193,11 @@ impl Metrics {
         );
         let upstream_connections =
             IntCounter::new(UPSTREAM_CONNECTIONS_TOTAL, "Upstream connections opened.").expect("valid metric");
-        let upstream_in_flight =
-            IntGauge::new(UPSTREAM_IN_FLIGHT, "Upstream requests whose response has not ended.").expect("valid metric");
+        let upstream_in_flight = IntGaugeVec::new(
+            Opts::new(UPSTREAM_IN_FLIGHT, "Upstream requests whose response has not ended, by upstream."),
+            &["upstream"],
+        )
+        .expect("valid metric");
         let upstream_refused = IntCounter::new(
             UPSTREAM_REFUSED_TOTAL,
             "Requests answered 503 because upstream.max_in_flight requests were in flight.",

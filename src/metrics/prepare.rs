@@ -44,7 +44,7 @@ const DOOR_DECISIONS: [&str; 6] =
 impl Metrics {
     /// Create at zero the series `config` will need (see the module documentation).
     pub fn prepare(&self, config: &Config) {
-        let forwarded: &[(&str, &str)] = if config.upstream.is_some() { &FORWARDED } else { &[] };
+        let forwarded: &[(&str, &str)] = if config.proxies() { &FORWARDED } else { &[] };
         for route in &config.routes {
             let auth: &[(&str, &str)] = match route.auth {
                 RouteAuth::Required(_) => &AUTH_ROUTE,

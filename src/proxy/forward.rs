@@ -1,24 +1,29 @@
-//! The upstream edge: HTTP/1.1 over pooled keep-alive connections, bodies streamed both ways, a
-//! connect timeout and a response-head timeout, a cap on requests in flight (503 beyond it, at
-//! once), and a classification of failures into 502 / 503 / 504. Each request's outcome is
-//! counted per upstream: the response's status class and wait, or the error.
+//! The upstream edge: HTTP/1.1 over pooled keep-alive connections, or HTTP/2 over one shared
+//! connection (`h2c://`, or `https://` when the upstream's ALPN picks `h2`); bodies and
+//! trailers streamed both ways, a connect timeout and a response-head timeout, a cap on
+//! requests in flight (503 beyond it, at once), and a classification of failures into
+//! 502 / 503 / 504. Each request's outcome is counted per upstream: the response's status class
+//! and wait, or the error.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::HOST;
-use http::uri::{PathAndQuery, Uri};
+use http::header::{COOKIE, HOST, TE};
+use http::uri::{Authority, PathAndQuery, Scheme, Uri};
 use http::{HeaderValue, Request, Response, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper::client::conn::http2;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use prometheus::{IntCounter, IntGauge};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::connect::{Connected, Connector};
+use super::headers;
 use super::pool::{Pool, PooledBody, Sender};
 use crate::coalesce::Coalesce;
-use crate::config::UpstreamSettings;
+use crate::config::{UpstreamProtocol, UpstreamSettings};
 pub use crate::metrics::InFlight;
 use crate::metrics::{Metrics, UpstreamMetrics};
 use crate::respond::UpstreamError;
@@ -27,13 +32,20 @@ use crate::telemetry::otel;
 /// Body sent upstream: the client's stream as-is, or a body the gateway had to read (form tokens).
 pub type UpstreamBody = Either<Incoming, Full<Bytes>>;
 
+type H2Sender = http2::SendRequest<UpstreamBody>;
+
 pub struct Forwarder {
+    /// Idle HTTP/1.1 connections.
     pool: Arc<Pool>,
-    /// `host:port` to connect to (resolved on each new connection, so DNS changes are seen).
-    address: String,
-    /// `Host` for requests that arrived without one (HTTP/1.0 clients).
+    /// The HTTP/2 connection all requests share, once one is open.
+    h2: Mutex<Option<H2Sender>>,
+    connector: Connector,
+    protocol: UpstreamProtocol,
+    /// `:scheme` and `:authority` of HTTP/2 requests without a `Host` (HTTP/1.0 clients).
+    scheme: Scheme,
+    authority: Authority,
+    /// `Host` for HTTP/1.1 requests that arrived without one (HTTP/1.0 clients).
     host: HeaderValue,
-    connect_timeout: Duration,
     response_timeout: Duration,
     connections_opened: IntCounter,
     in_flight: InFlightCap,
@@ -61,39 +73,46 @@ impl InFlightCap {
     }
 }
 
-/// The upstream's name in metrics labels and access-log lines: its configured URL, without a
-/// trailing slash.
+/// The default upstream's name in metrics labels and access-log lines: its configured URL,
+/// without a trailing slash. Named upstreams go by their name.
 pub fn name(settings: &UpstreamSettings) -> String {
     settings.uri.to_string().trim_end_matches('/').to_owned()
 }
 
+/// A connection just opened, speaking HTTP/1.1 or HTTP/2.
+enum Fresh {
+    H1(Sender),
+    H2(H2Sender),
+}
+
 impl Forwarder {
-    pub fn new(settings: &UpstreamSettings, metrics: &Metrics) -> Forwarder {
-        let authority = settings.uri.authority().expect("validated upstream URL has an authority");
-        let port = authority.port_u16().unwrap_or(80);
-        // `host()` keeps the brackets of an IPv6 literal; the socket address wants them off.
-        let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+    /// `name` labels its metrics.
+    pub fn new(settings: &UpstreamSettings, name: &str, metrics: &Metrics) -> Forwarder {
+        let authority = settings.uri.authority().expect("validated upstream URL has an authority").clone();
         let pool = Arc::new(Pool::new(settings.pool_max_idle_per_host, settings.pool_idle_timeout));
         pool.start_sweeping();
         Forwarder {
             pool,
-            address: if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") },
+            h2: Mutex::new(None),
+            connector: Connector::new(settings),
+            protocol: settings.protocol,
+            scheme: if settings.protocol == UpstreamProtocol::Tls { Scheme::HTTPS } else { Scheme::HTTP },
             host: HeaderValue::from_str(authority.as_str()).expect("an authority is a valid header value"),
-            connect_timeout: settings.connect_timeout,
+            authority,
             response_timeout: settings.response_timeout,
             connections_opened: metrics.upstream_connections.clone(),
             in_flight: InFlightCap {
-                count: metrics.upstream_in_flight.clone(),
+                count: metrics.upstream_in_flight.with_label_values(&[name]),
                 max: i64::try_from(settings.max_in_flight).unwrap_or(i64::MAX),
                 refused: metrics.upstream_refused.clone(),
             },
-            metrics: UpstreamMetrics::new(metrics, &name(settings)),
+            metrics: UpstreamMetrics::new(metrics, name),
         }
     }
 
-    /// Send the request upstream; the path and query go byte-for-byte in origin form. Returns
-    /// once the response head has arrived; its body streams through afterwards. Refused at once
-    /// when `upstream.max_in_flight` requests are in flight.
+    /// Send the request upstream; the path and query go byte-for-byte. Returns once the
+    /// response head has arrived; its body streams through afterwards. Refused at once when
+    /// `max_in_flight` requests are in flight.
     /// Traced, the request carries the `upstream` span's context (`traceparent`, `tracestate`).
     pub async fn send(&self, mut req: Request<UpstreamBody>) -> Result<Response<PooledBody>, UpstreamError> {
         let span = otel::Span::upstream(req.headers_mut());
@@ -107,87 +126,159 @@ impl Forwarder {
         result
     }
 
-    async fn send_uncounted(&self, mut req: Request<UpstreamBody>) -> Result<Response<PooledBody>, UpstreamError> {
+    async fn send_uncounted(&self, req: Request<UpstreamBody>) -> Result<Response<PooledBody>, UpstreamError> {
         let in_flight = self.in_flight.admit()?;
+        match tokio::time::timeout(self.response_timeout, self.exchange(req)).await {
+            Err(_) => Err(UpstreamError::Timeout),
+            Ok(Ok((response, Some(sender)))) => {
+                let pool = self.pool.clone();
+                Ok(response.map(|body| PooledBody::new(body, sender, pool).holding(in_flight)))
+            }
+            Ok(Ok((response, None))) => Ok(response.map(|body| PooledBody::unpooled(body).holding(in_flight))),
+            Ok(Err(e)) => Err(e),
+        }
+    }
+
+    /// The response, and the HTTP/1.1 connection to pool once its body has been read.
+    async fn exchange(
+        &self,
+        req: Request<UpstreamBody>,
+    ) -> Result<(Response<Incoming>, Option<Sender>), UpstreamError> {
+        if self.protocol != UpstreamProtocol::Http1 {
+            if let Some(h2) = self.shared_h2() {
+                return self.send_h2(h2, req).await.map(|r| (r, None));
+            }
+        }
+        let mut sender = match self.pool.checkout() {
+            Some(sender) => sender,
+            // Boxed: the connect and handshake futures are large and rarely needed.
+            None => match Box::pin(self.connect()).await? {
+                Fresh::H1(sender) => sender,
+                Fresh::H2(h2) => return self.send_h2(h2, req).await.map(|r| (r, None)),
+            },
+        };
+        let req = self.for_h1(req);
+        match sender.try_send_request(req).await {
+            Ok(response) => Ok((response, Some(sender))),
+            Err(mut e) => match e.take_message() {
+                // The connection closed before the request was written (typically a pooled one
+                // the upstream closed just as we picked it): nothing reached the upstream, so it
+                // is safe to send the request once more, on a fresh connection.
+                Some(req) => match Box::pin(self.connect()).await? {
+                    Fresh::H1(mut fresh) => {
+                        let response = fresh.send_request(req).await.map_err(|e| broken(&e))?;
+                        Ok((response, Some(fresh)))
+                    }
+                    Fresh::H2(h2) => self.send_h2(h2, req).await.map(|r| (r, None)),
+                },
+                _ => Err(broken(e.error())),
+            },
+        }
+    }
+
+    /// The shared HTTP/2 connection, while it is open.
+    fn shared_h2(&self) -> Option<H2Sender> {
+        let mut shared = self.h2.lock().unwrap_or_else(PoisonError::into_inner);
+        match &*shared {
+            Some(h2) if !h2.is_closed() => Some(h2.clone()),
+            Some(_) => {
+                *shared = None;
+                None
+            }
+            None => None,
+        }
+    }
+
+    async fn send_h2(&self, mut h2: H2Sender, req: Request<UpstreamBody>) -> Result<Response<Incoming>, UpstreamError> {
+        let req = self.for_h2(req);
+        // Waits while the connection is at its peer's stream limit.
+        h2.ready().await.map_err(|e| broken(&e))?;
+        h2.send_request(req).await.map_err(|e| broken(&e))
+    }
+
+    /// HTTP/1.1: origin form, `Host`, no `TE`, and one `cookie` field (RFC 9113 §8.2.3: the pieces an
+    /// HTTP/2 client sent are joined with "; ").
+    fn for_h1<B>(&self, mut req: Request<B>) -> Request<B> {
         let path = req.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
         *req.uri_mut() = Uri::from(path);
         *req.version_mut() = Version::HTTP_11;
         if !req.headers().contains_key(HOST) {
             req.headers_mut().insert(HOST, self.host.clone());
         }
-        match tokio::time::timeout(self.response_timeout, self.exchange(req)).await {
-            Err(_) => Err(UpstreamError::Timeout),
-            Ok(Ok((response, sender))) => {
-                let pool = self.pool.clone();
-                Ok(response.map(|body| PooledBody::new(body, sender, pool).holding(in_flight)))
-            }
-            Ok(Err(e)) => Err(e),
-        }
+        // `TE: trailers` is kept for HTTP/2 (gRPC); on HTTP/1.1 it would need `Connection: TE`
+        // (RFC 9110 §10.1.4), and no HTTP/1.1 upstream needs it.
+        req.headers_mut().remove(TE);
+        headers::join_cookies(req.headers_mut());
+        req
     }
 
-    async fn exchange(&self, req: Request<UpstreamBody>) -> Result<(Response<Incoming>, Sender), UpstreamError> {
-        let mut sender = match self.pool.checkout() {
-            Some(sender) => sender,
-            // Boxed: the connect and handshake futures are large and rarely needed.
-            None => Box::pin(self.connect()).await?,
+    /// HTTP/2: the target in `:scheme`, `:authority` (from `Host`) and `:path`; no `Host` and no
+    /// connection-specific field (RFC 9113 §8.2.2, already stripped as hop-by-hop); cookies
+    /// may go as separate fields (§8.2.3).
+    fn for_h2<B>(&self, mut req: Request<B>) -> Request<B> {
+        let authority = req
+            .headers_mut()
+            .remove(HOST)
+            .and_then(|h| Authority::try_from(h.as_bytes()).ok())
+            .unwrap_or_else(|| self.authority.clone());
+        let path = req.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(authority);
+        parts.path_and_query = Some(path);
+        if let Ok(uri) = Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+        *req.version_mut() = Version::HTTP_2;
+        if req.headers().contains_key(COOKIE) {
+            headers::split_cookies(req.headers_mut());
+        }
+        req
+    }
+
+    /// A new connection: TCP (and TLS), then the HTTP/1.1 or HTTP/2 handshake. A new HTTP/2
+    /// connection becomes the shared one.
+    async fn connect(&self) -> Result<Fresh, UpstreamError> {
+        let connected = self.connector.connect().await?;
+        let h2 = connected.speaks_h2(self.protocol);
+        let fresh = match connected {
+            Connected::Tcp(tcp) => self.handshake(tcp, h2).await?,
+            Connected::Tls(tls) => self.handshake(tls, h2).await?,
         };
-        match sender.try_send_request(req).await {
-            Ok(response) => Ok((response, sender)),
-            Err(mut e) => match e.take_message() {
-                // The connection closed before the request was written (typically a pooled one
-                // the upstream closed just as we picked it): nothing reached the upstream, so it
-                // is safe to send the request once more, on a fresh connection.
-                Some(req) => {
-                    let mut fresh = Box::pin(self.connect()).await?;
-                    let response = fresh.send_request(req).await.map_err(|e| broken(&e))?;
-                    Ok((response, fresh))
-                }
-                _ => Err(broken(e.error())),
-            },
+        self.connections_opened.inc();
+        if let Fresh::H2(h2) = &fresh {
+            *self.h2.lock().unwrap_or_else(PoisonError::into_inner) = Some(h2.clone());
         }
+        Ok(fresh)
     }
 
-    /// A new connection: the name resolved now (so DNS changes are seen), each address tried in
-    /// turn with the connect timeout, then the HTTP/1.1 handshake.
-    async fn connect(&self) -> Result<Sender, UpstreamError> {
-        let addresses = tokio::net::lookup_host(&self.address).await.map_err(|e| {
-            tracing::warn!(error = %e, upstream = %self.address, "upstream name did not resolve");
-            UpstreamError::Connect
-        })?;
-        let mut failure = UpstreamError::Connect;
-        for address in addresses {
-            match tokio::time::timeout(self.connect_timeout, TcpStream::connect(address)).await {
-                Ok(Ok(tcp)) => return self.handshake(tcp).await,
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, %address, "upstream connect failed");
-                    failure = if e.kind() == std::io::ErrorKind::TimedOut {
-                        UpstreamError::Timeout
-                    } else {
-                        UpstreamError::Connect
-                    };
+    async fn handshake<T>(&self, io: T, h2: bool) -> Result<Fresh, UpstreamError>
+    where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        if h2 {
+            let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .handshake(TokioIo::new(io))
+                .await
+                .map_err(|e| broken(&e))?;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "upstream HTTP/2 connection ended with an error");
                 }
-                Err(_) => {
-                    tracing::warn!(%address, timeout = ?self.connect_timeout, "upstream connect timed out");
-                    failure = UpstreamError::Timeout;
-                }
-            }
+            });
+            return Ok(Fresh::H2(sender));
         }
-        Err(failure)
-    }
-
-    async fn handshake(&self, tcp: TcpStream) -> Result<Sender, UpstreamError> {
-        let _ = tcp.set_nodelay(true);
         // Vectored writes, so large bodies go out without a copy (hyper's flat-write strategy
         // cost ~35% more CPU on 1 MiB bodies); `Coalesce` joins the small ones into one write.
         let (sender, connection) =
-            hyper::client::conn::http1::handshake(TokioIo::new(Coalesce(tcp))).await.map_err(|e| broken(&e))?;
-        self.connections_opened.inc();
+            hyper::client::conn::http1::handshake(TokioIo::new(Coalesce(io))).await.map_err(|e| broken(&e))?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "upstream connection ended with an error");
             }
         });
-        Ok(sender)
+        Ok(Fresh::H1(sender))
     }
 }
 
@@ -205,11 +296,24 @@ mod tests {
     /// (labelled `http://up`) and throwaway others.
     fn forwarder_with(address: String, metrics: &Metrics) -> Forwarder {
         let counter = || IntCounter::new("c", "c").unwrap();
+        let settings = UpstreamSettings {
+            uri: format!("http://{address}").parse().unwrap(),
+            protocol: UpstreamProtocol::Http1,
+            tls: None,
+            connect_timeout: Duration::from_secs(5),
+            response_timeout: Duration::from_secs(5),
+            pool_idle_timeout: Duration::from_secs(60),
+            pool_max_idle_per_host: 4,
+            max_in_flight: 8,
+        };
         Forwarder {
             pool: Arc::new(Pool::new(4, Duration::from_secs(60))),
-            address,
+            h2: Mutex::new(None),
+            connector: Connector::new(&settings),
+            protocol: UpstreamProtocol::Http1,
+            scheme: Scheme::HTTP,
+            authority: Authority::from_static("up"),
             host: HeaderValue::from_static("up"),
-            connect_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(5),
             connections_opened: counter(),
             in_flight: InFlightCap { count: IntGauge::new("g", "g").unwrap(), max: 8, refused: counter() },

@@ -11,7 +11,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use bytes::Bytes;
 use http::header::{
-    AUTHORIZATION, CONNECTION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+    AUTHORIZATION, CONNECTION, COOKIE, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
 };
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
@@ -62,8 +62,60 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in listed {
         headers.remove(name);
     }
+    // `TE: trailers` alone survives (RFC 9113 §8.2.2 allows it on HTTP/2): gRPC servers want it.
+    let trailers = present[TE_INDEX] && asks_for_trailers(headers);
     for (name, _) in HOP_BY_HOP.iter().zip(present).filter(|(_, present)| *present) {
         headers.remove(name);
+    }
+    if trailers {
+        headers.insert(TE, HeaderValue::from_static("trailers"));
+    }
+}
+
+const TE_INDEX: usize = 3;
+
+/// Some `TE` element is `trailers` (RFC 9110 §10.1.4; elements may carry parameters).
+fn asks_for_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(TE)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(|element| element.split(|&b| b == b';').next().unwrap_or_default().trim_ascii())
+        .any(|name| name.eq_ignore_ascii_case(b"trailers"))
+}
+
+/// RFC 9113 §8.2.3: the `cookie` fields an HTTP/2 client may send separately are joined with
+/// "; " into one before they go to an HTTP/1.1 upstream.
+pub fn join_cookies(headers: &mut HeaderMap) {
+    let mut values = headers.get_all(COOKIE).iter();
+    let (Some(first), Some(_)) = (values.next(), values.next()) else { return };
+    let mut joined = first.as_bytes().to_vec();
+    for v in headers.get_all(COOKIE).iter().skip(1) {
+        joined.extend_from_slice(b"; ");
+        joined.extend_from_slice(v.as_bytes());
+    }
+    if let Ok(value) = HeaderValue::from_bytes(&joined) {
+        headers.insert(COOKIE, value);
+    }
+}
+
+/// RFC 9113 §8.2.3: to an HTTP/2 upstream each cookie-pair may go as its own field (better
+/// header compression); `a=1; b=2` becomes `a=1` and `b=2`.
+pub fn split_cookies(headers: &mut HeaderMap) {
+    if !headers.get_all(COOKIE).iter().any(|v| v.as_bytes().windows(2).any(|w| w == b"; ")) {
+        return;
+    }
+    let pairs: Vec<HeaderValue> = headers
+        .get_all(COOKIE)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
+        .map(<[u8]>::trim_ascii)
+        .filter(|pair| !pair.is_empty())
+        .filter_map(|pair| HeaderValue::from_bytes(pair).ok())
+        .collect();
+    headers.remove(COOKIE);
+    for pair in pairs {
+        headers.append(COOKIE, pair);
     }
 }
 
@@ -242,6 +294,43 @@ mod tests {
         IdentityValues::render(principal, identity).map(|values| values.apply(headers))
     }
 
+    /// `TE: trailers` is the one hop-by-hop value forwarded (gRPC needs it); any other TE goes.
+    #[test]
+    fn te_trailers_alone_survives() {
+        for (te, kept) in [
+            ("trailers", true),
+            ("Trailers", true),
+            ("gzip, trailers;q=1", true),
+            ("gzip", false),
+            ("trailersx", false),
+        ] {
+            let mut h = map(&[("te", te), ("connection", "te")]);
+            strip_hop_by_hop(&mut h);
+            let expected: Vec<&str> = if kept { vec!["trailers"] } else { vec![] };
+            let got: Vec<&str> = h.get_all(TE).iter().map(|v| v.to_str().unwrap()).collect();
+            assert_eq!(got, expected, "TE: {te}");
+            assert!(h.get(CONNECTION).is_none());
+        }
+    }
+
+    /// RFC 9113 §8.2.3: separate cookie fields become one for HTTP/1.1, and back for HTTP/2.
+    #[test]
+    fn cookies_are_joined_for_h1_and_split_for_h2() {
+        let mut h = map(&[("cookie", "a=1"), ("cookie", "b=2; c=3"), ("x", "y")]);
+        join_cookies(&mut h);
+        let got: Vec<&str> = h.get_all(COOKIE).iter().map(|v| v.to_str().unwrap()).collect();
+        assert_eq!(got, ["a=1; b=2; c=3"]);
+        split_cookies(&mut h);
+        let got: Vec<&str> = h.get_all(COOKIE).iter().map(|v| v.to_str().unwrap()).collect();
+        assert_eq!(got, ["a=1", "b=2", "c=3"]);
+        assert_eq!(h["x"], "y");
+        // One field: nothing to join; no "; ": nothing to split.
+        let mut one = map(&[("cookie", "a=1")]);
+        join_cookies(&mut one);
+        split_cookies(&mut one);
+        assert_eq!(one.get_all(COOKIE).iter().count(), 1);
+    }
+
     /// The names the gateway sets: every identity header, then the claims header.
     #[test]
     fn identity_names_are_the_configured_ones() {
@@ -257,7 +346,7 @@ mod tests {
             ("connection", "keep-alive, X-Secret"),
             ("keep-alive", "timeout=5"),
             ("x-secret", "1"),
-            ("te", "trailers"),
+            ("te", "gzip"),
             ("upgrade", "h2c"),
             ("proxy-authorization", "Basic x"),
             ("x-kept", "1"),

@@ -3,6 +3,7 @@
 //! forward → record. Any refusal becomes a response in
 //! `crate::respond`; nothing is forwarded unless every step said yes.
 
+pub mod connect;
 pub mod forward;
 pub mod forwarded;
 pub mod headers;
@@ -27,7 +28,7 @@ use crate::auth::token_cache::LastToken;
 use crate::auth::{AuthError, Authenticator, Principal};
 use crate::canon::{self, PathOptions};
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, UpstreamSettings};
 use crate::decide::{self, Credentials, Refusal};
 use crate::metrics::{Metrics, RouteMetrics, NO_ROUTE};
 use crate::respond::{respond, Denial, UpstreamError};
@@ -57,8 +58,10 @@ pub struct State {
     pub config: Config,
     pub routes: RouteTable,
     pub auth: Authenticator,
-    /// `None` when only the decision service runs (no upstream, no proxy listener).
-    pub forwarder: Option<Arc<Forwarder>>,
+    /// Every configured upstream: the default one (keyed `None`) and the named ones.
+    pub upstreams: Vec<(Option<String>, UpstreamSettings, Upstream)>,
+    /// Each route's upstream, in route-table order; `None` when only the decision service runs.
+    pub route_upstreams: Vec<Option<Upstream>>,
     pub identity_names: IdentityNames,
     pub path_options: PathOptions,
     pub metrics: Metrics,
@@ -70,8 +73,13 @@ pub struct State {
     pub realm: String,
     /// RFC 9728 metadata document, pre-rendered, with the path it is served at.
     pub resource_metadata: Option<(String, Bytes)>,
-    /// The upstream as access-log lines name it.
-    pub upstream_name: Option<Arc<str>>,
+}
+
+/// An upstream and the name its metrics and access-log lines give it.
+#[derive(Clone)]
+pub struct Upstream {
+    pub name: Arc<str>,
+    pub forwarder: Arc<Forwarder>,
 }
 
 /// The per-connection service: cheap to clone (two reference counts), one per accepted
@@ -189,6 +197,8 @@ struct Trail {
     principal: Option<Arc<Principal>>,
     /// Time to the upstream's response head (or its failure), when the request was sent.
     upstream: Option<Duration>,
+    /// The upstream it was sent to.
+    upstream_name: Option<Arc<str>>,
 }
 
 async fn handle(conn: &Gateway, mut req: Request<Incoming>) -> Response<Logged<Body>> {
@@ -200,6 +210,7 @@ async fn handle(conn: &Gateway, mut req: Request<Incoming>) -> Response<Logged<B
         }
     }
     let started = Instant::now();
+    let grpc = crate::respond::is_grpc(req.version(), req.headers());
     let memo = conn.memo(state);
     let scope = Scope { state, conn, memo: &memo };
     let request_id = access::request_id(req.headers(), memo.trusted_peer);
@@ -224,7 +235,11 @@ async fn handle(conn: &Gateway, mut req: Request<Incoming>) -> Response<Logged<B
                 e.refused(&denial);
             }
             span.refused(&denial);
-            (route, denial.reason(), respond(denial, &challenge).map(Either::Right))
+            let mut response = respond(denial, &challenge);
+            if grpc {
+                response = crate::respond::grpc(response, denial);
+            }
+            (route, denial.reason(), response.map(Either::Right))
         }
     };
     response.headers_mut().insert(X_REQUEST_ID.clone(), request_id);
@@ -236,7 +251,7 @@ async fn handle(conn: &Gateway, mut req: Request<Incoming>) -> Response<Logged<B
         e.status = response.status().as_u16();
         e.principal = trail.principal;
         if let Some(elapsed) = trail.upstream {
-            e.upstream = state.upstream_name.clone();
+            e.upstream = trail.upstream_name.clone();
             e.upstream_duration = Some(elapsed);
             e.upstream_status = (decision == "allowed").then_some(e.status);
         }
@@ -313,9 +328,10 @@ async fn decide_and_forward<'s>(
     }
     // Without an upstream the proxy listener does not run; were it reached anyway, nothing is
     // forwarded.
-    let forwarder = state.forwarder.as_ref().ok_or(deny(Denial::Upstream(UpstreamError::Connect)))?;
+    let upstream = state.route_upstreams[route.index].as_ref().ok_or(deny(Denial::Upstream(UpstreamError::Connect)))?;
+    trail.upstream_name = Some(upstream.name.clone());
     let sent = Instant::now();
-    let response = forwarder.send(Request::from_parts(parts, body)).await;
+    let response = upstream.forwarder.send(Request::from_parts(parts, body)).await;
     trail.upstream = Some(sent.elapsed());
     let response = response.map_err(|e| deny(Denial::Upstream(e)))?;
     let (mut parts, body) = response.into_parts();
@@ -416,25 +432,50 @@ pub fn state_after(
 ) -> State {
     let routes = RouteTable::new(&config.routes);
     metrics.prepare(&config);
-    let forwarder = match (previous, &config.upstream) {
-        (Some(p), Some(u)) if p.config.upstream.as_ref() == Some(u) => p.forwarder.clone(),
-        (_, u) => u.as_ref().map(|u| Arc::new(Forwarder::new(u, &metrics))),
-    };
+    let upstreams = upstreams(previous, &config, &metrics);
+    let route_upstreams = routes
+        .routes()
+        .map(|r| upstreams.iter().find(|(key, ..)| *key == r.route.upstream).map(|(.., u)| u.clone()))
+        .collect();
     State {
         epoch: previous.map_or(0, |p| p.epoch + 1),
         route_metrics: routes.routes().map(|r| metrics.route(&r.route.id)).collect(),
         no_route_metrics: metrics.route(NO_ROUTE),
         routes,
         auth: Authenticator::after(previous.map(|p| &p.auth), &config, http, &metrics, clock),
-        forwarder,
+        upstreams,
+        route_upstreams,
         identity_names: IdentityNames::new(&config.identity),
         path_options: PathOptions { keep_encoded_slashes: config.paths.keep_encoded_slashes },
         realm: crate::respond::quote(&config.realm),
         resource_metadata: resource_metadata(&config),
-        upstream_name: config.upstream.as_ref().map(|u| Arc::from(forward::name(u))),
         metrics,
         config,
     }
+}
+
+/// The upstreams of `config`, each keeping its connections from `previous` when its settings
+/// did not change.
+fn upstreams(
+    previous: Option<&State>,
+    config: &Config,
+    metrics: &Metrics,
+) -> Vec<(Option<String>, UpstreamSettings, Upstream)> {
+    let default = config.upstream.iter().map(|u| (None, u, forward::name(u)));
+    let named = config.upstreams.iter().map(|(name, u)| (Some(name.clone()), u, name.clone()));
+    default
+        .chain(named)
+        .map(|(key, settings, name)| {
+            let kept = previous
+                .and_then(|p| p.upstreams.iter().find(|(k, s, _)| *k == key && s == settings))
+                .map(|(.., u)| u.clone());
+            let upstream = kept.unwrap_or_else(|| Upstream {
+                forwarder: Arc::new(Forwarder::new(settings, &name, metrics)),
+                name: Arc::from(name),
+            });
+            (key, settings.clone(), upstream)
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -128,6 +128,11 @@ impl PooledBody {
         PooledBody { inner, lease: Some((sender, pool)), ended: false, in_flight: None }
     }
 
+    /// A body whose connection is not pooled (HTTP/2 streams share theirs).
+    pub fn unpooled(inner: Incoming) -> PooledBody {
+        PooledBody { inner, lease: None, ended: false, in_flight: None }
+    }
+
     /// Keep the request counted as in flight for as long as this body lives.
     pub fn holding(mut self, in_flight: InFlight) -> PooledBody {
         self.in_flight = Some(in_flight);

@@ -150,6 +150,7 @@ mod tests {
             case_insensitive: false,
             methods,
             auth: RouteAuth::Required(Policy::default()),
+            upstream: None,
         }
     }
 

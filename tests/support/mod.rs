@@ -223,12 +223,15 @@ pub fn config(upstream: &str, issuers: Vec<Issuer>, routes: Vec<Route>) -> Confi
         },
         upstream: Some(UpstreamSettings {
             uri: upstream.parse().unwrap(),
+            protocol: UpstreamProtocol::Http1,
+            tls: None,
             connect_timeout: Duration::from_secs(1),
             response_timeout: Duration::from_secs(2),
             pool_idle_timeout: Duration::from_secs(30),
             pool_max_idle_per_host: 16,
             max_in_flight: 1024,
         }),
+        upstreams: Vec::new(),
         tokens: TokenSettings { allow_query: false, allow_form_body: false, max_token_bytes: 16 * 1024 },
         jwks: JwksSettings {
             min_refresh: Duration::from_secs(60),

@@ -74,6 +74,7 @@ pub(super) fn route(
         None => None,
         Some(list) => Some(methods(ctx, &f("methods"), list)?),
     };
+    let upstream = r.upstream.clone();
     let auth = match r.auth.unwrap_or(RawAuth::Required) {
         RawAuth::None => {
             let stray = [
@@ -92,7 +93,7 @@ pub(super) fn route(
         }
         RawAuth::Required => RouteAuth::Required(policy(ctx, i, r, issuers)?),
     };
-    Ok(Route { id, host, port, path_prefix, case_insensitive, methods, auth })
+    Ok(Route { id, host, port, path_prefix, case_insensitive, methods, auth, upstream })
 }
 
 pub(super) fn methods(ctx: &Ctx<'_>, field: &str, list: &[String]) -> Result<Vec<Method>, ConfigError> {

@@ -1,7 +1,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
-use crate::config::render_effective;
+use crate::config::{render_effective, UpstreamProtocol};
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef-secret";
 const BASE: &str =
@@ -287,9 +287,9 @@ fn issuer_env_without_issuer() {
 /// A bad value from env is reported against the variable, not the file.
 #[test]
 fn env_value_errors_name_the_variable() {
-    let err = load_text(BASE, env(&[(env::UPSTREAM, "https://app:8443")])).unwrap_err();
+    let err = load_text(BASE, env(&[(env::UPSTREAM, "ftp://app:8443")])).unwrap_err();
     assert!(err.to_string().starts_with("TOKENGATE_UPSTREAM: upstream.url: "), "{err}");
-    assert!(err.to_string().contains("http scheme"), "{err}");
+    assert!(err.to_string().contains("unsupported scheme"), "{err}");
     let err = load_text(BASE, env(&[(env::ALGORITHMS, "RS256 none")])).unwrap_err();
     assert!(err.to_string().starts_with("TOKENGATE_ALGORITHMS: issuers[0].algorithms[1]: "), "{err}");
 }
@@ -359,7 +359,7 @@ fn unreadable_file() {
 /// Every section's problem is reported in one run, each at its line and column, in file order.
 #[test]
 fn every_problem_in_one_run() {
-    let text = "listen: nowhere\nserver:\n  max_connections: 0\nupstream:\n  url: https://app\nissuers:\n  - issuer: https://idp.example.com/\n    audiences: [api]\nrealm: 'a\"b'\n";
+    let text = "listen: nowhere\nserver:\n  max_connections: 0\nupstream:\n  url: ftp://app\nissuers:\n  - issuer: https://idp.example.com/\n    audiences: [api]\nrealm: 'a\"b'\n";
     let file = TempFile::new(text);
     let err = load(&Sources { file: Some(file.0.clone()), env: HashMap::new() }).unwrap_err();
     let text = err.to_string();
@@ -448,13 +448,78 @@ fn upstream_required() {
     );
 }
 
-/// upstream.url must be http.
+/// upstream.url is http, https or h2c; the TLS keys only go with https.
 #[test]
-fn upstream_must_be_http() {
+fn upstream_schemes() {
+    let issuers = "issuers: [{ issuer: https://i/, audiences: [api] }]\n";
+    assert_invalid_full(&format!("upstream: {{ url: 'ftp://a:1' }}\n{issuers}"), "upstream.url", "unsupported scheme");
+    for (url, protocol) in [
+        ("http://a:1", UpstreamProtocol::Http1),
+        ("https://a:1", UpstreamProtocol::Tls),
+        ("h2c://a:1", UpstreamProtocol::H2c),
+    ] {
+        let c = load_ok(&format!("upstream: {{ url: '{url}' }}\n{issuers}"));
+        let u = c.upstream.unwrap();
+        assert_eq!((u.protocol, u.tls.is_some()), (protocol, protocol == UpstreamProtocol::Tls), "{url}");
+    }
+    let c = load_ok(&format!("upstream: {{ url: 'https://10.0.0.1:8443', server_name: api.internal }}\n{issuers}"));
+    let tls = c.upstream.unwrap().tls.unwrap();
+    assert_eq!(format!("{:?}", tls.server_name), "DnsName(\"api.internal\")");
+    assert!(tls.roots.is_none(), "webpki roots by default");
     assert_invalid_full(
-        "upstream: { url: https://a:1 }\nissuers: [{ issuer: https://i/ }]\n",
-        "upstream.url",
-        "http scheme",
+        &format!("upstream: {{ url: 'h2c://a:1', ca: /x.pem }}\n{issuers}"),
+        "upstream.ca",
+        "only used with an https:// upstream",
+    );
+    assert_invalid_full(
+        &format!("upstream: {{ url: 'https://a:1', ca: /does/not/exist.pem }}\n{issuers}"),
+        "upstream.ca",
+        "/does/not/exist.pem",
+    );
+    assert_invalid_full(
+        &format!("upstream: {{ url: 'https://a:1', client_cert: /c.pem }}\n{issuers}"),
+        "upstream.client_key",
+        "is required with client_cert",
+    );
+}
+
+/// Routes name upstreams of `upstreams`; with no default upstream every route must name one.
+#[test]
+fn named_upstreams() {
+    let issuers = "issuers: [{ issuer: https://i/, audiences: [api] }]\n";
+    let c = load_ok(&format!(
+        "upstream: {{ url: 'http://a:1' }}\nupstreams: {{ grpc: {{ url: 'h2c://g:50051', response_timeout: 5s }}, files: {{ url: 'http://f:80' }} }}\n{issuers}routes:\n  - {{ id: g, path_prefix: /pkg.Service, upstream: grpc }}\n  - {{ id: rest, path_prefix: / }}\n"
+    ));
+    let names: Vec<&str> = c.upstreams.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["files", "grpc"]);
+    assert_eq!(c.upstreams[1].1.response_timeout, Duration::from_secs(5));
+    assert_eq!(c.routes[0].upstream.as_deref(), Some("grpc"));
+    assert_eq!(c.routes[1].upstream, None);
+    assert!(c.proxies());
+    // Only named upstreams: fine when every route names one.
+    let c = load_ok(&format!(
+        "upstreams: {{ a: {{ url: 'http://a:1' }} }}\n{issuers}routes: [{{ id: r, path_prefix: /, upstream: a }}]\n"
+    ));
+    assert!(c.upstream.is_none() && c.proxies());
+    assert_invalid_full(
+        &format!("upstreams: {{ a: {{ url: 'http://a:1' }} }}\n{issuers}routes: [{{ id: r, path_prefix: / }}]\n"),
+        "routes[0].upstream",
+        "there is no default upstream.url",
+    );
+    assert_invalid_full(
+        &format!("upstream: {{ url: 'http://a:1' }}\nupstreams: {{ a: {{ url: 'http://a:1' }} }}\n{issuers}routes: [{{ id: r, path_prefix: /, upstream: b }}]\n"),
+        "routes[0].upstream",
+        "\"b\" is not a key of upstreams (known: a)",
+    );
+    assert_invalid_full(
+        &format!("upstream: {{ url: 'http://a:1' }}\nupstreams: {{ a: {{ connect_timeout: 1s }} }}\n{issuers}"),
+        "upstreams.a.url",
+        "is required",
+    );
+    assert_invalid_full(
+        &format!("upstream: {{ url: 'http://a:1' }}\nupstreams: {{ 'a b': {{ url: 'http://a:1' }} }}\n{issuers}"),
+        "upstreams.a b",
+        "must match",
     );
 }
 
