@@ -97,7 +97,8 @@ fn answer(mut req: Request<Incoming>, seen: &Mutex<Vec<(String, HeaderMap)>>) ->
                     return;
                 }
                 m @ (Message::Text(_) | Message::Binary(_)) => {
-                    if ws.send(m).await.is_err() {
+                    let sent = ws.send(m).await;
+                    if sent.is_err() {
                         return;
                     }
                 }
