@@ -118,7 +118,7 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Running, S
         let live = live.clone();
         tokio::spawn(server::serve(
             listener,
-            move |remote| Gateway::new(live.clone(), remote).into_service(),
+            move |remote, hold| Gateway::new(live.clone(), remote, Some(hold)).into_service(),
             limits_rx.clone(),
             metrics.listener(LISTENER_PROXY),
             proxy_stopped,
@@ -128,7 +128,7 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Running, S
         let live = live.clone();
         tokio::spawn(server::serve(
             listener,
-            move |remote| Decision::new(live.clone(), remote).into_service(),
+            move |remote, _| Decision::new(live.clone(), remote).into_service(),
             limits_rx.clone(),
             metrics.listener(LISTENER_DECISION),
             decision_stopped,
@@ -137,7 +137,7 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Running, S
     let admin = Admin { live: live.clone(), draining: draining.clone() };
     let admin_task = tokio::spawn(server::serve(
         admin_listener,
-        move |_| {
+        move |_, _| {
             let admin = admin.clone();
             hyper::service::service_fn(move |req| {
                 let admin = admin.clone();

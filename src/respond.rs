@@ -23,6 +23,9 @@ pub enum Denial {
     UntrustedPeer,
     Auth(AuthError),
     Upstream(UpstreamError),
+    /// The upstream answered an upgrade with 101 for a protocol the client did not ask for
+    /// (or answered 101 to a request that asked for none): nothing is tunnelled.
+    UpgradeMismatch,
 }
 
 /// How forwarding failed.
@@ -50,14 +53,14 @@ impl Denial {
             Denial::Auth(e) => e.reason(),
             Denial::Upstream(UpstreamError::Timeout) => "upstream_timeout",
             Denial::Upstream(UpstreamError::Overloaded) => "upstream_overloaded",
-            Denial::Upstream(_) => "upstream_error",
+            Denial::Upstream(_) | Denial::UpgradeMismatch => "upstream_error",
         }
     }
 
     /// A dependency failed (an identity provider, the upstream): nothing was wrong with the
     /// request itself. Logged as `error` rather than `denied`.
     pub fn is_failure(&self) -> bool {
-        matches!(self, Denial::Upstream(_) | Denial::Auth(AuthError::Unavailable(_)))
+        matches!(self, Denial::Upstream(_) | Denial::UpgradeMismatch | Denial::Auth(AuthError::Unavailable(_)))
     }
 }
 
@@ -118,6 +121,9 @@ fn classify(denial: Denial) -> (StatusCode, &'static str, &'static str) {
         }
         Denial::Upstream(e @ (UpstreamError::Connect | UpstreamError::Broken)) => {
             (StatusCode::BAD_GATEWAY, "bad_gateway", upstream_description(e))
+        }
+        Denial::UpgradeMismatch => {
+            (StatusCode::BAD_GATEWAY, "bad_gateway", "upstream switched to a protocol the client did not ask for")
         }
         Denial::Auth(e) => (auth_status(&e), e.code().unwrap_or("unauthorized"), e.description()),
     }
@@ -303,6 +309,7 @@ mod tests {
             Denial::Upstream(UpstreamError::Timeout),
             Denial::Upstream(UpstreamError::Broken),
             Denial::Upstream(UpstreamError::Overloaded),
+            Denial::UpgradeMismatch,
         ];
         assert!(failures.iter().all(Denial::is_failure));
         let refusals = [
@@ -350,6 +357,14 @@ mod tests {
         assert!(header(&r).unwrap().ends_with(
             "error=\"insufficient_scope\", error_description=\"token lacks a required scope\", scope=\"read write\""
         ));
+    }
+
+    /// A 101 for a protocol nobody asked for: 502, no challenge, counted as an upstream error.
+    #[test]
+    fn upgrade_mismatch() {
+        let r = respond(Denial::UpgradeMismatch, &challenge());
+        assert_eq!((r.status(), header(&r)), (StatusCode::BAD_GATEWAY, None));
+        assert_eq!(Denial::UpgradeMismatch.reason(), "upstream_error");
     }
 
     /// Malformed credentials: 400 invalid_request.

@@ -150,6 +150,10 @@ async fn failure_series_exist_at_zero_before_any_traffic() {
     for result in ["success", "failure"] {
         zero.push(series("tokengate_config_reloads_total", &[("result", result)]));
     }
+    for closer in ["client", "upstream", "idle", "shutdown", "error"] {
+        zero.push(series("tokengate_tunnels_total", &[("closed_by", closer)]));
+    }
+    zero.push("tokengate_tunnels_open".to_owned());
     for hist in ["tokengate_request_duration_seconds", "tokengate_gateway_duration_seconds"] {
         for route in ["api", "public", "_none"] {
             zero.push(series(&format!("{hist}_bucket"), &[("route", route), ("le", "60")]));

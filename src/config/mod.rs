@@ -174,6 +174,9 @@ pub struct ServerSettings {
     pub http2_keep_alive_interval: Duration,
     /// … and the connection closed when it is not answered within this (default 10 s).
     pub http2_keep_alive_timeout: Duration,
+    /// A tunnel (a WebSocket or other `Upgrade` after its 101) with no byte in either direction
+    /// for this long is closed, both sides (default 5 min).
+    pub tunnel_idle_timeout: Duration,
 }
 
 /// Where a bearer token may come from (RFC 6750 §2). Only the header by default.

@@ -39,6 +39,7 @@ fn to_raw(c: &Config) -> RawConfig {
             http2_max_concurrent_streams: Some(c.server.http2_max_concurrent_streams),
             http2_keep_alive_interval: Some(c.server.http2_keep_alive_interval),
             http2_keep_alive_timeout: Some(c.server.http2_keep_alive_timeout),
+            tunnel_idle_timeout: Some(c.server.tunnel_idle_timeout),
         }),
         upstream: c.upstream.as_ref().map(upstream),
         upstreams: (!c.upstreams.is_empty())

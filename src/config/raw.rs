@@ -176,6 +176,10 @@ pub struct RawServer {
     #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<HumantimeDuration>")]
     pub http2_keep_alive_timeout: Option<Duration>,
+    /// A WebSocket (or other Upgrade) tunnel with no byte in either direction for this long is closed (default 5m).
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<HumantimeDuration>")]
+    pub tunnel_idle_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -36,6 +36,7 @@ pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS: u32 = 100;
 pub const DEFAULT_HTTP2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
 pub const DEFAULT_HTTP2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_TUNNEL_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Envoy's default for a cluster's max_requests circuit breaker.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -556,6 +557,11 @@ fn server(ctx: &Ctx<'_>, raw: raw::RawServer) -> Result<ServerSettings, ConfigEr
             ctx,
             "server.http2_keep_alive_timeout",
             raw.http2_keep_alive_timeout.unwrap_or(DEFAULT_HTTP2_KEEP_ALIVE_TIMEOUT),
+        )?,
+        tunnel_idle_timeout: positive(
+            ctx,
+            "server.tunnel_idle_timeout",
+            raw.tunnel_idle_timeout.unwrap_or(DEFAULT_TUNNEL_IDLE_TIMEOUT),
         )?,
     })
 }

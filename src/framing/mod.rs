@@ -7,7 +7,9 @@
 //!
 //! The bytes are checked in place, in hyper's own read buffer, as they arrive: nothing is copied
 //! except the start of a line split across two reads. An HTTP/2 connection (the prior-knowledge
-//! preface) is passed through untouched after its first 24 bytes.
+//! preface) is passed through untouched after its first 24 bytes, and so is everything after
+//! the head of an HTTP/1.1 upgrade request without a body (a WebSocket's frames are no request
+//! heads); the server closes such a connection after any answer but 101 (`server::conn`).
 //!
 //! A refusal cuts the stream: the byte that completes the bad line is replaced by NUL, followed
 //! by an empty line and then the end of the stream; nothing the client sent after the cut is

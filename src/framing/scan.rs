@@ -92,6 +92,11 @@ enum State {
     ChunkDataLf,
     /// Trailer field lines up to the empty line.
     Trailers,
+    /// After the head of an HTTP/1.1 upgrade request without a body (`Connection: upgrade` and
+    /// `Upgrade`, RFC 9110 §7.8): what follows is the new protocol's once the server answers
+    /// 101, so it is passed through. Any other answer closes the connection (the server adds
+    /// `Connection: close`, `server::conn`), so no later request goes unchecked.
+    Upgrade,
     /// Refused: nothing after the cut is ever looked at.
     Refused(Reason),
 }
@@ -100,6 +105,11 @@ enum State {
 #[derive(Debug, Default, Clone, Copy)]
 struct Head {
     http10: bool,
+    http11: bool,
+    /// An `Upgrade` field line.
+    upgrade: bool,
+    /// A `Connection` field listing `upgrade`.
+    connection_upgrade: bool,
     content_length: Option<u64>,
     /// Transfer-Encoding field lines.
     te_lines: u32,
@@ -132,6 +142,11 @@ impl Scanner {
         self.state == State::Http2
     }
 
+    /// The last head asked for an upgrade: nothing more to inspect.
+    pub fn is_upgrade(&self) -> bool {
+        self.state == State::Upgrade
+    }
+
     pub fn is_refused(&self) -> bool {
         matches!(self.state, State::Refused(_))
     }
@@ -141,7 +156,7 @@ impl Scanner {
         let mut i = 0;
         while i < buf.len() {
             i = match self.state {
-                State::Http2 => return Ok(()),
+                State::Http2 | State::Upgrade => return Ok(()),
                 State::Refused(reason) => return Err(Refusal { at: i, reason }),
                 State::Preface(matched) => self.preface(buf, i, matched)?,
                 State::Body(left) => {
@@ -325,7 +340,8 @@ impl Scanner {
     /// RFC 9112 §2.2: empty lines before a request line are ignored.
     fn request_line(&mut self, line: &[u8]) {
         if !line.is_empty() {
-            self.head = Head { http10: line.ends_with(b" HTTP/1.0"), ..Head::default() };
+            let http10 = line.ends_with(b" HTTP/1.0");
+            self.head = Head { http10, http11: !http10 && line.ends_with(b" HTTP/1.1"), ..Head::default() };
             self.state = State::Fields;
         }
     }
@@ -342,7 +358,7 @@ impl Scanner {
         if matches!(line[colon - 1], b' ' | b'\t') {
             return Err(Reason::SpaceBeforeColon);
         }
-        if framing && (colon == 14 || colon == 17) {
+        if framing && matches!(colon, 7 | 10 | 14 | 17) {
             self.framing_field(&line[..colon], line[colon + 1..].trim_ascii())?;
         }
         Ok(())
@@ -363,6 +379,11 @@ impl Scanner {
             self.head.te_lines = self.head.te_lines.saturating_add(1);
             self.head.te_final_chunked = last.eq_ignore_ascii_case(b"chunked");
             self.head.te_only_chunked = value.eq_ignore_ascii_case(b"chunked");
+        } else if name.len() == 7 && name.eq_ignore_ascii_case(b"upgrade") {
+            self.head.upgrade = true;
+        } else if name.len() == 10 && name.eq_ignore_ascii_case(b"connection") {
+            let upgrade = |option: &[u8]| option.trim_ascii().eq_ignore_ascii_case(b"upgrade");
+            self.head.connection_upgrade |= value.split(|&b| b == b',').any(upgrade);
         }
         Ok(())
     }
@@ -393,6 +414,7 @@ impl Scanner {
         } else {
             self.state = match head.content_length {
                 Some(length) if length > 0 => State::Body(length),
+                _ if head.http11 && head.upgrade && head.connection_upgrade => State::Upgrade,
                 _ => State::RequestLine,
             };
         }

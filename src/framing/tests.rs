@@ -161,6 +161,42 @@ fn large_carry_is_freed() {
     assert_eq!(s.carry.capacity(), 0);
 }
 
+/// After an HTTP/1.1 upgrade head without a body, the new protocol's bytes (here a WebSocket
+/// frame with NUL and LF in it) pass unchecked; a head missing any part of the upgrade is
+/// followed as before.
+#[test]
+fn upgrade_heads_pass_the_rest_through() {
+    let frame = b"\x81\x85\0\n\r\0hello";
+    for head in [
+        "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+        "GET /ws HTTP/1.1\r\nupgrade: websocket\r\nconnection: keep-alive , UPGRADE\r\n\r\n",
+        "GET /ws HTTP/1.1\r\nConnection: keep-alive\r\nConnection: upgrade\r\nUpgrade: h2c\r\nContent-Length: 0\r\n\r\n",
+    ] {
+        let mut stream = head.as_bytes().to_vec();
+        stream.extend_from_slice(frame);
+        let (s, r) = scan_all(&stream);
+        assert_eq!(r, Ok(()), "{head:?}");
+        assert!(s.is_upgrade(), "{head:?}");
+        for split in 1..stream.len() {
+            assert_eq!(scan_split(&stream, &[split]).1, Ok(()), "{head:?} split at {split}");
+        }
+    }
+    for head in [
+        // No Connection: upgrade, no Upgrade, HTTP/1.0, a body, a lookalike option.
+        "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\n\r\n",
+        "GET /ws HTTP/1.1\r\nConnection: upgrade\r\n\r\n",
+        "GET /ws HTTP/1.0\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+        "GET /ws HTTP/1.1\r\nConnection: upgraded\r\nUpgrade: websocket\r\n\r\n",
+    ] {
+        let mut stream = head.as_bytes().to_vec();
+        stream.extend_from_slice(frame);
+        assert_eq!(refused(&stream), Some(Reason::Nul), "{head:?}");
+    }
+    let with_body = b"POST /ws HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: websocket\r\nContent-Length: 2\r\n\r\nok";
+    let (s, r) = scan_all(with_body);
+    assert_eq!((r, s.state), (Ok(()), State::RequestLine), "a body is followed, not tunnelled");
+}
+
 // === properties ===
 
 /// Scan `bytes` in the pieces given by `cuts` (sorted positions).
@@ -210,6 +246,8 @@ fn head() -> impl Strategy<Value = Vec<u8>> {
         "Content-Length ",
         "Transfer-Encoding\t",
         " Transfer-Encoding",
+        "Upgrade",
+        "Connection",
     ]);
     let value = prop::sample::select(vec![
         "0",
@@ -226,6 +264,8 @@ fn head() -> impl Strategy<Value = Vec<u8>> {
         "gzip",
         "chunked,",
         "x\ty",
+        "websocket",
+        "keep-alive, Upgrade",
     ]);
     let eol = prop::sample::select(vec!["\r\n", "\r\n", "\r\n", "\n"]);
     let line = (name, value, eol).prop_map(|(n, v, e)| format!("{n}:{v}{e}"));
@@ -259,11 +299,16 @@ fn request() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
-/// hyper's decision for a head httparse accepted: `Some(body)` when it would serve it.
+/// hyper's decision for a head httparse accepted: `Some(body)` when it would serve it (and
+/// `Upgrade` when the gateway may tunnel what follows).
 fn hyper_body(req: &httparse::Request<'_, '_>) -> Option<State> {
     let http11 = req.version == Some(1);
     let (mut length, mut chunked, mut te) = (None, false, false);
+    let (mut upgrade, mut connection_upgrade) = (false, false);
     for h in req.headers.iter() {
+        upgrade |= h.name.eq_ignore_ascii_case("upgrade");
+        connection_upgrade |= h.name.eq_ignore_ascii_case("connection")
+            && h.value.split(|&b| b == b',').any(|o| o.trim_ascii().eq_ignore_ascii_case(b"upgrade"));
         if h.name.eq_ignore_ascii_case("transfer-encoding") {
             if !http11 {
                 return None;
@@ -283,6 +328,7 @@ fn hyper_body(req: &httparse::Request<'_, '_>) -> Option<State> {
         (true, false, _) => None,
         (true, true, _) => Some(State::ChunkSize),
         (false, _, Some(n)) if n > 0 => Some(State::Body(n)),
+        _ if http11 && upgrade && connection_upgrade => Some(State::Upgrade),
         _ => Some(State::RequestLine),
     }
 }

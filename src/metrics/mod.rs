@@ -45,6 +45,12 @@ pub const OPEN_CONNECTIONS: &str = "tokengate_open_connections";
 pub const REFUSED_CONNECTIONS_TOTAL: &str = "tokengate_refused_connections_total";
 pub const FRAMING_REFUSALS_TOTAL: &str = "tokengate_framing_refusals_total";
 pub const DECISIONS_TOTAL: &str = "tokengate_decisions_total";
+pub const TUNNELS_OPEN: &str = "tokengate_tunnels_open";
+pub const TUNNELS_TOTAL: &str = "tokengate_tunnels_total";
+
+/// `closed_by` labels of `tokengate_tunnels_total`: which end closed first, the idle timeout,
+/// the drain, or an I/O error (`proxy::upgrade::ClosedBy`).
+pub const TUNNEL_CLOSERS: [&str; 5] = ["client", "upstream", "idle", "shutdown", "error"];
 pub const CONFIG_RELOADS_TOTAL: &str = "tokengate_config_reloads_total";
 pub const CONFIG_LAST_RELOAD_SUCCESS: &str = "tokengate_config_last_reload_success_timestamp_seconds";
 
@@ -121,6 +127,10 @@ pub struct Metrics {
     /// `door` (auth_request | forward_auth | ext_authz_http | ext_authz_grpc), `decision` (allowed or a denial
     /// reason): the decision service's answers. Also counted per route in `requests`.
     pub decisions: IntCounterVec,
+    /// Upgraded connections (WebSockets) being tunnelled, from their 101 to their end.
+    pub tunnels_open: IntGauge,
+    /// `closed_by` (`TUNNEL_CLOSERS`): tunnels ended, by what ended them.
+    pub tunnels: IntCounterVec,
     /// `tokengate_config_reloads_total{result="success"}`.
     pub config_reloads_success: IntCounter,
     /// `tokengate_config_reloads_total{result="failure"}`: the new config was refused.
@@ -230,6 +240,17 @@ impl Metrics {
             "Decision service answers, by front door and decision.",
             &["door", "decision"],
         );
+        let tunnels_open =
+            IntGauge::new(TUNNELS_OPEN, "Upgraded connections (WebSockets) being tunnelled.").expect("valid metric");
+        let tunnels = counter_vec(
+            TUNNELS_TOTAL,
+            "Tunnels (upgraded connections) ended, by what closed them: client, upstream, idle, shutdown or error.",
+            &["closed_by"],
+        );
+        // Every reason exists at zero from the start (bounded: five).
+        for closer in TUNNEL_CLOSERS {
+            tunnels.with_label_values(&[closer]);
+        }
         let config_reloads =
             counter_vec(CONFIG_RELOADS_TOTAL, "Configuration reloads, by result (success or failure).", &["result"]);
         let config_last_reload_success = Gauge::new(
@@ -264,6 +285,8 @@ impl Metrics {
             Box::new(refused_connections.clone()),
             Box::new(framing_refusals.clone()),
             Box::new(decisions.clone()),
+            Box::new(tunnels_open.clone()),
+            Box::new(tunnels.clone()),
             Box::new(config_reloads.clone()),
             Box::new(config_last_reload_success.clone()),
             Box::new(build_info),
@@ -294,6 +317,8 @@ impl Metrics {
             refused_connections,
             framing_refusals,
             decisions,
+            tunnels_open,
+            tunnels,
             // Both results exist at zero from the start.
             config_reloads_success: config_reloads.with_label_values(&["success"]),
             config_reloads_failure: config_reloads.with_label_values(&["failure"]),

@@ -119,6 +119,24 @@ pub fn split_cookies(headers: &mut HeaderMap) {
     }
 }
 
+/// `strip_hop_by_hop` for an upgrade the gateway tunnels (`proxy::upgrade`), on the request and
+/// on its 101: everything goes as usual except `Upgrade` and the `upgrade` option of
+/// `Connection`, which the next hop needs to switch protocols (RFC 9110 §7.8). No other name
+/// the client listed in `Connection` survives: `Connection` is rewritten as just `upgrade`.
+pub fn strip_hop_by_hop_keeping_upgrade(headers: &mut HeaderMap) {
+    let upgrade: Vec<HeaderValue> = headers.get_all(UPGRADE).iter().cloned().collect();
+    strip_hop_by_hop(headers);
+    // An upgrade is HTTP/1.1 only, where `TE: trailers` is not forwarded either.
+    headers.remove(TE);
+    if upgrade.is_empty() {
+        return;
+    }
+    for value in upgrade {
+        headers.append(UPGRADE, value);
+    }
+    headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+}
+
 /// Lower-case names the gateway sets itself; incoming copies are removed in any spelling.
 #[derive(Debug, Clone)]
 pub struct IdentityNames(Vec<HeaderName>);
@@ -352,6 +370,44 @@ mod tests {
             ("x-kept", "1"),
         ]);
         strip_hop_by_hop(&mut h);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-kept"]);
+    }
+
+    /// An upgrade keeps `Upgrade` and `Connection: upgrade`, and nothing else hop-by-hop: not
+    /// the other names `Connection` lists (which could name an identity header), not
+    /// `Keep-Alive`, `TE` or `Proxy-Authorization`.
+    #[test]
+    fn upgrade_keeps_only_upgrade() {
+        let mut h = map(&[
+            ("connection", "keep-alive, Upgrade, X-Secret, x-auth-subject"),
+            ("upgrade", "websocket"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret", "1"),
+            ("x-auth-subject", "spoof"),
+            ("te", "trailers"),
+            ("proxy-authorization", "Basic x"),
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ("x-kept", "1"),
+        ]);
+        strip_hop_by_hop_keeping_upgrade(&mut h);
+        let mut left: Vec<_> = h.iter().map(|(k, v)| format!("{k}: {}", v.to_str().unwrap())).collect();
+        left.sort();
+        assert_eq!(
+            left,
+            ["connection: upgrade", "sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==", "upgrade: websocket", "x-kept: 1"]
+        );
+
+        // A 101 with hop-by-hop fields of its own.
+        let mut h = map(&[("connection", "Upgrade, keep-alive"), ("upgrade", "WebSocket"), ("keep-alive", "5")]);
+        strip_hop_by_hop_keeping_upgrade(&mut h);
+        assert_eq!(
+            (h.len(), h[CONNECTION].to_str().unwrap(), h[UPGRADE].to_str().unwrap()),
+            (2, "upgrade", "WebSocket")
+        );
+
+        // Without `Upgrade` there is nothing to keep, `Connection` included.
+        let mut h = map(&[("connection", "upgrade"), ("x-kept", "1")]);
+        strip_hop_by_hop_keeping_upgrade(&mut h);
         assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-kept"]);
     }
 

@@ -9,6 +9,7 @@ pub mod forwarded;
 pub mod headers;
 pub mod pool;
 pub mod route;
+pub mod upgrade;
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -19,10 +20,11 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HOST};
 use http::uri::PathAndQuery;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::Service;
+use hyper::upgrade::OnUpgrade;
 
 use crate::auth::token_cache::LastToken;
 use crate::auth::{AuthError, Authenticator, Principal};
@@ -32,6 +34,7 @@ use crate::config::{Config, UpstreamSettings};
 use crate::decide::{self, Credentials, Refusal};
 use crate::metrics::{Metrics, RouteMetrics, NO_ROUTE};
 use crate::respond::{respond, Denial, UpstreamError};
+use crate::server::Hold;
 use crate::telemetry::access::{self, Entry, Logged, X_REQUEST_ID};
 use crate::telemetry::otel::RequestSpan;
 use forward::{Forwarder, UpstreamBody};
@@ -97,6 +100,8 @@ struct Connection {
     /// The client's address as the `X-Forwarded-For` value, built once per connection.
     client_ip: HeaderValue,
     memo: ArcSwap<Memo>,
+    /// Kept by the tunnel of an upgrade (`upgrade::spawn`); `None` outside a listener.
+    hold: Option<Hold>,
 }
 
 /// What a connection learnt under one configuration snapshot; a request under a newer one
@@ -131,10 +136,10 @@ struct RenderedIdentity {
 }
 
 impl Gateway {
-    pub fn new(live: Arc<Live>, remote: SocketAddr) -> Gateway {
+    pub fn new(live: Arc<Live>, remote: SocketAddr, hold: Option<Hold>) -> Gateway {
         let client_ip = HeaderValue::from_str(&remote.ip().to_string()).expect("an IP address is a valid header value");
         let memo = ArcSwap::from_pointee(Memo::new(&live.load(), remote.ip()));
-        let connection = Connection { client: remote.ip(), client_ip, memo };
+        let connection = Connection { client: remote.ip(), client_ip, memo, hold };
         Gateway { live, connection: Arc::new(connection) }
     }
 
@@ -282,7 +287,14 @@ async fn decide_and_forward<'s>(
         parts.uri = uri.map_err(|_| deny(Denial::BadRequest("path cannot be rewritten")))?;
     }
 
-    headers::strip_hop_by_hop(&mut parts.headers);
+    // An upgrade the gateway would tunnel keeps `Upgrade` and `Connection: upgrade`, nothing
+    // else hop-by-hop; every other rule below applies to it as to any request.
+    let body_empty = http_body::Body::is_end_stream(&body);
+    let asked = upgrade::requested(parts.version, &parts.method, &parts.headers, body_empty);
+    match asked {
+        Some(_) => headers::strip_hop_by_hop_keeping_upgrade(&mut parts.headers),
+        None => headers::strip_hop_by_hop(&mut parts.headers),
+    }
     let untrusted = Untrusted { forwarding: !memo.trusted_peer, method_override: state.routes.matches_methods };
     headers::strip_client(&mut parts.headers, &state.identity_names, untrusted);
 
@@ -330,12 +342,25 @@ async fn decide_and_forward<'s>(
     // forwarded.
     let upstream = state.route_upstreams[route.index].as_ref().ok_or(deny(Denial::Upstream(UpstreamError::Connect)))?;
     trail.upstream_name = Some(upstream.name.clone());
+    // The client's end of a tunnel, taken before the request moves upstream (admitted only).
+    let down = asked.as_ref().and_then(|_| parts.extensions.remove::<OnUpgrade>());
     let sent = Instant::now();
     let response = upstream.forwarder.send(Request::from_parts(parts, body)).await;
     trail.upstream = Some(sent.elapsed());
     let response = response.map_err(|e| deny(Denial::Upstream(e)))?;
     let (mut parts, body) = response.into_parts();
-    headers::strip_hop_by_hop(&mut parts.headers);
+    if parts.status == StatusCode::SWITCHING_PROTOCOLS {
+        // Only to a protocol the client asked for; anything else is the upstream's fault, and
+        // its connection (never pooled after a 101) is closed with the answer.
+        let accepted = asked.as_ref().is_some_and(|asked| upgrade::accepted(asked, &parts.headers));
+        let up = parts.extensions.remove::<OnUpgrade>();
+        let (true, Some(down), Some(up)) = (accepted, down, up) else { return Err(deny(Denial::UpgradeMismatch)) };
+        headers::strip_hop_by_hop_keeping_upgrade(&mut parts.headers);
+        let idle = state.config.server.tunnel_idle_timeout;
+        upgrade::spawn(down, up, idle, conn.connection.hold.clone(), &state.metrics);
+    } else {
+        headers::strip_hop_by_hop(&mut parts.headers);
+    }
     Ok((route, Response::from_parts(parts, Either::Left(body))))
 }
 

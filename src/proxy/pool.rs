@@ -7,6 +7,9 @@
 //! likely to have been closed by the upstream's own keep-alive timeout. A sweep closes the
 //! connections idle longer than `pool_idle_timeout`, and none older is ever handed out.
 //!
+//! A 101 (Switching Protocols) answer's connection is the new protocol's from then on: it never
+//! returns, although its body is empty and so "read to the end" (`PooledBody::for_response`).
+//!
 //! Checkout and return each take a short, uncontended lock on a small `Vec` (as hyper-util's
 //! pool does); what made hyper-util's pooled client cost ~1.7 µs a request here was its key
 //! hashing and the task it spawned per request to wait for the connection (benches/load.sh).
@@ -17,6 +20,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use http::{Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
@@ -131,6 +135,14 @@ impl PooledBody {
     /// A body whose connection is not pooled (HTTP/2 streams share theirs).
     pub fn unpooled(inner: Incoming) -> PooledBody {
         PooledBody { inner, lease: None, ended: false, in_flight: None }
+    }
+
+    /// `response`, received on `sender`'s connection, with its body returning that connection
+    /// to `pool` once read; except after a 101, whose connection now belongs to a tunnel.
+    pub fn for_response(response: Response<Incoming>, sender: Sender, pool: &Arc<Pool>) -> Response<PooledBody> {
+        let upgraded = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+        let lease = (!upgraded).then(|| (sender, pool.clone()));
+        response.map(|inner| PooledBody { inner, lease, ended: false, in_flight: None })
     }
 
     /// Keep the request counted as in flight for as long as this body lives.
@@ -296,6 +308,26 @@ mod tests {
         assert!(body.frame().await.unwrap().unwrap().is_data());
         drop(body);
         assert_eq!(pool.idle_count(), 0, "the rest of the body was never read");
+    }
+
+    /// A 101's body is empty, but its connection is the tunnel's: it is never pooled. Any other
+    /// answer's is, once its (here empty) body is done.
+    #[tokio::test]
+    async fn switching_protocols_never_returns_its_connection() {
+        let pool = Arc::new(Pool::new(4, Duration::from_secs(60)));
+        for (answer, pooled) in [
+            (&b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n"[..], 0),
+            (&b"HTTP/1.1 204 No Content\r\n\r\n"[..], 1),
+        ] {
+            let tcp = tokio::net::TcpStream::connect(upstream(answer).await).await.unwrap();
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.unwrap();
+            tokio::spawn(conn.with_upgrades());
+            let response = sender.send_request(get()).await.unwrap();
+            let body = PooledBody::for_response(response, sender, &pool).into_body();
+            assert!(body.is_end_stream());
+            drop(body);
+            assert_eq!(pool.idle_count(), pooled, "{}", String::from_utf8_lossy(answer));
+        }
     }
 
     /// Once sweeping, idle connections past their timeout are closed without waiting for the

@@ -15,6 +15,10 @@
 //! - Closing: a graceful close (GOAWAY, or close once the response is out) gets
 //!   `header_read_timeout` to finish, a drain gets `shutdown_grace`; then the connection is
 //!   dropped.
+//! - Upgrades: a request that asks for one (`Upgrade`, HTTP/1) and is answered anything but 101
+//!   gets `Connection: close` (the framing check passes the bytes after such a head through, and
+//!   a client may already be sending the new protocol). A 101's tunnel keeps the connection's
+//!   `Hold`, so it still counts under `max_connections` and in the drain.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -24,7 +28,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::{Request, Response, Version};
+use http::header::{CONNECTION, UPGRADE};
+use http::{HeaderValue, Request, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::service::Service;
@@ -51,6 +56,30 @@ impl Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         self.open.dec();
+    }
+}
+
+/// What a connection's service may keep of it past the connection's HTTP life: an upgraded
+/// connection's tunnel holds its place under `max_connections` and in the drain, and hears the
+/// drain begin. Cheap to clone.
+#[derive(Clone)]
+pub struct Hold {
+    _slot: Arc<Slot>,
+    shutdown: watch::Receiver<bool>,
+    shutdown_grace: Duration,
+}
+
+impl Hold {
+    pub(super) fn new(slot: Slot, shutdown: watch::Receiver<bool>, shutdown_grace: Duration) -> Hold {
+        Hold { _slot: Arc::new(slot), shutdown, shutdown_grace }
+    }
+
+    /// Resolves once the listener has been draining for `server.shutdown_grace`: what is still
+    /// open then is closed.
+    pub async fn drain_over(mut self) {
+        // A dropped sender drains too.
+        let _ = self.shutdown.wait_for(|stop| *stop).await;
+        tokio::time::sleep(self.shutdown_grace).await;
     }
 }
 
@@ -158,7 +187,8 @@ where
         let stream = (req.version() == Version::HTTP_2).then(|| Stream::begin(&self.activity));
         self.activity.saw_request();
         let request = self.in_flight.as_ref().map(InFlight::new);
-        TrackedFuture { inner: self.service.call(req), stream, request }
+        let upgrade = req.version() < Version::HTTP_2 && req.headers().contains_key(UPGRADE);
+        TrackedFuture { inner: self.service.call(req), stream, request, upgrade }
     }
 }
 
@@ -170,6 +200,8 @@ pin_project_lite::pin_project! {
         inner: F,
         stream: Option<Stream>,
         request: Option<InFlight>,
+        // The request asked for an upgrade: only a 101 keeps the connection.
+        upgrade: bool,
     }
 }
 
@@ -181,7 +213,10 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let Ok(response) = std::task::ready!(this.inner.poll(cx));
+        let Ok(mut response) = std::task::ready!(this.inner.poll(cx));
+        if *this.upgrade && response.status() != StatusCode::SWITCHING_PROTOCOLS {
+            response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+        }
         let stream = this.stream.take();
         let request = this.request.take();
         Poll::Ready(Ok(response.map(|body| Tracked { body, _stream: stream, _request: request })))
@@ -218,7 +253,7 @@ pub(super) async fn supervise<C, E>(
     activity: Arc<Activity>,
     timers: Timers,
     mut shutdown: watch::Receiver<bool>,
-    slot: Slot,
+    hold: Hold,
 ) where
     C: Future<Output = Result<(), E>>,
     E: std::fmt::Display,
@@ -276,7 +311,7 @@ pub(super) async fn supervise<C, E>(
             }
         }
     };
-    drop(slot);
+    drop(hold);
     if let Err(e) = ended {
         tracing::debug!(error = %e, "connection ended with an error");
     }

@@ -10,6 +10,8 @@
 
 mod conn;
 
+pub use conn::Hold;
+
 use std::convert::Infallible;
 use std::io::Write;
 use std::net::{Shutdown, SocketAddr};
@@ -68,9 +70,11 @@ const LINGER: Duration = Duration::from_secs(1);
 
 /// Serve `listener` until `shutdown` turns true (or its sender is dropped), then drain for at
 /// most `limits.shutdown_grace`. `limits` is read again whenever it changes (a reload).
+/// `make_service` gets each connection's peer and `Hold` (for a tunnel after an upgrade, which
+/// the connection's service spawns itself: HTTP/1.1 upgrades are served).
 pub async fn serve<S, B>(
     listener: TcpListener,
-    make_service: impl Fn(SocketAddr) -> S,
+    make_service: impl Fn(SocketAddr, Hold) -> S,
     mut limits: watch::Receiver<Limits>,
     metrics: ListenerMetrics,
     mut shutdown: watch::Receiver<bool>,
@@ -114,16 +118,17 @@ pub async fn serve<S, B>(
         }
         let _ = stream.set_nodelay(true);
         let slot = conn::Slot::new(metrics.open.clone(), alive.clone());
+        let hold = Hold::new(slot, shutdown.clone(), current.shutdown_grace);
         let activity = Arc::new(conn::Activity::default());
-        let service = conn::tracked(make_service(remote), activity.clone(), metrics.in_flight.clone());
+        let service = conn::tracked(make_service(remote, hold.clone()), activity.clone(), metrics.in_flight.clone());
         let io = Framing::new(Coalesce(stream), current.max_header_bytes, Some(on_refusal.clone()));
-        let connection = builder.serve_connection(TokioIo::new(io), service).into_owned();
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned();
         let timers = conn::Timers {
             header_read_timeout: current.header_read_timeout,
             idle_timeout: current.idle_timeout,
             shutdown_grace: current.shutdown_grace,
         };
-        tokio::spawn(conn::supervise(connection, |c| c.graceful_shutdown(), activity, timers, shutdown.clone(), slot));
+        tokio::spawn(conn::supervise(connection, |c| c.graceful_shutdown(), activity, timers, shutdown.clone(), hold));
     }
     drop(listener);
     drop(alive);

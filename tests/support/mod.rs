@@ -220,6 +220,7 @@ pub fn config(upstream: &str, issuers: Vec<Issuer>, routes: Vec<Route>) -> Confi
             http2_max_concurrent_streams: 100,
             http2_keep_alive_interval: Duration::from_secs(30),
             http2_keep_alive_timeout: Duration::from_secs(10),
+            tunnel_idle_timeout: Duration::from_secs(300),
         },
         upstream: Some(UpstreamSettings {
             uri: upstream.parse().unwrap(),

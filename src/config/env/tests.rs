@@ -99,6 +99,7 @@ fn every_section_is_reachable() {
     let c = load_env(sidecar(&[
         ("TOKENGATE_SERVER_SHUTDOWN_GRACE", "3s"),
         ("TOKENGATE_SERVER_WORKER_THREADS", "2"),
+        ("TOKENGATE_SERVER_TUNNEL_IDLE_TIMEOUT", "90s"),
         ("TOKENGATE_UPSTREAM_RESPONSE_TIMEOUT", "45s"),
         ("TOKENGATE_TOKENS_QUERY", "true"),
         ("TOKENGATE_JWKS_FETCH_TIMEOUT", "1500ms"),
@@ -114,6 +115,7 @@ fn every_section_is_reachable() {
     .unwrap();
     assert_eq!(c.server.shutdown_grace, std::time::Duration::from_secs(3));
     assert_eq!(c.server.worker_threads, Some(2));
+    assert_eq!(c.server.tunnel_idle_timeout, std::time::Duration::from_secs(90));
     assert_eq!(c.upstream.unwrap().response_timeout, std::time::Duration::from_secs(45));
     assert!(c.tokens.allow_query);
     assert_eq!(c.jwks.fetch_timeout, std::time::Duration::from_millis(1500));

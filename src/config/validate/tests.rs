@@ -88,6 +88,7 @@ fn example_file_parses_to_expected_config() {
     assert_eq!(c.server.http2_max_concurrent_streams, 100);
     assert_eq!(c.server.http2_keep_alive_interval, Duration::from_secs(30));
     assert_eq!(c.server.http2_keep_alive_timeout, Duration::from_secs(10));
+    assert_eq!(c.server.tunnel_idle_timeout, Duration::from_secs(300));
     assert_eq!(c.upstream.as_ref().unwrap().max_in_flight, 1024);
     assert_eq!(c.upstream.as_ref().unwrap().uri.authority().unwrap().as_str(), "127.0.0.1:8081");
     assert_eq!(c.upstream.as_ref().unwrap().uri.path(), "/");
@@ -555,7 +556,13 @@ fn server_limits() {
         "server.http2_max_concurrent_streams",
         "at least 1",
     );
-    for key in ["idle_timeout", "body_read_timeout", "http2_keep_alive_interval", "http2_keep_alive_timeout"] {
+    for key in [
+        "idle_timeout",
+        "body_read_timeout",
+        "http2_keep_alive_interval",
+        "http2_keep_alive_timeout",
+        "tunnel_idle_timeout",
+    ] {
         assert_invalid(&format!("server: {{ {key}: 0s }}\n"), &format!("server.{key}"), "greater than zero");
     }
     assert_invalid(
