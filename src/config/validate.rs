@@ -331,6 +331,21 @@ fn validate(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Config, ConfigError> {
     }
     let trusted_proxies = p.take(super::paths::trusted_proxies(ctx, raw.trusted_proxies));
     let upstream_is_set = matches!(upstream, Some(Some(_)));
+    let decision_listen = raw.decision.as_ref().and_then(|d| d.listen.as_deref()).and_then(|l| l.parse().ok());
+    let tls = match raw.tls {
+        None => Some(None),
+        Some(t) => p.take(tls::tls(ctx, t, !matches!(upstream, Some(None)))).map(Some),
+    };
+    let plain_listen = match (raw.plain_listen, listen, admin_listen) {
+        (None, ..) => Some(None),
+        (Some(addr), Some(listen), Some(admin_listen)) => {
+            let mut others = vec![(listen, "listen"), (admin_listen, "admin_listen")];
+            others.extend(decision_listen.map(|d| (d, "decision.listen")));
+            let has_tls = !matches!(tls, Some(None));
+            p.take(tls::plain_listen(ctx, &addr, has_tls, &others)).map(Some)
+        }
+        (Some(_), ..) => None,
+    };
     let decision = match (raw.decision, listen, admin_listen) {
         (None, ..) => Some(None),
         (Some(d), Some(listen), Some(admin_listen)) => {
@@ -352,6 +367,8 @@ fn validate(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Config, ConfigError> {
         Some(protected_resource),
         Some(trusted_proxies),
         Some(decision),
+        Some(tls),
+        Some(plain_listen),
     ) = (
         listen,
         admin_listen,
@@ -366,6 +383,8 @@ fn validate(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Config, ConfigError> {
         protected_resource,
         trusted_proxies,
         decision,
+        tls,
+        plain_listen,
     )
     else {
         // A section is absent only when it had a problem, which `finish` reports.
@@ -379,6 +398,8 @@ fn validate(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Config, ConfigError> {
     p.finish()?;
     Ok(Config {
         listen,
+        plain_listen,
+        tls,
         admin_listen,
         realm,
         server,
@@ -703,11 +724,14 @@ fn identity_value(source: &str) -> Result<IdentityValue, String> {
         "roles" => IdentityValue::Roles,
         "client_id" => IdentityValue::ClientId,
         "issuer" => IdentityValue::Issuer,
+        "client_cert_subject" => IdentityValue::ClientCertSubject,
+        "client_cert_sha256" => IdentityValue::ClientCertSha256,
         _ => match source.strip_prefix("claim:") {
             Some(path) if !path.is_empty() => IdentityValue::Claim(ClaimPath::parse(path)?),
             _ => {
                 return Err(format!(
-                    "unknown source {source:?}; expected subject, scopes, roles, client_id, issuer or claim:<path>"
+                    "unknown source {source:?}; expected subject, scopes, roles, client_id, issuer, claim:<path>, \
+                     client_cert_subject or client_cert_sha256"
                 ))
             }
         },
@@ -756,6 +780,7 @@ impl fmt::Display for Origin {
 
 mod issuers;
 mod routes;
+mod tls;
 mod trust;
 
 use issuers::*;
