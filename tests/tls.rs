@@ -20,9 +20,7 @@ use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use rustls::{ClientConfig, ProtocolVersion, RootCertStore, SupportedProtocolVersion};
 use support::*;
-use tokengate::config::{
-    CertificatePaths, ClientAuth, Config, IdentityHeader, IdentityValue, TlsSettings,
-};
+use tokengate::config::{CertificatePaths, ClientAuth, Config, IdentityHeader, IdentityValue, TlsSettings};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
@@ -49,7 +47,8 @@ impl Ca {
 
     /// A leaf for `names` (ECDSA P-256, or RSA 2048), with `dn` as (O, CN) when given.
     fn leaf(&self, names: &[&str], rsa: bool, dn: Option<(&str, &str)>) -> Leaf {
-        let key = if rsa { KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap() } else { KeyPair::generate().unwrap() };
+        let key =
+            if rsa { KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap() } else { KeyPair::generate().unwrap() };
         let mut params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
         if let Some((o, cn)) = dn {
             params.distinguished_name = DistinguishedName::new();
@@ -57,7 +56,12 @@ impl Ca {
             params.distinguished_name.push(DnType::CommonName, cn);
         }
         let cert = params.signed_by(&key, &self.issuer).unwrap();
-        Leaf { der: cert.der().clone(), cert_pem: cert.pem(), key_pem: key.serialize_pem(), key_der: key.serialize_der() }
+        Leaf {
+            der: cert.der().clone(),
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            key_der: key.serialize_der(),
+        }
     }
 }
 
@@ -169,8 +173,10 @@ impl Client {
             roots.add(r.clone()).unwrap();
         }
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let builder =
-            ClientConfig::builder_with_provider(provider).with_protocol_versions(&self.versions).unwrap().with_root_certificates(roots);
+        let builder = ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&self.versions)
+            .unwrap()
+            .with_root_certificates(roots);
         let mut config = match &self.identity {
             Some((chain, key)) => builder.with_client_auth_cert(chain.clone(), key.clone_key()).unwrap(),
             None => builder.with_no_client_auth(),
@@ -468,7 +474,10 @@ fn bad_config_is_a_clear_error() {
     let (cert, key) = (good.cert.display(), good.key.display());
     let missing = dir.join("missing.crt");
     let e = load(format!("tls:\n  certificates:\n    - {{cert: {}, key: {key}}}\n", missing.display()));
-    assert!(e.starts_with("gw.yaml:") && e.contains("tls.certificates[0].cert") && e.contains("missing.crt: cannot read"), "{e}");
+    assert!(
+        e.starts_with("gw.yaml:") && e.contains("tls.certificates[0].cert") && e.contains("missing.crt: cannot read"),
+        "{e}"
+    );
     let e = load(format!("tls:\n  certificates:\n    - {{cert: {cert}, key: {}}}\n", other.key.display()));
     assert!(e.contains("tls.certificates[0].key") && e.contains("does not match the certificate"), "{e}");
     let e = load(format!("tls:\n  certificates:\n    - {{cert: {}, key: {key}}}\n", dir.join("empty.pem").display()));

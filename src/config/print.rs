@@ -2,14 +2,14 @@
 //! Every default is spelled out; secrets are printed as `<redacted>`.
 
 use super::raw::{
-    HeaderMapping, OneOrMany, RawAccessLog, RawAudienceCheck, RawAuth, RawClaimRule, RawClientAuthMethod, RawConfig,
-    RawDecision, RawEncodedSlashes, RawIdentity, RawIntrospection, RawIntrospectionProtocol, RawIssuer, RawJwks,
-    RawMode, RawPaths, RawProtectedResource, RawRoute, RawScopeMatch, RawSecret, RawServer, RawTokenCache, RawTokens,
-    RawUpstream, RawTls, RawCertificate, RawClientAuth,
+    HeaderMapping, OneOrMany, RawAccessLog, RawAudienceCheck, RawAuth, RawCertificate, RawClaimRule, RawClientAuth,
+    RawClientAuthMethod, RawConfig, RawDecision, RawEncodedSlashes, RawIdentity, RawIntrospection,
+    RawIntrospectionProtocol, RawIssuer, RawJwks, RawMode, RawPaths, RawProtectedResource, RawRoute, RawScopeMatch,
+    RawSecret, RawServer, RawTls, RawTokenCache, RawTokens, RawUpstream,
 };
 use super::{
-    AudienceCheck, ClaimTest, ClientAuth, ClientAuthMethod, Config, IdentityValue, Introspection, IntrospectionProtocol, Issuer,
-    KeySource, RouteAuth, ScopeMatch, TokenMode,
+    AudienceCheck, ClaimTest, ClientAuth, ClientAuthMethod, Config, IdentityValue, Introspection,
+    IntrospectionProtocol, Issuer, KeySource, RouteAuth, ScopeMatch, TokenMode,
 };
 
 /// What `render_effective` prints in place of a secret.

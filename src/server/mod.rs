@@ -138,10 +138,18 @@ pub async fn serve<S, B>(
             shutdown_grace: current.shutdown_grace,
         };
         let Some(tls) = &tls else {
-            let service = conn::tracked(make_service(Peer { remote, tls: None }), activity.clone(), metrics.in_flight.clone());
+            let service =
+                conn::tracked(make_service(Peer { remote, tls: None }), activity.clone(), metrics.in_flight.clone());
             let io = Framing::new(Coalesce(stream), current.max_header_bytes, Some(on_refusal.clone()));
             let connection = builder.serve_connection(TokioIo::new(io), service).into_owned();
-            tokio::spawn(conn::supervise(connection, |c| c.graceful_shutdown(), activity, timers, shutdown.clone(), slot));
+            tokio::spawn(conn::supervise(
+                connection,
+                |c| c.graceful_shutdown(),
+                activity,
+                timers,
+                shutdown.clone(),
+                slot,
+            ));
             continue;
         };
         let (tls, make_service, builder) = (tls.clone(), make_service.clone(), builder.clone());

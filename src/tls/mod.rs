@@ -111,9 +111,17 @@ impl Tls {
             loaded.ca_seen = Some(load::hash(&pem));
         }
         let resolver = Arc::new(SniResolver { table: ArcSwap::from_pointee(SniTable::new(keys)) });
-        let config = server_config(&provider, &resolver, &loaded)
-            .map_err(|reason| LoadError::BadCertificate { path: loaded.client_ca.clone().unwrap_or_default(), reason })?;
-        Ok(Arc::new(Tls { config: ArcSwap::from_pointee(config), resolver, provider, loaded: Mutex::new(loaded), metrics }))
+        let config = server_config(&provider, &resolver, &loaded).map_err(|reason| LoadError::BadCertificate {
+            path: loaded.client_ca.clone().unwrap_or_default(),
+            reason,
+        })?;
+        Ok(Arc::new(Tls {
+            config: ArcSwap::from_pointee(config),
+            resolver,
+            provider,
+            loaded: Mutex::new(loaded),
+            metrics,
+        }))
     }
 
     /// The handshake within `timeout`, counted in `tokengate_tls_handshakes_total`; `None`
@@ -293,7 +301,11 @@ fn set_not_after(gauge: &IntGaugeVec, slot: &Slot, key: &CertifiedKey) {
 /// The `ServerConfig` for the current client-certificate settings. Without client
 /// authentication, sessions resume (stateful, in memory); with it, never: a resumed session
 /// would skip the client certificate verifier.
-fn server_config(provider: &Arc<CryptoProvider>, resolver: &Arc<SniResolver>, loaded: &Loaded) -> Result<ServerConfig, String> {
+fn server_config(
+    provider: &Arc<CryptoProvider>,
+    resolver: &Arc<SniResolver>,
+    loaded: &Loaded,
+) -> Result<ServerConfig, String> {
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| e.to_string())?;

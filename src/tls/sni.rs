@@ -51,7 +51,8 @@ impl SniTable {
 
     /// The certificate for `sni` that can sign with one of `schemes`.
     pub fn pick(&self, sni: Option<&str>, schemes: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
-        let fits = |list: &Vec<Arc<CertifiedKey>>| list.iter().find(|k| k.key.choose_scheme(schemes).is_some()).cloned();
+        let fits =
+            |list: &Vec<Arc<CertifiedKey>>| list.iter().find(|k| k.key.choose_scheme(schemes).is_some()).cloned();
         if let Some(name) = sni.map(str::to_ascii_lowercase) {
             let name = name.trim_end_matches('.');
             if let Some(k) = self.exact.get(name).and_then(fits) {
