@@ -49,7 +49,8 @@ pub(crate) fn not_after(der: &CertificateDer<'_>) -> Option<i64> {
 }
 
 /// RFC 4514 §2: RDNs in reverse order, joined by `,`; multi-valued ones by `+`; the short names
-/// of §3 (others as dotted OIDs), string values escaped (§2.4), others as `#` and hex DER.
+/// of §3 (others as dotted OIDs), string values escaped (§2.4); a non-string value as `#` and
+/// the hex of its content octets (RFC 4514 wants its whole BER encoding: tag and length too).
 pub(crate) fn rfc4514(name: &X509Name<'_>) -> String {
     let rdns: Vec<String> = name
         .iter_rdn()
@@ -60,7 +61,7 @@ pub(crate) fn rfc4514(name: &X509Name<'_>) -> String {
                     let key = short_name(&oid).map_or(oid.clone(), str::to_owned);
                     match atv.as_str() {
                         Ok(text) => format!("{key}={}", escape(text)),
-                        Err(_) => format!("{key}=#{}", hex(atv.attr_value().data.as_ref())),
+                        Err(_) => format!("{key}=#{}", hex(atv.attr_value().data)),
                     }
                 })
                 .collect::<Vec<_>>()
