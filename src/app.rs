@@ -18,11 +18,12 @@ use tokio::task::JoinHandle;
 use crate::admin::Admin;
 use crate::auth::jwks::JwksCache;
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, TlsSettings};
 use crate::decision::Decision;
 use crate::metrics::{Metrics, LISTENER_ADMIN, LISTENER_DECISION, LISTENER_PROXY};
 use crate::proxy::{self, Gateway, Live, State};
-use crate::server::{self, Limits};
+use crate::server::{self, Limits, Peer};
+use crate::tls::Tls;
 
 /// Total time for one IdP call is set per request; this bounds connection setup.
 const IDP_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -35,6 +36,8 @@ pub enum StartError {
     Http(#[from] reqwest::Error),
     #[error("nothing to serve: neither an upstream nor a decision listener is configured")]
     NothingToServe,
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::LoadError),
 }
 
 /// A running gateway. Dropping it does not stop it: call `shutdown`.
@@ -45,6 +48,10 @@ pub struct Running {
     pub admin_addr: SocketAddr,
     /// The decision service's address, when `decision.listen` is set.
     pub decision_addr: Option<SocketAddr>,
+    /// The cleartext proxy listener's address, when `plain_listen` is set beside TLS.
+    pub plain_addr: Option<SocketAddr>,
+    /// The proxy listener's TLS, when configured.
+    pub tls: Option<Arc<Tls>>,
     /// The configuration being served (`state()` reads it); `reload` replaces it.
     pub live: Arc<Live>,
     /// Shared by every configuration.
@@ -62,6 +69,11 @@ pub struct Running {
     proxy: Option<JoinHandle<()>>,
     /// Stopped with the proxy listener (by `stop_proxy`).
     decision: Option<JoinHandle<()>>,
+    /// The cleartext proxy listener beside TLS; stopped with the proxy listener.
+    plain: Option<JoinHandle<()>>,
+    /// A config reload hands the TLS file watcher its files (and makes it look at once).
+    tls_settings: Option<watch::Sender<TlsSettings>>,
+    tls_watch: Option<JoinHandle<()>>,
     admin: JoinHandle<()>,
 }
 
@@ -98,6 +110,11 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Running, S
         false => None,
     };
     let (admin_listener, admin_addr) = bind(config.admin_listen, Listener::Admin).await?;
+    let plain_listener = match (&config.upstream, config.plain_listen) {
+        (Some(_), Some(addr)) => Some(bind(addr, Listener::Plain).await?),
+        _ => None,
+    };
+    let plain_addr = plain_listener.as_ref().map(|(_, addr)| *addr);
     let decision_listener = match &config.decision {
         Some(d) => Some(bind(d.listen, Listener::Decision).await?),
         None => None,
@@ -106,29 +123,55 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Running, S
     let addr = proxy_listener.as_ref().map(|(_, addr)| *addr).or(decision_addr).ok_or(StartError::NothingToServe)?;
     let (limits, limits_rx) = watch::channel(Limits::new(&config.server));
     let metrics = Metrics::new();
+    let tls = match &config.tls {
+        Some(settings) => Some(Tls::new(settings, &metrics)?),
+        None => None,
+    };
+    let (tls_settings, tls_watch) = match (&tls, &config.tls) {
+        (Some(tls), Some(settings)) => {
+            let (tx, rx) = watch::channel(settings.clone());
+            (Some(tx), Some(tokio::spawn(tls.clone().watch(rx))))
+        }
+        _ => (None, None),
+    };
     let state = proxy::state(config, metrics.clone(), &http, clock.clone());
     let refreshers = state.auth.issuers().iter().map(|i| Refresher::start(&i.jwks)).collect();
     let live = Arc::new(Live::from_pointee(state));
     let draining = Arc::new(AtomicBool::new(false));
     let (stop_proxy, proxy_stopped) = watch::channel(false);
     let decision_stopped = proxy_stopped.clone();
+    let plain_stopped = proxy_stopped.clone();
     let (stop_admin, admin_stopped) = watch::channel(false);
 
     let proxy_task = proxy_listener.map(|(listener, _)| {
         let live = live.clone();
         tokio::spawn(server::serve(
             listener,
-            move |remote, hold| Gateway::new(live.clone(), remote, Some(hold)).into_service(),
+            move |peer: Peer, hold| Gateway::new(live.clone(), peer, Some(hold)).into_service(),
+            tls.clone(),
             limits_rx.clone(),
             metrics.listener(LISTENER_PROXY),
             proxy_stopped,
+        ))
+    });
+    // Counted with the proxy listener: the same service, in cleartext.
+    let plain_task = plain_listener.map(|(listener, _)| {
+        let live = live.clone();
+        tokio::spawn(server::serve(
+            listener,
+            move |peer: Peer, hold| Gateway::new(live.clone(), peer, Some(hold)).into_service(),
+            None,
+            limits_rx.clone(),
+            metrics.listener(LISTENER_PROXY),
+            plain_stopped,
         ))
     });
     let decision_task = decision_listener.map(|(listener, _)| {
         let live = live.clone();
         tokio::spawn(server::serve(
             listener,
-            move |remote, _| Decision::new(live.clone(), remote).into_service(),
+            move |peer: Peer, _| Decision::new(live.clone(), peer.remote).into_service(),
+            None,
             limits_rx.clone(),
             metrics.listener(LISTENER_DECISION),
             decision_stopped,
@@ -137,23 +180,28 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Running, S
     let admin = Admin { live: live.clone(), draining: draining.clone() };
     let admin_task = tokio::spawn(server::serve(
         admin_listener,
-        move |_, _| {
+        move |_: Peer, _| {
             let admin = admin.clone();
             hyper::service::service_fn(move |req| {
                 let admin = admin.clone();
                 async move { admin.handle(req).await }
             })
         },
+        None,
         limits_rx,
         metrics.listener(LISTENER_ADMIN),
         admin_stopped,
     ));
     let decision = decision_addr.map(|a| a.to_string());
-    tracing::info!(%addr, %admin_addr, decision_addr = decision.as_deref(), "tokengate listening");
+    let plain = plain_addr.map(|a| a.to_string());
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, scheme, plain_addr = plain.as_deref(), %admin_addr, decision_addr = decision.as_deref(), "tokengate listening");
     Ok(Running {
         addr,
         admin_addr,
         decision_addr,
+        plain_addr,
+        tls,
         live,
         metrics,
         http,
@@ -165,6 +213,9 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Running, S
         stop_admin,
         proxy: proxy_task,
         decision: decision_task,
+        plain: plain_task,
+        tls_settings,
+        tls_watch,
         admin: admin_task,
     })
 }
@@ -173,6 +224,7 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Running, S
 #[derive(Clone, Copy)]
 enum Listener {
     Proxy,
+    Plain,
     Admin,
     Decision,
 }
@@ -181,6 +233,7 @@ enum Listener {
 async fn bind(addr: SocketAddr, which: Listener) -> Result<(TcpListener, SocketAddr), StartError> {
     let (setting, flag) = match which {
         Listener::Proxy => ("listen", "TOKENGATE_LISTEN or `listen:` in the config file"),
+        Listener::Plain => ("plain_listen", "TOKENGATE_PLAIN_LISTEN or `plain_listen:` in the config file"),
         Listener::Admin => ("admin_listen", "TOKENGATE_ADMIN_LISTEN or `admin_listen:` in the config file"),
         Listener::Decision => {
             ("decision.listen", "TOKENGATE_DECISION_LISTEN or `decision: {listen}` in the config file")
@@ -211,6 +264,7 @@ impl Running {
         let old = self.live.load_full();
         reload::needs_restart(&old.config, &config)?;
         let limits = Limits::new(&config.server);
+        let tls_settings = config.tls.clone();
         let fetch_timeout = config.jwks.fetch_timeout;
         let new = proxy::state_after(Some(&old), config, self.metrics.clone(), &self.http, self.clock.clone());
         let is_new = |jwks: &Arc<JwksCache>| !refreshers.iter().any(|r| Arc::ptr_eq(&r.jwks, jwks));
@@ -232,6 +286,10 @@ impl Running {
         refreshers.extend(kept);
         refreshers.extend(started);
         self.limits.send_replace(limits);
+        // The TLS files are read again now (SIGHUP), from the paths the new config names.
+        if let (Some(tx), Some(settings)) = (&self.tls_settings, tls_settings) {
+            tx.send_replace(settings);
+        }
         self.metrics.reload_succeeded();
         tracing::info!(epoch, issuers, new_key_sets = fresh, "configuration reloaded");
         Ok(epoch)
@@ -260,6 +318,12 @@ impl Running {
         }
         if let Some(decision) = self.decision {
             let _ = decision.await;
+        }
+        if let Some(plain) = self.plain {
+            let _ = plain.await;
+        }
+        if let Some(watch) = self.tls_watch {
+            watch.abort();
         }
         let _ = self.stop_admin.send(true);
         let _ = self.admin.await;

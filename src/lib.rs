@@ -24,3 +24,4 @@ pub mod respond;
 pub mod secret;
 pub mod server;
 pub mod telemetry;
+pub mod tls;

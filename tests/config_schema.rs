@@ -36,6 +36,7 @@ const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
     ),
     ("deploy/kustomize/base/tokengate.yaml", &[]),
     ("config/upstreams.yaml", &[]),
+    ("config/tls.yaml", &[]),
     // One per identity provider (README "Your identity provider").
     (
         "config/idp/auth0.yaml",

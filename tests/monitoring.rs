@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::*;
-use tokengate::config::{ClientAuthMethod, DecisionSettings};
+use tokengate::config::{CertificatePaths, ClientAuthMethod, DecisionSettings, TlsSettings};
 use tokengate::dev_issuer::{DevIssuer, SigningKey};
 
 fn monitoring(file: &str) -> PathBuf {
@@ -156,6 +156,16 @@ async fn start_gateway() -> Gateway {
         listen: "127.0.0.1:0".parse().unwrap(),
         trusted_peers: vec!["127.0.0.1/32".parse().unwrap()],
     });
+    // TLS on the proxy listener (so the TLS series and alerts have data); the traffic below
+    // goes through the cleartext listener beside it.
+    let dir = Daemon::scratch("monitoring-tls", free_port());
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap().self_signed(&key).unwrap();
+    let certificate = CertificatePaths { cert: dir.join("tls.crt"), key: dir.join("tls.key") };
+    std::fs::write(&certificate.cert, cert.pem()).unwrap();
+    std::fs::write(&certificate.key, key.serialize_pem()).unwrap();
+    cfg.tls = Some(TlsSettings { certificates: vec![certificate], client_ca: None, client_auth: None });
+    cfg.plain_listen = Some("127.0.0.1:0".parse().unwrap());
     let gw = gateway(cfg).await;
     wait_ready(&gw).await;
     Gateway { idp, fake, _up: up, gw }
@@ -168,7 +178,7 @@ fn traffic(g: &Gateway) -> tokio::task::JoinHandle<()> {
     let no_scope = g.idp.mint(json!({"sub": "alice", "aud": "api", "scope": "other"}));
     let members = json!({"iss": g.fake.issuer(), "sub": "bob", "aud": "api", "scope": "read", "exp": 4_000_000_000u64});
     g.fake.active("opaque-active", members);
-    let proxy = format!("http://{}", g.gw.addr);
+    let proxy = format!("http://{}", g.gw.plain_addr.unwrap());
     let decision = format!("http://{}/verify", g.gw.decision_addr.unwrap());
     tokio::spawn(async move {
         let c = client(false);

@@ -40,6 +40,13 @@ pub(super) fn needs_restart(old: &Config, new: &Config) -> Result<(), ReloadErro
     if old.proxies() && old.listen != new.listen {
         return refuse("listen");
     }
+    if old.tls.is_some() != new.tls.is_some() {
+        // The proxy listener speaks TLS or it does not; its files may change, its protocol not.
+        return refuse("tls");
+    }
+    if old.plain_listen != new.plain_listen {
+        return refuse("plain_listen");
+    }
     if old.admin_listen != new.admin_listen {
         return refuse("admin_listen");
     }

@@ -54,7 +54,12 @@ pub const DEFAULT_REALM: &str = "tokengate";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
+    /// The proxy listener; TLS when `tls` is set.
     pub listen: SocketAddr,
+    /// A cleartext proxy listener beside the TLS one (`plain_listen`); only with `tls`.
+    pub plain_listen: Option<SocketAddr>,
+    /// TLS on the proxy listener (`tls:`), when configured.
+    pub tls: Option<TlsSettings>,
     pub admin_listen: SocketAddr,
     /// `realm` attribute of every `WWW-Authenticate` challenge.
     pub realm: String,
@@ -88,6 +93,34 @@ impl Config {
     pub fn proxies(&self) -> bool {
         self.upstream.is_some() || !self.upstreams.is_empty()
     }
+}
+
+/// `tls:`: the proxy listener's certificates and client-certificate settings. Only paths: the
+/// files are read (and checked) at load and re-read by `crate::tls` when they change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// At least one; the first is the default for clients whose SNI matches none.
+    pub certificates: Vec<CertificatePaths>,
+    /// PEM file of the CAs client certificates must chain to.
+    pub client_ca: Option<std::path::PathBuf>,
+    /// `Some` exactly when `client_ca` is set (default `Required`).
+    pub client_auth: Option<ClientAuth>,
+}
+
+/// One certificate chain (leaf first) and its private key, PEM files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificatePaths {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+}
+
+/// Whether a client must present a certificate (`tls.client_auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// No certificate, no handshake.
+    Required,
+    /// A client may present none; one it presents must verify.
+    Optional,
 }
 
 /// `access_log:`: one line per request at info level (`crate::telemetry::access`).
@@ -535,6 +568,19 @@ pub enum IdentityValue {
     Roles,
     /// Any claim: strings as-is, arrays of strings joined with `,`, anything else as JSON text.
     Claim(ClaimPath),
+    /// The verified TLS client certificate's subject, RFC 4514 (`client_cert_subject`); from
+    /// the connection, not the token: set with no token too, absent without a certificate.
+    ClientCertSubject,
+    /// Its SHA-256 thumbprint, base64url without padding, RFC 8705 `x5t#S256`
+    /// (`client_cert_sha256`).
+    ClientCertSha256,
+}
+
+impl IdentityValue {
+    /// Read from the TLS connection rather than from the token.
+    pub fn is_client_cert(&self) -> bool {
+        matches!(self, IdentityValue::ClientCertSubject | IdentityValue::ClientCertSha256)
+    }
 }
 
 impl Identity {

@@ -2,14 +2,14 @@
 //! Every default is spelled out; secrets are printed as `<redacted>`.
 
 use super::raw::{
-    HeaderMapping, OneOrMany, RawAccessLog, RawAudienceCheck, RawAuth, RawClaimRule, RawClientAuthMethod, RawConfig,
-    RawDecision, RawEncodedSlashes, RawIdentity, RawIntrospection, RawIntrospectionProtocol, RawIssuer, RawJwks,
-    RawMode, RawPaths, RawProtectedResource, RawRoute, RawScopeMatch, RawSecret, RawServer, RawTokenCache, RawTokens,
-    RawUpstream,
+    HeaderMapping, OneOrMany, RawAccessLog, RawAudienceCheck, RawAuth, RawCertificate, RawClaimRule, RawClientAuth,
+    RawClientAuthMethod, RawConfig, RawDecision, RawEncodedSlashes, RawIdentity, RawIntrospection,
+    RawIntrospectionProtocol, RawIssuer, RawJwks, RawMode, RawPaths, RawProtectedResource, RawRoute, RawScopeMatch,
+    RawSecret, RawServer, RawTls, RawTokenCache, RawTokens, RawUpstream,
 };
 use super::{
-    AudienceCheck, ClaimTest, ClientAuthMethod, Config, IdentityValue, Introspection, IntrospectionProtocol, Issuer,
-    KeySource, RouteAuth, ScopeMatch, TokenMode, UpstreamSettings,
+    AudienceCheck, ClaimTest, ClientAuth, ClientAuthMethod, Config, IdentityValue, Introspection,
+    IntrospectionProtocol, Issuer, KeySource, RouteAuth, ScopeMatch, TokenMode, UpstreamSettings,
 };
 
 /// What `render_effective` prints in place of a secret.
@@ -25,6 +25,25 @@ pub fn render_effective(config: &Config) -> String {
 fn to_raw(c: &Config) -> RawConfig {
     RawConfig {
         listen: Some(c.listen.to_string()),
+        plain_listen: c.plain_listen.map(|a| a.to_string()),
+        tls: c.tls.as_ref().map(|t| RawTls {
+            cert: None,
+            key: None,
+            certificates: Some(
+                t.certificates
+                    .iter()
+                    .map(|p| RawCertificate {
+                        cert: Some(p.cert.display().to_string()),
+                        key: Some(p.key.display().to_string()),
+                    })
+                    .collect(),
+            ),
+            client_ca: t.client_ca.as_ref().map(|p| p.display().to_string()),
+            client_auth: t.client_auth.map(|a| match a {
+                ClientAuth::Required => RawClientAuth::Required,
+                ClientAuth::Optional => RawClientAuth::Optional,
+            }),
+        }),
         admin_listen: Some(c.admin_listen.to_string()),
         realm: Some(c.realm.clone()),
         server: Some(RawServer {
@@ -228,6 +247,8 @@ fn source(v: &IdentityValue) -> String {
         IdentityValue::ClientId => "client_id".into(),
         IdentityValue::Issuer => "issuer".into(),
         IdentityValue::Claim(name) => format!("claim:{name}"),
+        IdentityValue::ClientCertSubject => "client_cert_subject".into(),
+        IdentityValue::ClientCertSha256 => "client_cert_sha256".into(),
     }
 }
 

@@ -21,6 +21,12 @@ pub struct RawConfig {
     /// Proxy listener, ip:port (default 0.0.0.0:8080).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<String>,
+    /// Cleartext proxy listener beside the TLS one, ip:port; only with `tls` (default: none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plain_listen: Option<String>,
+    /// TLS on the proxy listener (`listen`); cleartext when omitted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<RawTls>,
     /// Admin listener for /livez, /readyz and /metrics, ip:port; must not overlap `listen` (default 127.0.0.1:9090).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_listen: Option<String>,
@@ -69,6 +75,46 @@ pub struct RawConfig {
     /// The access log: one line per request at info level.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub access_log: Option<RawAccessLog>,
+}
+
+/// `tls:`, TLS on the proxy listener. Files are PEM; they are re-read when their content changes.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawTls {
+    /// Certificate chain file (leaf first) of a single certificate, with `key`; served before those in `certificates` (TOKENGATE_TLS_CERT).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert: Option<String>,
+    /// Private key file (PKCS#8, PKCS#1 or SEC1) of `cert` (TOKENGATE_TLS_KEY).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Certificates chosen by SNI (exact name, then wildcard, then the first); ECDSA or RSA by what the client supports.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificates: Option<Vec<RawCertificate>>,
+    /// CA certificates (PEM) that client certificates must chain to; enables mutual TLS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_ca: Option<String>,
+    /// required: no client certificate, no connection | optional: a certificate is verified when presented (default required; needs client_ca).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_auth: Option<RawClientAuth>,
+}
+
+/// One certificate of `tls.certificates`.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawCertificate {
+    /// Certificate chain file, PEM, leaf first. Required.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert: Option<String>,
+    /// Private key file, PEM (PKCS#8, PKCS#1 or SEC1), matching the leaf. Required.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RawClientAuth {
+    Required,
+    Optional,
 }
 
 /// `access_log:`, the one line per request.
@@ -564,7 +610,7 @@ pub struct RawClaimRule {
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawIdentity {
-    /// Header name → source: subject | scopes | roles | client_id | issuer | claim:<path>. `{}` sends none (default: X-Auth-Subject, X-Auth-Scopes, X-Auth-Client-Id, X-Auth-Issuer).
+    /// Header name → source: subject | scopes | roles | client_id | issuer | claim:<path> | client_cert_subject | client_cert_sha256 (from the verified TLS client certificate). `{}` sends none (default: X-Auth-Subject, X-Auth-Scopes, X-Auth-Client-Id, X-Auth-Issuer).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub headers: Option<HeaderMapping>,
     /// Optional header carrying all verified claims as base64url(JSON).

@@ -82,8 +82,8 @@ impl JsonSchema for HeaderMapping {
             "propertyNames": { "pattern": "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$" },
             "additionalProperties": {
                 "type": "string",
-                "pattern": "^(subject|scopes|roles|client_id|issuer|claim:.+)$",
-                "description": "subject | scopes | roles | client_id | issuer | claim:<path>",
+                "pattern": "^(subject|scopes|roles|client_id|issuer|claim:.+|client_cert_subject|client_cert_sha256)$",
+                "description": "subject | scopes | roles | client_id | issuer | claim:<path> | client_cert_subject | client_cert_sha256",
             },
         })
     }

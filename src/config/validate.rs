@@ -340,6 +340,21 @@ fn validate(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Config, ConfigError> {
         p.take(upstreams::check_routes(ctx, routes, named, default_is_set));
     }
     let upstream_is_set = matches!(upstream, Some(Some(_))) || named_upstreams.as_ref().is_some_and(|n| !n.is_empty());
+    let decision_listen = raw.decision.as_ref().and_then(|d| d.listen.as_deref()).and_then(|l| l.parse().ok());
+    let tls = match raw.tls {
+        None => Some(None),
+        Some(t) => p.take(tls::tls(ctx, t, upstream_is_set || upstream.is_none())).map(Some),
+    };
+    let plain_listen = match (raw.plain_listen, listen, admin_listen) {
+        (None, ..) => Some(None),
+        (Some(addr), Some(listen), Some(admin_listen)) => {
+            let mut others = vec![(listen, "listen"), (admin_listen, "admin_listen")];
+            others.extend(decision_listen.map(|d| (d, "decision.listen")));
+            let has_tls = !matches!(tls, Some(None));
+            p.take(tls::plain_listen(ctx, &addr, has_tls, &others)).map(Some)
+        }
+        (Some(_), ..) => None,
+    };
     let decision = match (raw.decision, listen, admin_listen) {
         (None, ..) => Some(None),
         (Some(d), Some(listen), Some(admin_listen)) => {
@@ -362,6 +377,8 @@ fn validate(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Config, ConfigError> {
         Some(protected_resource),
         Some(trusted_proxies),
         Some(decision),
+        Some(tls),
+        Some(plain_listen),
     ) = (
         listen,
         admin_listen,
@@ -377,6 +394,8 @@ fn validate(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Config, ConfigError> {
         protected_resource,
         trusted_proxies,
         decision,
+        tls,
+        plain_listen,
     )
     else {
         // A section is absent only when it had a problem, which `finish` reports.
@@ -390,6 +409,8 @@ fn validate(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Config, ConfigError> {
     p.finish()?;
     Ok(Config {
         listen,
+        plain_listen,
+        tls,
         admin_listen,
         realm,
         server,
@@ -668,11 +689,14 @@ fn identity_value(source: &str) -> Result<IdentityValue, String> {
         "roles" => IdentityValue::Roles,
         "client_id" => IdentityValue::ClientId,
         "issuer" => IdentityValue::Issuer,
+        "client_cert_subject" => IdentityValue::ClientCertSubject,
+        "client_cert_sha256" => IdentityValue::ClientCertSha256,
         _ => match source.strip_prefix("claim:") {
             Some(path) if !path.is_empty() => IdentityValue::Claim(ClaimPath::parse(path)?),
             _ => {
                 return Err(format!(
-                    "unknown source {source:?}; expected subject, scopes, roles, client_id, issuer or claim:<path>"
+                    "unknown source {source:?}; expected subject, scopes, roles, client_id, issuer, claim:<path>, \
+                     client_cert_subject or client_cert_sha256"
                 ))
             }
         },
@@ -721,6 +745,7 @@ impl fmt::Display for Origin {
 
 mod issuers;
 mod routes;
+mod tls;
 mod trust;
 mod upstreams;
 

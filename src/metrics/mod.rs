@@ -53,6 +53,9 @@ pub const TUNNELS_TOTAL: &str = "tokengate_tunnels_total";
 pub const TUNNEL_CLOSERS: [&str; 5] = ["client", "upstream", "idle", "shutdown", "error"];
 pub const CONFIG_RELOADS_TOTAL: &str = "tokengate_config_reloads_total";
 pub const CONFIG_LAST_RELOAD_SUCCESS: &str = "tokengate_config_last_reload_success_timestamp_seconds";
+pub const TLS_HANDSHAKES_TOTAL: &str = "tokengate_tls_handshakes_total";
+pub const TLS_RELOADS_TOTAL: &str = "tokengate_tls_reloads_total";
+pub const TLS_CERTIFICATE_NOT_AFTER: &str = "tokengate_tls_certificate_not_after_seconds";
 
 /// `listener` label of the proxy listener's connection metrics.
 pub const LISTENER_PROXY: &str = "proxy";
@@ -137,6 +140,12 @@ pub struct Metrics {
     pub config_reloads_failure: IntCounter,
     /// Unix time of the last successful config load; the initial load counts (process start).
     pub config_last_reload_success: Gauge,
+    /// `result` (success | failure): TLS handshakes on the proxy listener; a timeout is a failure.
+    pub tls_handshakes: IntCounterVec,
+    /// `result` (success | failure): certificate, key or client CA changes seen on disk.
+    pub tls_reloads: IntCounterVec,
+    /// `certificate` (the cert file's path): notAfter of the leaf serving now, Unix seconds.
+    pub tls_not_after: IntGaugeVec,
     /// `DOORS.len() × DECISIONS.len()` decision counters, door-major, resolved on first use.
     decision_slots: Arc<[OnceLock<IntCounter>]>,
 }
@@ -259,6 +268,21 @@ impl Metrics {
         )
         .expect("valid metric");
         config_last_reload_success.set(start_time());
+        let tls_handshakes = counter_vec(
+            TLS_HANDSHAKES_TOTAL,
+            "TLS handshakes on the proxy listener, by result (success or failure).",
+            &["result"],
+        );
+        let tls_reloads = counter_vec(
+            TLS_RELOADS_TOTAL,
+            "TLS certificate, key and client CA changes on disk, by result (success: applied; failure: refused, the old one serves).",
+            &["result"],
+        );
+        let tls_not_after = gauge_vec(
+            TLS_CERTIFICATE_NOT_AFTER,
+            "Expiry (notAfter, Unix seconds) of each serving TLS certificate, by certificate file.",
+            &["certificate"],
+        );
         let build_info = IntGauge::with_opts(
             Opts::new(BUILD_INFO, "Build information; always 1.").const_label("version", env!("CARGO_PKG_VERSION")),
         )
@@ -289,6 +313,9 @@ impl Metrics {
             Box::new(tunnels.clone()),
             Box::new(config_reloads.clone()),
             Box::new(config_last_reload_success.clone()),
+            Box::new(tls_handshakes.clone()),
+            Box::new(tls_reloads.clone()),
+            Box::new(tls_not_after.clone()),
             Box::new(build_info),
         ] {
             registry.register(m).expect("metric names are unique");
@@ -323,6 +350,9 @@ impl Metrics {
             config_reloads_success: config_reloads.with_label_values(&["success"]),
             config_reloads_failure: config_reloads.with_label_values(&["failure"]),
             config_last_reload_success,
+            tls_handshakes,
+            tls_reloads,
+            tls_not_after,
             decision_slots: (0..DOORS.len() * DECISIONS.len()).map(|_| OnceLock::new()).collect(),
         }
     }

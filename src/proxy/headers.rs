@@ -234,6 +234,8 @@ impl IdentityValues {
                     true
                 }
                 IdentityValue::Claim(path) => path.get(&principal.claims).map(|v| put(&claim_text(v))).is_some(),
+                // From the connection, set by the proxy (`proxy::ClientCertValues`), not the token.
+                IdentityValue::ClientCertSubject | IdentityValue::ClientCertSha256 => false,
             };
             if present {
                 spans.push((h.name.clone(), start..text.len()));

@@ -12,7 +12,7 @@ pub mod route;
 pub mod upgrade;
 
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,13 +30,14 @@ use crate::auth::token_cache::LastToken;
 use crate::auth::{AuthError, Authenticator, Principal};
 use crate::canon::{self, PathOptions};
 use crate::clock::Clock;
-use crate::config::{Config, UpstreamSettings};
+use crate::config::{Config, IdentityValue, UpstreamSettings};
 use crate::decide::{self, Credentials, Refusal};
 use crate::metrics::{Metrics, RouteMetrics, NO_ROUTE};
 use crate::respond::{respond, Denial, UpstreamError};
-use crate::server::Hold;
+use crate::server::{Hold, Peer};
 use crate::telemetry::access::{self, Entry, Logged, X_REQUEST_ID};
 use crate::telemetry::otel::RequestSpan;
+use crate::tls::{ClientCert, TlsInfo};
 use forward::{Forwarder, UpstreamBody};
 use headers::{IdentityNames, IdentityValues, Untrusted};
 use pool::PooledBody;
@@ -99,9 +100,45 @@ struct Connection {
     client: IpAddr,
     /// The client's address as the `X-Forwarded-For` value, built once per connection.
     client_ip: HeaderValue,
+    /// `X-Forwarded-Proto`: `https` on the TLS listener, `http` on a cleartext one.
+    proto: &'static HeaderValue,
+    /// What the TLS handshake told (`None` in cleartext): read by identity headers now, by
+    /// certificate-bound tokens (RFC 8705) later.
+    tls: Option<TlsInfo>,
+    /// The verified client certificate as identity-header values, rendered once.
+    client_cert: Option<ClientCertValues>,
     memo: ArcSwap<Memo>,
     /// Kept by the tunnel of an upgrade (`upgrade::spawn`); `None` outside a listener.
     hold: Option<Hold>,
+}
+
+/// `client_cert_subject` and `client_cert_sha256` of the connection's client certificate.
+struct ClientCertValues {
+    /// `None` when the subject cannot be a header value.
+    subject: Option<HeaderValue>,
+    sha256: HeaderValue,
+}
+
+impl ClientCertValues {
+    fn new(cert: &ClientCert) -> ClientCertValues {
+        ClientCertValues {
+            subject: HeaderValue::from_bytes(cert.subject.as_bytes()).ok().filter(|_| !cert.subject.is_empty()),
+            sha256: HeaderValue::from_str(&cert.x5t_s256).expect("base64url is a valid header value"),
+        }
+    }
+
+    /// Set every identity header whose source is the client certificate.
+    fn apply(&self, headers: &mut HeaderMap, identity: &crate::config::Identity) {
+        for h in identity.headers.iter().filter(|h| h.value.is_client_cert()) {
+            let value = match h.value {
+                IdentityValue::ClientCertSubject => self.subject.clone(),
+                _ => Some(self.sha256.clone()),
+            };
+            if let Some(v) = value {
+                headers.insert(h.name.clone(), v);
+            }
+        }
+    }
 }
 
 /// What a connection learnt under one configuration snapshot; a request under a newer one
@@ -136,10 +173,18 @@ struct RenderedIdentity {
 }
 
 impl Gateway {
-    pub fn new(live: Arc<Live>, remote: SocketAddr, hold: Option<Hold>) -> Gateway {
+    /// The TLS side of the connection, `None` in cleartext.
+    pub fn tls(&self) -> Option<&TlsInfo> {
+        self.connection.tls.as_ref()
+    }
+
+    pub fn new(live: Arc<Live>, peer: Peer, hold: Option<Hold>) -> Gateway {
+        let remote = peer.remote;
         let client_ip = HeaderValue::from_str(&remote.ip().to_string()).expect("an IP address is a valid header value");
         let memo = ArcSwap::from_pointee(Memo::new(&live.load(), remote.ip()));
-        let connection = Connection { client: remote.ip(), client_ip, memo, hold };
+        let proto = if peer.tls.is_some() { &PROTO_HTTPS } else { &PROTO_HTTP };
+        let client_cert = peer.tls.as_ref().and_then(|t| t.client_cert.as_ref()).map(ClientCertValues::new);
+        let connection = Connection { client: remote.ip(), client_ip, proto, tls: peer.tls, client_cert, memo, hold };
         Gateway { live, connection: Arc::new(connection) }
     }
 
@@ -193,8 +238,10 @@ impl Scope<'_> {
     }
 }
 
-/// `X-Forwarded-Proto`: the listener speaks cleartext HTTP.
+/// `X-Forwarded-Proto` of a cleartext listener.
 static PROTO_HTTP: HeaderValue = HeaderValue::from_static("http");
+/// `X-Forwarded-Proto` of the TLS listener.
+static PROTO_HTTPS: HeaderValue = HeaderValue::from_static("https");
 
 /// What the pipeline learnt on the way, for the access log.
 #[derive(Default)]
@@ -297,6 +344,10 @@ async fn decide_and_forward<'s>(
     }
     let untrusted = Untrusted { forwarding: !memo.trusted_peer, method_override: state.routes.matches_methods };
     headers::strip_client(&mut parts.headers, &state.identity_names, untrusted);
+    // From the connection, not the token: on every route, after the client's copies are gone.
+    if let Some(cert) = &conn.connection.client_cert {
+        cert.apply(&mut parts.headers, &state.config.identity);
+    }
 
     let mut body: UpstreamBody = Either::Left(body);
     // A form body is read (under its cap) only when some route will look for a token in it.
@@ -331,7 +382,7 @@ async fn decide_and_forward<'s>(
         strip_query_token(&mut parts.uri).map_err(|_| deny(Denial::BadRequest("query cannot be rewritten")))?;
     }
 
-    forwarded::add(&mut parts.headers, &conn.connection.client_ip, &PROTO_HTTP, host.as_ref());
+    forwarded::add(&mut parts.headers, &conn.connection.client_ip, conn.connection.proto, host.as_ref());
     if let Some(v) = host {
         // The canonical host, whatever the client spelled (HTTP/2 carries it in :authority).
         if parts.headers.get(HOST) != Some(&v) {

@@ -3,6 +3,11 @@
 //! limits against slow and flooding clients, and a graceful drain: on shutdown stop accepting,
 //! let in-flight requests finish, give up after the grace period.
 //!
+//! TLS (the proxy listener, when configured): the handshake runs in the connection's own task,
+//! within `header_read_timeout` of the accept, so a slow or silent client never holds up the
+//! accept loop; what it told about the client (`tls::TlsInfo`) goes to the service with the
+//! client's address (`Peer`).
+//!
 //! Limits: at most `max_connections` connections per listener (one more is answered 503 and
 //! closed at once); a header-read timeout for HTTP/1 (hyper's) and for the first request of
 //! every connection (ours, `conn`); an idle timeout; HTTP/2 keep-alive pings and a bound on
@@ -33,6 +38,15 @@ use crate::config::ServerSettings;
 use crate::framing::{Framing, OnRefusal};
 use crate::metrics::ListenerMetrics;
 use crate::respond::TOO_MANY_CONNECTIONS;
+use crate::tls::{Tls, TlsInfo};
+
+/// The client of one accepted connection, as the service is made for it.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub remote: SocketAddr,
+    /// `Some` on a TLS listener, after the handshake.
+    pub tls: Option<TlsInfo>,
+}
 
 /// Listener limits. A reload sends new ones: connections accepted afterwards get them.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -69,12 +83,14 @@ const MAX_LINGERING: usize = 64;
 const LINGER: Duration = Duration::from_secs(1);
 
 /// Serve `listener` until `shutdown` turns true (or its sender is dropped), then drain for at
-/// most `limits.shutdown_grace`. `limits` is read again whenever it changes (a reload).
-/// `make_service` gets each connection's peer and `Hold` (for a tunnel after an upgrade, which
-/// the connection's service spawns itself: HTTP/1.1 upgrades are served).
+/// most `limits.shutdown_grace`. `limits` is read again whenever it changes (a reload). With
+/// `tls`, every connection is a TLS one. `make_service` gets each connection's peer and `Hold`
+/// (for a tunnel after an upgrade, which the connection's service spawns itself: HTTP/1.1
+/// upgrades are served).
 pub async fn serve<S, B>(
     listener: TcpListener,
-    make_service: impl Fn(SocketAddr, Hold) -> S,
+    make_service: impl Fn(Peer, Hold) -> S + Send + Sync + 'static,
+    tls: Option<Arc<Tls>>,
     mut limits: watch::Receiver<Limits>,
     metrics: ListenerMetrics,
     mut shutdown: watch::Receiver<bool>,
@@ -84,6 +100,7 @@ pub async fn serve<S, B>(
     B: Body<Data: Buf + Send> + Unpin + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let make_service = Arc::new(make_service);
     let mut current = *limits.borrow_and_update();
     let mut builder = builder(&current);
     let lingering = Arc::new(Semaphore::new(MAX_LINGERING));
@@ -120,15 +137,42 @@ pub async fn serve<S, B>(
         let slot = conn::Slot::new(metrics.open.clone(), alive.clone());
         let hold = Hold::new(slot, shutdown.clone(), current.shutdown_grace);
         let activity = Arc::new(conn::Activity::default());
-        let service = conn::tracked(make_service(remote, hold.clone()), activity.clone(), metrics.in_flight.clone());
-        let io = Framing::new(Coalesce(stream), current.max_header_bytes, Some(on_refusal.clone()));
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned();
         let timers = conn::Timers {
             header_read_timeout: current.header_read_timeout,
             idle_timeout: current.idle_timeout,
             shutdown_grace: current.shutdown_grace,
         };
-        tokio::spawn(conn::supervise(connection, |c| c.graceful_shutdown(), activity, timers, shutdown.clone(), hold));
+        let Some(tls) = &tls else {
+            let peer = Peer { remote, tls: None };
+            let service = conn::tracked(make_service(peer, hold.clone()), activity.clone(), metrics.in_flight.clone());
+            let io = Framing::new(Coalesce(stream), current.max_header_bytes, Some(on_refusal.clone()));
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned();
+            tokio::spawn(conn::supervise(
+                connection,
+                |c| c.graceful_shutdown(),
+                activity,
+                timers,
+                shutdown.clone(),
+                hold,
+            ));
+            continue;
+        };
+        let (tls, make_service, builder) = (tls.clone(), make_service.clone(), builder.clone());
+        let (in_flight, on_refusal, mut shutdown) = (metrics.in_flight.clone(), on_refusal.clone(), shutdown.clone());
+        let max_header_bytes = current.max_header_bytes;
+        tokio::spawn(async move {
+            // The handshake is part of the first request's deadline; a drain abandons it.
+            let handshake = tokio::select! {
+                done = tls.handshake(stream, timers.header_read_timeout) => done,
+                _ = shutdown.wait_for(|stop| *stop) => None,
+            };
+            let Some((stream, info)) = handshake else { return };
+            let peer = Peer { remote, tls: Some(info) };
+            let service = conn::tracked(make_service(peer, hold.clone()), activity.clone(), in_flight);
+            let io = Framing::new(Coalesce(stream), max_header_bytes, Some(on_refusal));
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned();
+            conn::supervise(connection, |c| c.graceful_shutdown(), activity, timers, shutdown, hold).await
+        });
     }
     drop(listener);
     drop(alive);

@@ -206,6 +206,8 @@ async fn upstream_answer(
 pub fn config(upstream: &str, issuers: Vec<Issuer>, routes: Vec<Route>) -> Config {
     Config {
         listen: "127.0.0.1:0".parse().unwrap(),
+        plain_listen: None,
+        tls: None,
         admin_listen: "127.0.0.1:0".parse().unwrap(),
         realm: "test".into(),
         server: ServerSettings {
