@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::COOKIE;
+use http::header::{CONNECTION, COOKIE, UPGRADE};
 use http::{Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -75,7 +75,24 @@ impl Drop for Pki {
 
 /// Answers every request with what it saw: protocol version, cookies, authority, the identity
 /// subject, whether the client presented a certificate.
-async fn echo(req: Request<Incoming>, client_cert: bool) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn echo(mut req: Request<Incoming>, client_cert: bool) -> Result<Response<Full<Bytes>>, Infallible> {
+    if let Some(protocol) = req.headers().get(UPGRADE).cloned() {
+        // An upgrade to anything: 101, then every byte echoed back.
+        let version = format!("{:?}", req.version());
+        let upgraded = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            let Ok(upgraded) = upgraded.await else { return };
+            let (mut read, mut write) = tokio::io::split(TokioIo::new(upgraded));
+            let _ = tokio::io::copy(&mut read, &mut write).await;
+        });
+        return Ok(Response::builder()
+            .status(101)
+            .header(UPGRADE, protocol)
+            .header(CONNECTION, "upgrade")
+            .header("x-seen-version", version)
+            .body(Full::new(Bytes::new()))
+            .unwrap());
+    }
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let cookies: Vec<&str> = req.headers().get_all(COOKIE).iter().map(|v| v.to_str().unwrap()).collect();
     let authority = req.uri().authority().map(|a| a.to_string()).unwrap_or_else(|| header("host"));
@@ -102,13 +119,13 @@ async fn serve(tls: Option<TlsAcceptor>) -> SocketAddr {
                 match tls {
                     None => {
                         let service = hyper::service::service_fn(|req| echo(req, false));
-                        let _ = builder.serve_connection(TokioIo::new(tcp), service).await;
+                        let _ = builder.serve_connection_with_upgrades(TokioIo::new(tcp), service).await;
                     }
                     Some(acceptor) => {
                         let Ok(stream) = acceptor.accept(tcp).await else { return };
                         let cert = stream.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty());
                         let service = hyper::service::service_fn(move |req| echo(req, cert));
-                        let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                        let _ = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await;
                     }
                 }
             });
@@ -265,6 +282,46 @@ async fn https_upstream_with_a_private_ca() {
     let default = format!("https://localhost:{}", h2.port());
     assert_eq!(m.upstream_responses.with_label_values(&[&default, "2xx"]).get(), 3);
     assert_eq!(m.upstream_errors.with_label_values(&["public-roots", "connect"]).get(), 1);
+}
+
+/// An upgrade to an https upstream whose ALPN prefers h2 goes over an HTTP/1.1 connection of
+/// its own (upgrades are HTTP/1.1 only), and its bytes flow both ways; ordinary requests keep
+/// using HTTP/2.
+#[tokio::test]
+async fn upgrade_through_an_https_upstream_that_prefers_h2() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let idp = dev_issuer("k").await;
+    let pki = Pki::new("upgrade");
+    let up = tls_upstream(&pki, &["localhost"], &[b"h2", b"http/1.1"], false).await;
+    let gw = gateway_yaml(
+        &idp,
+        &format!("upstream: {{url: 'https://localhost:{}', ca: '{}'}}", up.port(), pki.path("ca.pem")),
+        "  - {id: rest, path_prefix: /}\n",
+    )
+    .await;
+    let t = token(&idp, "");
+    let r = get(&format!("http://{}/x", gw.addr), &t).await;
+    assert_eq!(seen(&r, "version"), "HTTP/2.0");
+
+    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let head = format!(
+        "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: echo\r\nAuthorization: Bearer {t}\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let mut got = Vec::new();
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(WAIT, s.read(&mut buf)).await.unwrap().unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    let answer = String::from_utf8_lossy(&got).to_lowercase();
+    assert!(answer.starts_with("http/1.1 101"), "{answer}");
+    assert!(answer.contains("x-seen-version: http/1.1"), "{answer}");
+    s.write_all(b"ping through the tunnel").await.unwrap();
+    let mut echoed = vec![0u8; 23];
+    tokio::time::timeout(WAIT, s.read_exact(&mut echoed)).await.unwrap().unwrap();
+    assert_eq!(echoed, b"ping through the tunnel");
 }
 
 /// A certificate for another name than the URL's host is accepted under `server_name`, and

@@ -15,12 +15,22 @@ use crate::respond::UpstreamError;
 
 /// ALPN offered to `https://` upstreams: HTTP/2 preferred.
 const ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
+/// ALPN of a connection for an upgrade (WebSocket), which HTTP/1.1 alone can carry.
+const ALPN_H1: &[&[u8]] = &[b"http/1.1"];
 
 pub struct Connector {
     /// `host:port` to connect to.
     address: String,
     timeout: Duration,
-    tls: Option<(TlsConnector, ServerName<'static>)>,
+    tls: Option<Tls>,
+}
+
+struct Tls {
+    /// Offers `h2` and `http/1.1`.
+    any: TlsConnector,
+    /// Offers `http/1.1` only.
+    h1: TlsConnector,
+    name: ServerName<'static>,
 }
 
 /// A new connection, and whether it speaks HTTP/2.
@@ -47,8 +57,11 @@ impl Connector {
         // `host()` keeps the brackets of an IPv6 literal; the socket address wants them off.
         let host = authority.host().trim_start_matches('[').trim_end_matches(']');
         let tls = settings.tls.as_ref().map(|tls| {
-            let config = tls.client_config(ALPN).expect("validated: the client key is usable");
-            (TlsConnector::from(Arc::new(config)), tls.server_name.clone())
+            let connector = |alpn| {
+                let config = tls.client_config(alpn).expect("validated: the client key is usable");
+                TlsConnector::from(Arc::new(config))
+            };
+            Tls { any: connector(ALPN), h1: connector(ALPN_H1), name: tls.server_name.clone() }
         });
         Connector {
             address: if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") },
@@ -57,10 +70,12 @@ impl Connector {
         }
     }
 
-    pub async fn connect(&self) -> Result<Connected, UpstreamError> {
+    /// A new connection; over TLS, `h1_only` offers HTTP/1.1 alone in ALPN.
+    pub async fn connect(&self, h1_only: bool) -> Result<Connected, UpstreamError> {
         let tcp = self.tcp().await?;
         let _ = tcp.set_nodelay(true);
-        let Some((connector, name)) = &self.tls else { return Ok(Connected::Tcp(tcp)) };
+        let Some(tls) = &self.tls else { return Ok(Connected::Tcp(tcp)) };
+        let (connector, name) = (if h1_only { &tls.h1 } else { &tls.any }, &tls.name);
         // The handshake is part of connecting: under the same timeout.
         match tokio::time::timeout(self.timeout, connector.connect(name.clone(), tcp)).await {
             Ok(Ok(tls)) => Ok(Connected::Tls(Box::new(tls))),

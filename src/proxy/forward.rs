@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{COOKIE, HOST, TE};
+use http::header::{CONNECTION, COOKIE, HOST, TE, UPGRADE};
 use http::uri::{Authority, PathAndQuery, Scheme, Uri};
 use http::{HeaderValue, Request, Response, Version};
 use http_body_util::{Either, Full};
@@ -143,7 +143,10 @@ impl Forwarder {
         &self,
         req: Request<UpstreamBody>,
     ) -> Result<(Response<Incoming>, Option<Sender>), UpstreamError> {
-        if self.protocol != UpstreamProtocol::Http1 {
+        // An upgrade (WebSocket) is HTTP/1.1 only: over TLS it takes a connection that offered
+        // nothing else in ALPN (RFC 8441's HTTP/2 form is not spoken upstream).
+        let h1_only = self.protocol == UpstreamProtocol::Tls && req.headers().contains_key(UPGRADE);
+        if self.protocol != UpstreamProtocol::Http1 && !h1_only {
             if let Some(h2) = self.shared_h2() {
                 return self.send_h2(h2, req).await.map(|r| (r, None));
             }
@@ -151,7 +154,7 @@ impl Forwarder {
         let mut sender = match self.pool.checkout() {
             Some(sender) => sender,
             // Boxed: the connect and handshake futures are large and rarely needed.
-            None => match Box::pin(self.connect()).await? {
+            None => match Box::pin(self.connect(h1_only)).await? {
                 Fresh::H1(sender) => sender,
                 Fresh::H2(h2) => return self.send_h2(h2, req).await.map(|r| (r, None)),
             },
@@ -163,7 +166,7 @@ impl Forwarder {
                 // The connection closed before the request was written (typically a pooled one
                 // the upstream closed just as we picked it): nothing reached the upstream, so it
                 // is safe to send the request once more, on a fresh connection.
-                Some(req) => match Box::pin(self.connect()).await? {
+                Some(req) => match Box::pin(self.connect(h1_only)).await? {
                     Fresh::H1(mut fresh) => {
                         let response = fresh.send_request(req).await.map_err(|e| broken(&e))?;
                         Ok((response, Some(fresh)))
@@ -229,6 +232,10 @@ impl Forwarder {
             *req.uri_mut() = uri;
         }
         *req.version_mut() = Version::HTTP_2;
+        // Connection-specific fields are malformed on HTTP/2 (§8.2.2); an upgrade asked of an
+        // `h2c://` upstream goes as an ordinary request.
+        req.headers_mut().remove(CONNECTION);
+        req.headers_mut().remove(UPGRADE);
         if req.headers().contains_key(COOKIE) {
             headers::split_cookies(req.headers_mut());
         }
@@ -237,8 +244,8 @@ impl Forwarder {
 
     /// A new connection: TCP (and TLS), then the HTTP/1.1 or HTTP/2 handshake. A new HTTP/2
     /// connection becomes the shared one.
-    async fn connect(&self) -> Result<Fresh, UpstreamError> {
-        let connected = self.connector.connect().await?;
+    async fn connect(&self, h1_only: bool) -> Result<Fresh, UpstreamError> {
+        let connected = self.connector.connect(h1_only).await?;
         let h2 = connected.speaks_h2(self.protocol);
         let fresh = match connected {
             Connected::Tcp(tcp) => self.handshake(tcp, h2).await?,
