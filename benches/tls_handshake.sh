@@ -28,23 +28,9 @@ for tool in wrk nginx openssl taskset python3; do
 done
 [ -x "$BIN" ] || { echo "no $BIN: cargo build --release (or set BIN)" >&2; exit 1; }
 
-work=$(mktemp -d /tmp/tokengate-tls.XXXXXX)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_port() {
-    for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
-    echo "nothing on port $1" >&2
-    exit 1
-}
-cpu_ticks() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
-hz=$(getconf CLK_TCK)
+tag=tls
+# shellcheck source=benches/common.sh
+source benches/common.sh
 
 # One ECDSA P-256 certificate for both.
 openssl ecparam -name prime256v1 -genkey -noout -out "$work/key.pem" 2>/dev/null
@@ -111,7 +97,6 @@ run() {
         'BEGIN { printf "%-10s %-15s %9d requests  %8.1f us CPU/request\n", name, w, n, t * 1e6 / hz / n }'
 }
 
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 getent hosts localhost | grep -q 127.0.0.1 || { echo "localhost does not resolve to 127.0.0.1" >&2; exit 1; }
 echo "# $(date -u +%FT%TZ) $(uname -m), $(nproc) cores; rounds=$ROUNDS duration=${DURATION}s connections=$CONNECTIONS"

@@ -28,23 +28,9 @@ done
 echo "building the pass-through…" >&2
 cargo build --release --quiet --example passthrough
 
-work=$(mktemp -d /tmp/tokengate-client.XXXXXX)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_port() {
-    for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
-    echo "nothing on port $1" >&2
-    exit 1
-}
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-hz=$(getconf CLK_TCK)
+tag=client
+# shellcheck source=benches/common.sh
+source benches/common.sh
 
 h1_port=$(port)
 h2_port=$(port)
@@ -96,7 +82,6 @@ for _ in $(seq "$ROUNDS"); do
         done
     done
 done
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 echo "# medians of CPU us per request, and tokengate's client / hyper-util's"
 for proto in h1 h2c; do
     ours=$(awk -v p="$proto" '$1 == "tokengate" && $2 == p {print $5}' "$results" | median)

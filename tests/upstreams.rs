@@ -264,6 +264,7 @@ async fn https_upstream_with_a_private_ca() {
     )
     .await;
     let t = token(&idp, "");
+    let opened = gw.metrics.upstream_connections.get();
     for _ in 0..3 {
         let r = get(&format!("http://{}/x", gw.addr), &t).await;
         assert_eq!(r.status(), 200);
@@ -271,17 +272,69 @@ async fn https_upstream_with_a_private_ca() {
         assert_eq!(seen(&r, "subject"), "alice");
         assert_eq!(seen(&r, "path"), "/x");
     }
+    assert_eq!(gw.metrics.upstream_connections.get() - opened, 1, "one HTTP/2 connection carried the three");
     let r = get(&format!("http://{}/h1/y", gw.addr), &t).await;
     assert_eq!((r.status().as_u16(), seen(&r, "version")), (200, "HTTP/1.1"));
     // The webpki roots do not know the private CA: the handshake fails, nothing is sent.
     let r = get(&format!("http://{}/untrusted/z", gw.addr), &t).await;
     assert_eq!(r.status(), 502);
     assert!(seen(&r, "path").is_empty());
-    // One HTTP/2 connection carried the three requests to the first upstream.
     let m = &gw.metrics;
     let default = format!("https://localhost:{}", h2.port());
     assert_eq!(m.upstream_responses.with_label_values(&[&default, "2xx"]).get(), 3);
     assert_eq!(m.upstream_errors.with_label_values(&["public-roots", "connect"]).get(), 1);
+}
+
+/// An h2c upstream that answers one request per connection, then sends GOAWAY and closes it;
+/// `closed` counts the connections it has closed.
+async fn one_request_per_connection(closed: Arc<tokio::sync::watch::Sender<usize>>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let closed = closed.clone();
+            tokio::spawn(async move {
+                let (answered, first) = tokio::sync::oneshot::channel::<()>();
+                let answered = std::sync::Mutex::new(Some(answered));
+                let service = hyper::service::service_fn(move |req| {
+                    answered.lock().unwrap().take().map(|a| a.send(()));
+                    echo(req, false)
+                });
+                let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tcp), service);
+                let mut conn = std::pin::pin!(conn);
+                tokio::select! {
+                    _ = conn.as_mut() => {}
+                    _ = first => {
+                        conn.as_mut().graceful_shutdown();
+                        let _ = conn.await;
+                    }
+                }
+                closed.send_modify(|n| *n += 1);
+            });
+        }
+    });
+    addr
+}
+
+/// The shared HTTP/2 connection is replaced when the upstream closes it (GOAWAY): no request
+/// fails, and a request that found it closed goes out again on a fresh one.
+#[tokio::test]
+async fn h2_connection_closed_by_the_upstream_is_replaced() {
+    let idp = dev_issuer("k").await;
+    let closed = Arc::new(tokio::sync::watch::Sender::new(0));
+    let up = one_request_per_connection(closed.clone()).await;
+    let gw = gateway_yaml(&idp, &format!("upstream: {{url: 'h2c://{up}'}}"), "  - {id: rest, path_prefix: /}\n").await;
+    let t = token(&idp, "");
+    for i in 0..4 {
+        let r = get(&format!("http://{}/n{i}", gw.addr), &t).await;
+        assert_eq!((r.status().as_u16(), seen(&r, "path")), (200, format!("/n{i}").as_str()), "request {i}");
+        // The upstream closed the connection this request used.
+        let mut seen_closed = closed.subscribe();
+        tokio::time::timeout(WAIT, seen_closed.wait_for(|n| *n > i)).await.expect("the upstream closes").unwrap();
+    }
+    assert_eq!(gw.metrics.upstream_connections.get(), 4);
+    assert_eq!(gw.metrics.upstream_errors.with_label_values(&[&format!("h2c://{up}"), "broken"]).get(), 0);
 }
 
 /// An upgrade to an https upstream whose ALPN prefers h2 goes over an HTTP/1.1 connection of

@@ -178,24 +178,24 @@ impl Forwarder {
         }
     }
 
-    /// The shared HTTP/2 connection, while it is open.
+    /// The shared HTTP/2 connection, once one is open (a closed one is replaced on first use).
     fn shared_h2(&self) -> Option<H2Sender> {
-        let mut shared = self.h2.lock().unwrap_or_else(PoisonError::into_inner);
-        match &*shared {
-            Some(h2) if !h2.is_closed() => Some(h2.clone()),
-            Some(_) => {
-                *shared = None;
-                None
-            }
-            None => None,
-        }
+        self.h2.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
-    async fn send_h2(&self, mut h2: H2Sender, req: Request<UpstreamBody>) -> Result<Response<Incoming>, UpstreamError> {
-        let req = self.for_h2(req);
-        // Waits while the connection is at its peer's stream limit.
-        h2.ready().await.map_err(|e| broken(&e))?;
-        h2.send_request(req).await.map_err(|e| broken(&e))
+    async fn send_h2(&self, h2: H2Sender, req: Request<UpstreamBody>) -> Result<Response<Incoming>, UpstreamError> {
+        match try_h2(h2, self.for_h2(req)).await {
+            Ok(response) => Ok(response),
+            // The connection was closed (GOAWAY, the upstream went away) before the request was
+            // written: nothing reached the upstream, so it goes once more on a fresh connection,
+            // which becomes the shared one.
+            Err(Some(req)) => match Box::pin(self.connect(false)).await? {
+                Fresh::H2(fresh) => try_h2(fresh, req).await.map_err(|_| UpstreamError::Broken),
+                // The upstream's ALPN no longer offers h2; later requests use HTTP/1.1.
+                Fresh::H1(_) => Err(UpstreamError::Broken),
+            },
+            Err(None) => Err(UpstreamError::Broken),
+        }
     }
 
     /// HTTP/1.1: origin form, `Host`, no `TE`, and one `cookie` field (RFC 9113 §8.2.3: the pieces an
@@ -289,6 +289,26 @@ impl Forwarder {
         });
         Ok(Fresh::H1(sender))
     }
+}
+
+/// One request on an HTTP/2 connection, once it can take one (it waits while the connection is
+/// at its peer's stream limit). `Err(Some(req))`: the connection was closed before the request
+/// was written; `Err(None)`: it failed after (logged).
+async fn try_h2(
+    mut h2: H2Sender,
+    req: Request<UpstreamBody>,
+) -> Result<Response<Incoming>, Option<Request<UpstreamBody>>> {
+    if let Err(e) = h2.ready().await {
+        tracing::debug!(error = %e, "upstream HTTP/2 connection closed; opening another");
+        return Err(Some(req));
+    }
+    h2.try_send_request(req).await.map_err(|mut e| {
+        let unsent = e.take_message();
+        if unsent.is_none() {
+            broken(e.error());
+        }
+        unsent
+    })
 }
 
 fn broken(e: &hyper::Error) -> UpstreamError {
