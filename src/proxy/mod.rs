@@ -37,7 +37,7 @@ use crate::respond::{respond, Denial, UpstreamError};
 use crate::server::{Hold, Peer};
 use crate::telemetry::access::{self, Entry, Logged, X_REQUEST_ID};
 use crate::telemetry::otel::RequestSpan;
-use crate::tls::{ClientCert, TlsInfo};
+use crate::tls::ClientCert;
 use forward::{Forwarder, UpstreamBody};
 use headers::{IdentityNames, IdentityValues, Untrusted};
 use pool::PooledBody;
@@ -102,10 +102,9 @@ struct Connection {
     client_ip: HeaderValue,
     /// `X-Forwarded-Proto`: `https` on the TLS listener, `http` on a cleartext one.
     proto: &'static HeaderValue,
-    /// What the TLS handshake told (`None` in cleartext): read by identity headers now, by
-    /// certificate-bound tokens (RFC 8705) later.
-    tls: Option<TlsInfo>,
-    /// The verified client certificate as identity-header values, rendered once.
+    /// The verified client certificate as identity-header values, rendered once; its
+    /// `x5t#S256` thumbprint is also what certificate-bound tokens (RFC 8705) will be checked
+    /// against.
     client_cert: Option<ClientCertValues>,
     memo: ArcSwap<Memo>,
     /// Kept by the tunnel of an upgrade (`upgrade::spawn`); `None` outside a listener.
@@ -173,18 +172,13 @@ struct RenderedIdentity {
 }
 
 impl Gateway {
-    /// The TLS side of the connection, `None` in cleartext.
-    pub fn tls(&self) -> Option<&TlsInfo> {
-        self.connection.tls.as_ref()
-    }
-
     pub fn new(live: Arc<Live>, peer: Peer, hold: Option<Hold>) -> Gateway {
         let remote = peer.remote;
         let client_ip = HeaderValue::from_str(&remote.ip().to_string()).expect("an IP address is a valid header value");
         let memo = ArcSwap::from_pointee(Memo::new(&live.load(), remote.ip()));
         let proto = if peer.tls.is_some() { &PROTO_HTTPS } else { &PROTO_HTTP };
         let client_cert = peer.tls.as_ref().and_then(|t| t.client_cert.as_ref()).map(ClientCertValues::new);
-        let connection = Connection { client: remote.ip(), client_ip, proto, tls: peer.tls, client_cert, memo, hold };
+        let connection = Connection { client: remote.ip(), client_ip, proto, client_cert, memo, hold };
         Gateway { live, connection: Arc::new(connection) }
     }
 
