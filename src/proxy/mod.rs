@@ -554,6 +554,38 @@ mod tests {
 
     use super::*;
 
+    fn config(upstreams: &str) -> Config {
+        let text = format!(
+            "{upstreams}\nissuers: [{{issuer: 'https://i/', jwks_uri: 'https://i/k', audiences: [a]}}]\nroutes:\n  - {{id: b, path_prefix: /b, upstream: b}}\n  - {{id: c, path_prefix: /c, upstream: c}}\n  - {{id: d, path_prefix: /}}\n"
+        );
+        crate::config::load_text(std::path::Path::new("t.yaml"), &text, &Default::default()).unwrap()
+    }
+
+    /// A reload keeps the connections of each upstream whose name and settings it did not
+    /// change, and only those; each route gets its own upstream.
+    #[tokio::test]
+    async fn reload_keeps_unchanged_upstreams() {
+        let http = reqwest::Client::new();
+        let state = |previous: Option<&State>, c| state_after(previous, c, Metrics::new(), &http, Clock::system());
+        let first = state(
+            None,
+            config("upstream: {url: 'http://a:1'}\nupstreams: {b: {url: 'http://b:1'}, c: {url: 'http://b:1'}}"),
+        );
+        let forwarder = |s: &State, i: usize| s.route_upstreams[i].as_ref().unwrap().forwarder.clone();
+        let name = |s: &State, i: usize| s.route_upstreams[i].as_ref().unwrap().name.to_string();
+        assert_eq!((name(&first, 0), name(&first, 1), name(&first, 2)), ("b".into(), "c".into(), "http://a:1".into()));
+        // Same settings under two names: two upstreams, each with its own connections.
+        assert!(!Arc::ptr_eq(&forwarder(&first, 0), &forwarder(&first, 1)));
+        let second = state(
+            Some(&first),
+            config("upstream: {url: 'http://a:2'}\nupstreams: {b: {url: 'http://b:1'}, c: {url: 'http://c:1'}}"),
+        );
+        assert!(Arc::ptr_eq(&forwarder(&first, 0), &forwarder(&second, 0)), "b did not change");
+        assert!(!Arc::ptr_eq(&forwarder(&first, 1), &forwarder(&second, 1)), "c's URL changed");
+        assert!(!Arc::ptr_eq(&forwarder(&first, 2), &forwarder(&second, 2)), "the default's URL changed");
+        assert_eq!(name(&second, 2), "http://a:2");
+    }
+
     /// Host and target of a request as hyper hands them over, and the `Host` forwarded for it.
     fn forwarded(version: Version, host: Option<&str>, target: &str) -> Option<HeaderValue> {
         let mut headers = HeaderMap::new();
