@@ -54,6 +54,7 @@ async fn main() {
         .http2_only(protocol == UpstreamProtocol::H2c)
         .build(connector);
     let base = format!("http://{address}");
+    let h2c = protocol == UpstreamProtocol::H2c;
     let listener = tokio::net::TcpListener::bind(&listen).await.unwrap();
     loop {
         let (stream, _) = listener.accept().await.unwrap();
@@ -66,6 +67,10 @@ async fn main() {
                     if legacy {
                         let path = req.uri().path_and_query().map_or("/", PathAndQuery::as_str);
                         *req.uri_mut() = format!("{base}{path}").parse::<Uri>().expect("a valid URI");
+                        if h2c {
+                            // HTTP/2 carries the host in `:authority` (from the URI), as ours does.
+                            req.headers_mut().remove(http::header::HOST);
+                        }
                         let response = client.request(req).await.expect("the upstream answers");
                         return Ok::<_, Infallible>(response.map(Body::Legacy));
                     }
