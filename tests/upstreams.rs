@@ -215,6 +215,12 @@ fn shipped_example_loads() {
     )
     .unwrap_err();
     assert_eq!(err.field(), Some("upstreams.billing.ca"), "{err}");
+    // A client key that is not the client certificate's is refused, naming the key.
+    pki.leaf("other", &["other"]);
+    let mismatched = text.replace(&pki.path("gateway-client.key"), &pki.path("other.key"));
+    let err = tokengate::config::load_text(Path::new("u.yaml"), &mismatched, &Default::default()).unwrap_err();
+    assert_eq!(err.field(), Some("upstreams.billing.client_key"), "{err}");
+    assert!(err.to_string().contains("does not match the certificate"), "{err}");
 }
 
 /// Two upstreams, each route forwarding to its own; the default takes routes that name none.

@@ -98,7 +98,7 @@ impl fmt::Debug for ClientIdentity {
 impl UpstreamTls {
     /// The rustls client for this upstream: its roots, its client certificate, ALPN offering
     /// HTTP/2 first (`alpn`: `h2` then `http/1.1`). Fails only on a client key rustls cannot
-    /// use, which config validation reports.
+    /// use, which config validation has refused already (`tls::load::read_pair`).
     pub fn client_config(&self, alpn: &[&[u8]]) -> Result<rustls::ClientConfig, rustls::Error> {
         let mut roots = rustls::RootCertStore::empty();
         match &self.roots {
@@ -107,8 +107,7 @@ impl UpstreamTls {
             }
             None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
         }
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let builder = rustls::ClientConfig::builder_with_provider(provider)
+        let builder = rustls::ClientConfig::builder_with_provider(crate::tls::load::provider())
             .with_safe_default_protocol_versions()?
             .with_root_certificates(roots);
         let mut config = match &self.client_identity {

@@ -34,6 +34,21 @@ pub enum LoadError {
     BadCertificate { path: PathBuf, reason: String },
 }
 
+impl LoadError {
+    /// The error is the key file's (as config errors name it): a key that cannot be read or
+    /// parsed, or one that is not the leaf's. Everything else is the certificate file's.
+    pub fn is_about_key(&self, key: &Path) -> bool {
+        match self {
+            LoadError::Unreadable { path, .. }
+            | LoadError::BadPem { path, .. }
+            | LoadError::NoKey { path }
+            | LoadError::BadKey { path, .. } => path == key,
+            LoadError::KeyMismatch { .. } => true,
+            _ => false,
+        }
+    }
+}
+
 /// File contents, read once: what is hashed is exactly what is parsed.
 pub(crate) fn read(path: &Path) -> Result<Vec<u8>, LoadError> {
     let unreadable = |reason: String| LoadError::Unreadable { path: path.to_owned(), reason };
@@ -62,7 +77,7 @@ pub(crate) fn certificates(path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer
     Ok(chain)
 }
 
-fn private_key(path: &Path, pem: &[u8]) -> Result<PrivateKeyDer<'static>, LoadError> {
+pub(crate) fn private_key(path: &Path, pem: &[u8]) -> Result<PrivateKeyDer<'static>, LoadError> {
     PrivateKeyDer::from_pem_slice(pem).map_err(|e| match e {
         pem::Error::NoItemsFound => LoadError::NoKey { path: path.to_owned() },
         e => LoadError::BadPem { path: path.to_owned(), reason: e.to_string() },
@@ -108,6 +123,19 @@ pub fn provider() -> Arc<CryptoProvider> {
 /// Check a certificate pair on disk (config validation).
 pub fn check_pair(cert: &Path, key: &Path) -> Result<CertifiedKey, LoadError> {
     certified_key(&provider(), cert, &read(cert)?, key, &read(key)?)
+}
+
+/// A certificate chain and its key on disk, checked against each other like `check_pair`, as
+/// DER (an upstream's client certificate, handed to a rustls `ClientConfig`).
+pub fn read_pair(cert: &Path, key: &Path) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), LoadError> {
+    let (cert_pem, key_pem) = (read(cert)?, read(key)?);
+    certified_key(&provider(), cert, &cert_pem, key, &key_pem)?;
+    Ok((certificates(cert, &cert_pem)?, private_key(key, &key_pem)?))
+}
+
+/// Every certificate in a PEM file on disk (an upstream's `ca`).
+pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, LoadError> {
+    certificates(path, &read(path)?)
 }
 
 /// Check a client CA file on disk (config validation).

@@ -40,18 +40,7 @@ pub(super) fn tls(ctx: &Ctx<'_>, raw: RawTls, has_proxy_listener: bool) -> Resul
             return Err(ctx.err(format!("{field}.key"), "is required: the private key file (PEM) of the certificate"));
         };
         load::check_pair(&cert, &key).map_err(|e| {
-            let which = match &e {
-                load::LoadError::Unreadable { path, .. }
-                | load::LoadError::BadPem { path, .. }
-                | load::LoadError::NoKey { path }
-                | load::LoadError::BadKey { path, .. }
-                    if *path == key =>
-                {
-                    "key"
-                }
-                load::LoadError::KeyMismatch { .. } => "key",
-                _ => "cert",
-            };
+            let which = if e.is_about_key(&key) { "key" } else { "cert" };
             ctx.err(format!("{field}.{which}"), e.to_string())
         })?;
         certificates.push(CertificatePaths { cert, key });

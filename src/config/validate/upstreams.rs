@@ -2,17 +2,18 @@
 //! and checked here so that a bad file is a load error naming its field.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 
 use http::Uri;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::ServerName;
 
 use super::{
     env, nonzero, positive, raw, Ctx, Problems, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_IN_FLIGHT,
     DEFAULT_POOL_IDLE_TIMEOUT, DEFAULT_POOL_MAX_IDLE_PER_HOST, DEFAULT_RESPONSE_TIMEOUT,
 };
 use crate::config::{ClientIdentity, ConfigError, Route, UpstreamProtocol, UpstreamSettings, UpstreamTls, WrittenTls};
+use crate::tls::load;
 
 /// `upstream`, the default for routes that name none; `section` is `upstream` or
 /// `upstreams.<name>`.
@@ -98,7 +99,7 @@ fn tls(ctx: &Ctx<'_>, section: &str, raw: &raw::RawUpstream, host: &str) -> Resu
     let roots = match &raw.ca {
         None => None,
         Some(path) => {
-            let certs = certificates(ctx, &field("ca"), path)?;
+            let certs = load::read_certificates(Path::new(path)).map_err(|e| ctx.err(field("ca"), e.to_string()))?;
             let mut store = rustls::RootCertStore::empty();
             let (added, _) = store.add_parsable_certificates(certs.iter().cloned());
             if added == 0 {
@@ -119,9 +120,11 @@ fn tls(ctx: &Ctx<'_>, section: &str, raw: &raw::RawUpstream, host: &str) -> Resu
         (Some(_), None) => return Err(ctx.err(field("client_key"), "is required with client_cert")),
         (None, Some(_)) => return Err(ctx.err(field("client_cert"), "is required with client_key")),
         (Some(cert), Some(key)) => {
-            let chain = certificates(ctx, &field("client_cert"), cert)?;
-            let key = PrivateKeyDer::from_pem_file(key)
-                .map_err(|e| ctx.err(field("client_key"), format!("{key}: no private key could be read ({e})")))?;
+            // Read and checked as the listener's pairs are: the key must be the leaf's.
+            let (chain, key) = load::read_pair(Path::new(cert), Path::new(key)).map_err(|e| {
+                let which = if e.is_about_key(Path::new(key)) { "client_key" } else { "client_cert" };
+                ctx.err(field(which), e.to_string())
+            })?;
             Some(ClientIdentity { chain, key })
         }
     };
@@ -131,21 +134,7 @@ fn tls(ctx: &Ctx<'_>, section: &str, raw: &raw::RawUpstream, host: &str) -> Resu
         client_cert: raw.client_cert.clone(),
         client_key: raw.client_key.clone(),
     };
-    let tls = UpstreamTls { roots, server_name, client_identity, written };
-    if let Err(e) = tls.client_config(&[]) {
-        return Err(ctx.err(field("client_key"), format!("cannot be used with client_cert: {e}")));
-    }
-    Ok(tls)
-}
-
-fn certificates(ctx: &Ctx<'_>, field: &str, path: &str) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| ctx.err(field, format!("{path}: {e}")))?;
-    if certs.is_empty() {
-        return Err(ctx.err(field, format!("{path}: no PEM certificate in it")));
-    }
-    Ok(certs)
+    Ok(UpstreamTls { roots, server_name, client_identity, written })
 }
 
 /// `upstreams`: each checked like `upstream`.
