@@ -16,9 +16,9 @@ use bytes::Bytes;
 use http::{HeaderName, Request};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, ProtocolVersion, RootCertStore, SupportedProtocolVersion};
+use support::pki::{Ca, Leaf};
 use support::*;
 use tokengate::config::{CertificatePaths, ClientAuth, Config, IdentityHeader, IdentityValue, TlsSettings};
 use tokio::net::TcpStream;
@@ -26,57 +26,6 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 // === certificates ===
-
-/// A CA that signs server and client certificates.
-struct Ca {
-    issuer: Issuer<'static, KeyPair>,
-    der: CertificateDer<'static>,
-    pem: String,
-}
-
-impl Ca {
-    fn new(name: &str) -> Ca {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name = DistinguishedName::new();
-        params.distinguished_name.push(DnType::CommonName, name);
-        let key = KeyPair::generate().unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        Ca { der: cert.der().clone(), pem: cert.pem(), issuer: Issuer::new(params, key) }
-    }
-
-    /// A leaf for `names` (ECDSA P-256, or RSA 2048), with `dn` as (O, CN) when given.
-    fn leaf(&self, names: &[&str], rsa: bool, dn: Option<(&str, &str)>) -> Leaf {
-        let key =
-            if rsa { KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap() } else { KeyPair::generate().unwrap() };
-        let mut params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
-        if let Some((o, cn)) = dn {
-            params.distinguished_name = DistinguishedName::new();
-            params.distinguished_name.push(DnType::OrganizationName, o);
-            params.distinguished_name.push(DnType::CommonName, cn);
-        }
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        Leaf {
-            der: cert.der().clone(),
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-            key_der: key.serialize_der(),
-        }
-    }
-}
-
-struct Leaf {
-    der: CertificateDer<'static>,
-    cert_pem: String,
-    key_pem: String,
-    key_der: Vec<u8>,
-}
-
-impl Leaf {
-    fn key(&self) -> PrivateKeyDer<'static> {
-        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_der.clone()))
-    }
-}
 
 /// A fresh directory under the system temp dir.
 fn scratch(tag: &str) -> PathBuf {

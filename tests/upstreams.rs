@@ -19,36 +19,25 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use support::pki::Ca;
 use support::*;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-/// A private CA, and files under a directory of the test's own.
+/// A private CA (`support::pki`), and its files under a directory of the test's own.
 struct Pki {
-    ca: CertifiedIssuer<'static, KeyPair>,
+    ca: Ca,
     dir: PathBuf,
 }
 
 impl Pki {
     fn new(tag: &str) -> Pki {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(rcgen::DnType::CommonName, format!("tokengate test CA {tag}"));
-        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        let ca = Ca::new(&format!("tokengate test CA {tag}"));
         let dir = std::env::temp_dir().join(format!("tokengate-upstreams-{}-{tag}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let pki = Pki { ca, dir };
-        pki.write("ca.pem", &pki.ca.pem());
-        pki
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.dir.join(name);
-        std::fs::write(&path, text).unwrap();
-        path
+        std::fs::write(dir.join("ca.pem"), &ca.pem).unwrap();
+        Pki { ca, dir }
     }
 
     fn path(&self, name: &str) -> String {
@@ -57,13 +46,10 @@ impl Pki {
 
     /// A certificate for `names` signed by the CA, written as `<name>.pem` and `<name>.key`.
     fn leaf(&self, name: &str, names: &[&str]) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
-        let key = KeyPair::generate().unwrap();
-        let params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
-        let cert = params.signed_by(&key, &self.ca).unwrap();
-        let cert_path = self.write(&format!("{name}.pem"), &cert.pem());
-        let key_path = self.write(&format!("{name}.key"), &key.serialize_pem());
-        let chain = CertificateDer::pem_file_iter(cert_path).unwrap().collect::<Result<Vec<_>, _>>().unwrap();
-        (chain, PrivateKeyDer::from_pem_file(key_path).unwrap())
+        let leaf = self.ca.leaf(names, false, None);
+        std::fs::write(self.dir.join(format!("{name}.pem")), &leaf.cert_pem).unwrap();
+        std::fs::write(self.dir.join(format!("{name}.key")), &leaf.key_pem).unwrap();
+        (vec![leaf.der.clone()], leaf.key())
     }
 }
 
@@ -146,7 +132,7 @@ async fn tls_upstream(pki: &Pki, names: &[&str], alpn: &[&[u8]], client_ca: bool
         rustls::ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions().unwrap();
     let builder = if client_ca {
         let mut roots = rustls::RootCertStore::empty();
-        roots.add(pki.ca.der().clone()).unwrap();
+        roots.add(pki.ca.der.clone()).unwrap();
         let verifier =
             rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider()).build().unwrap();
         builder.with_client_cert_verifier(verifier)
