@@ -110,8 +110,8 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> Result<Running, S
         false => None,
     };
     let (admin_listener, admin_addr) = bind(config.admin_listen, Listener::Admin).await?;
-    let plain_listener = match (&config.upstream, config.plain_listen) {
-        (Some(_), Some(addr)) => Some(bind(addr, Listener::Plain).await?),
+    let plain_listener = match (config.proxies(), config.plain_listen) {
+        (true, Some(addr)) => Some(bind(addr, Listener::Plain).await?),
         _ => None,
     };
     let plain_addr = plain_listener.as_ref().map(|(_, addr)| *addr);

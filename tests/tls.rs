@@ -407,6 +407,23 @@ async fn plain_listener_beside_tls() {
     assert_eq!(up.last().headers["x-forwarded-proto"], "https");
 }
 
+/// Only named upstreams (no default `upstream`) still run the proxy listeners, the cleartext
+/// one included.
+#[tokio::test]
+async fn plain_listener_with_named_upstreams_only() {
+    let (up, ca) = (Upstream::start().await, Ca::new("test CA"));
+    let dir = scratch("plain-named");
+    let mut cfg = tls_config(&up, vec![write_pair(&dir, "ec", &ca.leaf(&["localhost"], false, None))]);
+    let default = cfg.upstream.take().unwrap();
+    cfg.upstreams = vec![("app".into(), default)];
+    cfg.routes[0].upstream = Some("app".into());
+    cfg.plain_listen = Some("127.0.0.1:0".parse().unwrap());
+    let gw = gateway(cfg).await;
+    let plain = gw.plain_addr.expect("the plain listener runs");
+    assert_eq!(client(false).get(format!("http://{plain}/plain")).send().await.unwrap().status(), 200);
+    assert_eq!(up.last().headers["x-forwarded-proto"], "http");
+}
+
 /// Bad TLS settings stop the load with the file, the key and what is wrong.
 #[test]
 fn bad_config_is_a_clear_error() {
