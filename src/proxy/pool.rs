@@ -128,13 +128,13 @@ pub struct PooledBody {
 }
 
 impl PooledBody {
-    pub fn new(inner: Incoming, sender: Sender, pool: Arc<Pool>) -> PooledBody {
-        PooledBody { inner, lease: Some((sender, pool)), ended: false, in_flight: None }
+    fn leasing(inner: Incoming, lease: Option<(Sender, Arc<Pool>)>) -> PooledBody {
+        PooledBody { inner, lease, ended: false, in_flight: None }
     }
 
     /// A body whose connection is not pooled (HTTP/2 streams share theirs).
     pub fn unpooled(inner: Incoming) -> PooledBody {
-        PooledBody { inner, lease: None, ended: false, in_flight: None }
+        PooledBody::leasing(inner, None)
     }
 
     /// `response`, received on `sender`'s connection, with its body returning that connection
@@ -142,7 +142,7 @@ impl PooledBody {
     pub fn for_response(response: Response<Incoming>, sender: Sender, pool: &Arc<Pool>) -> Response<PooledBody> {
         let upgraded = response.status() == StatusCode::SWITCHING_PROTOCOLS;
         let lease = (!upgraded).then(|| (sender, pool.clone()));
-        response.map(|inner| PooledBody { inner, lease, ended: false, in_flight: None })
+        response.map(|inner| PooledBody::leasing(inner, lease))
     }
 
     /// Keep the request counted as in flight for as long as this body lives.
@@ -233,7 +233,7 @@ mod tests {
     async fn leased(pool: &Arc<Pool>, answer: &'static [u8], request: http::Request<UpstreamBody>) -> PooledBody {
         let mut sender = connect(upstream(answer).await).await;
         let resp = sender.send_request(request).await.unwrap();
-        PooledBody::new(resp.into_body(), sender, pool.clone())
+        PooledBody::for_response(resp, sender, pool).into_body()
     }
 
     #[tokio::test]
@@ -349,7 +349,7 @@ mod tests {
         pool.start_sweeping();
         let mut sender = connect(addr).await;
         let resp = sender.send_request(get()).await.unwrap();
-        PooledBody::new(resp.into_body(), sender, pool.clone()).collect().await.unwrap();
+        PooledBody::for_response(resp, sender, &pool).into_body().collect().await.unwrap();
         assert_eq!(pool.idle_count(), 1);
         tokio::time::timeout(Duration::from_secs(10), closed).await.expect("the sweep closed it").unwrap();
         assert_eq!(pool.idle_count(), 0);
