@@ -499,6 +499,12 @@ fn socket_addr(ctx: &Ctx<'_>, field: &str, value: &str) -> Result<SocketAddr, Co
     })
 }
 
+/// A name that goes into metrics labels and log fields as it is (route ids, upstream names):
+/// `[A-Za-z0-9_.-]+`.
+fn is_label_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+}
+
 fn positive(ctx: &Ctx<'_>, field: &str, d: Duration) -> Result<Duration, ConfigError> {
     if d.is_zero() {
         return Err(ctx.err(field, "must be greater than zero"));

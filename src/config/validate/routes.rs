@@ -52,7 +52,7 @@ pub(super) fn route(
     let Some(id) = r.id.clone() else {
         return Err(ctx.err(f("id"), "is required: a unique name used as the metrics route label"));
     };
-    if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) {
+    if !is_label_name(&id) {
         return Err(ctx.err(f("id"), format!("{id:?} must match [A-Za-z0-9_.-]+")));
     }
     if let Some(j) = seen.insert(id.clone(), i) {

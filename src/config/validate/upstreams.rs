@@ -9,7 +9,7 @@ use http::Uri;
 use rustls::pki_types::ServerName;
 
 use super::{
-    env, nonzero, positive, raw, Ctx, Problems, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_IN_FLIGHT,
+    env, is_label_name, nonzero, positive, raw, Ctx, Problems, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_IN_FLIGHT,
     DEFAULT_POOL_IDLE_TIMEOUT, DEFAULT_POOL_MAX_IDLE_PER_HOST, DEFAULT_RESPONSE_TIMEOUT,
 };
 use crate::config::{ClientIdentity, ConfigError, Route, UpstreamProtocol, UpstreamSettings, UpstreamTls, WrittenTls};
@@ -146,7 +146,7 @@ pub(super) fn named(
     let mut out = Vec::new();
     for (name, settings) in raw.unwrap_or_default() {
         let section = format!("upstreams.{name}");
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) {
+        if !is_label_name(&name) {
             problems.add(ctx.err(section, format!("the name {name:?} must match [A-Za-z0-9_.-]+")));
             continue;
         }
