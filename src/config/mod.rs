@@ -93,6 +93,14 @@ impl Config {
     pub fn proxies(&self) -> bool {
         self.upstream.is_some() || !self.upstreams.is_empty()
     }
+
+    /// The default upstream's settings (`None`), or the named one's.
+    pub fn upstream_settings(&self, name: Option<&str>) -> Option<&UpstreamSettings> {
+        match name {
+            None => self.upstream.as_ref(),
+            Some(name) => self.upstreams.iter().find(|(n, _)| n == name).map(|(_, s)| s),
+        }
+    }
 }
 
 /// `tls:`: the proxy listener's certificates and client-certificate settings. Only paths: the

@@ -30,7 +30,7 @@ use crate::auth::token_cache::LastToken;
 use crate::auth::{AuthError, Authenticator, Principal};
 use crate::canon::{self, PathOptions};
 use crate::clock::Clock;
-use crate::config::{Config, IdentityValue, UpstreamSettings};
+use crate::config::{Config, IdentityValue};
 use crate::decide::{self, Credentials, Refusal};
 use crate::metrics::{Metrics, RouteMetrics, NO_ROUTE};
 use crate::respond::{respond, Denial, UpstreamError};
@@ -62,8 +62,9 @@ pub struct State {
     pub config: Config,
     pub routes: RouteTable,
     pub auth: Authenticator,
-    /// Every configured upstream: the default one (keyed `None`) and the named ones.
-    pub upstreams: Vec<(Option<String>, UpstreamSettings, Upstream)>,
+    /// Every configured upstream: the default one (keyed `None`) and the named ones, each with
+    /// its settings in `config`.
+    pub upstreams: Vec<(Option<String>, Upstream)>,
     /// Each route's upstream, in route-table order; `None` when only the decision service runs.
     pub route_upstreams: Vec<Option<Upstream>>,
     pub identity_names: IdentityNames,
@@ -505,7 +506,7 @@ pub fn state_after(
     let upstreams = upstreams(previous, &config, &metrics);
     let route_upstreams = routes
         .routes()
-        .map(|r| upstreams.iter().find(|(key, ..)| *key == r.route.upstream).map(|(.., u)| u.clone()))
+        .map(|r| upstreams.iter().find(|(key, _)| *key == r.route.upstream).map(|(_, u)| u.clone()))
         .collect();
     State {
         epoch: previous.map_or(0, |p| p.epoch + 1),
@@ -526,24 +527,21 @@ pub fn state_after(
 
 /// The upstreams of `config`, each keeping its connections from `previous` when its settings
 /// did not change.
-fn upstreams(
-    previous: Option<&State>,
-    config: &Config,
-    metrics: &Metrics,
-) -> Vec<(Option<String>, UpstreamSettings, Upstream)> {
+fn upstreams(previous: Option<&State>, config: &Config, metrics: &Metrics) -> Vec<(Option<String>, Upstream)> {
     let default = config.upstream.iter().map(|u| (None, u, forward::name(u)));
     let named = config.upstreams.iter().map(|(name, u)| (Some(name.clone()), u, name.clone()));
     default
         .chain(named)
         .map(|(key, settings, name)| {
             let kept = previous
-                .and_then(|p| p.upstreams.iter().find(|(k, s, _)| *k == key && s == settings))
-                .map(|(.., u)| u.clone());
+                .filter(|p| p.config.upstream_settings(key.as_deref()) == Some(settings))
+                .and_then(|p| p.upstreams.iter().find(|(k, _)| *k == key))
+                .map(|(_, u)| u.clone());
             let upstream = kept.unwrap_or_else(|| Upstream {
                 forwarder: Arc::new(Forwarder::new(settings, &name, metrics)),
                 name: Arc::from(name),
             });
-            (key, settings.clone(), upstream)
+            (key, upstream)
         })
         .collect()
 }
